@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` and `make test` (each bootstraps .venv).
+SHELL := /bin/bash
+PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || echo /root/.pyenv/versions/3.10.13/bin/python)
+VENV ?= .venv
+BIN := $(VENV)/bin
+export TF_USE_LEGACY_KERAS := 1
+export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
+export TF_CPP_MIN_LOG_LEVEL := 1
+ARGS ?=
+IMAGE ?= fer-pipeline
+TAG ?= latest
+
+.PHONY: venv run test clean
+
+venv: $(VENV)/.installed
+
+# Idempotent: reinstalls only when the lock or setup.py changed.
+$(VENV)/.installed: requirements.lock setup.py
+	@test -x "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON310) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==24.2
+	$(BIN)/python -m pip install -q --no-deps -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# The main job on the embedded default (synthetic faces); ARGS="--data ../shared/data/fer2013.csv.gz" for real data.
+run: venv
+	$(BIN)/fer-pipeline run --summary-json runs/summary.json $(ARGS)
+
+test: venv
+	$(BIN)/python -m pytest tests $(ARGS)
+
+clean:
+	rm -rf runs

@@ -1,0 +1,35 @@
+"""ServingBaseline: the Evaluator's baseline is the model TF Serving serves now.
+
+TFX's Resolver nodes (LatestBlessedModelStrategy) do not run on open-source Kubeflow
+Pipelines, so the baseline comes from the one place both runners share: the serving
+directory. The latest complete version there is copied into this component's Model
+artifact. With nothing pushed yet, the candidate itself becomes the baseline, so
+"not worse than the baseline" holds trivially and only the absolute bound decides.
+"""
+import os
+
+from tfx import v1 as tfx
+from tfx.utils import io_utils, path_utils
+
+from components import serving_push
+
+SOURCE_PROPERTY = "baseline_source"
+
+
+@tfx.dsl.components.component
+def ServingBaseline(
+        candidate: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+        baseline: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
+        model_base_path: tfx.dsl.components.Parameter[str],
+) -> None:
+    """Copies the served model (or, on a first push, the candidate) into `baseline`."""
+    version = serving_push.latest_version(model_base_path)
+    if version is None:
+        source = path_utils.serving_model_path(candidate.uri)
+        label = "none pushed yet: candidate compared with itself"
+    else:
+        source = os.path.join(model_base_path, str(version))
+        label = f"served version {version}"
+    io_utils.copy_dir(source, path_utils.serving_model_dir(baseline.uri))
+    baseline.set_string_custom_property(SOURCE_PROPERTY, label)
+    print(f"Baseline for evaluation: {label} ({source})")

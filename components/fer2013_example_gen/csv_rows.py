@@ -1,0 +1,195 @@
+"""Parsing of fer2013 CSV rows into tf.Examples, with a reason for every rejected row.
+
+Pure functions (no Beam, no TFX) so that every quarantine reason is unit-testable.
+A row is either a :class:`ParsedRow` (pixels, label, usage) or a :class:`QuarantinedRow`
+that keeps the raw text, its line number and why it was rejected: no data is dropped
+silently.
+"""
+import csv
+import dataclasses
+import hashlib
+import io
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from components import features
+
+# Quarantine reasons (stable codes: they appear in summaries and dashboards).
+BROKEN_QUOTING = "broken_csv_quoting"
+WRONG_COLUMN_COUNT = "wrong_column_count"
+EMPTY_ROW = "empty_row"
+NON_NUMERIC_LABEL = "non_numeric_label"
+LABEL_OUT_OF_RANGE = "label_out_of_range"
+WRONG_PIXEL_COUNT = "wrong_pixel_count"
+NON_NUMERIC_PIXEL = "non_numeric_pixel"
+PIXEL_OUT_OF_RANGE = "pixel_out_of_range"
+UNKNOWN_USAGE = "unknown_usage"
+REASONS: Tuple[str, ...] = (
+    BROKEN_QUOTING, WRONG_COLUMN_COUNT, EMPTY_ROW, NON_NUMERIC_LABEL, LABEL_OUT_OF_RANGE,
+    WRONG_PIXEL_COUNT, NON_NUMERIC_PIXEL, PIXEL_OUT_OF_RANGE, UNKNOWN_USAGE)
+
+REQUIRED_COLUMNS = ("emotion", "pixels")
+USAGE_COLUMN = "Usage"
+
+
+class CsvHeaderError(ValueError):
+    """The file cannot be read as fer2013 at all (no header, missing columns)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Column positions found in a fer2013 header."""
+
+    num_columns: int
+    emotion: int
+    pixels: int
+    usage: Optional[int]  # None: no Usage column, rows go to the hash split
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedRow:
+    """A valid row: 2304 pixels in 0..255, a label in 0..6, a split name or None."""
+
+    pixels: np.ndarray
+    label: int
+    split: Optional[str]  # None when the row has no Usage value
+
+
+@dataclasses.dataclass(frozen=True)
+class QuarantinedRow:
+    """A rejected row with everything needed to find and fix it."""
+
+    source: str
+    line: int
+    reason: str
+    detail: str
+    text: str
+
+    def to_dict(self) -> Dict[str, Union[str, int]]:
+        return dataclasses.asdict(self)
+
+
+def _split_csv_line(text: str) -> Sequence[str]:
+    """Splits one CSV line, raising csv.Error on broken quoting."""
+    if text.count('"') % 2:
+        raise csv.Error("unbalanced double quote")
+    rows = list(csv.reader(io.StringIO(text), strict=True))
+    if len(rows) != 1:
+        raise csv.Error("line does not hold exactly one CSV record")
+    return rows[0]
+
+
+def parse_header(text: str, source: str = "<csv>") -> Layout:
+    """Reads the header line; raises CsvHeaderError when required columns are missing."""
+    try:
+        names = [name.strip() for name in _split_csv_line(text.strip("\r\n"))]
+    except csv.Error as err:
+        raise CsvHeaderError(f"{source}: header line is not valid CSV ({err})") from err
+    missing = [name for name in REQUIRED_COLUMNS if name not in names]
+    if missing:
+        raise CsvHeaderError(
+            f"{source}: header {names!r} lacks required column(s) {missing}; "
+            f"expected fer2013 columns emotion,pixels[,Usage]")
+    return Layout(
+        num_columns=len(names),
+        emotion=names.index("emotion"),
+        pixels=names.index("pixels"),
+        usage=names.index(USAGE_COLUMN) if USAGE_COLUMN in names else None)
+
+
+def parse_pixels(field: str) -> np.ndarray:
+    """Parses 2304 space-separated ints in 0..255; raises _Reject on any defect."""
+    tokens = field.split()
+    if len(tokens) != features.NUM_PIXELS:
+        raise _Reject(WRONG_PIXEL_COUNT,
+                      f"{len(tokens)} pixel values, expected {features.NUM_PIXELS}")
+    try:
+        values = np.array(tokens, dtype=np.int64)
+    except ValueError:
+        bad = next((t for t in tokens if not t.lstrip("+-").isdigit()), tokens[0])
+        raise _Reject(NON_NUMERIC_PIXEL, f"pixel token {bad[:20]!r} is not an integer") from None
+    out_of_range = (values < 0) | (values > 255)
+    if out_of_range.any():
+        index = int(np.argmax(out_of_range))
+        raise _Reject(PIXEL_OUT_OF_RANGE,
+                      f"pixel {index} = {values[index]} is outside 0..255")
+    return values
+
+
+def parse_label(field: str) -> int:
+    """Parses the emotion label, an int in 0..6."""
+    try:
+        label = int(field.strip())
+    except ValueError:
+        raise _Reject(NON_NUMERIC_LABEL, f"emotion {field[:20]!r} is not an integer") from None
+    if not 0 <= label < features.NUM_CLASSES:
+        raise _Reject(LABEL_OUT_OF_RANGE,
+                      f"emotion {label} is outside 0..{features.NUM_CLASSES - 1}")
+    return label
+
+
+def parse_usage(field: str) -> Optional[str]:
+    """Maps a Usage value to a split name; empty -> None (hash split)."""
+    usage = field.strip()
+    if not usage:
+        return None
+    if usage not in features.USAGE_TO_SPLIT:
+        raise _Reject(UNKNOWN_USAGE,
+                      f"Usage {usage[:30]!r} is not one of {sorted(features.USAGE_TO_SPLIT)}")
+    return features.USAGE_TO_SPLIT[usage]
+
+
+class _Reject(Exception):
+    """Internal: carries a quarantine reason out of a field parser."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_row(text: str, layout: Layout, line: int,
+              source: str = "<csv>") -> Union[ParsedRow, QuarantinedRow]:
+    """Parses one data line; never raises for bad data, returns a QuarantinedRow instead."""
+    stripped = text.rstrip("\r\n")
+    try:
+        if not stripped.strip():
+            raise _Reject(EMPTY_ROW, "empty line")
+        try:
+            fields = _split_csv_line(stripped)
+        except csv.Error as err:
+            raise _Reject(BROKEN_QUOTING, f"broken CSV quoting: {err}") from None
+        if len(fields) != layout.num_columns:
+            raise _Reject(WRONG_COLUMN_COUNT,
+                          f"{len(fields)} columns, header has {layout.num_columns}")
+        label = parse_label(fields[layout.emotion])
+        pixels = parse_pixels(fields[layout.pixels])
+        split = parse_usage(fields[layout.usage]) if layout.usage is not None else None
+        return ParsedRow(pixels=pixels, label=label, split=split)
+    except _Reject as reject:
+        return QuarantinedRow(source=source, line=line, reason=reject.reason,
+                              detail=reject.detail, text=stripped)
+
+
+def hash_split(pixels: np.ndarray, buckets: Sequence[Tuple[str, int]]) -> str:
+    """Deterministic split for rows without Usage: a content hash over weighted buckets."""
+    total = sum(weight for _, weight in buckets)
+    digest = hashlib.sha256(pixels.astype(np.uint8).tobytes()).digest()
+    point = int.from_bytes(digest[:8], "big") % total
+    for name, weight in buckets:
+        if point < weight:
+            return name
+        point -= weight
+    raise AssertionError("unreachable: point < total")
+
+
+def to_tf_example_bytes(row: ParsedRow) -> bytes:
+    """Serializes a valid row as a tf.Example with `pixels` (int64 x2304) and `emotion`."""
+    import tensorflow as tf  # local import: keeps the parser importable without TF
+
+    example = tf.train.Example(features=tf.train.Features(feature={
+        features.PIXELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=row.pixels)),
+        features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[row.label])),
+    }))
+    return example.SerializeToString()

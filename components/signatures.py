@@ -1,0 +1,61 @@
+"""Serving signatures: serialized tf.Example and encoded image bytes.
+
+Both apply the Transform graph (``tft_layer``) and return the same outputs, so TFMA,
+TF Serving's Predict API and image clients all see one contract (components/features.py).
+"""
+from typing import Dict
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features
+
+
+def decode_image_to_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+    """PNG/JPEG/BMP/GIF bytes of any size, colour or gray -> int64 [2304] 48x48 gray pixels."""
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    gray = tf.image.rgb_to_grayscale(image)
+    resized = tf.image.resize(tf.cast(gray, tf.float32),
+                              (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True)
+    pixels = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.int64)
+    return tf.reshape(pixels, (features.NUM_PIXELS,))
+
+
+def predictions(probabilities: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The signature outputs derived from the softmax: probabilities, class id and name."""
+    probabilities = tf.cast(probabilities, tf.float32)
+    class_id = tf.argmax(probabilities, axis=-1)
+    return {
+        features.PROBABILITIES_OUTPUT: probabilities,
+        features.CLASS_ID_OUTPUT: class_id,
+        features.CLASS_NAME_OUTPUT: tf.gather(tf.constant(features.EMOTIONS), class_id),
+    }
+
+
+def make_serving_signatures(model: tf.keras.Model,
+                            tf_transform_output: tft.TFTransformOutput) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    """Returns {serving_default, serving_images} concrete functions for model.save()."""
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+    raw_spec.pop(features.LABEL_KEY, None)
+
+    def predict_raw(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        transformed = model.tft_layer(raw_features)
+        return predictions(model(transformed[features.IMAGE_XF_KEY], training=False))
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
+    def serve_examples(examples):
+        return predict_raw(tf.io.parse_example(examples, raw_spec))
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
+    def serve_images(images):
+        pixels = tf.map_fn(decode_image_to_pixels, images,
+                           fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
+        return predict_raw({features.PIXELS_KEY: pixels})
+
+    return {
+        features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),
+        features.SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),
+    }

@@ -1,0 +1,77 @@
+"""Every setting of the pipeline in one place.
+
+Runners and the CLI build a :class:`PipelineConfig` (defaults below, overridden by
+flags); ``pipeline.pipeline.create_pipeline`` turns it into TFX components. Components
+receive the part they need (e.g. :class:`TrainerConfig` as the Trainer's custom_config).
+This module imports nothing heavy, so components may read it too.
+"""
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+DEFAULT_PIPELINE_NAME = "fer2013"
+DEFAULT_MODEL_NAME = "fer"
+DEFAULT_ARCHITECTURE = "improved"
+DEFAULT_RUN_ROOT = "runs"  # relative to the working directory
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """What one Trainer needs; travels as the Trainer's custom_config (JSON)."""
+
+    architecture: str = DEFAULT_ARCHITECTURE
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weights: Optional[str] = None  # None / 'imagenet' / path to a local .h5 (transfer models)
+    shuffle_buffer: int = 10_000
+    seed: int = 42
+
+    def to_custom_config(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Optional[Dict[str, Any]]) -> "TrainerConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(custom_config or {}) - known
+        if unknown:
+            raise ValueError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**(custom_config or {}))
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """The whole pipeline: data, thresholds, training, paths, Beam."""
+
+    data_path: str
+    pipeline_root: str = os.path.join(DEFAULT_RUN_ROOT, "pipeline_root")
+    serving_dir: str = os.path.join(DEFAULT_RUN_ROOT, "serving")
+    metadata_path: str = os.path.join(DEFAULT_RUN_ROOT, "metadata.sqlite")
+    pipeline_name: str = DEFAULT_PIPELINE_NAME
+    model_name: str = DEFAULT_MODEL_NAME
+    schema_dir: str = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                   "schemas")
+    # Ingest
+    max_quarantine_fraction: float = 0.01
+    unassigned_split_buckets: Tuple[int, int, int] = (8, 1, 1)  # train/eval/test, rows w/o Usage
+    allow_anomalies: bool = False
+    # Training and blessing
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    min_accuracy: float = 0.3
+    # Beam
+    beam_direct_running_mode: str = "multi_processing"  # or in_memory / multi_threading
+    beam_num_workers: int = 0  # 0 = one per CPU
+    enable_cache: bool = True
+
+    @property
+    def model_serving_dir(self) -> str:
+        """TF Serving's model base path: <serving-dir>/<model-name>."""
+        return os.path.join(self.serving_dir, self.model_name)
+
+    def beam_pipeline_args(self) -> List[str]:
+        return [f"--direct_running_mode={self.beam_direct_running_mode}",
+                f"--direct_num_workers={self.beam_num_workers}"]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -1,0 +1,78 @@
+"""create_pipeline(config): the ONE definition that the local and Kubeflow runners use.
+
+fer2013 CSV -> Fer2013ExampleGen (+quarantine) -> StatisticsGen -> ImportSchemaGen ->
+ExampleValidator -> DataValidationGate -> Transform -> Trainer -> ServingBaseline ->
+Evaluator -> (blessed?) AtomicPusher -> <serving-dir>/<model-name>/<version>/
+"""
+import os
+from typing import List
+
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_node
+from tfx.dsl.experimental.conditionals import conditional
+
+from components import evaluation
+from components.baseline import ServingBaseline
+from components.data_validation_gate import DataValidationGate
+from components.fer2013_example_gen import Fer2013ExampleGen, unassigned_rows_output_config
+from components.serving_push import AtomicPusher
+from pipeline.config import PipelineConfig
+
+TRANSFORM_FN = "components.transform.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn"
+
+
+def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
+    """All nodes of the pipeline, wired; shared by create_pipeline and the tests."""
+    example_gen = Fer2013ExampleGen(
+        data_path=config.data_path,
+        max_quarantine_fraction=config.max_quarantine_fraction,
+        output_config=unassigned_rows_output_config(*config.unassigned_split_buckets))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(
+        schema_file=os.path.join(config.schema_dir, "schema.pbtxt"))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"],
+                              schema=schema_gen.outputs["schema"],
+                              allow_anomalies=int(config.allow_anomalies))
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=TRANSFORM_FN)
+    transform.add_upstream_node(gate)  # no training on data that failed validation
+
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        custom_config=config.trainer.to_custom_config())
+    baseline = ServingBaseline(candidate=trainer.outputs["model"],
+                               model_base_path=config.model_serving_dir)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        example_splits=["eval"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["baseline"],
+        eval_config=evaluation.make_eval_config(config.min_accuracy))
+    with conditional.Cond(
+            evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1):
+        pusher = AtomicPusher(
+            model=trainer.outputs["model"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(
+                    base_directory=config.model_serving_dir)))
+    return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
+            trainer, baseline, evaluator, pusher]
+
+
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
+    """The FER2013 pipeline for any TFX runner (Kubeflow brings its own metadata)."""
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=create_components(config),
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.beam_pipeline_args())

@@ -1,0 +1,90 @@
+"""Row parsing of fer2013 CSV: every quarantine reason, header checks, hash split."""
+import numpy as np
+import pytest
+
+from components import features
+from components.fer2013_example_gen import csv_rows
+
+LAYOUT = csv_rows.parse_header("emotion,pixels,Usage\n")
+PIXELS = " ".join(str(i % 256) for i in range(features.NUM_PIXELS))
+
+
+def parse(text, layout=LAYOUT):
+    return csv_rows.parse_row(text, layout, line=7, source="f.csv")
+
+
+def test_valid_row_maps_usage_to_split():
+    for usage, split in features.USAGE_TO_SPLIT.items():
+        row = parse(f"3,{PIXELS},{usage}\n")
+        assert isinstance(row, csv_rows.ParsedRow)
+        assert row.label == 3 and row.split == split
+        assert row.pixels.shape == (features.NUM_PIXELS,)
+        assert row.pixels[:3].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("text,reason", [
+    (f"3,{PIXELS} 5,Training", csv_rows.WRONG_PIXEL_COUNT),
+    ("3,1 2 3,Training", csv_rows.WRONG_PIXEL_COUNT),
+    (f"3,{PIXELS.replace('7', 'x', 1)},Training", csv_rows.NON_NUMERIC_PIXEL),
+    (f"3,{PIXELS.replace('10', '1.5', 1)},Training", csv_rows.NON_NUMERIC_PIXEL),
+    (f"3,{PIXELS.replace('255', '256', 1)},Training", csv_rows.PIXEL_OUT_OF_RANGE),
+    (f"3,{PIXELS.replace('0', '-1', 1)},Training", csv_rows.PIXEL_OUT_OF_RANGE),
+    (f"7,{PIXELS},Training", csv_rows.LABEL_OUT_OF_RANGE),
+    (f"-1,{PIXELS},Training", csv_rows.LABEL_OUT_OF_RANGE),
+    (f"happy,{PIXELS},Training", csv_rows.NON_NUMERIC_LABEL),
+    (f"3,{PIXELS},Validation", csv_rows.UNKNOWN_USAGE),
+    (f'3,"{PIXELS},Training', csv_rows.BROKEN_QUOTING),
+    (f"3,{PIXELS}", csv_rows.WRONG_COLUMN_COUNT),
+    (f"3,{PIXELS},Training,extra", csv_rows.WRONG_COLUMN_COUNT),
+    ("   ", csv_rows.EMPTY_ROW),
+])
+def test_malformed_rows_are_quarantined_with_reason(text, reason):
+    row = parse(text + "\n")
+    assert isinstance(row, csv_rows.QuarantinedRow)
+    assert row.reason == reason
+    assert row.line == 7 and row.source == "f.csv"
+    assert row.text == text  # the raw row is kept whole
+    assert row.detail
+
+
+def test_quoted_fields_parse():
+    row = parse(f'"3","{PIXELS}","PrivateTest"')
+    assert isinstance(row, csv_rows.ParsedRow) and row.split == "test"
+
+
+def test_missing_usage_value_goes_to_hash_split():
+    row = parse(f"3,{PIXELS},")
+    assert isinstance(row, csv_rows.ParsedRow) and row.split is None
+
+
+def test_header_without_usage_and_reordered_columns():
+    layout = csv_rows.parse_header("pixels,emotion\r\n")
+    assert layout.usage is None
+    row = csv_rows.parse_row(f"{PIXELS},5", layout, line=2)
+    assert isinstance(row, csv_rows.ParsedRow) and row.label == 5 and row.split is None
+
+
+def test_header_missing_required_column_is_a_clear_error():
+    with pytest.raises(csv_rows.CsvHeaderError, match="pixels"):
+        csv_rows.parse_header("emotion,Usage\n", source="bad.csv")
+
+
+def test_hash_split_is_deterministic_and_follows_weights():
+    buckets = [("train", 8), ("eval", 1), ("test", 1)]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(2000, features.NUM_PIXELS))
+    splits = [csv_rows.hash_split(img, buckets) for img in images]
+    assert splits == [csv_rows.hash_split(img, buckets) for img in images]
+    share = splits.count("train") / len(splits)
+    assert 0.75 < share < 0.85
+    assert {"eval", "test"} <= set(splits)
+
+
+def test_example_bytes_round_trip():
+    import tensorflow as tf
+
+    row = parse(f"2,{PIXELS},Training")
+    example = tf.train.Example.FromString(csv_rows.to_tf_example_bytes(row))
+    feats = example.features.feature
+    assert list(feats[features.LABEL_KEY].int64_list.value) == [2]
+    assert list(feats[features.PIXELS_KEY].int64_list.value) == row.pixels.tolist()

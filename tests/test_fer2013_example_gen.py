@@ -1,0 +1,96 @@
+"""Fer2013ExampleGen's Beam executor on small files: splits, quarantine, the bound."""
+import glob
+import gzip
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components import features
+from components.fer2013_example_gen import QuarantinedRows, unassigned_rows_output_config
+from components.fer2013_example_gen import executor as gen_executor
+
+PIXELS = " ".join(str((i * 7) % 256) for i in range(features.NUM_PIXELS))
+
+
+def good_rows(n, usage_cycle=("Training", "Training", "PublicTest", "PrivateTest")):
+    return [f"{i % 7},{PIXELS},{usage_cycle[i % len(usage_cycle)]}" for i in range(n)]
+
+
+def run_executor(tmp_path, lines, name="fer.csv", bound=0.01, header="emotion,pixels,Usage"):
+    data = tmp_path / name
+    text = "\n".join([header] + lines) + "\n"
+    if name.endswith(".gz"):
+        with gzip.open(data, "wt") as handle:
+            handle.write(text)
+    else:
+        data.write_text(text)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "examples")
+    quarantine = QuarantinedRows()
+    quarantine.uri = str(tmp_path / "quarantine")
+    exec_properties = {
+        "input_base": str(tmp_path),
+        "input_config": proto_utils.proto_to_json(example_gen_pb2.Input(
+            splits=[example_gen_pb2.Input.Split(name="fer2013", pattern=name)])),
+        "output_config": proto_utils.proto_to_json(unassigned_rows_output_config()),
+        "max_quarantine_fraction": bound,
+    }
+    gen_executor.Executor().Do({}, {"examples": [examples], "quarantine": [quarantine]},
+                               exec_properties)
+    return examples, quarantine
+
+
+def count_records(examples_uri, split):
+    files = glob.glob(os.path.join(examples_uri, f"Split-{split}", "*.gz"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+def read_quarantine(uri):
+    rows = []
+    for path in glob.glob(os.path.join(uri, "quarantine*.jsonl")):
+        rows += [json.loads(line) for line in open(path) if line.strip()]
+    return sorted(rows, key=lambda r: r["line"])
+
+
+def test_splits_by_usage_and_quarantines_bad_rows(tmp_path):
+    lines = good_rows(400) + [f"9,{PIXELS},Training", "3,1 2 3,PublicTest"]
+    examples, quarantine = run_executor(tmp_path, lines, name="fer.csv.gz", bound=0.05)
+    assert count_records(examples.uri, "train") == 200
+    assert count_records(examples.uri, "eval") == 100
+    assert count_records(examples.uri, "test") == 100
+    bad = read_quarantine(quarantine.uri)
+    assert [(r["line"], r["reason"]) for r in bad] == [
+        (402, "label_out_of_range"), (403, "wrong_pixel_count")]
+    assert bad[1]["text"] == "3,1 2 3,PublicTest"
+    summary = json.load(open(os.path.join(quarantine.uri, "summary.json")))
+    assert summary["rows_read"] == 402 and summary["rows_valid"] == 400
+    assert summary["quarantined_by_reason"] == {"label_out_of_range": 1, "wrong_pixel_count": 1}
+    assert quarantine.get_int_custom_property("rows_quarantined") == 2
+    assert examples.get_int_custom_property("num_examples_eval") == 100
+
+
+def test_too_many_bad_rows_fail_the_run_but_keep_the_quarantine(tmp_path):
+    lines = good_rows(50) + [f"3,{PIXELS.replace('7', 'x', 1)},Training"]  # 1/51 ~ 2 %
+    with pytest.raises(gen_executor.QuarantineBoundExceeded, match="above the bound of 1.00%"):
+        run_executor(tmp_path, lines)
+    rows = read_quarantine(str(tmp_path / "quarantine"))
+    assert [r["reason"] for r in rows] == ["non_numeric_pixel"]
+
+
+def test_rows_without_usage_column_use_the_hash_split(tmp_path):
+    lines = [f"{i % 7},{' '.join(str((i + j) % 256) for j in range(features.NUM_PIXELS))}"
+             for i in range(300)]
+    examples, _ = run_executor(tmp_path, lines, header="emotion,pixels")
+    counts = {s: count_records(examples.uri, s) for s in features.SPLITS}
+    assert sum(counts.values()) == 300
+    assert counts["train"] > counts["eval"] > 0 and counts["test"] > 0
+
+
+def test_header_without_pixels_column_fails_clearly(tmp_path):
+    with pytest.raises(Exception, match="lacks required column"):
+        run_executor(tmp_path, ["3,Training"], header="emotion,Usage")
