@@ -1,4 +1,4 @@
-"""fer-pipeline: run the pipeline locally (compile/submit for Kubeflow live in kubeflow_runner)."""
+"""fer-pipeline: run locally (BeamDagRunner), compile for / submit to Kubeflow Pipelines."""
 import argparse
 import json
 import logging
@@ -103,6 +103,66 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compile_args(parser: argparse.ArgumentParser) -> None:
+    defaults = config_lib.KubeflowConfig()
+    parser.add_argument("--output", default="fer_pipeline.yaml", help="KFP package (.yaml)")
+    parser.add_argument("--image", default=defaults.image,
+                        help="container image with this project (see Dockerfile)")
+    parser.add_argument("--data", default=defaults.data_path, help="fer2013 CSV URI in the cluster")
+    parser.add_argument("--pipeline-root", default=defaults.pipeline_root)
+    parser.add_argument("--serving-dir", default=defaults.serving_dir,
+                        help="volume/URI shared with TF Serving (kubernetes/)")
+    parser.add_argument("--beam-runner", default=defaults.beam_runner,
+                        choices=["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"])
+    parser.add_argument("--beam-arg", action="append", default=[],
+                        help="extra Beam flag for the Beam steps, e.g. --beam-arg=--project=P")
+    parser.add_argument("--trainer-gpus", type=int, default=defaults.trainer.gpus,
+                        help="nvidia.com/gpu per Trainer pod (0 = CPU)")
+    parser.add_argument("--epochs", type=int, default=config_lib.TrainerConfig().epochs)
+    parser.add_argument("--min-accuracy", type=float, default=0.3)
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from pipeline import kubeflow_runner
+
+    defaults = config_lib.KubeflowConfig()
+    kubeflow = config_lib.KubeflowConfig(
+        image=args.image, pipeline_root=args.pipeline_root, serving_dir=args.serving_dir,
+        data_path=args.data, beam_runner=args.beam_runner, beam_extra_args=tuple(args.beam_arg),
+        trainer=dataclasses.replace(defaults.trainer, gpus=args.trainer_gpus))
+    config = config_lib.PipelineConfig(
+        data_path=args.data, min_accuracy=args.min_accuracy,
+        trainer=config_lib.TrainerConfig(epochs=args.epochs))
+    print(f"Compiled {kubeflow_runner.compile_pipeline(config, kubeflow, args.output)}")
+    return 0
+
+
+def _parse_params(pairs: List[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"fer-pipeline: --param expects k=v, got {pair!r}")
+        key, value = pair.split("=", 1)
+        params[key] = value
+    return params
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    from pipeline import kubeflow_runner
+
+    try:
+        message = kubeflow_runner.submit(
+            args.package, host=args.host, experiment=args.experiment, run_name=args.run_name,
+            namespace=args.namespace, params=_parse_params(args.param), dry_run=args.dry_run)
+    except kubeflow_runner.SubmitError as error:
+        print(f"fer-pipeline: {error}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(prog="fer-pipeline", description=__doc__)
@@ -110,6 +170,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_parser = commands.add_parser("run", help="run the pipeline with BeamDagRunner")
     _add_run_args(run_parser)
     run_parser.set_defaults(handler=run_command)
+    compile_parser = commands.add_parser("compile", help="compile for Kubeflow Pipelines (v2)")
+    _add_compile_args(compile_parser)
+    compile_parser.set_defaults(handler=compile_command)
+    submit_parser = commands.add_parser("submit", help="submit a compiled package with kfp")
+    submit_parser.add_argument("--host", required=True, help="KFP API endpoint URL")
+    submit_parser.add_argument("--package", default="fer_pipeline.yaml")
+    submit_parser.add_argument("--experiment", default="fer2013")
+    submit_parser.add_argument("--run-name")
+    submit_parser.add_argument("--namespace")
+    submit_parser.add_argument("--param", action="append", default=[], help="k=v")
+    submit_parser.add_argument("--dry-run", action="store_true",
+                               help="validate the package, contact no server")
+    submit_parser.set_defaults(handler=submit_command)
     args = parser.parse_args(argv)
     return args.handler(args)
 

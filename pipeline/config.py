@@ -41,6 +41,33 @@ class TrainerConfig:
 
 
 @dataclasses.dataclass
+class Resources:
+    """Kubernetes requests of one pipeline pod (KubeflowV2 ResourceSpec)."""
+
+    cpu: float
+    memory_gib: float
+    gpus: int = 0  # nvidia.com/gpu; 0 = CPU only
+
+
+@dataclasses.dataclass
+class KubeflowConfig:
+    """Compile-time settings of the Kubeflow Pipelines (v2) package."""
+
+    image: str = "ghcr.io/fer-pipeline/fer-pipeline:0.1.0"
+    pipeline_root: str = "gs://fer-pipeline/pipeline_root"
+    serving_dir: str = "/models"  # the PVC shared with TF Serving (kubernetes/base)
+    data_path: str = "gs://fer-pipeline/data/fer2013.csv.gz"
+    beam_runner: str = "DirectRunner"
+    beam_extra_args: Tuple[str, ...] = ()
+    trainer: Resources = dataclasses.field(
+        default_factory=lambda: Resources(cpu=8, memory_gib=32, gpus=1))
+    beam_step: Resources = dataclasses.field(
+        default_factory=lambda: Resources(cpu=4, memory_gib=16))
+    default_step: Resources = dataclasses.field(
+        default_factory=lambda: Resources(cpu=1, memory_gib=4))
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     """The whole pipeline: data, thresholds, training, paths, Beam."""
 

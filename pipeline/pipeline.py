@@ -5,7 +5,7 @@ ExampleValidator -> DataValidationGate -> Transform -> Trainer -> ServingBaselin
 Evaluator -> (blessed?) AtomicPusher -> <serving-dir>/<model-name>/<version>/
 """
 import os
-from typing import List
+from typing import List, Optional
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
@@ -66,13 +66,14 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
             trainer, baseline, evaluator, pusher]
 
 
-def create_pipeline(config: PipelineConfig,
-                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
-    """The FER2013 pipeline for any TFX runner (Kubeflow brings its own metadata)."""
+def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
+                    beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
+    """The FER2013 pipeline for any TFX runner (Kubeflow brings its own metadata and Beam)."""
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=create_components(config),
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=config.beam_pipeline_args())
+        beam_pipeline_args=(config.beam_pipeline_args() if beam_pipeline_args is None
+                            else beam_pipeline_args))

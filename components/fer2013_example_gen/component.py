@@ -20,7 +20,7 @@ from components.fer2013_example_gen import executor
 class QuarantinedRows(artifact.Artifact):
     """Rows that could not become examples: JSON lines with file, line, reason, raw text."""
 
-    TYPE_NAME = "QuarantinedRows"
+    TYPE_NAME = "fer.QuarantinedRows"  # <namespace>.<Title>, as KFP v2 requires
 
 
 class Fer2013ExampleGenSpec(FileBasedExampleGenSpec):

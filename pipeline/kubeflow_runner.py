@@ -1,0 +1,131 @@
+"""Kubeflow Pipelines: compile the same pipeline with KubeflowV2DagRunner, submit with kfp.
+
+Only the runner and configuration differ from the local run: the nodes come from
+``pipeline.pipeline.create_components``. Components are referenced by module path, so
+the container image (Dockerfile) that carries this package is all a pod needs.
+"""
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.dsl.components.base import base_component
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+from pipeline.config import KubeflowConfig, PipelineConfig, Resources
+from pipeline.pipeline import create_pipeline
+
+ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+BEAM_COMPONENTS = ("Fer2013ExampleGen", "StatisticsGen", "Transform", "Evaluator")
+
+
+def resource_spec(resources: Resources) -> ResourceSpec:
+    """Resources -> the ResourceSpec proto KubeflowV2 turns into pod requests/limits."""
+    spec = ResourceSpec(cpu_limit=resources.cpu, memory_limit=resources.memory_gib)
+    if resources.gpus:
+        spec.accelerator.CopyFrom(ResourceSpec.AcceleratorConfig(
+            type="nvidia.com/gpu", count=resources.gpus))
+    return spec
+
+
+def beam_pipeline_args(kubeflow: KubeflowConfig) -> List[str]:
+    """Beam flags for the Beam-powered steps: DirectRunner in the pod, or a cluster runner."""
+    if kubeflow.beam_runner == "DirectRunner":
+        args = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+    else:
+        args = [f"--runner={kubeflow.beam_runner}"]
+    return args + list(kubeflow.beam_extra_args)
+
+
+def attach_resources(components: List[base_component.BaseComponent],
+                     kubeflow: KubeflowConfig) -> None:
+    """Trainers get the GPU spec, Beam steps theirs, every other step the default."""
+    for component in components:
+        if not isinstance(component, base_component.BaseComponent):
+            continue
+        if component.id.startswith("Trainer"):
+            resources = kubeflow.trainer
+        elif component.id.split(".")[0] in BEAM_COMPONENTS:
+            resources = kubeflow.beam_step
+        else:
+            resources = kubeflow.default_step
+        component.with_platform_config(resource_spec(resources))
+
+
+def kubeflow_pipeline_config(config: PipelineConfig, kubeflow: KubeflowConfig) -> PipelineConfig:
+    """The local config with the cluster's paths (data, pipeline root, serving volume)."""
+    return dataclasses.replace(config, data_path=kubeflow.data_path,
+                               pipeline_root=kubeflow.pipeline_root,
+                               serving_dir=kubeflow.serving_dir)
+
+
+def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: str) -> str:
+    """Writes the KFP package (a PipelineSpec YAML, what kfp.Client reads); returns its path.
+
+    KubeflowV2DagRunner produces a PipelineJob; kfp's client wants the PipelineSpec
+    inside it, with the pipeline root as its default.
+    """
+    if not output.endswith((".yaml", ".yml")):
+        raise ValueError(f"--output must end in .yaml or .yml (what kfp's client accepts), "
+                         f"got {output}")
+    pipeline = create_pipeline(kubeflow_pipeline_config(config, kubeflow),
+                               beam_pipeline_args=beam_pipeline_args(kubeflow))
+    attach_resources(pipeline.components, kubeflow)
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=kubeflow.image))
+    job = runner.run(pipeline, write_out=False)
+    spec = job["pipelineSpec"]
+    spec["defaultPipelineRoot"] = kubeflow.pipeline_root
+    load_pipeline_spec_dict(spec)  # fail here, not on the cluster, if it is not a valid spec
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w") as handle:
+        yaml.safe_dump(spec, handle, sort_keys=False)
+    return output
+
+
+def load_pipeline_spec_dict(spec: Dict) -> pipeline_spec_pb2.PipelineSpec:
+    """Parses a dict the way kfp.Client does (json_format into PipelineSpec)."""
+    return json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+
+
+def load_package(package: str) -> pipeline_spec_pb2.PipelineSpec:
+    """Reads a compiled package as kfp.Client would."""
+    with open(package) as handle:
+        return load_pipeline_spec_dict(yaml.safe_load(handle))
+
+
+class SubmitError(RuntimeError):
+    """Submission failed for a reason the user can act on (one line)."""
+
+
+def submit(package: str, host: str, experiment: str, run_name: Optional[str] = None,
+           namespace: Optional[str] = None, params: Optional[Dict[str, str]] = None,
+           dry_run: bool = False) -> str:
+    """Submits a compiled package with kfp.Client; dry_run validates it without a server."""
+    import kfp
+
+    if not os.path.exists(package):
+        raise SubmitError(f"package {package} does not exist: run `fer-pipeline compile` first")
+    try:
+        spec = load_package(package)
+    except (json_format.ParseError, yaml.YAMLError, AttributeError) as error:
+        raise SubmitError(f"{package} is not a KFP PipelineSpec package: {error}") from error
+    declared = set(spec.root.input_definitions.parameters)
+    unknown = set(params or {}) - declared
+    if unknown:
+        raise SubmitError(f"unknown pipeline parameter(s) {sorted(unknown)}; "
+                          f"the package declares {sorted(declared) or 'none'}")
+    if dry_run:
+        return (f"dry run: {package} is a valid KFP PipelineSpec with "
+                f"{len(spec.root.dag.tasks)} tasks; would submit to {host}")
+    try:
+        client = kfp.Client(host=host, namespace=namespace)
+        result = client.create_run_from_pipeline_package(
+            package, arguments=params or {}, run_name=run_name,
+            experiment_name=experiment, namespace=namespace)
+    except Exception as error:  # kfp raises many transport/auth error types
+        raise SubmitError(f"could not submit to {host}: {type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else 'no detail'}") from error
+    return f"submitted run {result.run_id} to {host}"
