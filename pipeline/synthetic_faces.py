@@ -13,8 +13,10 @@ one of Training / PublicTest / PrivateTest. A path ending in ``.gz`` is gzip-com
 """
 import argparse
 import collections
+import contextlib
 import dataclasses
 import gzip
+import io
 import math
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
@@ -205,7 +207,8 @@ def draw_nose(draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones, wrinkle
                   fill=shade, width=tones.line)
 
 
-def mouth_outline(expr: Expression, asym_side: int, samples: int = 17) -> Tuple[List[Point], List[Point]]:
+def mouth_outline(expr: Expression, asym_side: int,
+                  samples: int = 17) -> Tuple[List[Point], List[Point]]:
     """Upper and lower lip lines in face units, left to right."""
     upper, lower = [], []
     for t in np.linspace(-1.0, 1.0, samples):
@@ -323,8 +326,8 @@ def pixels_to_string(image: np.ndarray) -> str:
     return " ".join(map(str, image.reshape(-1).tolist()))
 
 
-def generate_rows(num_rows: int, seed: int = 0,
-                  usage_fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> Iterator[Tuple[int, str, str]]:
+def generate_rows(num_rows: int, seed: int = 0, usage_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+                  ) -> Iterator[Tuple[int, str, str]]:
     """Yields ``num_rows`` (emotion, pixels string, usage) rows, deterministic for ``seed``.
 
     Classes are balanced; usage_fractions are the Training / PublicTest / PrivateTest shares.
@@ -336,10 +339,13 @@ def generate_rows(num_rows: int, seed: int = 0,
         yield emotion, pixels_to_string(draw_face(emotion, rng)), usage
 
 
-def _open_text(path: str) -> TextIO:
-    if path.endswith(".gz"):
-        return gzip.open(path, "wt", encoding="ascii", newline="")
-    return open(path, "w", encoding="ascii", newline="")
+@contextlib.contextmanager
+def _open_text(path: str, gzipped: bool) -> Iterator[TextIO]:
+    """A text file for writing; gzip with a fixed header (mtime 0, no name): reproducible bytes."""
+    with open(path, "wb") as raw:
+        stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if gzipped else raw
+        with io.TextIOWrapper(stream, encoding="ascii", newline="") as text:
+            yield text
 
 
 def write_csv(path: str, num_rows: int = 2100, seed: int = 0) -> str:
@@ -350,9 +356,9 @@ def write_csv(path: str, num_rows: int = 2100, seed: int = 0) -> str:
     """
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tmp_path = f"{path}.tmp{os.getpid()}" + (".gz" if path.endswith(".gz") else "")
+    tmp_path = f"{path}.tmp{os.getpid()}"
     try:
-        with _open_text(tmp_path) as f:
+        with _open_text(tmp_path, gzipped=path.endswith(".gz")) as f:
             f.write(HEADER + "\n")
             for emotion, pixels, usage in generate_rows(num_rows, seed):
                 f.write(f"{emotion},{pixels},{usage}\n")
