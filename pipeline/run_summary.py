@@ -94,11 +94,11 @@ def confusion_matrix(evaluation_uri: str) -> Optional[List[List[int]]]:
         for kv in plots.plot_keys_and_values:
             if kv.key.model_name and kv.key.model_name != "candidate":
                 continue
-            matrix = kv.value.multi_class_confusion_matrix
-            if not matrix.entries:
+            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if not matrices:
                 continue
             counts = [[0] * features.NUM_CLASSES for _ in range(features.NUM_CLASSES)]
-            for entry in matrix.entries:
+            for entry in matrices[0].entries:  # default threshold 0: the argmax class
                 if 0 <= entry.actual_class_id < features.NUM_CLASSES and \
                         0 <= entry.predicted_class_id < features.NUM_CLASSES:
                     counts[entry.actual_class_id][entry.predicted_class_id] = int(entry.num_weighted_examples)
