@@ -1,0 +1,94 @@
+"""Both serving signatures on a real Transform graph: images of any size/colour and tf.Examples."""
+import io
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from PIL import Image
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+from components import features, models, signatures
+from components.transform import preprocessing_fn
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """An untrained improved CNN exported with both signatures, and its loaded SavedModel."""
+    root = tmp_path_factory.mktemp("signatures")
+    rng = np.random.default_rng(0)
+    raw = [{"pixels": rng.integers(0, 256, features.NUM_PIXELS).tolist(), "emotion": [i % 7]}
+           for i in range(14)]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec({
+        "pixels": tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64),
+        "emotion": tf.io.FixedLenFeature([1], tf.int64)}))
+    transform_dir = str(root / "transform")
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
+        transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
+        _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
+    # The raw schema, as TFX's Transform stores it (serving parses raw tf.Examples with it).
+    metadata_io.write_metadata(metadata, os.path.join(transform_dir, "metadata"))
+    model, _ = models.build_model("improved")
+    model_dir = str(root / "model")
+    model.save(model_dir, save_format="tf", signatures=signatures.make_serving_signatures(
+        model, tft.TFTransformOutput(transform_dir)))
+    return tf.saved_model.load(model_dir)
+
+
+def encode(array, fmt, mode="L"):
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8), mode=mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def check_outputs(outputs, batch):
+    probs = outputs[features.PROBABILITIES_OUTPUT].numpy()
+    assert probs.shape == (batch, features.NUM_CLASSES)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    names = [n.decode() for n in outputs[features.CLASS_NAME_OUTPUT].numpy()]
+    ids = outputs[features.CLASS_ID_OUTPUT].numpy()
+    assert names == [features.EMOTIONS[i] for i in ids]
+    assert (ids == probs.argmax(axis=1)).all()
+
+
+def test_images_of_any_size_and_colour(exported):
+    rng = np.random.default_rng(1)
+    images = [
+        encode(rng.integers(0, 256, (48, 48)), "PNG"),
+        encode(rng.integers(0, 256, (120, 90, 3)), "PNG", mode="RGB"),
+        encode(rng.integers(0, 256, (64, 64, 3)), "JPEG", mode="RGB"),
+        encode(rng.integers(0, 256, (30, 50)), "BMP"),
+    ]
+    outputs = exported.signatures[features.SERVING_IMAGES_SIGNATURE](
+        images=tf.constant(images))
+    check_outputs(outputs, 4)
+
+
+def test_image_and_example_signatures_agree(exported):
+    pixels = np.random.default_rng(2).integers(0, 256, (48, 48))
+    by_image = exported.signatures[features.SERVING_IMAGES_SIGNATURE](
+        images=tf.constant([encode(pixels, "PNG")]))
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "pixels": tf.train.Feature(int64_list=tf.train.Int64List(value=pixels.ravel()))}))
+    by_example = exported.signatures[features.SERVING_DEFAULT_SIGNATURE](
+        examples=tf.constant([example.SerializeToString()]))
+    check_outputs(by_example, 1)
+    np.testing.assert_allclose(by_image["probabilities"].numpy(),
+                               by_example["probabilities"].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_decode_resizes_colour_to_48x48_gray():
+    rgb = np.zeros((96, 96, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red -> gray 76 (ITU-R 601 luma)
+    pixels = signatures.decode_image_to_pixels(tf.constant(encode(rgb, "PNG", mode="RGB"))).numpy()
+    assert pixels.shape == (features.NUM_PIXELS,)
+    assert set(np.unique(pixels)) == {76}
+
+
+def test_corrupt_image_bytes_raise_invalid_argument(exported):
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        exported.signatures[features.SERVING_IMAGES_SIGNATURE](
+            images=tf.constant([b"definitely not an image"]))
