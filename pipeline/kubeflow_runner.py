@@ -77,12 +77,27 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=kubeflow.image))
     job = runner.run(pipeline, write_out=False)
     spec = job["pipelineSpec"]
+    _fill_missing_resources(spec, pipeline.components)
     spec["defaultPipelineRoot"] = kubeflow.pipeline_root
     load_pipeline_spec_dict(spec)  # fail here, not on the cluster, if it is not a valid spec
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as handle:
         yaml.safe_dump(spec, handle, sort_keys=False)
     return output
+
+
+def _fill_missing_resources(spec: Dict, components: List[base_component.BaseComponent]) -> None:
+    """Copies each node's ResourceSpec into executors TFX left without one.
+
+    TFX 1.16 builds the FileBasedExampleGen container (driver hook + executor) without
+    the node's platform_config, so Fer2013ExampleGen would get no requests at all.
+    """
+    executors = spec["deploymentSpec"]["executors"]
+    for component in components:
+        executor = executors.get(f"{component.id}_executor", {}).get("container")
+        config = getattr(component, "platform_config", None)
+        if executor is not None and config is not None and "resources" not in executor:
+            executor["resources"] = json_format.MessageToDict(config)
 
 
 def load_pipeline_spec_dict(spec: Dict) -> pipeline_spec_pb2.PipelineSpec:
