@@ -23,11 +23,15 @@ def make_eval_config(min_accuracy: float) -> tfma.EvalConfig:
             tfma.MetricConfig(class_name="ExampleCount"),
             tfma.MetricConfig(
                 class_name="SparseCategoricalAccuracy",
-                threshold=tfma.MetricThreshold(
-                    value_threshold=tfma.GenericValueThreshold(
-                        lower_bound={"value": min_accuracy}),
-                    change_threshold=tfma.GenericChangeThreshold(
-                        direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                        absolute={"value": -1e-10}))),
+                # Bound the overall slice only: a plain `threshold` would apply to every
+                # per-emotion slice too, and the rare Disgust class would veto every model.
+                per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                    slicing_specs=[tfma.SlicingSpec()],
+                    threshold=tfma.MetricThreshold(
+                        value_threshold=tfma.GenericValueThreshold(
+                            lower_bound={"value": min_accuracy}),
+                        change_threshold=tfma.GenericChangeThreshold(
+                            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                            absolute={"value": -1e-10})))]),
             tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
         ])])

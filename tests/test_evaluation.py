@@ -1,0 +1,18 @@
+"""The blessing rule: the accuracy bound applies to the overall slice, not to each emotion."""
+from components import evaluation, features
+
+
+def test_accuracy_bound_and_baseline_rule_apply_to_the_overall_slice_only():
+    config = evaluation.make_eval_config(min_accuracy=0.42)
+    spec = config.model_specs[0]
+    assert (spec.signature_name, spec.label_key, spec.prediction_key) == (
+        features.SERVING_DEFAULT_SIGNATURE, features.LABEL_KEY, features.PROBABILITIES_OUTPUT)
+    metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
+    accuracy = metrics["SparseCategoricalAccuracy"]
+    assert not accuracy.HasField("threshold")  # would veto on the rare Disgust slice
+    (rule,) = accuracy.per_slice_thresholds
+    assert [s.feature_keys for s in rule.slicing_specs] == [[]]
+    assert rule.threshold.value_threshold.lower_bound.value == 0.42
+    assert rule.threshold.change_threshold.absolute.value < 0  # not worse than baseline
+    assert "MultiClassConfusionMatrixPlot" in metrics
+    assert [list(s.feature_keys) for s in config.slicing_specs] == [[], [features.LABEL_KEY]]
