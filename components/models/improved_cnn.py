@@ -1,13 +1,41 @@
-"""The seed's "improved" CNN: 647,111 parameters."""
+"""The seed notebook's "improved" CNN, trained from scratch: 647,111 parameters.
+
+Layout (3x3 'same' ReLU convs, 2x2 max pools; spatial 48 -> 24 -> 12 -> 6 -> 3)::
+
+    conv32, pool, conv64 x2, pool, conv64 x2, pool, conv128 x3, pool,
+    dropout 0.5, flatten (3*3*128 = 1152), dense128 relu, dense7 softmax
+
+Recipe: the seed's — Adam (lr 1e-3, the Keras default), batch 64, up to 50 epochs,
+constant learning rate, no weight decay, no label smoothing, no augmentation (the seed
+trained on the raw images), early stopping after 10 epochs without val_accuracy gain.
+"""
+from typing import Optional, Tuple
+
 import tf_keras as keras
 
-from components import features
+from components.models import _common
+from components.models.recipe import NO_AUGMENTATION
+
+NAME = "improved"
+PARAMS = 647_111
+
+RECIPE = {
+    "epochs": 50,
+    "batch_size": 64,
+    "optimizer": {"name": "adam"},
+    "learning_rate": 1e-3,
+    "lr_schedule": None,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "augmentation": dict(NO_AUGMENTATION),
+    "early_stopping_patience": 10,
+}
 
 
-def build(weights=None) -> keras.Model:
-    """conv32, pool, conv64x2, pool, conv64x2, pool, conv128x3, pool, dropout, dense128, dense7."""
-    del weights  # trained from scratch
-    inputs = keras.Input(shape=features.IMAGE_SHAPE, name=features.IMAGE_XF_KEY)
+def build_with_source(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
+    """(model, weights_source). weights: None, or a path to this model's own weights file
+    (see _common.load_scratch_weights); there are no ImageNet weights for it."""
+    inputs = _common.image_input()
     x = inputs
     for filters, convs in ((32, 1), (64, 2), (64, 2), (128, 3)):
         for _ in range(convs):
@@ -16,6 +44,9 @@ def build(weights=None) -> keras.Model:
     x = keras.layers.Dropout(0.5)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, activation="relu")(x)
-    outputs = keras.layers.Dense(features.NUM_CLASSES, activation="softmax", dtype="float32",
-                                 name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="improved")
+    model = keras.Model(inputs, _common.probabilities(x), name=NAME)
+    return model, _common.load_scratch_weights(model, weights)
+
+
+def build(weights: Optional[str] = None) -> keras.Model:
+    return build_with_source(weights)[0]

@@ -1,0 +1,70 @@
+"""The seed notebook's ResNet50 transfer model: 25,693,063 parameters.
+
+Layout::
+
+    image_xf [48,48,1] -> gray_to_rgb (Concatenate x3, no params) [48,48,3]
+    -> ResNet50(include_top=False)   23,587,712 params, output [2,2,2048]
+    -> GlobalAveragePooling2D
+    -> Dense 1024 relu                2,098,176  (2048*1024 + 1024)
+    -> Dense 7 softmax                    7,175
+                              total  25,693,063
+
+Weights semantics and the 'random init' fallback: see _transfer. The ImageNet notop
+file is checked against keras.applications' own hash.
+
+Note: ResNet50's ImageNet weights expect caffe-style inputs (BGR, mean-subtracted,
+0..255); the model gets the z-score normalised image instead, as in the seed. Full
+fine-tuning adapts the first layers, but the ImageNet features start out of range.
+
+Recipe: the seed's transfer setting — Adam lr 1e-4, batch 64, up to 30 epochs,
+constant learning rate, no augmentation, early stopping after 8 epochs.
+"""
+from typing import Optional, Tuple
+
+import tf_keras as keras
+
+from components import features
+from components.models import _common, _transfer
+from components.models.recipe import NO_AUGMENTATION
+
+NAME = "resnet50"
+PARAMS = 25_693_063
+IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+                + IMAGENET_FILE)
+IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"  # as in keras.applications.resnet
+
+RECIPE = {
+    "epochs": 30,
+    "batch_size": 64,
+    "optimizer": {"name": "adam"},
+    "learning_rate": 1e-4,
+    "lr_schedule": None,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "augmentation": dict(NO_AUGMENTATION),
+    "early_stopping_patience": 8,
+}
+
+
+def build_backbone() -> keras.Model:
+    """ResNet50 notop for 48x48x3, random init (weights are applied afterwards)."""
+    return keras.applications.ResNet50(
+        input_shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 3), include_top=False,
+        weights=None)
+
+
+def build_with_source(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
+    """(model, weights_source); weights: None | 'imagenet' | path to a notop .h5 file."""
+    backbone = build_backbone()
+    source = _transfer.load_backbone_weights(backbone, weights, IMAGENET_FILE, IMAGENET_URL,
+                                             IMAGENET_HASH)
+    inputs = _common.image_input()
+    x = backbone(_transfer.gray_to_rgb(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(1024, activation="relu")(x)
+    return keras.Model(inputs, _common.probabilities(x), name=NAME), source
+
+
+def build(weights: Optional[str] = None) -> keras.Model:
+    return build_with_source(weights)[0]

@@ -1,0 +1,66 @@
+"""The seed notebook's "vgg_transfer" model: a small VGG-style CNN trained from scratch
+(despite the seed's name it loads no pretrained weights): 528,295 parameters.
+
+Layout (all kernels 3x3, ReLU, 2x2 max pools, dropout 0.25 after each pool)::
+
+    stage 1: conv32 same,  conv32 same,  pool, dropout   48x48 -> 48 -> 48 -> 24
+    stage 2: conv64 same,  conv64 valid, pool, dropout   24 -> 24 -> 22 -> 11
+    stage 3: conv96 same,  conv96 valid, pool, dropout   11 -> 11 ->  9 ->  4
+    stage 4: conv128 same, conv128 same, pool, dropout    4 ->  4 ->  4 ->  2
+    flatten (2*2*128 = 512), dense128 relu, dense7 softmax
+
+How the count is reached: the eight convs hold
+320 + 9,248 + 18,496 + 36,928 + 55,392 + 83,040 + 110,720 + 147,584 = 461,728 and the
+output layer 128*7+7 = 903, so the dense128 layer must hold 528,295 - 461,728 - 903 =
+65,664 = 128*F + 128, i.e. F = 512 = 2*2*128 flattened features: exactly what the
+'same'/'valid' pattern above produces (any other kernel size changes the conv counts).
+Dropout rates carry no parameters; the seed's rates are not recoverable from the count,
+0.25 is the conventional value for this layout.
+
+Recipe: the seed's — Adam lr 1e-3, batch 64, up to 50 epochs, constant learning rate,
+no augmentation, early stopping after 10 epochs without val_accuracy gain.
+"""
+from typing import Optional, Tuple
+
+import tf_keras as keras
+
+from components.models import _common
+from components.models.recipe import NO_AUGMENTATION
+
+NAME = "vgg"
+PARAMS = 528_295
+
+RECIPE = {
+    "epochs": 50,
+    "batch_size": 64,
+    "optimizer": {"name": "adam"},
+    "learning_rate": 1e-3,
+    "lr_schedule": None,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "augmentation": dict(NO_AUGMENTATION),
+    "early_stopping_patience": 10,
+}
+
+# (filters, padding of the first conv, padding of the second conv) per stage.
+STAGES = ((32, "same", "same"), (64, "same", "valid"), (96, "same", "valid"),
+          (128, "same", "same"))
+
+
+def build_with_source(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
+    """(model, weights_source). weights: None, or a path to this model's own weights file."""
+    inputs = _common.image_input()
+    x = inputs
+    for filters, first, second in STAGES:
+        x = keras.layers.Conv2D(filters, 3, padding=first, activation="relu")(x)
+        x = keras.layers.Conv2D(filters, 3, padding=second, activation="relu")(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+        x = keras.layers.Dropout(0.25)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    model = keras.Model(inputs, _common.probabilities(x), name=NAME)
+    return model, _common.load_scratch_weights(model, weights)
+
+
+def build(weights: Optional[str] = None) -> keras.Model:
+    return build_with_source(weights)[0]

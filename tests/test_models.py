@@ -1,0 +1,256 @@
+"""The model zoo: exact parameter counts, the image_xf -> probabilities contract, one
+training step each, gray->RGB in the graph, weights loading and the loud 'random init'
+fallback, SavedModel round trips, and the RECIPE contract."""
+import logging
+import socket
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from components import features, models
+from components.models import _transfer, improved_cnn, mobilenet_v2_transfer, recipe, vgg_bn
+
+EXPECTED_PARAMS = {
+    "improved": 647_111,
+    "vgg": 528_295,
+    "mobilenet_v2": 5_835_975,
+    "resnet50": 25_693_063,
+    "vgg_bn": 10_472_519,  # our design (see vgg_bn.py)
+}
+
+
+def _images(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, *features.IMAGE_SHAPE)).astype("float32")
+
+
+def _labels(n):
+    return np.arange(n, dtype="int64") % features.NUM_CLASSES
+
+
+def _closed_port_url(fname):
+    """A URL on localhost whose port nobody listens on: connection refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{fname}"
+
+
+def test_registry_names_and_unknown_name():
+    assert set(models.ARCHITECTURES) == set(EXPECTED_PARAMS)
+    assert all(callable(build) for build in models.ARCHITECTURES.values())
+    with pytest.raises(ValueError, match="unknown architecture 'alexnet'.*improved.*vgg_bn"):
+        models.build_model("alexnet")
+    with pytest.raises(ValueError, match="valid names"):
+        models.get_recipe("nope")
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
+def test_params_contract_and_one_training_step(name):
+    keras.backend.clear_session()
+    model, source = models.build_model(name)
+    print(f"{name}: {model.count_params():,} params")
+    assert source == "random init"
+    assert model.count_params() == EXPECTED_PARAMS[name]
+
+    assert model.input_names == [features.IMAGE_XF_KEY]
+    assert tuple(model.input.shape) == (None, *features.IMAGE_SHAPE)
+    assert tuple(model.output.shape) == (None, features.NUM_CLASSES)
+    assert model.layers[-1].name == features.PROBABILITIES_OUTPUT
+    assert model.output.dtype == tf.float32
+
+    batch = 2 if name == "resnet50" else 4
+    x, y = _images(batch), _labels(batch)
+    probs = model(x, training=False).numpy()
+    assert probs.shape == (batch, features.NUM_CLASSES)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probs >= 0).all()
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy())
+    before = [w.numpy().copy() for w in model.trainable_weights[-2:]]
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(b, w.numpy())
+               for b, w in zip(before, model.trainable_weights[-2:]))
+
+    if name in models.TRANSFER_ARCHITECTURES:  # gray -> RGB happens inside the graph
+        assert model.input.shape[-1] == 1
+        assert tuple(model.get_layer("gray_to_rgb").output.shape) == (None, 48, 48, 3)
+        assert tuple(_transfer.backbone_of(model).input.shape) == (None, 48, 48, 3)
+        assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+        np.testing.assert_array_equal(
+            keras.Model(model.input, model.get_layer("gray_to_rgb").output)(x[:1])[0].numpy(),
+            np.repeat(x[0], 3, axis=-1))
+
+
+def test_vgg_layout_reaches_the_seed_count():
+    model = models.ARCHITECTURES["vgg"]()
+    assert tuple(model.get_layer(index=-3).input.shape) == (None, 2, 2, 128)  # flatten in
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.kernel_size for c in convs] == [(3, 3)] * 8
+    assert [c.padding for c in convs] == ["same", "same", "same", "valid", "same", "valid",
+                                          "same", "same"]
+
+
+def test_vgg_bn_structure():
+    model = models.ARCHITECTURES["vgg_bn"]()
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 10
+    assert tuple(model.get_layer(index=-10).input.shape) == (None, 3, 3, 512)  # flatten in
+    wide = vgg_bn.build(dense_units=4096)
+    assert wide.count_params() > 40_000_000
+
+
+def test_mixed_precision_keeps_float32_probabilities():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        for name in ("improved", "vgg_bn"):
+            model = models.ARCHITECTURES[name]()
+            assert model.layers[-2].compute_dtype == "float16"
+            assert model.output.dtype == tf.float32
+            assert model(_images(2)).dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_imagenet_unavailable_falls_back_loudly_to_random_init(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache
+    monkeypatch.setattr(mobilenet_v2_transfer, "IMAGENET_URL",
+                        _closed_port_url(mobilenet_v2_transfer.IMAGENET_FILE))
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        model, source = models.build_model("mobilenet_v2", weights="imagenet")
+    assert time.monotonic() - start < 30
+    assert source == "random init"
+    assert model.count_params() == EXPECTED_PARAMS["mobilenet_v2"]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING
+                and "FALLING BACK TO RANDOM INIT" in r.getMessage()]
+    assert warnings and mobilenet_v2_transfer.IMAGENET_FILE in warnings[0].getMessage()
+
+
+def test_probe_never_hangs():
+    # A server that accepts connections but never answers (like a silent proxy).
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        start = time.monotonic()
+        reason = _transfer._probe(f"http://127.0.0.1:{silent.getsockname()[1]}/w.h5", 0.5)
+        assert reason is not None and time.monotonic() - start < 3
+    start = time.monotonic()
+    assert "cannot reach" in _transfer._probe(_closed_port_url("w.h5"), 5)
+    assert time.monotonic() - start < 3
+
+
+def test_imagenet_file_in_keras_cache_is_used(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(mobilenet_v2_transfer, "IMAGENET_URL",
+                        _closed_port_url(mobilenet_v2_transfer.IMAGENET_FILE))
+    reference = mobilenet_v2_transfer.build_backbone()
+    (tmp_path / "models").mkdir()
+    reference.save_weights(str(tmp_path / "models" / mobilenet_v2_transfer.IMAGENET_FILE))
+    model, source = models.build_model("mobilenet_v2", weights="imagenet")
+    assert source == "imagenet"
+    np.testing.assert_array_equal(_transfer.backbone_of(model).get_layer("Conv1").kernel.numpy(),
+                                  reference.get_layer("Conv1").kernel.numpy())
+
+
+def test_local_backbone_weights_file(tmp_path):
+    reference = mobilenet_v2_transfer.build_backbone()
+    path = str(tmp_path / "mobilenet_v2_notop.h5")
+    reference.save_weights(path)
+    model, source = models.build_model("mobilenet_v2", weights=path)
+    assert source == f"file:{path}"
+    backbone = _transfer.backbone_of(model)
+    for layer in ("Conv1", "block_16_project", "Conv_1_bn"):
+        for got, want in zip(backbone.get_layer(layer).get_weights(),
+                             reference.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    with pytest.raises(FileNotFoundError):
+        models.build_model("mobilenet_v2", weights=str(tmp_path / "missing.h5"))
+
+
+def test_weights_file_with_other_structure_loads_by_name(tmp_path):
+    def net(extra):
+        inputs = keras.Input((4,))
+        x = keras.layers.Dense(3, name="a")(inputs)
+        if extra:
+            x = keras.layers.Dense(2, name="extra")(x)
+        return keras.Model(inputs, keras.layers.Dense(5, name="b")(x))
+
+    # a file whose layers are a subset of the model's, with a mismatching "b": by name,
+    # "a" loads, "b" is skipped.
+    source, target = net(extra=False), net(extra=True)
+    path = str(tmp_path / "partial.h5")
+    source.save_weights(path)
+    _transfer._load_file(target, path)
+    np.testing.assert_array_equal(target.get_layer("a").kernel.numpy(),
+                                  source.get_layer("a").kernel.numpy())
+    unrelated = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="zzz")])
+    with pytest.raises(ValueError, match="no layer"):
+        _transfer._load_file(unrelated, path)
+
+
+def test_scratch_models_weights_argument(tmp_path):
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        models.build_model("improved", weights="imagenet")
+    reference = improved_cnn.build()
+    path = str(tmp_path / "improved.h5")
+    reference.save_weights(path)
+    model, source = models.build_model("improved", weights=path)
+    assert source == f"file:{path}"
+    x = _images(2)
+    np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["improved", "mobilenet_v2"])
+def test_savedmodel_round_trip(name, tmp_path):
+    model, _ = models.build_model(name)
+    x = _images(3)
+    expected = model(x, training=False).numpy()
+    model.save(str(tmp_path / name), save_format="tf")
+    loaded = tf.saved_model.load(str(tmp_path / name))
+    out = loaded.signatures["serving_default"](**{features.IMAGE_XF_KEY: tf.constant(x)})
+    np.testing.assert_allclose(out[features.PROBABILITIES_OUTPUT].numpy(), expected,
+                               rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
+def test_recipes_share_one_schema(name):
+    r = models.get_recipe(name)
+    assert set(r) == recipe.RECIPE_KEYS
+    assert set(r["augmentation"]) == recipe.AUGMENTATION_KEYS
+    optimizer = recipe.make_optimizer(r)
+    assert float(optimizer.learning_rate) == pytest.approx(r["learning_rate"])
+    recipe.make_callbacks(r)
+    loss = recipe.make_loss(r)
+    probs = tf.fill([2, features.NUM_CLASSES], 1.0 / features.NUM_CLASSES)
+    assert float(loss(tf.constant([0, 3]), probs)) == pytest.approx(np.log(7), rel=1e-4)
+
+
+def test_vgg_bn_recipe_follows_the_paper_and_augmentation_runs():
+    r = vgg_bn.RECIPE
+    assert r["optimizer"] == {"name": "sgd", "momentum": 0.9, "nesterov": True}
+    assert r["learning_rate"] == 0.01 and r["batch_size"] == 64 and r["weight_decay"] == 1e-4
+    assert r["lr_schedule"]["name"] == "reduce_on_plateau"
+    optimizer = recipe.make_optimizer(r)
+    assert optimizer.nesterov and optimizer.weight_decay == 1e-4
+    names = {type(c).__name__ for c in recipe.make_callbacks(r)}
+    assert names == {"ReduceLROnPlateau", "EarlyStopping"}
+
+    augment = recipe.make_augmentation(r, seed=1)
+    x = _images(4)
+    out = augment(x, training=True).numpy()
+    assert out.shape == x.shape and not np.allclose(out, x)
+    np.testing.assert_array_equal(recipe.make_augmentation(models.get_recipe("improved"))(
+        x, training=True).numpy(), x)
+
+    smoothed = recipe.make_loss({**r, "label_smoothing": 0.1})
+    probs = tf.nn.softmax(tf.constant(np.random.default_rng(0).normal(size=(3, 7)), tf.float32))
+    want = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(
+        tf.one_hot([2, 0, 6], features.NUM_CLASSES), probs)
+    assert float(smoothed(tf.constant([2, 0, 6]), probs)) == pytest.approx(float(want))
+
