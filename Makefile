@@ -1,6 +1,8 @@
 # Two commands on a fresh machine: `make run` and `make test` (each bootstraps .venv).
 SHELL := /bin/bash
-PYTHON310 ?= $(shell command -v python3.10 2>/dev/null || echo /root/.pyenv/versions/3.10.13/bin/python)
+# The first Python 3.10 that actually runs (a pyenv shim without a selected version does not).
+PYTHON310 ?= $(shell for p in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python 2>/dev/null); do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
 export TF_USE_LEGACY_KERAS := 1
@@ -16,7 +18,7 @@ venv: $(VENV)/.installed
 
 # Idempotent: reinstalls only when the lock or setup.py changed.
 $(VENV)/.installed: requirements.lock setup.py
-	@test -x "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON310) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip==24.2
 	$(BIN)/python -m pip install -q --no-deps -r requirements.lock
