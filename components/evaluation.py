@@ -1,4 +1,6 @@
-"""TFMA configuration of the Evaluator: what is measured and what blesses a model."""
+"""TFMA configuration of the Evaluator (what is measured, what blesses) and reading its output."""
+from typing import Any, Dict, List, Optional
+
 import tensorflow_model_analysis as tfma
 
 from components import features
@@ -6,12 +8,24 @@ from components import features
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 
 
-def make_eval_config(min_accuracy: float) -> tfma.EvalConfig:
+def make_eval_config(min_accuracy: Optional[float]) -> tfma.EvalConfig:
     """Accuracy overall and per emotion, confusion matrix; blessing thresholds.
 
     A model is blessed when its overall accuracy is at least ``min_accuracy`` and not
     worse than the baseline's (the currently served version; see components/baseline.py).
+    ``min_accuracy=None`` measures without blessing (the once-only test-split report).
     """
+    accuracy = tfma.MetricConfig(class_name="SparseCategoricalAccuracy")
+    if min_accuracy is not None:
+        # Bound the overall slice only: a plain `threshold` would apply to every
+        # per-emotion slice too, and the rare Disgust class would veto every model.
+        accuracy.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+            slicing_specs=[tfma.SlicingSpec()],
+            threshold=tfma.MetricThreshold(
+                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+                change_threshold=tfma.GenericChangeThreshold(
+                    direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                    absolute={"value": -1e-10}))))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name=features.SERVING_DEFAULT_SIGNATURE,
@@ -21,17 +35,47 @@ def make_eval_config(min_accuracy: float) -> tfma.EvalConfig:
                        tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(
-                class_name="SparseCategoricalAccuracy",
-                # Bound the overall slice only: a plain `threshold` would apply to every
-                # per-emotion slice too, and the rare Disgust class would veto every model.
-                per_slice_thresholds=[tfma.PerSliceMetricThreshold(
-                    slicing_specs=[tfma.SlicingSpec()],
-                    threshold=tfma.MetricThreshold(
-                        value_threshold=tfma.GenericValueThreshold(
-                            lower_bound={"value": min_accuracy}),
-                        change_threshold=tfma.GenericChangeThreshold(
-                            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                            absolute={"value": -1e-10})))]),
+            accuracy,
             tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
         ])])
+
+
+def read_metrics(evaluation_uri: str) -> Dict[str, Any]:
+    """Overall and per-emotion accuracy, example count and confusion matrix of the candidate."""
+    result: Dict[str, Any] = {"per_emotion_accuracy": {}}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        slice_key = {s.column: s.int64_value for s in metrics.slice_key.single_slice_keys}
+        values = {}
+        for kv in metrics.metric_keys_and_values:
+            if kv.key.is_diff or (kv.key.model_name and kv.key.model_name != "candidate"):
+                continue
+            values[kv.key.name] = kv.value.double_value.value
+        accuracy = values.get("sparse_categorical_accuracy")
+        if not slice_key:
+            result["accuracy"] = accuracy
+            result["example_count"] = int(values.get("example_count", 0))
+        elif features.LABEL_KEY in slice_key:
+            label = int(slice_key[features.LABEL_KEY])
+            result["per_emotion_accuracy"][features.EMOTIONS[label]] = accuracy
+    result["confusion_matrix"] = confusion_matrix(evaluation_uri)
+    return result
+
+
+def confusion_matrix(evaluation_uri: str) -> Optional[List[List[int]]]:
+    """7x7 counts, rows = true emotion, columns = predicted, from TFMA's plot output."""
+    for plots in tfma.load_plots(evaluation_uri):
+        if plots.slice_key.single_slice_keys:
+            continue
+        for kv in plots.plot_keys_and_values:
+            if kv.key.model_name and kv.key.model_name != "candidate":
+                continue
+            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if not matrices:
+                continue
+            counts = [[0] * features.NUM_CLASSES for _ in range(features.NUM_CLASSES)]
+            for entry in matrices[0].entries:  # default threshold 0: the argmax class
+                if 0 <= entry.actual_class_id < features.NUM_CLASSES and \
+                        0 <= entry.predicted_class_id < features.NUM_CLASSES:
+                    counts[entry.actual_class_id][entry.predicted_class_id] = int(entry.num_weighted_examples)
+            return counts
+    return None

@@ -1,24 +1,31 @@
 """Trainer user module: ``run_fn`` trains one architecture on Transform's output.
 
 Referenced by module path (``components.trainer.run_fn``) so the container image that
-carries this package is all Kubeflow needs. Input: the transformed TFRecords through a
-tf.data pipeline (parse per batch, cache, shuffle, prefetch). Output: a SavedModel with
-the two serving signatures, plus the training history and model metadata beside it.
+carries this package is all Kubeflow needs. The architecture's recipe
+(components/models/<arch>.py ``RECIPE``), overridden by the TrainerConfig, decides the
+optimizer, LR schedule, augmentation, label smoothing and early stopping on the eval
+split. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
+augment in parallel, prefetch). Output: a SavedModel with both serving signatures, and
+``assets.extra/fer_model.json`` (history, timing, params, weights source) beside it.
 """
 import json
 import logging
 import os
-from typing import List
+import time
+from typing import Any, Dict, List, Optional
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
 from components import features, models, signatures
+from components.models import recipe as recipe_lib
 from pipeline.config import TrainerConfig
 
-METADATA_FILE = "fer_model.json"  # in assets.extra/, which TF Serving ignores
+METADATA_DIR = "assets.extra"  # TF Serving ignores it; it travels with every push
+METADATA_FILE = "fer_model.json"
 
 
 def _files(patterns: List[str]) -> List[str]:
@@ -28,57 +35,150 @@ def _files(patterns: List[str]) -> List[str]:
     return files
 
 
-def make_dataset(patterns: List[str], tf_transform_output: tft.TFTransformOutput,
-                 batch_size: int, shuffle: bool, seed: int = 0,
-                 shuffle_buffer: int = 10_000) -> tf.data.Dataset:
-    """(image [B,48,48,1], label [B]) batches from transformed, gzipped TFRecords."""
+def load_examples(patterns: List[str], tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
+    """Unbatched, cached (image [48,48,1], label) pairs from transformed, gzipped TFRecords."""
     spec = tf_transform_output.transformed_feature_spec()
 
-    def to_pair(batch):
+    def to_pairs(batch):
         parsed = tf.io.parse_example(batch, spec)
         return parsed[features.IMAGE_XF_KEY], tf.reshape(parsed[features.LABEL_XF_KEY], [-1])
 
-    dataset = (tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP",
-                                       num_parallel_reads=tf.data.AUTOTUNE)
-               .batch(1024).map(to_pair, num_parallel_calls=tf.data.AUTOTUNE)
-               .unbatch().cache())
-    if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return (tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP",
+                                    num_parallel_reads=tf.data.AUTOTUNE)
+            .batch(1024).map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch().cache())
+
+
+def batches(examples: tf.data.Dataset, batch_size: int, shuffle_buffer: int = 0,
+            seed: int = 0, augmentation: Optional[tf_keras.Model] = None) -> tf.data.Dataset:
+    """Shuffled (train) or ordered (eval) batches, augmented on the fly when asked."""
+    if shuffle_buffer:
+        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = examples.batch(batch_size)
+    if augmentation is not None:
+        dataset = dataset.map(lambda x, y: (augmentation(x, training=True), y),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def class_weights(labels: np.ndarray, mode: str) -> Optional[Dict[int, float]]:
+    """Per-class loss weights against imbalance (FER2013's Disgust has ~1.5 % of rows)."""
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=features.NUM_CLASSES).astype(np.float64)
+    balanced = counts.sum() / (features.NUM_CLASSES * np.maximum(counts, 1.0))
+    if mode == "balanced":
+        weights = balanced
+    elif mode == "sqrt_balanced":
+        weights = np.sqrt(balanced)
+    else:
+        raise ValueError(f"class_weighting must be none, balanced or sqrt_balanced, got {mode!r}")
+    return {c: float(w) for c, w in enumerate(weights)}
+
+
+def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
+    """The architecture's recipe with the config's overrides applied."""
+    recipe = models.get_recipe(config.architecture)
+    for key in ("epochs", "batch_size", "learning_rate"):
+        if getattr(config, key) is not None:
+            recipe[key] = getattr(config, key)
+    return recipe
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy on a multi-GPU pod, the default strategy otherwise."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def use_mixed_precision(setting: str) -> bool:
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"mixed_precision must be auto, on or off, got {setting!r}")
+    return setting == "on" or (setting == "auto" and bool(tf.config.list_physical_devices("GPU")))
+
+
+class EpochTimer(tf_keras.callbacks.Callback):
+    """Wall seconds per epoch (training only: validation is timed separately by Keras)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: List[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def _stop(self) -> None:
+        if self._start:
+            self.seconds.append(time.perf_counter() - self._start)
+            self._start = 0.0
+
+    def on_test_begin(self, logs=None):  # validation starts: the training part is over
+        self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):  # an epoch without validation
+        self._stop()
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
     config = TrainerConfig.from_custom_config(fn_args.custom_config)
+    recipe = resolve_recipe(config)
     tf_keras.utils.set_random_seed(config.seed)
+    mixed = use_mixed_precision(config.mixed_precision)
+    if mixed:
+        tf_keras.mixed_precision.set_global_policy("mixed_float16")
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train = make_dataset(fn_args.train_files, tf_transform_output, config.batch_size,
-                         shuffle=True, seed=config.seed, shuffle_buffer=config.shuffle_buffer)
-    evaluation = make_dataset(fn_args.eval_files, tf_transform_output, config.batch_size,
-                              shuffle=False)
+    train_examples = load_examples(fn_args.train_files, tf_transform_output)
+    eval_examples = load_examples(fn_args.eval_files, tf_transform_output)
+    train_labels = np.concatenate([y.numpy().reshape(-1) for _, y in train_examples.batch(4096)])
+    weights_by_class = class_weights(train_labels, config.class_weighting)
 
-    model, weights_source = models.build_model(config.architecture, weights=config.weights)
-    model.compile(optimizer=tf_keras.optimizers.Adam(config.learning_rate),
-                  loss=tf_keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    strategy = distribution_strategy()
+    with strategy.scope():
+        model, weights_source = models.build_model(config.architecture, weights=config.weights)
+        model.compile(optimizer=recipe_lib.make_optimizer(recipe),
+                      loss=recipe_lib.make_loss(recipe),
+                      metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                      jit_compile=config.xla)
     model.summary(print_fn=logging.info)
-    serving_dir, run_dir = fn_args.serving_model_dir, fn_args.model_run_dir
-    history = model.fit(
-        train, validation_data=evaluation, epochs=config.epochs, verbose=2,
-        callbacks=[tf_keras.callbacks.TensorBoard(log_dir=run_dir, update_freq="epoch")])
+    augmentation = (recipe_lib.make_augmentation(recipe, seed=config.seed)
+                    if any(recipe["augmentation"].values()) else None)
+    train = batches(train_examples, recipe["batch_size"], config.shuffle_buffer, config.seed,
+                    augmentation)
+    evaluation = batches(eval_examples, recipe["batch_size"])
+    timer = EpochTimer()
+    callbacks = recipe_lib.make_callbacks(recipe) + [
+        timer, tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
+    logging.info("Training %s: %d train examples, recipe %s, mixed precision %s, XLA %s, "
+                 "%d replica(s)", config.architecture, len(train_labels), recipe, mixed,
+                 config.xla, strategy.num_replicas_in_sync)
+    history = model.fit(train, validation_data=evaluation, epochs=recipe["epochs"],
+                        class_weight=weights_by_class, callbacks=callbacks, verbose=2)
 
+    serving_dir = fn_args.serving_model_dir
     model.save(serving_dir, save_format="tf",
                signatures=signatures.make_serving_signatures(model, tf_transform_output))
+    seconds = timer.seconds
     metadata = {
         "architecture": config.architecture,
         "params": int(model.count_params()),
         "weights": weights_source,
         "config": config.to_custom_config(),
+        "recipe": recipe,
+        "mixed_precision": mixed,
+        "replicas": strategy.num_replicas_in_sync,
+        "train_examples": int(len(train_labels)),
+        "class_weights": weights_by_class,
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
+        "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
+        "images_per_second": (len(train_labels) / float(np.mean(seconds[1:] or seconds))
+                              if seconds else None),
     }
-    extra_dir = os.path.join(serving_dir, "assets.extra")
+    extra_dir = os.path.join(serving_dir, METADATA_DIR)
     tf.io.gfile.makedirs(extra_dir)
     with tf.io.gfile.GFile(os.path.join(extra_dir, METADATA_FILE), "w") as handle:
         json.dump(metadata, handle, indent=2)
-    logging.info("Saved %s (%d params, weights: %s) to %s", config.architecture,
-                 metadata["params"], weights_source, serving_dir)
+    logging.info("Saved %s (%d params, weights: %s, %.1f images/s) to %s", config.architecture,
+                 metadata["params"], weights_source, metadata["images_per_second"] or 0,
+                 serving_dir)

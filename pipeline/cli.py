@@ -4,7 +4,7 @@ import json
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from pipeline import config as config_lib
 
@@ -22,19 +22,43 @@ def _default_data(run_root: str) -> str:
     return path
 
 
+def _architectures(text: str) -> Tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = set(names) - set(config_lib.ALL_ARCHITECTURES)
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown architecture(s) {sorted(unknown)}; choose from "
+            f"{','.join(config_lib.ALL_ARCHITECTURES)}")
+    return names
+
+
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--architectures", type=_architectures,
+                        default=config_lib.ALL_ARCHITECTURES,
+                        help="comma-separated, each in its own Trainer (default: all: "
+                             f"{','.join(config_lib.ALL_ARCHITECTURES)})")
+    parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
+    parser.add_argument("--batch-size", type=int, help="override every recipe's batch size")
+    parser.add_argument("--learning-rate", type=float, help="override every recipe's LR")
+    parser.add_argument("--weights", help="transfer backbones: imagenet or a local .h5 file "
+                                          "(default: random init)")
+    parser.add_argument("--min-accuracy", type=float, default=0.3,
+                        help="absolute eval-accuracy bound for blessing")
+
+
+def _trainer_config(args: argparse.Namespace) -> config_lib.TrainerConfig:
+    return config_lib.TrainerConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                    learning_rate=args.learning_rate, weights=args.weights)
+
+
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
-    defaults = config_lib.TrainerConfig()
     parser.add_argument("--data", help="fer2013 CSV (.csv or .csv.gz); default: synthetic faces")
     parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
                         help="where pipeline root, metadata and serving dir go by default")
     parser.add_argument("--pipeline-root", help="default: <run-root>/pipeline_root")
     parser.add_argument("--serving-dir", help="default: <run-root>/serving")
     parser.add_argument("--metadata-path", help="SQLite MLMD; default: <run-root>/metadata.sqlite")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--architecture", default=defaults.architecture)
-    parser.add_argument("--min-accuracy", type=float, default=0.3,
-                        help="absolute eval-accuracy bound for blessing")
+    _add_training_args(parser)
     parser.add_argument("--max-quarantine-fraction", type=float, default=0.01)
     parser.add_argument("--allow-anomalies", action="store_true",
                         help="experts: train even when data validation finds anomalies")
@@ -47,8 +71,6 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """Flags -> PipelineConfig (the only place flags meet configuration)."""
     run_root = args.run_root
-    trainer = config_lib.TrainerConfig(architecture=args.architecture, epochs=args.epochs,
-                                       batch_size=args.batch_size)
     return config_lib.PipelineConfig(
         data_path=args.data or _default_data(run_root),
         pipeline_root=args.pipeline_root or os.path.join(run_root, "pipeline_root"),
@@ -56,7 +78,8 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         metadata_path=args.metadata_path or os.path.join(run_root, "metadata.sqlite"),
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
-        trainer=trainer,
+        architectures=args.architectures,
+        trainer=_trainer_config(args),
         min_accuracy=args.min_accuracy,
         beam_direct_running_mode=args.beam_mode,
         enable_cache=not args.no_cache)
@@ -96,11 +119,27 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"fer-pipeline: run failed: {message}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))
+    print(format_table(summary))
     if summary.get("pushed"):
         print(f"Pushed model: {summary['pushed_path']}")
     else:
-        print("No model was pushed (not blessed): see the eval metrics above.")
+        print("No model was pushed (none blessed): see the eval metrics above.")
     return 0
+
+
+def format_table(summary: dict) -> str:
+    """One line per architecture: eval accuracy, blessed, params, images/s; winner and test."""
+    lines = [f"{'architecture':<14}{'eval acc':>10}{'blessed':>9}{'params':>12}{'img/s':>9}"]
+    for arch, row in summary.get("architectures", {}).items():
+        accuracy = (row.get("eval") or {}).get("accuracy")
+        lines.append(f"{arch:<14}{accuracy if accuracy is None else round(accuracy, 4)!s:>10}"
+                     f"{'yes' if row.get('blessed') else 'no':>9}{row.get('params')!s:>12}"
+                     f"{round(row['images_per_second']) if row.get('images_per_second') else '-'!s:>9}")
+    selection = summary.get("selection") or {}
+    test = (summary.get("test") or {}).get("accuracy")
+    lines.append(f"selected: {selection.get('winner') or 'none (nothing blessed)'}; "
+                 f"test (PrivateTest) accuracy of {selection.get('best_candidate')}: {test}")
+    return "\n".join(lines)
 
 
 def _add_compile_args(parser: argparse.ArgumentParser) -> None:
@@ -118,8 +157,7 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
                         help="extra Beam flag for the Beam steps, e.g. --beam-arg=--project=P")
     parser.add_argument("--trainer-gpus", type=int, default=defaults.trainer.gpus,
                         help="nvidia.com/gpu per Trainer pod (0 = CPU)")
-    parser.add_argument("--epochs", type=int, default=config_lib.TrainerConfig().epochs)
-    parser.add_argument("--min-accuracy", type=float, default=0.3)
+    _add_training_args(parser)
 
 
 def compile_command(args: argparse.Namespace) -> int:
@@ -133,8 +171,8 @@ def compile_command(args: argparse.Namespace) -> int:
         data_path=args.data, beam_runner=args.beam_runner, beam_extra_args=tuple(args.beam_arg),
         trainer=dataclasses.replace(defaults.trainer, gpus=args.trainer_gpus))
     config = config_lib.PipelineConfig(
-        data_path=args.data, min_accuracy=args.min_accuracy,
-        trainer=config_lib.TrainerConfig(epochs=args.epochs))
+        data_path=args.data, min_accuracy=args.min_accuracy, architectures=args.architectures,
+        trainer=_trainer_config(args))
     print(f"Compiled {kubeflow_runner.compile_pipeline(config, kubeflow, args.output)}")
     return 0
 

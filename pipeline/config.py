@@ -13,18 +13,28 @@ from typing import Any, Dict, List, Optional, Tuple
 DEFAULT_PIPELINE_NAME = "fer2013"
 DEFAULT_MODEL_NAME = "fer"
 DEFAULT_ARCHITECTURE = "improved"
+# Every architecture of components/models; each trains in its own Trainer.
+ALL_ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50", "vgg", "improved", "vgg_bn")
 DEFAULT_RUN_ROOT = "runs"  # relative to the working directory
 
 
 @dataclasses.dataclass
 class TrainerConfig:
-    """What one Trainer needs; travels as the Trainer's custom_config (JSON)."""
+    """What one Trainer needs; travels as the Trainer's custom_config (JSON).
+
+    ``epochs``, ``batch_size`` and ``learning_rate`` override the architecture's recipe
+    (``RECIPE`` in components/models/<arch>.py: optimizer, LR schedule, augmentation,
+    label smoothing, early stopping) when set; None keeps the recipe's value.
+    """
 
     architecture: str = DEFAULT_ARCHITECTURE
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 5e-4  # 1e-3 stalls the plain improved CNN at chance on small data (measured)
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    learning_rate: Optional[float] = None
     weights: Optional[str] = None  # None / 'imagenet' / path to a local .h5 (transfer models)
+    class_weighting: str = "sqrt_balanced"  # none | balanced | sqrt_balanced (for Disgust)
+    mixed_precision: str = "auto"  # auto (on when a GPU is visible) | on | off
+    xla: bool = False
     shuffle_buffer: int = 10_000
     seed: int = 42
 
@@ -83,13 +93,19 @@ class PipelineConfig:
     max_quarantine_fraction: float = 0.01
     unassigned_split_buckets: Tuple[int, int, int] = (8, 1, 1)  # train/eval/test, rows w/o Usage
     allow_anomalies: bool = False
-    # Training and blessing
-    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    # Training, blessing, selection
+    architectures: Tuple[str, ...] = ALL_ARCHITECTURES
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)  # shared overrides
     min_accuracy: float = 0.3
+    selection_metric: str = "accuracy"
     # Beam
     beam_direct_running_mode: str = "multi_processing"  # or in_memory / multi_threading
     beam_num_workers: int = 0  # 0 = one per CPU
     enable_cache: bool = True
+
+    def trainer_for(self, architecture: str) -> TrainerConfig:
+        """The Trainer config of one architecture (shared overrides + its name)."""
+        return dataclasses.replace(self.trainer, architecture=architecture)
 
     @property
     def model_serving_dir(self) -> str:

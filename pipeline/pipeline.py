@@ -1,8 +1,10 @@
 """create_pipeline(config): the ONE definition that the local and Kubeflow runners use.
 
 fer2013 CSV -> Fer2013ExampleGen (+quarantine) -> StatisticsGen -> ImportSchemaGen ->
-ExampleValidator -> DataValidationGate -> Transform -> Trainer -> ServingBaseline ->
-Evaluator -> (blessed?) AtomicPusher -> <serving-dir>/<model-name>/<version>/
+ExampleValidator -> DataValidationGate -> Transform -> per architecture: Trainer_<arch> ->
+ServingBaseline_<arch> -> Evaluator_<arch>; then ModelSelector (best blessed) ->
+Evaluator_test (PrivateTest, once) and, when blessed, AtomicPusher ->
+<serving-dir>/<model-name>/<version>/
 """
 import os
 from typing import List, Optional
@@ -15,6 +17,7 @@ from components import evaluation
 from components.baseline import ServingBaseline
 from components.data_validation_gate import DataValidationGate
 from components.fer2013_example_gen import Fer2013ExampleGen, unassigned_rows_output_config
+from components.model_selection import ModelSelector
 from components.serving_push import AtomicPusher
 from pipeline.config import PipelineConfig
 
@@ -41,29 +44,44 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         preprocessing_fn=TRANSFORM_FN)
     transform.add_upstream_node(gate)  # no training on data that failed validation
 
-    trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        custom_config=config.trainer.to_custom_config())
-    baseline = ServingBaseline(candidate=trainer.outputs["model"],
-                               model_base_path=config.model_serving_dir)
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        example_splits=["eval"],
-        model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["baseline"],
-        eval_config=evaluation.make_eval_config(config.min_accuracy))
-    with conditional.Cond(
-            evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1):
-        pusher = AtomicPusher(
+    trainers, evaluators, nodes = {}, {}, []
+    for arch in config.architectures:
+        trainer = tfx.components.Trainer(
+            run_fn=RUN_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            custom_config=config.trainer_for(arch).to_custom_config()).with_id(f"Trainer_{arch}")
+        baseline = ServingBaseline(candidate=trainer.outputs["model"],
+                                   model_base_path=config.model_serving_dir
+                                   ).with_id(f"ServingBaseline_{arch}")
+        evaluator = tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            example_splits=["eval"],
             model=trainer.outputs["model"],
+            baseline_model=baseline.outputs["baseline"],
+            eval_config=evaluation.make_eval_config(config.min_accuracy)
+        ).with_id(f"Evaluator_{arch}")
+        trainers[arch], evaluators[arch] = trainer, evaluator
+        nodes += [trainer, baseline, evaluator]
+
+    selector = ModelSelector(list(config.architectures), trainers, evaluators,
+                             metric=config.selection_metric)
+    # PrivateTest, measured once, for the selected model only.
+    test_evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        example_splits=["test"],
+        model=selector.outputs["model"],
+        eval_config=evaluation.make_eval_config(min_accuracy=None)).with_id("Evaluator_test")
+    with conditional.Cond(
+            selector.outputs["blessing"].future()[0].custom_property("blessed") == 1):
+        pusher = AtomicPusher(
+            model=selector.outputs["model"],
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(
                     base_directory=config.model_serving_dir)))
     return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
-            trainer, baseline, evaluator, pusher]
+            *nodes, selector, test_evaluator, pusher]
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,

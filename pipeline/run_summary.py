@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import features
+from components import evaluation
 
 Outputs = Dict[str, Dict[str, List[metadata_store_pb2.Artifact]]]
 
@@ -61,49 +61,35 @@ def _single(outputs: Outputs, node: str, key: str) -> Optional[metadata_store_pb
     return found[-1] if found else None
 
 
-def eval_metrics(evaluation_uri: str) -> Dict[str, Any]:
-    """Overall and per-emotion accuracy, example count and confusion matrix of the candidate."""
-    import tensorflow_model_analysis as tfma
+def _model_metadata(model_uri: str) -> Dict[str, Any]:
+    """The Trainer's assets.extra/fer_model.json (params, weights, history, timing)."""
+    from components import trainer  # the file layout is the Trainer's
 
-    result: Dict[str, Any] = {"per_emotion_accuracy": {}}
-    for metrics in tfma.load_metrics(evaluation_uri):
-        slice_key = {s.column: s.int64_value for s in metrics.slice_key.single_slice_keys}
-        values = {}
-        for kv in metrics.metric_keys_and_values:
-            if kv.key.is_diff or (kv.key.model_name and kv.key.model_name != "candidate"):
-                continue
-            values[kv.key.name] = kv.value.double_value.value
-        accuracy = values.get("sparse_categorical_accuracy")
-        if not slice_key:
-            result["accuracy"] = accuracy
-            result["example_count"] = int(values.get("example_count", 0))
-        elif features.LABEL_KEY in slice_key:
-            label = int(slice_key[features.LABEL_KEY])
-            result["per_emotion_accuracy"][features.EMOTIONS[label]] = accuracy
-    result["confusion_matrix"] = confusion_matrix(evaluation_uri)
+    path = os.path.join(model_uri, "Format-Serving", trainer.METADATA_DIR, trainer.METADATA_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def architecture_summary(outputs: Outputs, arch: str) -> Dict[str, Any]:
+    """Eval metrics, blessing, baseline and training facts of one architecture's candidate."""
+    result: Dict[str, Any] = {}
+    model = _single(outputs, f"Trainer_{arch}", "model")
+    if model is not None:
+        meta = _model_metadata(model.uri)
+        result.update(model_uri=model.uri, params=meta.get("params"), weights=meta.get("weights"),
+                      seconds_per_epoch=meta.get("seconds_per_epoch"),
+                      images_per_second=meta.get("images_per_second"),
+                      epochs_run=len(meta.get("history", {}).get("loss", [])))
+    evaluation_artifact = _single(outputs, f"Evaluator_{arch}", "evaluation")
+    if evaluation_artifact is not None:
+        result["eval"] = evaluation.read_metrics(evaluation_artifact.uri)
+    blessing = _single(outputs, f"Evaluator_{arch}", "blessing")
+    result["blessed"] = bool(blessing is not None and _custom(blessing, "blessed") == 1)
+    baseline = _single(outputs, f"ServingBaseline_{arch}", "baseline")
+    result["baseline"] = _custom(baseline, "baseline_source") if baseline else None
     return result
-
-
-def confusion_matrix(evaluation_uri: str) -> Optional[List[List[int]]]:
-    """7x7 counts, rows = true emotion, columns = predicted, from TFMA's plot output."""
-    import tensorflow_model_analysis as tfma
-
-    for plots in tfma.load_plots(evaluation_uri):
-        if plots.slice_key.single_slice_keys:
-            continue
-        for kv in plots.plot_keys_and_values:
-            if kv.key.model_name and kv.key.model_name != "candidate":
-                continue
-            matrices = kv.value.multi_class_confusion_matrix_at_thresholds.matrices
-            if not matrices:
-                continue
-            counts = [[0] * features.NUM_CLASSES for _ in range(features.NUM_CLASSES)]
-            for entry in matrices[0].entries:  # default threshold 0: the argmax class
-                if 0 <= entry.actual_class_id < features.NUM_CLASSES and \
-                        0 <= entry.predicted_class_id < features.NUM_CLASSES:
-                    counts[entry.actual_class_id][entry.predicted_class_id] = int(entry.num_weighted_examples)
-            return counts
-    return None
 
 
 def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
@@ -119,15 +105,18 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     if quarantine is not None:
         with open(os.path.join(quarantine.uri, "summary.json")) as handle:
             summary["ingest"] = json.load(handle)
-    evaluation = _single(outputs, "Evaluator", "evaluation")
-    if evaluation is not None:
-        summary["eval"] = eval_metrics(evaluation.uri)
-    blessing = _single(outputs, "Evaluator", "blessing")
-    summary["blessed"] = bool(blessing is not None and _custom(blessing, "blessed") == 1)
-    baseline = _single(outputs, "ServingBaseline", "baseline")
-    summary["baseline"] = _custom(baseline, "baseline_source") if baseline else None
-    model = _single(outputs, "Trainer", "model")
-    summary["model_uri"] = model.uri if model else None
+    architectures = sorted(node[len("Trainer_"):] for node in outputs if node.startswith("Trainer_"))
+    summary["architectures"] = {arch: architecture_summary(outputs, arch) for arch in architectures}
+
+    selection = _single(outputs, "ModelSelector", "blessing")
+    if selection is not None:
+        from components.model_selection import SELECTION_FILE
+
+        with open(os.path.join(selection.uri, SELECTION_FILE)) as handle:
+            chosen = json.load(handle)
+        summary["selection"] = {k: chosen[k] for k in ("metric", "winner", "best_candidate")}
+    test = _single(outputs, "Evaluator_test", "evaluation")
+    summary["test"] = evaluation.read_metrics(test.uri) if test is not None else None
     pushed = _single(outputs, "AtomicPusher", "pushed_model")
     summary["pushed"] = bool(pushed is not None and _custom(pushed, "pushed") == 1)
     summary["pushed_path"] = _custom(pushed, "pushed_destination") if summary["pushed"] else None

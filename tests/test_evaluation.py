@@ -16,3 +16,9 @@ def test_accuracy_bound_and_baseline_rule_apply_to_the_overall_slice_only():
     assert rule.threshold.change_threshold.absolute.value < 0  # not worse than baseline
     assert "MultiClassConfusionMatrixPlot" in metrics
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], [features.LABEL_KEY]]
+
+
+def test_test_split_config_measures_without_blessing():
+    config = evaluation.make_eval_config(min_accuracy=None)
+    metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
+    assert not metrics["SparseCategoricalAccuracy"].per_slice_thresholds

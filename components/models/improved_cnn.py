@@ -23,7 +23,9 @@ RECIPE = {
     "epochs": 50,
     "batch_size": 64,
     "optimizer": {"name": "adam"},
-    "learning_rate": 1e-3,
+    # The seed used Adam at 1e-3; on small data that stalls this plain CNN at chance
+    # (measured, docs/RESULTS.md), 5e-4 learns reliably.
+    "learning_rate": 5e-4,
     "lr_schedule": None,
     "weight_decay": 0.0,
     "label_smoothing": 0.0,

@@ -1,0 +1,43 @@
+"""Components that take one input per architecture (``model__improved``, ...).
+
+TFX component specs have fixed input names, so ModelSelector and the report build their
+spec for the architectures of a run: ``candidate_inputs`` declares the channels and
+``group_by_architecture`` reads them back in an executor.
+"""
+from typing import Dict, List, Mapping, Type
+
+from tfx import types
+from tfx.types import artifact, component_spec
+
+SEPARATOR = "__"
+
+
+def input_name(kind: str, architecture: str) -> str:
+    return f"{kind}{SEPARATOR}{architecture}"
+
+
+def candidate_inputs(kinds: Mapping[str, Type[artifact.Artifact]],
+                     architectures: List[str]) -> Dict[str, component_spec.ChannelParameter]:
+    """ChannelParameters for every (kind, architecture) pair."""
+    return {input_name(kind, arch): component_spec.ChannelParameter(type=artifact_type)
+            for arch in architectures for kind, artifact_type in kinds.items()}
+
+
+def group_by_architecture(
+        input_dict: Mapping[str, List[types.Artifact]]) -> Dict[str, Dict[str, types.Artifact]]:
+    """{architecture: {kind: artifact}} for every ``<kind>__<architecture>`` input."""
+    grouped: Dict[str, Dict[str, types.Artifact]] = {}
+    for key, artifacts in input_dict.items():
+        if SEPARATOR not in key or not artifacts:
+            continue
+        kind, arch = key.split(SEPARATOR, 1)
+        grouped.setdefault(arch, {})[kind] = artifacts[0]
+    return dict(sorted(grouped.items()))
+
+
+def make_spec_class(name: str, parameters: Dict, inputs: Dict,
+                    outputs: Dict) -> Type[component_spec.ComponentSpec]:
+    """A ComponentSpec subclass built for one pipeline's architectures."""
+    return type(name, (component_spec.ComponentSpec,),
+                {"PARAMETERS": parameters, "INPUTS": inputs, "OUTPUTS": outputs})
+

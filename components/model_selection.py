@@ -1,0 +1,96 @@
+"""ModelSelector: of every architecture's candidate, pass on only the best blessed one.
+
+Candidates are ranked by the configured TFMA metric on the eval split (PublicTest);
+ties go to the smaller model on disk. The output ``model`` is the winner (or, when no
+candidate is blessed, the best unblessed one, for the record); ``blessing`` carries
+``blessed`` = 1 only when the winner was blessed, so the Pusher behind it pushes nothing
+otherwise. ``selection.json`` lists every candidate's metrics.
+"""
+import json
+import os
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
+from tfx.utils import io_utils, path_utils
+
+from components import candidates, evaluation
+
+SELECTION_FILE = "selection.json"
+KINDS = {"model": standard_artifacts.Model, "evaluation": standard_artifacts.ModelEvaluation,
+         "blessing": standard_artifacts.ModelBlessing}
+
+
+def directory_bytes(path: str) -> int:
+    """Total size of the files under a directory (any TFX filesystem)."""
+    total = 0
+    for root, _, files in fileio.walk(path):
+        total += sum(fileio.stat(os.path.join(root, f)).length for f in files)
+    return total
+
+
+def rank(rows: List[Dict[str, Any]], metric: str) -> List[Dict[str, Any]]:
+    """Blessed first, then higher metric, then smaller size."""
+    return sorted(rows, key=lambda r: (not r["blessed"], -(r["metrics"].get(metric) or 0.0),
+                                       r["size_bytes"]))
+
+
+class Executor(base_executor.BaseExecutor):
+    """Ranks the candidates and copies the winner into the output Model."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        metric = exec_properties["metric"]
+        rows = []
+        for arch, artifacts in candidates.group_by_architecture(input_dict).items():
+            model_dir = path_utils.serving_model_path(artifacts["model"].uri)
+            metrics = evaluation.read_metrics(artifacts["evaluation"].uri)
+            rows.append({
+                "architecture": arch,
+                "blessed": artifacts["blessing"].get_int_custom_property("blessed") == 1,
+                "metrics": {"accuracy": metrics.get("accuracy")},
+                "size_bytes": directory_bytes(model_dir),
+                "model_dir": model_dir,
+            })
+        if not rows:
+            raise ValueError("ModelSelector got no candidates")
+        ranked = rank(rows, metric)
+        winner = ranked[0]
+        model = artifact_utils.get_single_instance(output_dict["model"])
+        io_utils.copy_dir(winner["model_dir"], path_utils.serving_model_dir(model.uri))
+        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
+        blessing.set_int_custom_property("blessed", int(winner["blessed"]))
+        blessing.set_string_custom_property("architecture", winner["architecture"])
+        model.set_string_custom_property("architecture", winner["architecture"])
+        selection = {"metric": metric, "winner": winner["architecture"] if winner["blessed"] else None,
+                     "best_candidate": winner["architecture"], "candidates": ranked}
+        with fileio.open(os.path.join(blessing.uri, SELECTION_FILE), "w") as handle:
+            handle.write(json.dumps(selection, indent=2))
+        print(f"Model selection by {metric}: " + ", ".join(
+            f"{r['architecture']}={r['metrics'].get(metric)} ({'blessed' if r['blessed'] else 'not blessed'})"
+            for r in ranked) + f" -> {selection['winner'] or 'nothing to push'}")
+
+
+def ModelSelector(architectures: List[str], trainers: Dict[str, Any], evaluators: Dict[str, Any],
+                  metric: str = "accuracy") -> base_component.BaseComponent:
+    """Builds the selector for these architectures' Trainer and Evaluator nodes."""
+    spec_class = candidates.make_spec_class(
+        "ModelSelectorSpec",
+        parameters={"metric": component_spec.ExecutionParameter(type=str)},
+        inputs=candidates.candidate_inputs(KINDS, architectures),
+        outputs={"model": component_spec.ChannelParameter(type=standard_artifacts.Model),
+                 "blessing": component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing)})
+    component_class = type("ModelSelector", (base_component.BaseComponent,), {
+        "SPEC_CLASS": spec_class, "EXECUTOR_SPEC": executor_spec.ExecutorClassSpec(Executor),
+        "__module__": __name__})
+    inputs = {}
+    for arch in architectures:
+        inputs[candidates.input_name("model", arch)] = trainers[arch].outputs["model"]
+        inputs[candidates.input_name("evaluation", arch)] = evaluators[arch].outputs["evaluation"]
+        inputs[candidates.input_name("blessing", arch)] = evaluators[arch].outputs["blessing"]
+    spec = spec_class(metric=metric,
+                      model=channel.Channel(type=standard_artifacts.Model),
+                      blessing=channel.Channel(type=standard_artifacts.ModelBlessing), **inputs)
+    return component_class(spec=spec)
