@@ -20,7 +20,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock setup.py
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON310) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip==24.2
+	$(BIN)/python -m pip install -q --upgrade pip==24.2 setuptools==70.3.0 wheel==0.44.0
 	$(BIN)/python -m pip install -q --no-deps -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
