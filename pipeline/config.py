@@ -66,6 +66,8 @@ class KubeflowConfig:
     image: str = "ghcr.io/fer-pipeline/fer-pipeline:0.1.0"
     pipeline_root: str = "gs://fer-pipeline/pipeline_root"
     serving_dir: str = "/models"  # the PVC shared with TF Serving (kubernetes/base)
+    serving_pvc: Optional[str] = "fer-models"  # mounted at serving_dir; None for gs:// etc.
+    schema_dir: str = "/pipeline/schemas"  # where the Dockerfile puts schemas/ in the image
     data_path: str = "gs://fer-pipeline/data/fer2013.csv.gz"
     beam_runner: str = "DirectRunner"
     beam_extra_args: Tuple[str, ...] = ()
@@ -96,6 +98,8 @@ class PipelineConfig:
     # Training, blessing, selection
     architectures: Tuple[str, ...] = ALL_ARCHITECTURES
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)  # shared overrides
+    # Per-architecture overrides on top of `trainer`, e.g. {"resnet50": {"epochs": 5}}.
+    per_architecture: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
     min_accuracy: float = 0.3
     selection_metric: str = "accuracy"
     # Beam
@@ -104,8 +108,9 @@ class PipelineConfig:
     enable_cache: bool = True
 
     def trainer_for(self, architecture: str) -> TrainerConfig:
-        """The Trainer config of one architecture (shared overrides + its name)."""
-        return dataclasses.replace(self.trainer, architecture=architecture)
+        """The Trainer config of one architecture: shared overrides, then its own."""
+        return dataclasses.replace(self.trainer, architecture=architecture,
+                                   **self.per_architecture.get(architecture, {}))
 
     @property
     def model_serving_dir(self) -> str:

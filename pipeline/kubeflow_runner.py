@@ -6,7 +6,7 @@ the container image (Dockerfile) that carries this package is all a pod needs.
 """
 import dataclasses
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 from google.protobuf import json_format
@@ -58,7 +58,23 @@ def kubeflow_pipeline_config(config: PipelineConfig, kubeflow: KubeflowConfig) -
     """The local config with the cluster's paths (data, pipeline root, serving volume)."""
     return dataclasses.replace(config, data_path=kubeflow.data_path,
                                pipeline_root=kubeflow.pipeline_root,
-                               serving_dir=kubeflow.serving_dir)
+                               serving_dir=kubeflow.serving_dir,
+                               schema_dir=kubeflow.schema_dir)
+
+
+def serving_volume_platform_spec(spec: Dict, kubeflow: KubeflowConfig) -> Optional[Dict]:
+    """KFP's Kubernetes platform spec mounting the serving PVC into the steps that use it.
+
+    The Pusher writes <serving-dir>/<model>/<version>/ and each ServingBaseline reads the
+    served version, so both need the volume TF Serving reads (kubernetes/base/pvc.yaml).
+    """
+    if not kubeflow.serving_pvc:
+        return None
+    executors = {
+        name: {"pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": kubeflow.serving_dir}]}
+        for name in spec["deploymentSpec"]["executors"]
+        if name.startswith(("AtomicPusher", "ServingBaseline"))}
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
 def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: str) -> str:
@@ -79,10 +95,14 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     spec = job["pipelineSpec"]
     _fill_missing_resources(spec, pipeline.components)
     spec["defaultPipelineRoot"] = kubeflow.pipeline_root
-    load_pipeline_spec_dict(spec)  # fail here, not on the cluster, if it is not a valid spec
+    documents = [spec]
+    platform = serving_volume_platform_spec(spec, kubeflow)
+    if platform:
+        documents.append(platform)  # kfp.Client reads a second YAML document as PlatformSpec
+    parse_documents(documents)  # fail here, not on the cluster, if it is not valid
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as handle:
-        yaml.safe_dump(spec, handle, sort_keys=False)
+        yaml.safe_dump_all(documents, handle, sort_keys=False)
     return output
 
 
@@ -100,15 +120,27 @@ def _fill_missing_resources(spec: Dict, components: List[base_component.BaseComp
             executor["resources"] = json_format.MessageToDict(config)
 
 
-def load_pipeline_spec_dict(spec: Dict) -> pipeline_spec_pb2.PipelineSpec:
-    """Parses a dict the way kfp.Client does (json_format into PipelineSpec)."""
-    return json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+def parse_documents(documents: List[Dict]) -> Tuple[pipeline_spec_pb2.PipelineSpec,
+                                                     pipeline_spec_pb2.PlatformSpec]:
+    """Parses package documents the way kfp.Client does: a PipelineSpec, then PlatformSpec."""
+    if not documents or not isinstance(documents[0], dict):
+        raise json_format.ParseError("the package holds no PipelineSpec document")
+    platform: Dict = {}
+    for extra in documents[1:]:
+        platform.update(extra)
+    return (json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec()),
+            json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec()))
 
 
 def load_package(package: str) -> pipeline_spec_pb2.PipelineSpec:
-    """Reads a compiled package as kfp.Client would."""
+    """Reads a compiled package's PipelineSpec as kfp.Client would."""
+    return load_package_documents(package)[0]
+
+
+def load_package_documents(package: str) -> Tuple[pipeline_spec_pb2.PipelineSpec,
+                                                  pipeline_spec_pb2.PlatformSpec]:
     with open(package) as handle:
-        return load_pipeline_spec_dict(yaml.safe_load(handle))
+        return parse_documents(list(yaml.safe_load_all(handle)))
 
 
 class SubmitError(RuntimeError):

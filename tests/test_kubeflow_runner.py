@@ -26,7 +26,7 @@ def test_every_trainer_requests_gpus_and_beam_steps_get_cpu(package):
     executors = {}
     import yaml
 
-    raw = yaml.safe_load(open(package))
+    raw = next(yaml.safe_load_all(open(package)))
     for name, executor in raw["deploymentSpec"]["executors"].items():
         executors[name] = executor["container"]
     trainers = [t for t in spec.root.dag.tasks if t.startswith("Trainer")]
@@ -74,3 +74,19 @@ def test_compile_refuses_formats_kfp_cannot_submit(tmp_path):
     with pytest.raises(ValueError, match=".yaml"):
         kubeflow_runner.compile_pipeline(config_lib.PipelineConfig(data_path="/d.csv"),
                                          config_lib.KubeflowConfig(), str(tmp_path / "p.json"))
+
+
+def test_pusher_and_baselines_mount_the_serving_volume(package):
+    _, platform = kubeflow_runner.load_package_documents(package)
+    executors = platform.platforms["kubernetes"].deployment_spec.executors
+    mounted = {name for name in executors}
+    assert "AtomicPusher_executor" in mounted
+    assert {f"ServingBaseline_{a}_executor" for a in config_lib.ALL_ARCHITECTURES} <= mounted
+    mount = executors["AtomicPusher_executor"]["pvcMount"][0]
+    assert (mount["constant"], mount["mountPath"]) == ("fer-models", "/models")
+
+
+def test_cluster_paths_replace_the_local_ones(package):
+    text = open(package).read()
+    assert "/pipeline/schemas/schema.pbtxt" in text
+    assert "/models/fer" in text  # the Pusher's and baselines' model base path
