@@ -9,10 +9,11 @@ export TF_USE_LEGACY_KERAS := 1
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 export TF_CPP_MIN_LOG_LEVEL := 1
 ARGS ?=
+DOCKER ?= docker
 IMAGE ?= fer-pipeline
-TAG ?= latest
+TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: venv run test clean
+.PHONY: venv run test image clean
 
 venv: $(VENV)/.installed
 
@@ -31,6 +32,14 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest tests $(ARGS)
+
+# The pipeline image for Kubeflow (Dockerfile); needs a Docker engine.
+image:
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make image: '$(DOCKER)' not found; install Docker (or DOCKER=podman)"; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make image: no Docker engine reachable; cannot build $(IMAGE):$(TAG)"; exit 1; }
+	$(DOCKER) build -t $(IMAGE):$(TAG) .
+	$(DOCKER) run --rm $(IMAGE):$(TAG) python -c "import tfx, pipeline.pipeline; print('image ok, tfx', tfx.__version__)"
+	@echo "built $(IMAGE):$(TAG); push it and compile with --image REGISTRY/$(IMAGE):$(TAG)"
 
 clean:
 	rm -rf runs

@@ -80,6 +80,8 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         allow_anomalies=args.allow_anomalies,
         architectures=args.architectures,
         trainer=_trainer_config(args),
+        per_architecture=({} if args.data or args.epochs else
+                          {a: {"epochs": e} for a, e in config_lib.SYNTHETIC_DATA_EPOCHS.items()}),
         min_accuracy=args.min_accuracy,
         beam_direct_running_mode=args.beam_mode,
         enable_cache=not args.no_cache)
