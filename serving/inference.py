@@ -1,0 +1,216 @@
+"""Request checks and signature calls shared by the gRPC services and the REST gateway.
+
+Every failure is a :class:`~serving.errors.ServingError` with TF Serving's status code:
+unknown model/version/label -> NOT_FOUND; unknown signature, missing or extra input,
+wrong dtype or shape, empty batch, bytes that are not an image -> INVALID_ARGUMENT;
+too large a batch or image -> RESOURCE_EXHAUSTED.
+"""
+import io
+import logging
+import re
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import grpc
+import numpy as np
+import tensorflow as tf
+
+from components import features
+from serving import errors
+from serving.servable import Servable, Signature
+from serving.version_watcher import ModelVersions, VersionState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNATURE = features.SERVING_DEFAULT_SIGNATURE
+IMAGE_MAGIC: Tuple[bytes, ...] = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a",
+                                  b"BM")
+_TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces unavailable>|"
+                       r"\s*\[\[\{\{node|\s*\[\[.*\]\]$)")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request bounds; the gRPC message size limit is set on the server itself."""
+
+    max_batch_size: int = 1024
+    max_image_pixels: int = 25_000_000  # a decoded image larger than 5000x5000 is refused
+
+
+def clean_tf_message(message: str) -> str:
+    """TF's multi-line graph error -> its meaningful line(s), without op names and traces."""
+    lines = []
+    for line in message.splitlines():
+        line = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", line).strip()
+        if line and not _TF_NOISE.match(line) and line not in lines:
+            lines.append(line)
+    return " ".join(lines) or message.strip()
+
+
+def _dtype_of(array: np.ndarray) -> tf.DType:
+    if array.dtype.kind in "OSU":
+        return tf.string
+    return tf.as_dtype(array.dtype)
+
+
+def _shape_text(shape: Iterable[Optional[int]]) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def check_images(name: str, values: np.ndarray, limits: Limits) -> None:
+    """Each element must be PNG/JPEG/GIF/BMP bytes no larger than ``max_image_pixels``."""
+    from PIL import Image
+    for index, value in enumerate(values.ravel()):
+        if not isinstance(value, bytes):
+            continue
+        if not value:
+            raise errors.invalid(f"{name}[{index}] is empty, expected PNG/JPEG/BMP/GIF bytes")
+        if not value.startswith(IMAGE_MAGIC):
+            raise errors.invalid(f"{name}[{index}] is not a PNG, JPEG, BMP or GIF image "
+                                 f"({len(value)} bytes starting {value[:8]!r})")
+        try:
+            with Image.open(io.BytesIO(value)) as image:
+                width, height = image.size
+        except Exception:  # noqa: BLE001 - let TensorFlow's decoder give the verdict
+            continue
+        if width * height > limits.max_image_pixels:
+            raise errors.exhausted(f"{name}[{index}] is {width}x{height} pixels, above this "
+                                   f"server's limit of {limits.max_image_pixels} pixels")
+
+
+def locate_bad_image(inputs: Dict[str, np.ndarray]) -> Optional[str]:
+    """After a failed batch: ``images[i]: <why>`` for the first image TF cannot decode."""
+    values = inputs.get(features.IMAGES_INPUT)
+    if values is None or values.dtype.kind != "O":
+        return None
+    for index, value in enumerate(values.ravel()):
+        try:
+            tf.io.decode_image(value, channels=3, expand_animations=False)
+        except tf.errors.OpError as err:
+            return f"{features.IMAGES_INPUT}[{index}]: {clean_tf_message(err.message)}"
+    return None
+
+
+class PredictionCore:
+    """Resolves model/version/label/signature, validates inputs and runs the signature."""
+
+    def __init__(self, versions: ModelVersions, limits: Optional[Limits] = None,
+                 batcher=None) -> None:
+        self.versions = versions
+        self.model_name = versions.model_name
+        self.limits = limits or Limits()
+        self.batcher = batcher
+
+    def check_model(self, name: str) -> None:
+        if name != self.model_name:
+            raise errors.not_found(f"Servable not found for request: Latest({name}) "
+                                   f"(this server serves model {self.model_name!r})")
+
+    def servable(self, name: str, version: Optional[int] = None,
+                 label: Optional[str] = None) -> Servable:
+        self.check_model(name)
+        return self.versions.resolve(version=version, label=label)
+
+    def status(self, name: str, version: Optional[int] = None,
+               label: Optional[str] = None) -> List[VersionState]:
+        if name != self.model_name:
+            raise errors.not_found(f"Could not find any versions of model {name} "
+                                   f"(this server serves model {self.model_name!r})")
+        return self.versions.states(version=version, label=label)
+
+    @staticmethod
+    def signature(servable: Servable, name: str) -> Signature:
+        name = name or DEFAULT_SIGNATURE
+        if name not in servable.signatures:
+            raise errors.invalid(
+                f"Serving signature name: \"{name}\" not found in signature def "
+                f"(version {servable.version} has: {', '.join(sorted(servable.signatures))})")
+        return servable.signatures[name]
+
+    def check_inputs(self, signature: Signature, inputs: Dict[str, np.ndarray]) -> int:
+        """Checks names, dtypes, shapes and batch; returns the batch size."""
+        expected = sorted(signature.inputs)
+        missing = [n for n in expected if n not in inputs]
+        extra = sorted(n for n in inputs if n not in signature.inputs)
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append("missing input(s) " + ", ".join(repr(n) for n in missing))
+            if extra:
+                parts.append("unexpected input(s) " + ", ".join(repr(n) for n in extra))
+            raise errors.invalid(f"Signature {signature.name!r} expects inputs "
+                                 f"{{{', '.join(expected)}}}: " + "; ".join(parts))
+        batch = None
+        for name in expected:
+            spec, array = signature.inputs[name], inputs[name]
+            dtype = _dtype_of(array)
+            if dtype != spec.dtype:
+                raise errors.invalid(f"Input {name!r} of signature {signature.name!r} must be "
+                                     f"{spec.dtype.name}, got {dtype.name}")
+            if not spec.shape.is_compatible_with(array.shape):
+                raise errors.invalid(
+                    f"Input {name!r} of signature {signature.name!r} must have shape "
+                    f"{_shape_text(spec.shape.as_list())}, got {_shape_text(array.shape)}")
+            if array.ndim:
+                if array.shape[0] == 0:
+                    raise errors.invalid(f"Input {name!r} is an empty batch (0 elements)")
+                if batch is not None and array.shape[0] != batch:
+                    raise errors.invalid("Inputs have different batch sizes")
+                batch = array.shape[0]
+            if dtype == tf.string and name == features.IMAGES_INPUT:
+                check_images(name, array, self.limits)
+        batch = batch or 1
+        if batch > self.limits.max_batch_size:
+            raise errors.exhausted(f"Batch of {batch} exceeds this server's maximum batch size "
+                                   f"of {self.limits.max_batch_size}")
+        return batch
+
+    @staticmethod
+    def run(signature: Signature, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Calls the signature; TF errors become ServingErrors with TF's code."""
+        tensors = {name: tf.constant(array, dtype=signature.inputs[name].dtype)
+                   for name, array in inputs.items()}
+        try:
+            outputs = signature.function(**tensors)
+        except tf.errors.OpError as err:
+            message = clean_tf_message(err.message)
+            if isinstance(err, tf.errors.InvalidArgumentError):
+                message = locate_bad_image(inputs) or message
+            raise errors.ServingError(errors.grpc_code(err.error_code), message) from None
+        except (TypeError, ValueError) as err:
+            raise errors.invalid(f"Signature {signature.name!r} rejected the inputs: "
+                                 f"{clean_tf_message(str(err))}") from None
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+    def predict(self, name: str, version: Optional[int], label: Optional[str],
+                signature_name: str, inputs: Dict[str, np.ndarray],
+                output_filter: Iterable[str] = ()) -> Tuple[Servable, str, Dict[str, np.ndarray]]:
+        """Returns (servable used, signature name, outputs)."""
+        servable = self.servable(name, version, label)
+        signature_name, outputs = self.predict_on(servable, signature_name, inputs, output_filter)
+        return servable, signature_name, outputs
+
+    def predict_on(self, servable: Servable, signature_name: str, inputs: Dict[str, np.ndarray],
+                   output_filter: Iterable[str] = ()) -> Tuple[str, Dict[str, np.ndarray]]:
+        """Runs one resolved servable; returns (signature name, outputs)."""
+        signature = self.signature(servable, signature_name)
+        wanted = list(output_filter)
+        unknown = [o for o in wanted if o not in signature.outputs]
+        if unknown:
+            raise errors.invalid(f"output tensor alias not found in signature: "
+                                 f"{', '.join(unknown)} (outputs: "
+                                 f"{', '.join(sorted(signature.outputs))})")
+        self.check_inputs(signature, inputs)
+        if self.batcher is not None:
+            outputs = self.batcher.run(signature, inputs)
+        else:
+            outputs = self.run(signature, inputs)
+        if wanted:
+            outputs = {o: outputs[o] for o in wanted}
+        return signature.name, outputs
+
+
+def internal(err: Exception) -> errors.ServingError:
+    """An unexpected failure: logged with its traceback, answered as INTERNAL."""
+    log.exception("Unexpected error while serving a request")
+    return errors.ServingError(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")

@@ -1,0 +1,96 @@
+"""Reads fer-client inputs: image files, and fer2013 CSV files (``emotion,pixels,Usage``)."""
+import csv
+import gzip
+import io
+import os
+from dataclasses import dataclass
+from typing import Iterator, List, Optional
+
+import numpy as np
+
+from components import features
+
+
+class InputFileError(ValueError):
+    """A local input that cannot be sent (missing file, bad CSV row): one clear line."""
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input to predict: an encoded image, or one CSV row's 48x48 pixels."""
+
+    file: str
+    row: Optional[int] = None  # 1-based data row of a CSV file
+    image: Optional[bytes] = None
+    pixels: Optional[np.ndarray] = None  # uint8 [2304]
+    expected: Optional[str] = None  # the CSV's emotion label, when present
+
+    @property
+    def name(self) -> str:
+        return self.file if self.row is None else f"{self.file}#{self.row}"
+
+
+def is_csv(path: str) -> bool:
+    return path.lower().endswith((".csv", ".csv.gz"))
+
+
+def _parse_pixels(text: str, where: str) -> np.ndarray:
+    try:
+        values = np.array(text.split(), dtype=np.int64)
+    except ValueError:
+        raise InputFileError(f"{where}: pixels must be space-separated integers") from None
+    if values.size != features.NUM_PIXELS:
+        raise InputFileError(f"{where}: pixels has {values.size} values, expected "
+                             f"{features.NUM_PIXELS} (48x48)")
+    if values.min() < 0 or values.max() > 255:
+        raise InputFileError(f"{where}: pixels must be in 0..255")
+    return values.astype(np.uint8)
+
+
+def read_csv(path: str) -> Iterator[InputItem]:
+    """Rows of a fer2013 CSV (header with a ``pixels`` column; ``emotion`` optional)."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or features.PIXELS_KEY not in reader.fieldnames:
+                raise InputFileError(f"{path}: not a fer2013 CSV (no '{features.PIXELS_KEY}' "
+                                     f"column in header {reader.fieldnames})")
+            for number, row in enumerate(reader, start=1):
+                where = f"{path} row {number}"
+                pixels = _parse_pixels(row.get(features.PIXELS_KEY) or "", where)
+                expected = None
+                label = (row.get(features.LABEL_KEY) or "").strip()
+                if label.isdigit() and int(label) < features.NUM_CLASSES:
+                    expected = features.EMOTIONS[int(label)]
+                yield InputItem(file=path, row=number, pixels=pixels, expected=expected)
+    except (OSError, UnicodeDecodeError, csv.Error, EOFError) as err:
+        raise InputFileError(f"cannot read {path}: {err}") from None
+
+
+def read_image(path: str) -> InputItem:
+    try:
+        with open(path, "rb") as handle:
+            return InputItem(file=path, image=handle.read())
+    except OSError as err:
+        raise InputFileError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def read_inputs(paths: List[str]) -> Iterator[InputItem]:
+    """Every input of ``paths`` in order; CSV files by extension, anything else as an image."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise InputFileError(f"{path}: no such file")
+        if is_csv(path):
+            yield from read_csv(path)
+        else:
+            yield read_image(path)
+
+
+def synthetic_png(seed: int = 0, size: int = 48) -> bytes:
+    """A random gray PNG (for bench runs without input files)."""
+    from PIL import Image
+    array = np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

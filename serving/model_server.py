@@ -1,0 +1,160 @@
+"""The local TF Serving stand-in: gRPC (and optionally REST) over ``<base>/<version>/``.
+
+    server = start_server(model_base_path="runs/serving/fer", port=8500, rest_port=8501)
+    ...
+    server.stop()
+
+It is not TF Serving: it implements TF Serving's PredictionService (Predict,
+GetModelMetadata) and ModelService (GetModelStatus) in Python with TensorFlow's SavedModel
+loader, for development and tests on machines without ``tensorflow_model_server``.
+The initial versions are loaded before the port opens, as TF Serving does.
+"""
+import logging
+import os
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Union
+
+import grpc
+
+from serving.batching import Batcher
+from serving.grpc_services import add_services
+from serving.inference import Limits, PredictionCore
+from serving.rest_gateway import RestGateway
+from serving.version_policy import VersionPolicy
+from serving.version_watcher import ModelVersions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+
+
+@dataclass
+class BatchingOptions:
+    """Server-side batching (TF Serving's --enable_batching with a batching config)."""
+
+    max_batch_size: int = 64
+    batch_timeout_s: float = 0.002
+    num_threads: int = 2
+
+
+@dataclass
+class ModelServer:
+    """A running stand-in; ``port`` / ``rest_port`` are the bound ports."""
+
+    versions: ModelVersions
+    core: PredictionCore
+    grpc_server: grpc.Server
+    port: int
+    host: str
+    rest: Optional[RestGateway] = None
+    batcher: Optional[Batcher] = None
+    owns_versions: bool = True
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def rest_port(self) -> Optional[int]:
+        return self.rest.port if self.rest else None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def stop(self, grace: Optional[float] = None) -> None:
+        """Stops gRPC (letting in-flight calls finish for ``grace`` s), REST and the watcher."""
+        if self._stopped.is_set():
+            return
+        self.grpc_server.stop(grace).wait()
+        if self.rest:
+            self.rest.stop()
+        if self.batcher:
+            self.batcher.stop()
+        if self.owns_versions:
+            self.versions.stop_watching()
+        self._stopped.set()
+        log.info("Stopped the local TF Serving stand-in on %s", self.address)
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until :meth:`stop`; True once stopped."""
+        return self._stopped.wait(timeout)
+
+
+def _bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
+                 port: int = 0, rest_port: Optional[int] = None, host: str = "127.0.0.1",
+                 version_policy: Union[str, VersionPolicy] = "latest:1",
+                 version_labels: Optional[Dict[str, int]] = None,
+                 version_labels_file: Optional[str] = None,
+                 poll_seconds: float = 1.0,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 max_workers: int = 16,
+                 limits: Optional[Limits] = None,
+                 batching: Optional[BatchingOptions] = None,
+                 versions: Optional[ModelVersions] = None) -> ModelServer:
+    """Loads the model's versions, then serves gRPC on ``host:port`` (0 = any free port).
+
+    ``rest_port`` (0 = any free port) also starts the REST gateway. ``versions`` lets
+    several servers share one already loaded :class:`ModelVersions` (it is not stopped
+    with them). ``max_message_bytes`` bounds gRPC messages and REST bodies; larger
+    requests get RESOURCE_EXHAUSTED. Raises OSError when a port cannot be bound.
+    """
+    owns_versions = versions is None
+    if versions is None:
+        if model_base_path is None:
+            raise ValueError("start_server needs model_base_path or versions")
+        policy = (version_policy if isinstance(version_policy, VersionPolicy)
+                  else VersionPolicy.parse(version_policy))
+        versions = ModelVersions(model_name, model_base_path, policy=policy,
+                                 labels=version_labels, labels_file=version_labels_file)
+        if not os.path.isdir(versions.base_path):
+            log.warning("Model base path %s does not exist (yet); waiting for versions",
+                        versions.base_path)
+        loaded = versions.refresh(initial=True)
+        if not loaded:
+            log.warning("No servable version of %s under %s yet", model_name, versions.base_path)
+    batcher = Batcher(batching.max_batch_size, batching.batch_timeout_s,
+                      batching.num_threads) if batching else None
+    core = PredictionCore(versions, limits=limits, batcher=batcher)
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+                                                    thread_name_prefix="grpc-worker"),
+                         options=options)
+    add_services(server, core)
+    try:
+        bound = server.add_insecure_port(_bind_address(host, port))
+    except RuntimeError as err:
+        bound, cause = 0, err
+    else:
+        cause = None
+    if not bound:
+        if batcher:
+            batcher.stop()
+        raise OSError(f"cannot listen on {_bind_address(host, port)} (port in use?)") from cause
+    rest = None
+    if rest_port is not None:
+        try:
+            rest = RestGateway(core, host=host, port=rest_port, max_body_bytes=max_message_bytes)
+        except OSError as err:
+            server.stop(0)
+            if batcher:
+                batcher.stop()
+            raise OSError(f"cannot listen on {host}:{rest_port} for REST: {err}") from err
+    server.start()
+    if rest:
+        rest.start()
+    if owns_versions:
+        versions.start_watching(poll_seconds)
+    running = ModelServer(versions=versions, core=core, grpc_server=server, port=bound,
+                          host=host, rest=rest, batcher=batcher, owns_versions=owns_versions)
+    log.info("Local TF Serving stand-in: model %s, versions %s, gRPC %s%s", model_name,
+             versions.loaded_versions(), running.address,
+             f", REST {host}:{rest.port}" if rest else "")
+    return running

@@ -1,0 +1,272 @@
+"""A small REST gateway mimicking TF Serving's REST API, on the standard library only.
+
+    GET  /v1/models/<name>[/versions/<v>|/labels/<l>]            model version status
+    GET  /v1/models/<name>[/versions/<v>|/labels/<l>]/metadata   signature defs
+    POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict    {"signature_name": ...,
+         "instances": [...]} (row format) or {"inputs": ...} (columnar format);
+         binary values are {"b64": "..."}.
+
+Errors answer ``{"error": "..."}`` with the HTTP status TF Serving maps the gRPC code to.
+"""
+import base64
+import json
+import logging
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, Optional, Tuple
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+
+from serving import errors
+from serving.grpc_services import metadata_response, status_response
+from serving.inference import PredictionCore, internal
+from serving.servable import Signature
+
+log = logging.getLogger(__name__)
+
+_PATH_RE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
+                      r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                      r"(?P<suffix>/metadata|:[a-zA-Z]+)?/?$")
+
+
+def decode_binary(value: Any) -> Any:
+    """Replaces every {"b64": "..."} in a JSON value by its bytes."""
+    if isinstance(value, dict):
+        if set(value) == {"b64"}:
+            try:
+                return base64.b64decode(value["b64"], validate=True)
+            except (ValueError, TypeError):
+                raise errors.invalid("a {\"b64\": ...} value is not valid base64") from None
+        return {k: decode_binary(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_binary(v) for v in value]
+    return value
+
+
+def _is_binary_leaf(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _to_array(name: str, values: Any, signature: Signature) -> np.ndarray:
+    spec = signature.inputs.get(name)
+    if spec is None:  # PredictionCore reports unexpected inputs
+        return np.asarray(values, dtype=object)
+    if spec.dtype.name == "string":
+        flat = np.asarray(values, dtype=object)
+        for item in flat.ravel():
+            if not isinstance(item, (bytes, str)):
+                raise errors.invalid(f"Input {name!r} expects strings (use {{\"b64\": ...}} for "
+                                     f"binary data), got {type(item).__name__}")
+        encode = np.vectorize(lambda v: v.encode("utf-8") if isinstance(v, str) else v,
+                              otypes=[object])
+        return encode(flat) if flat.size else flat
+    try:
+        return np.asarray(values, dtype=spec.dtype.as_numpy_dtype)
+    except (TypeError, ValueError) as err:
+        raise errors.invalid(f"Input {name!r} expects {spec.dtype.name} values: {err}") from None
+
+
+def request_inputs(body: Dict[str, Any], signature: Signature) -> Tuple[Dict[str, np.ndarray], bool]:
+    """JSON body -> ({input name: array}, row format?) as TF Serving's REST API reads it."""
+    if ("instances" in body) == ("inputs" in body):
+        raise errors.invalid("Request body must have exactly one of \"instances\" (row format) "
+                             "or \"inputs\" (columnar format)")
+    names = sorted(signature.inputs)
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list):
+            raise errors.invalid("\"instances\" must be a list")
+        if not instances:
+            raise errors.invalid(f"\"instances\" is an empty batch (0 elements)")
+        named = [isinstance(i, dict) and not _is_binary_leaf(i) for i in instances]
+        if all(named):
+            keys = set(instances[0])
+            if any(set(i) != keys for i in instances):
+                raise errors.invalid("All \"instances\" must have the same named inputs")
+            columns = {k: [decode_binary(i[k]) for i in instances] for k in keys}
+        elif not any(named):
+            if len(names) != 1:
+                raise errors.invalid(f"Signature {signature.name!r} has inputs "
+                                     f"{{{', '.join(names)}}}: instances must be objects "
+                                     "naming them")
+            columns = {names[0]: decode_binary(instances)}
+        else:
+            raise errors.invalid("\"instances\" mixes named and unnamed values")
+        return {k: _to_array(k, v, signature) for k, v in columns.items()}, True
+    inputs = body["inputs"]
+    if isinstance(inputs, dict) and not _is_binary_leaf(inputs):
+        columns = {k: decode_binary(v) for k, v in inputs.items()}
+    else:
+        if len(names) != 1:
+            raise errors.invalid(f"Signature {signature.name!r} has inputs {{{', '.join(names)}}}"
+                                 ": \"inputs\" must be an object naming them")
+        columns = {names[0]: decode_binary(inputs)}
+    return {k: _to_array(k, v, signature) for k, v in columns.items()}, False
+
+
+def _jsonable(array: np.ndarray) -> Any:
+    if array.dtype.kind in "OSU":
+        def convert(value: Any) -> Any:
+            if isinstance(value, bytes):
+                try:
+                    return value.decode("utf-8")
+                except UnicodeDecodeError:
+                    return {"b64": base64.b64encode(value).decode("ascii")}
+            return value
+        return np.vectorize(convert, otypes=[object])(array).tolist() if array.size else []
+    return array.tolist()
+
+
+def response_body(outputs: Dict[str, np.ndarray], row_format: bool) -> Dict[str, Any]:
+    """TF Serving's {"predictions": [...]} (row) or {"outputs": ...} (columnar)."""
+    converted = {name: _jsonable(array) for name, array in outputs.items()}
+    if not row_format:
+        return {"outputs": converted if len(converted) > 1 else next(iter(converted.values()))}
+    if len(converted) == 1:
+        return {"predictions": next(iter(converted.values()))}
+    batch = len(next(iter(converted.values())))
+    return {"predictions": [{name: values[i] for name, values in converted.items()}
+                            for i in range(batch)]}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "fer-serving-stand-in"
+    protocol_version = "HTTP/1.1"
+    gateway: "RestGateway"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("REST %s - " + fmt, self.address_string(), *args)
+
+    def _send(self, status: int, body: Dict[str, Any]) -> None:
+        data = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, err: errors.ServingError, status: Optional[int] = None) -> None:
+        self._send(status or errors.http_status(err.code), {"error": err.message})
+
+    def _route(self) -> Tuple[str, Optional[int], Optional[str], str]:
+        match = _PATH_RE.match(self.path.split("?", 1)[0])
+        if not match:
+            raise errors.not_found(f"Malformed request: {self.command} {self.path} "
+                                   "(expected /v1/models/<name>[/versions/<v>|/labels/<l>]"
+                                   "[/metadata|:predict])")
+        version = int(match["version"]) if match["version"] else None
+        return match["name"], version, match["label"], match["suffix"] or ""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._dispatch(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch(self._post)
+
+    def _dispatch(self, handler) -> None:
+        try:
+            status, body = handler()
+            self._send(status, body)
+        except errors.ServingError as err:
+            self._error(err)
+        except _PayloadTooLarge as err:
+            self.close_connection = True
+            self._send(413, {"error": str(err)})
+        except Exception as err:  # noqa: BLE001 - the gateway must survive any request
+            self._error(internal(err))
+
+    def _get(self) -> Tuple[int, Dict[str, Any]]:
+        core = self.gateway.core
+        name, version, label, suffix = self._route()
+        if suffix == "":
+            response = status_response(core.status(name, version, label))
+            return 200, json_format.MessageToDict(response, preserving_proto_field_name=True,
+                                                  including_default_value_fields=True)
+        if suffix == "/metadata":
+            servable = core.servable(name, version, label)
+            response = metadata_response(name, servable)
+            return 200, {
+                "model_spec": json_format.MessageToDict(response.model_spec,
+                                                        preserving_proto_field_name=True),
+                "metadata": {"signature_def": json_format.MessageToDict(
+                    servable.signature_def_map, preserving_proto_field_name=True)},
+            }
+        raise errors.ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                                  f"GET is not supported for {self.path}")
+
+    def _read_json(self) -> Dict[str, Any]:
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise errors.invalid("POST needs a Content-Length header")
+        size = int(length)
+        if size > self.gateway.max_body_bytes:
+            self._discard(size)
+            raise _PayloadTooLarge(f"RESOURCE_EXHAUSTED: request body of {size} bytes exceeds "
+                                   f"this server's limit of {self.gateway.max_body_bytes} bytes")
+        raw = self.rfile.read(size)
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise errors.invalid(f"Request body is not valid JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise errors.invalid("Request body must be a JSON object")
+        return body
+
+    def _discard(self, size: int, chunk: int = 1 << 20) -> None:
+        """Reads and drops an oversized body so the client can read the 413 answer."""
+        left = min(size, 1 << 30)
+        while left > 0:
+            data = self.rfile.read(min(chunk, left))
+            if not data:
+                break
+            left -= len(data)
+
+    def _post(self) -> Tuple[int, Dict[str, Any]]:
+        core = self.gateway.core
+        name, version, label, suffix = self._route()
+        body = self._read_json()
+        if suffix in (":classify", ":regress"):
+            raise errors.ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                                      f"{suffix[1:]} is not implemented by the local TF Serving "
+                                      "stand-in (use :predict)")
+        if suffix != ":predict":
+            raise errors.not_found(f"Unknown method {suffix or '(none)'} for POST {self.path}")
+        signature_name = body.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise errors.invalid("\"signature_name\" must be a string")
+        servable = core.servable(name, version, label)
+        signature = core.signature(servable, signature_name)
+        inputs, row_format = request_inputs(body, signature)
+        _, outputs = core.predict_on(servable, signature.name, inputs)
+        return 200, response_body(outputs, row_format)
+
+
+class _PayloadTooLarge(Exception):
+    pass
+
+
+class RestGateway:
+    """A ThreadingHTTPServer answering TF Serving's REST API on ``host:port``."""
+
+    def __init__(self, core: PredictionCore, host: str = "127.0.0.1", port: int = 0,
+                 max_body_bytes: int = 64 << 20) -> None:
+        self.core = core
+        self.max_body_bytes = max_body_bytes
+        handler = type("Handler", (_Handler,), {"gateway": self})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.port: int = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest-gateway",
+                                        daemon=True)
+
+    def start(self) -> "RestGateway":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=10)

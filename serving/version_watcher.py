@@ -1,0 +1,274 @@
+"""The served versions of one model and the thread that follows its base path.
+
+Like TF Serving's file-system source, only numeric sub-directories holding a
+``saved_model.pb`` are versions (``.pushing-123`` staging dirs and half-copied dirs are
+not). After startup a new version must also look the same on two consecutive polls
+(files, sizes, mtimes) before it is loaded, which covers non-atomic copies. A version is
+loaded and warmed up completely before it becomes visible; only then are the versions
+that fell out of the policy unloaded, so a swap never leaves a gap. A version that fails
+to load is not retried until its files change, and the policy then picks among the
+loadable versions (a broken newest push keeps the previous version serving).
+Versions named by a label are kept loaded in addition to the policy's.
+"""
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+import grpc
+
+from serving import errors
+from serving.version_policy import VersionPolicy, load_labels_file
+
+log = logging.getLogger(__name__)
+
+Fingerprint = Tuple[Tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """TF Serving's ModelVersionStatus: state START/LOADING/AVAILABLE/UNLOADING/END, error."""
+
+    version: int
+    state: str
+    error_code: grpc.StatusCode = grpc.StatusCode.OK
+    error_message: str = ""
+
+
+def fingerprint(path: str) -> Fingerprint:
+    """(relative path, size, mtime_ns) of every file below ``path``, sorted."""
+    entries = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                stat = os.stat(full)
+            except OSError:
+                continue
+            entries.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
+def scan_versions(base_path: str) -> Dict[int, str]:
+    """{version: dir} for numeric sub-dirs of ``base_path`` that contain saved_model.pb."""
+    try:
+        names = os.listdir(base_path)
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        path = os.path.join(base_path, name)
+        if name.isdigit() and os.path.isfile(os.path.join(path, "saved_model.pb")):
+            found[int(name)] = path
+    return found
+
+
+class ModelVersions:
+    """Loads, serves and unloads the versions of one model under ``base_path``."""
+
+    def __init__(self, model_name: str, base_path: str,
+                 policy: Optional[VersionPolicy] = None,
+                 labels: Optional[Dict[str, int]] = None,
+                 labels_file: Optional[str] = None,
+                 loader: Optional[Callable[[str, int], object]] = None) -> None:
+        self.model_name = model_name
+        self.base_path = os.path.abspath(base_path)
+        self.policy = policy or VersionPolicy()
+        self._labels: Dict[str, int] = dict(labels or {})
+        self._labels_file = labels_file
+        self._labels_mtime: Optional[int] = None
+        if loader is None:
+            from serving.servable import load_servable
+            loader = load_servable
+        self._loader = loader
+        self._lock = threading.Lock()  # guards _loaded, _states, _labels
+        self._refresh_lock = threading.Lock()  # one refresh at a time
+        self._loaded: Dict[int, object] = {}
+        self._states: Dict[int, VersionState] = {}
+        self._failed: Dict[int, Fingerprint] = {}
+        self._seen: Dict[int, Fingerprint] = {}
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.refreshes = 0
+
+    # ----------------------------------------------------------------- lookups
+    def resolve(self, version: Optional[int] = None, label: Optional[str] = None):
+        """The servable for a request: a version, a label, or the highest loaded version."""
+        with self._lock:
+            if version is not None:
+                servable = self._loaded.get(version)
+                if servable is None:
+                    raise errors.not_found(
+                        f"Servable not found for request: Specific({self.model_name}, {version})"
+                        f"; loaded versions: {sorted(self._loaded) or 'none'}")
+                return servable
+            if label:
+                if label not in self._labels:
+                    raise errors.not_found(
+                        f"Unrecognized servable version label: {label} (known labels: "
+                        f"{', '.join(sorted(self._labels)) or 'none'})")
+                target = self._labels[label]
+                servable = self._loaded.get(target)
+                if servable is None:
+                    raise errors.not_found(
+                        f"Version label {label} points to version {target} of model "
+                        f"{self.model_name}, which is not available")
+                return servable
+            if not self._loaded:
+                raise errors.not_found(
+                    f"Servable not found for request: Latest({self.model_name}); no version "
+                    f"is loaded from {self.base_path}")
+            return self._loaded[max(self._loaded)]
+
+    def loaded_versions(self) -> List[int]:
+        with self._lock:
+            return sorted(self._loaded)
+
+    def labels(self) -> Dict[str, int]:
+        with self._lock:
+            return dict(self._labels)
+
+    def set_labels(self, labels: Dict[str, int]) -> None:
+        """Replaces the labels (e.g. point ``stable`` back at an older version) and refreshes."""
+        with self._lock:
+            self._labels = dict(labels)
+        self.refresh()
+
+    def states(self, version: Optional[int] = None, label: Optional[str] = None
+               ) -> List[VersionState]:
+        """Status of every version seen (or of one version/label), newest first."""
+        with self._lock:
+            if label:
+                if label not in self._labels:
+                    raise errors.not_found(f"Unrecognized servable version label: {label}")
+                version = self._labels[label]
+            if version is not None:
+                if version not in self._states:
+                    raise errors.not_found(
+                        f"Could not find version {version} of model {self.model_name}")
+                return [self._states[version]]
+            if not self._states:
+                raise errors.not_found(f"Could not find any versions of model {self.model_name} "
+                                       f"under {self.base_path}")
+            return [self._states[v] for v in sorted(self._states, reverse=True)]
+
+    # ----------------------------------------------------------------- refresh
+    def _reload_labels_file(self) -> None:
+        if not self._labels_file:
+            return
+        try:
+            mtime = os.stat(self._labels_file).st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._labels_mtime:
+            return
+        self._labels_mtime = mtime
+        try:
+            labels = load_labels_file(self._labels_file)
+        except (OSError, ValueError) as err:
+            log.error("Keeping version labels %s: cannot read %s: %s", self._labels,
+                      self._labels_file, err)
+            return
+        with self._lock:
+            changed = labels != self._labels
+            self._labels = labels
+        if changed:
+            log.info("Version labels are now %s", labels)
+
+    def _candidates(self, on_disk: Dict[int, str], initial: bool) -> Set[int]:
+        """Versions that may be loaded: settled, and not failed with the same files."""
+        result = set()
+        for version, path in on_disk.items():
+            if version in self._loaded:
+                result.add(version)
+                continue
+            current = fingerprint(path)
+            if self._failed.get(version) == current:
+                continue
+            settled = initial or self._seen.get(version) == current
+            self._seen[version] = current
+            if settled:
+                result.add(version)
+        for version in list(self._seen):
+            if version not in on_disk:
+                del self._seen[version]
+        return result
+
+    def _wanted(self, candidates: Set[int]) -> Set[int]:
+        with self._lock:
+            labelled = set(self._labels.values())
+        return self.policy.select(candidates) | (labelled & candidates)
+
+    def _set_state(self, version: int, state: str, code: grpc.StatusCode = grpc.StatusCode.OK,
+                   message: str = "") -> None:
+        with self._lock:
+            self._states[version] = VersionState(version, state, code, message)
+
+    def _load(self, version: int, path: str) -> bool:
+        self._set_state(version, "LOADING")
+        before = fingerprint(path)
+        try:
+            servable = self._loader(path, version)
+        except Exception as err:  # noqa: BLE001 - a broken version must not stop the server
+            self._failed[version] = before
+            code = errors.grpc_code(getattr(err, "error_code", 2))
+            message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+            self._set_state(version, "END", code, f"Failed to load {path}: {message}")
+            log.error("Version %d of %s failed to load from %s: %s", version, self.model_name,
+                      path, message)
+            return False
+        with self._lock:
+            self._loaded[version] = servable
+            self._states[version] = VersionState(version, "AVAILABLE")
+        log.info("Serving version %d of %s", version, self.model_name)
+        return True
+
+    def refresh(self, initial: bool = False) -> List[int]:
+        """One poll: load what the policy wants (fully), then unload the rest; returns loaded."""
+        with self._refresh_lock:
+            self.refreshes += 1
+            self._reload_labels_file()
+            on_disk = scan_versions(self.base_path)
+            candidates = self._candidates(on_disk, initial)
+            while True:
+                wanted = self._wanted(candidates)
+                missing = sorted(wanted - set(self._loaded), reverse=True)
+                if not missing:
+                    break
+                for version in missing:
+                    if not self._load(version, on_disk[version]):
+                        candidates.discard(version)
+            with self._lock:
+                stale = sorted(set(self._loaded) - wanted)
+            for version in stale:
+                self._set_state(version, "UNLOADING")
+                with self._lock:
+                    self._loaded.pop(version, None)
+                self._set_state(version, "END")
+                log.info("Unloaded version %d of %s", version, self.model_name)
+            return self.loaded_versions()
+
+    # ----------------------------------------------------------------- watcher
+    def start_watching(self, poll_seconds: float) -> None:
+        """Polls the base path every ``poll_seconds`` on a daemon thread (0 disables)."""
+        if poll_seconds <= 0 or self._thread is not None:
+            return
+        self._stop.clear()
+
+        def watch() -> None:
+            while not self._stop.wait(poll_seconds):
+                try:
+                    self.refresh()
+                except Exception:  # noqa: BLE001 - keep watching whatever happens
+                    log.exception("Refreshing versions of %s failed", self.model_name)
+
+        self._thread = threading.Thread(target=watch, name=f"version-watcher-{self.model_name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop_watching(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None

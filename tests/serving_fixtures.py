@@ -1,0 +1,136 @@
+"""Tiny SavedModels that obey the serving contract of components/features.py.
+
+``write_version(base, version, favourite)`` writes ``<base>/<version>/`` the way the
+pipeline's AtomicPusher does (hidden temp dir, then rename). The model's output
+bias makes class ``favourite`` win for every input, so versions are distinguishable
+by their predicted label. One SavedModel is built per favourite class and copied for
+further versions, which keeps the fixtures fast.
+"""
+import io
+import os
+import shutil
+import socket
+import tempfile
+from typing import Dict, Optional
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from components import features
+
+_TEMPLATES: Dict[int, str] = {}
+_TEMPLATE_ROOT: Optional[str] = None
+
+
+def build_model(favourite: int) -> tf_keras.Model:
+    """48x48x1 pixels -> softmax over 7 emotions, biased towards class ``favourite``."""
+    inputs = tf_keras.Input(shape=features.IMAGE_SHAPE, dtype=tf.float32)
+    x = tf_keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    x = tf_keras.layers.AveragePooling2D(pool_size=8)(x)
+    x = tf_keras.layers.Flatten()(x)
+    outputs = tf_keras.layers.Dense(features.NUM_CLASSES, activation="softmax")(x)
+    model = tf_keras.Model(inputs, outputs)
+    dense = model.layers[-1]
+    rng = np.random.default_rng(favourite)
+    kernel = rng.normal(0.0, 0.05, dense.kernel.shape).astype(np.float32)
+    bias = np.zeros(features.NUM_CLASSES, np.float32)
+    bias[favourite] = 4.0
+    dense.set_weights([kernel, bias])
+    return model
+
+
+def _signatures(model: tf_keras.Model) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    def outputs(pixels: tf.Tensor) -> Dict[str, tf.Tensor]:
+        image = tf.reshape(tf.cast(pixels, tf.float32), (-1,) + features.IMAGE_SHAPE)
+        probabilities = tf.cast(model(image, training=False), tf.float32)
+        class_id = tf.argmax(probabilities, axis=-1)
+        return {
+            features.PROBABILITIES_OUTPUT: probabilities,
+            features.CLASS_ID_OUTPUT: class_id,
+            features.CLASS_NAME_OUTPUT: tf.gather(tf.constant(features.EMOTIONS), class_id),
+        }
+
+    spec = {features.PIXELS_KEY: tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
+    def serve_examples(examples):
+        return outputs(tf.io.parse_example(examples, spec)[features.PIXELS_KEY])
+
+    def decode(image_bytes: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+        gray = tf.image.rgb_to_grayscale(image)
+        resized = tf.image.resize(tf.cast(gray, tf.float32),
+                                  (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True)
+        return tf.reshape(tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.int64),
+                          (features.NUM_PIXELS,))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
+    def serve_images(images):
+        pixels = tf.map_fn(decode, images,
+                           fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
+        return outputs(pixels)
+
+    return {
+        features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),
+        features.SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),
+    }
+
+
+def saved_model_template(favourite: int) -> str:
+    """A SavedModel dir for ``favourite`` (built once per process, then reused)."""
+    global _TEMPLATE_ROOT
+    if favourite not in _TEMPLATES:
+        if _TEMPLATE_ROOT is None:
+            _TEMPLATE_ROOT = tempfile.mkdtemp(prefix="fer-serving-fixture-")
+        path = os.path.join(_TEMPLATE_ROOT, f"favourite-{favourite}")
+        model = build_model(favourite)
+        model.save(path, save_format="tf", signatures=_signatures(model))
+        _TEMPLATES[favourite] = path
+    return _TEMPLATES[favourite]
+
+
+def write_version(base_dir: str, version: int, favourite: int = 0, atomic: bool = True) -> str:
+    """Writes ``<base_dir>/<version>/`` (via ``.pushing-<version>`` when atomic); returns it."""
+    os.makedirs(base_dir, exist_ok=True)
+    final = os.path.join(base_dir, str(version))
+    if not atomic:
+        shutil.copytree(saved_model_template(favourite), final)
+        return final
+    staging = os.path.join(base_dir, f".pushing-{version}")
+    shutil.copytree(saved_model_template(favourite), staging)
+    os.rename(staging, final)
+    return final
+
+
+def write_partial_version(base_dir: str, version: int, favourite: int = 0) -> str:
+    """A numeric version dir with everything but saved_model.pb (a push in progress)."""
+    path = os.path.join(base_dir, str(version))
+    shutil.copytree(saved_model_template(favourite), path,
+                    ignore=shutil.ignore_patterns("saved_model.pb"))
+    return path
+
+
+def example_bytes(pixels: np.ndarray) -> bytes:
+    """A serialized tf.Example with feature ``pixels`` (int64 x 2304)."""
+    example = tf.train.Example(features=tf.train.Features(feature={
+        features.PIXELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
+            value=np.asarray(pixels, np.int64).ravel()))}))
+    return example.SerializeToString()
+
+
+def image_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    """Encodes a uint8 gray [H, W] or RGB [H, W, 3] array as PNG/JPEG/BMP/GIF bytes."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
