@@ -4,12 +4,15 @@ TFX component specs have fixed input names, so ModelSelector and the report buil
 spec for the architectures of a run: ``candidate_inputs`` declares the channels and
 ``group_by_architecture`` reads them back in an executor.
 """
-from typing import Dict, List, Mapping, Type
+from typing import Any, Dict, List, Mapping, Type
 
 from tfx import types
-from tfx.types import artifact, component_spec
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import artifact, component_spec, standard_artifacts
 
 SEPARATOR = "__"
+KINDS = {"model": standard_artifacts.Model, "evaluation": standard_artifacts.ModelEvaluation,
+         "blessing": standard_artifacts.ModelBlessing}
 
 
 def input_name(kind: str, architecture: str) -> str:
@@ -41,3 +44,23 @@ def make_spec_class(name: str, parameters: Dict, inputs: Dict,
     return type(name, (component_spec.ComponentSpec,),
                 {"PARAMETERS": parameters, "INPUTS": inputs, "OUTPUTS": outputs})
 
+
+
+def candidate_channels(architectures: List[str], trainers: Mapping[str, Any],
+                       evaluators: Mapping[str, Any]) -> Dict[str, Any]:
+    """Each architecture's Trainer model and Evaluator evaluation/blessing, by input name."""
+    channels = {}
+    for arch in architectures:
+        channels[input_name("model", arch)] = trainers[arch].outputs["model"]
+        channels[input_name("evaluation", arch)] = evaluators[arch].outputs["evaluation"]
+        channels[input_name("blessing", arch)] = evaluators[arch].outputs["blessing"]
+    return channels
+
+
+def make_component_class(name: str, spec_class: Type[component_spec.ComponentSpec],
+                         executor: Type[base_executor.BaseExecutor],
+                         module: str) -> Type[base_component.BaseComponent]:
+    """A BaseComponent subclass running ``executor`` in-process (module path referenced)."""
+    return type(name, (base_component.BaseComponent,), {
+        "SPEC_CLASS": spec_class, "EXECUTOR_SPEC": executor_spec.ExecutorClassSpec(executor),
+        "__module__": module})

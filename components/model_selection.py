@@ -11,7 +11,7 @@ import os
 from typing import Any, Dict, List
 
 from tfx import types
-from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.components.base import base_component, base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
@@ -19,8 +19,6 @@ from tfx.utils import io_utils, path_utils
 from components import candidates, evaluation
 
 SELECTION_FILE = "selection.json"
-KINDS = {"model": standard_artifacts.Model, "evaluation": standard_artifacts.ModelEvaluation,
-         "blessing": standard_artifacts.ModelBlessing}
 
 
 def directory_bytes(path: str) -> int:
@@ -79,17 +77,12 @@ def ModelSelector(architectures: List[str], trainers: Dict[str, Any], evaluators
     spec_class = candidates.make_spec_class(
         "ModelSelectorSpec",
         parameters={"metric": component_spec.ExecutionParameter(type=str)},
-        inputs=candidates.candidate_inputs(KINDS, architectures),
+        inputs=candidates.candidate_inputs(candidates.KINDS, architectures),
         outputs={"model": component_spec.ChannelParameter(type=standard_artifacts.Model),
                  "blessing": component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing)})
-    component_class = type("ModelSelector", (base_component.BaseComponent,), {
-        "SPEC_CLASS": spec_class, "EXECUTOR_SPEC": executor_spec.ExecutorClassSpec(Executor),
-        "__module__": __name__})
-    inputs = {}
-    for arch in architectures:
-        inputs[candidates.input_name("model", arch)] = trainers[arch].outputs["model"]
-        inputs[candidates.input_name("evaluation", arch)] = evaluators[arch].outputs["evaluation"]
-        inputs[candidates.input_name("blessing", arch)] = evaluators[arch].outputs["blessing"]
+    component_class = candidates.make_component_class("ModelSelector", spec_class, Executor,
+                                                      __name__)
+    inputs = candidates.candidate_channels(architectures, trainers, evaluators)
     spec = spec_class(metric=metric,
                       model=channel.Channel(type=standard_artifacts.Model),
                       blessing=channel.Channel(type=standard_artifacts.ModelBlessing), **inputs)

@@ -28,6 +28,15 @@ METADATA_DIR = "assets.extra"  # TF Serving ignores it; it travels with every pu
 METADATA_FILE = "fer_model.json"
 
 
+def read_model_metadata(serving_model_dir: str) -> Dict[str, Any]:
+    """The ``fer_model.json`` saved with a model (params, weights, history, timing); {} if none."""
+    path = os.path.join(serving_model_dir, METADATA_DIR, METADATA_FILE)
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as handle:
+        return json.load(handle)
+
+
 def _files(patterns: List[str]) -> List[str]:
     files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
     if not files:

@@ -126,6 +126,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"Pushed model: {summary['pushed_path']}")
     else:
         print("No model was pushed (none blessed): see the eval metrics above.")
+    if summary.get("report"):
+        print(f"Report: {summary['report']}")
     return 0
 
 

@@ -4,7 +4,7 @@ fer2013 CSV -> Fer2013ExampleGen (+quarantine) -> StatisticsGen -> ImportSchemaG
 ExampleValidator -> DataValidationGate -> Transform -> per architecture: Trainer_<arch> ->
 ServingBaseline_<arch> -> Evaluator_<arch>; then ModelSelector (best blessed) ->
 Evaluator_test (PrivateTest, once) and, when blessed, AtomicPusher ->
-<serving-dir>/<model-name>/<version>/
+<serving-dir>/<model-name>/<version>/; Report (HTML + PNGs) over all of it.
 """
 import os
 from typing import List, Optional
@@ -18,6 +18,7 @@ from components.baseline import ServingBaseline
 from components.data_validation_gate import DataValidationGate
 from components.fer2013_example_gen import Fer2013ExampleGen, unassigned_rows_output_config
 from components.model_selection import ModelSelector
+from components.report.component import ReportComponent
 from components.serving_push import AtomicPusher
 from pipeline.config import PipelineConfig
 
@@ -80,8 +81,10 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(
                     base_directory=config.model_serving_dir)))
+    report = ReportComponent(list(config.architectures), example_gen, example_validator,
+                             schema_gen, trainers, evaluators, selector, test_evaluator)
     return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
-            *nodes, selector, test_evaluator, pusher]
+            *nodes, selector, test_evaluator, pusher, report]
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,

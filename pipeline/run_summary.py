@@ -63,13 +63,11 @@ def _single(outputs: Outputs, node: str, key: str) -> Optional[metadata_store_pb
 
 def _model_metadata(model_uri: str) -> Dict[str, Any]:
     """The Trainer's assets.extra/fer_model.json (params, weights, history, timing)."""
+    from tfx.utils import path_utils
+
     from components import trainer  # the file layout is the Trainer's
 
-    path = os.path.join(model_uri, "Format-Serving", trainer.METADATA_DIR, trainer.METADATA_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as handle:
-        return json.load(handle)
+    return trainer.read_model_metadata(path_utils.serving_model_path(model_uri))
 
 
 def architecture_summary(outputs: Outputs, arch: str) -> Dict[str, Any]:
@@ -120,4 +118,6 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     pushed = _single(outputs, "AtomicPusher", "pushed_model")
     summary["pushed"] = bool(pushed is not None and _custom(pushed, "pushed") == 1)
     summary["pushed_path"] = _custom(pushed, "pushed_destination") if summary["pushed"] else None
+    report = _single(outputs, "Report", "report")
+    summary["report"] = os.path.join(report.uri, "index.html") if report is not None else None
     return summary

@@ -53,6 +53,18 @@ NO_AUGMENTATION: Dict[str, Any] = {
 }
 
 
+def seed_recipe(epochs: int, learning_rate: float,
+                early_stopping_patience: int) -> Dict[str, Any]:
+    """The seed notebook's setting: Adam, batch 64, constant LR, no augmentation,
+    no weight decay or label smoothing, early stopping on val_accuracy."""
+    return {
+        "epochs": epochs, "batch_size": 64, "optimizer": {"name": "adam"},
+        "learning_rate": learning_rate, "lr_schedule": None, "weight_decay": 0.0,
+        "label_smoothing": 0.0, "augmentation": dict(NO_AUGMENTATION),
+        "early_stopping_patience": early_stopping_patience,
+    }
+
+
 def validate_recipe(recipe: Mapping[str, Any], name: str = "recipe") -> None:
     """Raise ValueError when ``recipe`` does not follow the schema above."""
     if set(recipe) != RECIPE_KEYS:

@@ -25,7 +25,7 @@ import tf_keras as keras
 
 from components import features
 from components.models import _common, _transfer
-from components.models.recipe import NO_AUGMENTATION
+from components.models.recipe import seed_recipe
 
 NAME = "resnet50"
 PARAMS = 25_693_063
@@ -34,17 +34,7 @@ IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/re
                 + IMAGENET_FILE)
 IMAGENET_HASH = "4d473c1dd8becc155b73f8504c6f6626"  # as in keras.applications.resnet
 
-RECIPE = {
-    "epochs": 30,
-    "batch_size": 64,
-    "optimizer": {"name": "adam"},
-    "learning_rate": 1e-4,
-    "lr_schedule": None,
-    "weight_decay": 0.0,
-    "label_smoothing": 0.0,
-    "augmentation": dict(NO_AUGMENTATION),
-    "early_stopping_patience": 8,
-}
+RECIPE = seed_recipe(epochs=30, learning_rate=1e-4, early_stopping_patience=8)
 
 
 def build_backbone() -> keras.Model:

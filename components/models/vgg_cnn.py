@@ -25,22 +25,12 @@ from typing import Optional, Tuple
 import tf_keras as keras
 
 from components.models import _common
-from components.models.recipe import NO_AUGMENTATION
+from components.models.recipe import seed_recipe
 
 NAME = "vgg"
 PARAMS = 528_295
 
-RECIPE = {
-    "epochs": 50,
-    "batch_size": 64,
-    "optimizer": {"name": "adam"},
-    "learning_rate": 1e-3,
-    "lr_schedule": None,
-    "weight_decay": 0.0,
-    "label_smoothing": 0.0,
-    "augmentation": dict(NO_AUGMENTATION),
-    "early_stopping_patience": 10,
-}
+RECIPE = seed_recipe(epochs=50, learning_rate=1e-3, early_stopping_patience=10)
 
 # (filters, padding of the first conv, padding of the second conv) per stage.
 STAGES = ((32, "same", "same"), (64, "same", "valid"), (96, "same", "valid"),

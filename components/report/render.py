@@ -1,0 +1,242 @@
+"""Draws the report's PNGs and writes ``index.html`` from plain, JSON-like data.
+
+``render_report(out_dir, data)`` takes::
+
+    {
+      "samples":      {emotion: [48x48 uint8 arrays]},          # faces per emotion
+      "class_counts": {split: [count per emotion]},
+      "ingest":       {rows_read, rows_valid, rows_quarantined, quarantined_by_reason, ...},
+      "validation":   {"splits": [...], "problems": [readable lines]},
+      "architectures": {arch: {params, size_bytes, seconds_per_epoch, images_per_second,
+                               weights, blessed, history: {loss, accuracy, val_loss,
+                               val_accuracy}, eval: {accuracy, confusion_matrix}}},
+      "selection":    {metric, winner, best_candidate},
+      "test":         {accuracy, example_count, confusion_matrix} or None,
+    }
+
+and writes ``index.html`` with the sections of :data:`SECTIONS`, each PNG beside it, and
+``report.json`` (the data without the images). Drawing needs no display (Agg backend).
+"""
+import html
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+from components import features  # noqa: E402
+from components.report import scores  # noqa: E402
+
+INDEX_FILE = "index.html"
+DATA_FILE = "report.json"
+SECTIONS = {
+    "samples": "Sample faces per emotion",
+    "class-counts": "Class counts per split",
+    "validation": "Data validation",
+    "training-curves": "Training curves",
+    "comparison": "Architecture comparison",
+    "confusion-matrix": "Confusion matrix of the chosen model",
+}
+_DPI = 100
+
+
+def _save(figure: "plt.Figure", out_dir: str, name: str) -> str:
+    figure.tight_layout()
+    figure.savefig(os.path.join(out_dir, name), dpi=_DPI)
+    plt.close(figure)
+    return name
+
+
+def plot_samples(samples: Mapping[str, Sequence[np.ndarray]], out_dir: str) -> str:
+    """A grid: one row per emotion, its sample faces side by side (the seed's showImage)."""
+    columns = max([len(faces) for faces in samples.values()] + [1])
+    figure, axes = plt.subplots(len(features.EMOTIONS), columns,
+                                figsize=(1.1 * columns + 1.2, 1.1 * len(features.EMOTIONS)),
+                                squeeze=False)
+    for row, emotion in enumerate(features.EMOTIONS):
+        faces = list(samples.get(emotion, []))
+        for column in range(columns):
+            axis = axes[row][column]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column < len(faces):
+                axis.imshow(np.asarray(faces[column]).reshape(features.IMAGE_SIZE,
+                                                              features.IMAGE_SIZE),
+                            cmap="gray", vmin=0, vmax=255)
+            else:
+                axis.axis("off")
+        axes[row][0].set_ylabel(emotion, rotation=0, ha="right", va="center")
+    return _save(figure, out_dir, "samples.png")
+
+
+def plot_class_counts(class_counts: Mapping[str, Sequence[int]], out_dir: str) -> str:
+    """Grouped bars: rows per emotion for each split."""
+    figure, axis = plt.subplots(figsize=(8, 3.5))
+    splits = list(class_counts)
+    width = 0.8 / max(len(splits), 1)
+    positions = np.arange(len(features.EMOTIONS))
+    for index, split in enumerate(splits):
+        bars = axis.bar(positions + index * width, class_counts[split], width, label=split)
+        axis.bar_label(bars, fontsize=6)
+    axis.set_xticks(positions + width * (len(splits) - 1) / 2, features.EMOTIONS)
+    axis.set_ylabel("rows")
+    axis.legend()
+    return _save(figure, out_dir, "class_counts.png")
+
+
+def plot_history(arch: str, history: Mapping[str, Sequence[float]], out_dir: str) -> str:
+    """Accuracy and loss per epoch, train vs validation (the seed's two plots)."""
+    figure, (acc_axis, loss_axis) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for axis, metric in ((acc_axis, "accuracy"), (loss_axis, "loss")):
+        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+            values = history.get(key) or []
+            if values:
+                axis.plot(range(1, len(values) + 1), values, marker=".", label=label)
+        axis.set_title(f"{arch}: {metric}")
+        axis.set_xlabel("epoch")
+        axis.legend()
+    return _save(figure, out_dir, f"curves_{arch}.png")
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], title: str, out_dir: str, name: str) -> str:
+    """Counts with row-normalised colours (rows = true emotion)."""
+    counts = np.asarray(matrix, dtype=np.int64)
+    rows = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    figure, axis = plt.subplots(figsize=(6, 5.2))
+    image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(counts):
+        axis.text(j, i, str(value), ha="center", va="center", fontsize=8,
+                  color="white" if shares[i, j] > 0.5 else "black")
+    ticks = np.arange(len(features.EMOTIONS))
+    axis.set_xticks(ticks, features.EMOTIONS, rotation=45, ha="right")
+    axis.set_yticks(ticks, features.EMOTIONS)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
+    return _save(figure, out_dir, name)
+
+
+def comparison_rows(architectures: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """One row per architecture: size, speed, eval accuracy, macro-F1, per-class recall."""
+    rows = []
+    for arch, info in architectures.items():
+        evaluation = info.get("eval") or {}
+        matrix = evaluation.get("confusion_matrix")
+        rows.append({
+            "architecture": arch,
+            "params": info.get("params"),
+            "size_mb": (info["size_bytes"] / 1e6) if info.get("size_bytes") is not None else None,
+            "seconds_per_epoch": info.get("seconds_per_epoch"),
+            "images_per_second": info.get("images_per_second"),
+            "epochs": len((info.get("history") or {}).get("loss", [])),
+            "weights": info.get("weights"),
+            "accuracy": evaluation.get("accuracy"),
+            "macro_f1": scores.macro_f1(matrix) if matrix else None,
+            "recall": scores.per_class_scores(matrix)["recall"] if matrix else None,
+            "blessed": bool(info.get("blessed")),
+        })
+    return rows
+
+
+def _number(value: Optional[float], fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _comparison_table(rows: List[Dict[str, Any]], winner: Optional[str]) -> str:
+    head = ["architecture", "params", "size (MB)", "s/epoch", "images/s", "epochs", "weights",
+            "eval accuracy", "macro-F1", "blessed"] + [f"recall {e}" for e in features.EMOTIONS]
+    lines = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        recall = row["recall"] or [None] * len(features.EMOTIONS)
+        cells = [row["architecture"] + (" ★" if row["architecture"] == winner else ""),
+                 _number(row["params"], ","), _number(row["size_mb"], ".1f"),
+                 _number(row["seconds_per_epoch"], ".1f"), _number(row["images_per_second"], ",.0f"),
+                 str(row["epochs"]), row["weights"] or "–", _number(row["accuracy"], ".4f"),
+                 _number(row["macro_f1"], ".4f"), "yes" if row["blessed"] else "no"]
+        cells += [_number(value, ".3f") for value in recall]
+        lines.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def _validation_html(ingest: Mapping[str, Any], validation: Mapping[str, Any]) -> str:
+    problems = list(validation.get("problems") or [])
+    verdict = ("<p class='ok'>No anomalies: the data matches the curated schema "
+               f"(splits {', '.join(validation.get('splits') or [])}).</p>" if not problems else
+               "<p class='bad'>Anomalies:</p><ul>" + "".join(
+                   f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")
+    reasons = ingest.get("quarantined_by_reason") or {}
+    ingest_html = (f"<p>Rows read {ingest.get('rows_read', '–')}, valid "
+                   f"{ingest.get('rows_valid', '–')}, quarantined "
+                   f"{ingest.get('rows_quarantined', '–')}"
+                   + (": " + ", ".join(f"{html.escape(k)} {v}" for k, v in sorted(reasons.items()))
+                      if reasons else "") + ".</p>")
+    return ingest_html + verdict
+
+
+def _img(name: str, alt: str) -> str:
+    return f"<img src='{html.escape(name)}' alt='{html.escape(alt)}'>"
+
+
+def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
+    """Writes the PNGs, ``index.html`` and ``report.json`` under ``out_dir``; returns the page."""
+    os.makedirs(out_dir, exist_ok=True)
+    architectures = data.get("architectures") or {}
+    selection = data.get("selection") or {}
+    winner = selection.get("winner")
+    chosen = winner or selection.get("best_candidate")
+    body: Dict[str, str] = {}
+
+    body["samples"] = _img(plot_samples(data.get("samples") or {}, out_dir), "sample faces")
+    counts = data.get("class_counts") or {}
+    table = "<table><tr><th>split</th>" + "".join(
+        f"<th>{e}</th>" for e in features.EMOTIONS) + "<th>total</th></tr>" + "".join(
+        f"<tr><td>{html.escape(s)}</td>" + "".join(f"<td>{c}</td>" for c in row)
+        + f"<td>{sum(row)}</td></tr>" for s, row in counts.items()) + "</table>"
+    body["class-counts"] = _img(plot_class_counts(counts, out_dir), "class counts") + table
+    body["validation"] = _validation_html(data.get("ingest") or {}, data.get("validation") or {})
+    body["training-curves"] = "".join(
+        f"<h3>{html.escape(arch)}</h3>"
+        + _img(plot_history(arch, info.get("history") or {}, out_dir), f"{arch} curves")
+        for arch, info in architectures.items())
+    rows = comparison_rows(architectures)
+    body["comparison"] = (
+        f"<p>Selection by {html.escape(str(selection.get('metric', 'accuracy')))} on the eval "
+        f"split: <b>{html.escape(winner or 'no blessed candidate: nothing pushed')}</b>.</p>"
+        + _comparison_table(rows, winner))
+    matrices = []
+    chosen_eval = (architectures.get(chosen) or {}).get("eval") or {}
+    if chosen_eval.get("confusion_matrix"):
+        matrices.append(_img(plot_confusion(
+            chosen_eval["confusion_matrix"], f"{chosen}: eval split (accuracy "
+            f"{_number(chosen_eval.get('accuracy'), '.4f')})", out_dir, "confusion_eval.png"),
+            "confusion matrix, eval"))
+    test = data.get("test") or {}
+    if test.get("confusion_matrix"):
+        matrices.append(_img(plot_confusion(
+            test["confusion_matrix"], f"{chosen}: test split, reported once (accuracy "
+            f"{_number(test.get('accuracy'), '.4f')})", out_dir, "confusion_test.png"),
+            "confusion matrix, test"))
+    body["confusion-matrix"] = "".join(matrices) or "<p>No confusion matrix was computed.</p>"
+
+    page = ["<!doctype html><html><head><meta charset='utf-8'><title>FER2013 pipeline report"
+            "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
+            "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+            ".ok{color:#060}.bad{color:#a00}img{max-width:100%}</style></head><body>",
+            "<h1>FER2013 pipeline report</h1>"]
+    page += [f"<section id='{key}'><h2>{title}</h2>{body[key]}</section>"
+             for key, title in SECTIONS.items()]
+    page.append("</body></html>")
+    index = os.path.join(out_dir, INDEX_FILE)
+    with open(index, "w") as handle:
+        handle.write("\n".join(page))
+    serialisable = {k: v for k, v in data.items() if k != "samples"}
+    serialisable["comparison"] = rows
+    with open(os.path.join(out_dir, DATA_FILE), "w") as handle:
+        json.dump(serialisable, handle, indent=2, default=str)
+    return index

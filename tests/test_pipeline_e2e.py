@@ -1,0 +1,126 @@
+"""End to end: BeamDagRunner on generated faces -> pushed model -> fer-serve -> gRPC predictions.
+
+The real chain, nothing mocked: Beam ExampleGen, TFDV, TFT, Keras training, TFMA,
+the atomic Pusher, SQLite MLMD, then the local TF Serving stand-in over real gRPC.
+"""
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components import features
+from pipeline import config as config_lib
+from pipeline import local_runner, synthetic_faces
+from serving import client as client_lib
+from serving import model_server
+
+pytestmark = pytest.mark.e2e
+ROWS = 2100
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = synthetic_faces.write_csv(str(root / "faces.csv"), num_rows=ROWS, seed=3)
+    config = config_lib.PipelineConfig(
+        data_path=data,
+        pipeline_root=str(root / "pipeline_root"),
+        serving_dir=str(root / "serving"),
+        metadata_path=str(root / "metadata.sqlite"),
+        architectures=config_lib.ALL_ARCHITECTURES,
+        # Every architecture trains for real, as `make run` does; the big ones briefly.
+        per_architecture={a: {"epochs": e} for a, e in config_lib.SYNTHETIC_DATA_EPOCHS.items()},
+        min_accuracy=0.3,
+        beam_direct_running_mode="in_memory")
+    summary = local_runner.run(config, summary_json=str(root / "summary.json"))
+    return config, summary, root
+
+
+def test_summary_reports_every_link(run):
+    config, summary, root = run
+    ingest = summary["ingest"]
+    assert ingest["rows_read"] == ROWS and ingest["rows_quarantined"] == 0
+    assert sum(ingest["split_counts"].values()) == ROWS
+    assert all(ingest["split_counts"][s] > 0 for s in features.SPLITS)
+    assert set(summary["architectures"]) == set(config_lib.ALL_ARCHITECTURES)
+    for arch, row in summary["architectures"].items():
+        assert row["eval"]["example_count"] == ingest["split_counts"]["eval"], arch
+        matrix = np.array(row["eval"]["confusion_matrix"])
+        assert matrix.shape == (7, 7) and matrix.sum() == ingest["split_counts"]["eval"], arch
+        assert row["params"] > 0 and row["weights"] == "random init", arch
+    improved = summary["architectures"]["improved"]
+    assert improved["eval"]["accuracy"] > 2 / features.NUM_CLASSES  # well above chance
+    assert set(improved["eval"]["per_emotion_accuracy"]) == set(features.EMOTIONS)
+    winner = summary["selection"]["winner"]
+    blessed = {a: r["eval"]["accuracy"] for a, r in summary["architectures"].items() if r["blessed"]}
+    assert winner == max(blessed, key=blessed.get)
+    assert summary["test"]["example_count"] == ingest["split_counts"]["test"]
+    assert summary["pushed"]
+    assert json.load(open(root / "summary.json"))["pushed_path"] == summary["pushed_path"]
+
+
+def test_pushed_in_tf_serving_layout(run):
+    config, summary, _ = run
+    version_dir = summary["pushed_path"]
+    assert os.path.dirname(version_dir) == config.model_serving_dir
+    assert os.path.basename(version_dir).isdigit()
+    assert os.path.exists(os.path.join(version_dir, "saved_model.pb"))
+    assert not [n for n in os.listdir(config.model_serving_dir) if n.startswith(".")]
+
+
+def test_second_run_reuses_cached_steps_and_keeps_serving_dir(run):
+    config, summary, _ = run
+    again = local_runner.run(config)
+    for arch, row in again["architectures"].items():  # no Trainer was rerun
+        assert row["model_uri"] == summary["architectures"][arch]["model_uri"]
+    assert again["pushed_path"] == summary["pushed_path"]
+
+
+def test_served_model_answers_grpc(run):
+    config, summary, _ = run
+    server = model_server.start_server(model_base_path=config.model_serving_dir,
+                                       model_name=config.model_name, port=0)
+    try:
+        client = client_lib.FerClient(f"127.0.0.1:{server.port}", model_name=config.model_name)
+        pushed_version = int(os.path.basename(summary["pushed_path"]))
+        assert [(s.version, s.state) for s in client.status()] == [(pushed_version, "AVAILABLE")]
+        face = synthetic_faces.draw_face(3, np.random.default_rng(0))
+        buffer = io.BytesIO()
+        Image.fromarray(face).resize((96, 96)).convert("RGB").save(buffer, format="PNG")
+        by_image = client.predict_images([buffer.getvalue()])
+        by_pixels = client.predict_pixels(face[None])
+        for result in (by_image[0], by_pixels[0]):
+            assert result.label in features.EMOTIONS
+            assert result.version == pushed_version
+            assert abs(sum(result.probabilities) - 1.0) < 1e-4
+        # The served model classifies held-out faces (PrivateTest rows) well above chance.
+        rows = [r for r in synthetic_faces.generate_rows(ROWS, seed=3) if r[2] == "PrivateTest"]
+        pixels = np.array([np.array(p.split(), dtype=np.uint8) for _, p, _ in rows])
+        predicted = client.predict_pixels(pixels)
+        accuracy = np.mean([p.class_id == label for p, (label, _, _) in zip(predicted, rows)])
+        assert accuracy > 2 / features.NUM_CLASSES
+    finally:
+        server.stop(0)
+
+
+def test_report_covers_the_run(run):
+    import re
+
+    from components.report import render
+
+    _, summary, _ = run
+    page = open(summary["report"]).read()
+    for section in render.SECTIONS:
+        assert f"<section id='{section}'>" in page, section
+    comparison = re.search(r"<section id='comparison'>(.*?)</section>", page, re.S).group(1)
+    for arch in config_lib.ALL_ARCHITECTURES:
+        assert f"<td>{arch}" in comparison, arch
+    assert f"{summary['selection']['winner']} ★" in comparison
+    folder = os.path.dirname(summary["report"])
+    for name in re.findall(r"<img src='([^']+)'", page):
+        with Image.open(os.path.join(folder, name)) as image:
+            image.verify()
+    assert os.path.exists(os.path.join(folder, "confusion_test.png"))
