@@ -1,0 +1,102 @@
+"""ModelSelector picks the best blessed candidate; nothing is pushed when none is blessed.
+
+The executors run for real on artifacts laid out as the Trainer and Evaluator write them
+(TFMA's metrics file format, SavedModel directories under Format-Serving).
+"""
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tensorflow_model_analysis.proto import metrics_for_slice_pb2
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components import candidates, model_selection, serving_push
+
+
+def _artifact(kind, uri):
+    artifact = kind()
+    artifact.uri = str(uri)
+    os.makedirs(artifact.uri, exist_ok=True)
+    return artifact
+
+
+def _candidate(root, arch, accuracy, blessed, size_bytes):
+    """A Trainer model (SavedModel-shaped dir of ``size_bytes``), TFMA metrics, a blessing."""
+    model = _artifact(standard_artifacts.Model, root / arch / "model")
+    serving = os.path.join(model.uri, "Format-Serving")
+    os.makedirs(serving)
+    with open(os.path.join(serving, "saved_model.pb"), "wb") as handle:
+        handle.write(arch.encode().ljust(size_bytes, b"\0"))
+    evaluation = _artifact(standard_artifacts.ModelEvaluation, root / arch / "evaluation")
+    metrics = metrics_for_slice_pb2.MetricsForSlice()  # the overall slice
+    entry = metrics.metric_keys_and_values.add()
+    entry.key.name = "sparse_categorical_accuracy"
+    entry.value.double_value.value = accuracy
+    with tf.io.TFRecordWriter(os.path.join(evaluation.uri,
+                                           "metrics-00000-of-00001.tfrecord")) as writer:
+        writer.write(metrics.SerializeToString())
+    blessing = _artifact(standard_artifacts.ModelBlessing, root / arch / "blessing")
+    blessing.set_int_custom_property("blessed", int(blessed))
+    return {candidates.input_name("model", arch): [model],
+            candidates.input_name("evaluation", arch): [evaluation],
+            candidates.input_name("blessing", arch): [blessing]}
+
+
+def _select(root, table):
+    inputs = {}
+    for arch, (accuracy, blessed, size) in table.items():
+        inputs.update(_candidate(root, arch, accuracy, blessed, size))
+    outputs = {"model": [_artifact(standard_artifacts.Model, root / "out" / "model")],
+               "blessing": [_artifact(standard_artifacts.ModelBlessing, root / "out" / "blessing")]}
+    model_selection.Executor().Do(inputs, outputs, {"metric": "accuracy"})
+    blessing = outputs["blessing"][0]
+    with open(os.path.join(blessing.uri, model_selection.SELECTION_FILE)) as handle:
+        return outputs["model"][0], blessing, json.load(handle)
+
+
+def _push(root, model, blessing):
+    pushed = _artifact(standard_artifacts.PushedModel, root / "pushed")
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
+        base_directory=str(root / "serving" / "fer")))
+    serving_push.AtomicPushExecutor().Do(
+        {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
+        {"push_destination": proto_utils.proto_to_json(destination)})
+    return pushed
+
+
+def test_best_blessed_candidate_wins_over_a_better_unblessed_one(tmp_path):
+    model, blessing, selection = _select(tmp_path, {
+        "improved": (0.61, True, 100), "vgg": (0.58, True, 100),
+        "resnet50": (0.70, False, 100)})  # best accuracy, but not blessed
+    assert selection["winner"] == "improved"
+    assert [c["architecture"] for c in selection["candidates"]] == ["improved", "vgg", "resnet50"]
+    assert blessing.get_int_custom_property("blessed") == 1
+    assert blessing.get_string_custom_property("architecture") == "improved"
+    with open(os.path.join(model.uri, "Format-Serving", "saved_model.pb"), "rb") as handle:
+        assert handle.read().startswith(b"improved")  # the winner's files were passed on
+    pushed = _push(tmp_path, model, blessing)
+    assert pushed.get_int_custom_property("pushed") == 1
+    assert serving_push.pushed_versions(str(tmp_path / "serving" / "fer"))
+
+
+def test_ties_go_to_the_smaller_model(tmp_path):
+    _, _, selection = _select(tmp_path, {"big": (0.6, True, 5000), "small": (0.6, True, 50)})
+    assert selection["winner"] == "small"
+
+
+def test_nothing_is_pushed_when_no_candidate_is_blessed(tmp_path):
+    model, blessing, selection = _select(tmp_path, {
+        "improved": (0.2, False, 100), "vgg": (0.25, False, 100)})
+    assert selection["winner"] is None and selection["best_candidate"] == "vgg"
+    assert blessing.get_int_custom_property("blessed") == 0
+    pushed = _push(tmp_path, model, blessing)
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert serving_push.pushed_versions(str(tmp_path / "serving" / "fer")) == []
+
+
+def test_no_candidates_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no candidates"):
+        _select(tmp_path, {})

@@ -1,0 +1,60 @@
+"""Atomic, monotonic pushes into TF Serving's layout, and the serving-directory baseline."""
+import os
+
+from tfx.types import standard_artifacts
+
+from components import baseline, serving_push
+
+
+def _saved_model_dir(path, content=b"model"):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "saved_model.pb"), "wb") as handle:
+        handle.write(content)
+    return str(path)
+
+
+def test_push_lands_complete_under_a_new_numeric_version(tmp_path):
+    base = str(tmp_path / "fer")
+    first = serving_push.push_atomically(_saved_model_dir(tmp_path / "m1", b"one"), base)
+    second = serving_push.push_atomically(_saved_model_dir(tmp_path / "m2", b"two"), base)
+    v1, v2 = int(os.path.basename(first)), int(os.path.basename(second))
+    assert v2 > v1  # strictly increasing even within the same second
+    assert serving_push.pushed_versions(base) == [v1, v2]
+    assert serving_push.latest_version(base) == v2
+    assert open(os.path.join(second, "saved_model.pb"), "rb").read() == b"two"
+    assert not [n for n in os.listdir(base) if n.startswith(serving_push.TEMP_PREFIX)]
+
+
+def test_incomplete_and_staging_dirs_are_not_versions(tmp_path):
+    base = tmp_path / "fer"
+    _saved_model_dir(base / "100")
+    os.makedirs(base / "200")  # no saved_model.pb: a copy in progress by someone else
+    _saved_model_dir(base / f"{serving_push.TEMP_PREFIX}300")
+    assert serving_push.pushed_versions(str(base)) == [100]
+    assert serving_push.next_version(str(base), now=50) == 201  # above every numeric dir
+    assert serving_push.pushed_versions(str(tmp_path / "missing")) == []
+
+
+def _run_baseline(tmp_path, base):
+    candidate = standard_artifacts.Model()
+    _saved_model_dir(tmp_path / "candidate" / "Format-Serving", b"candidate")
+    candidate.uri = str(tmp_path / "candidate")
+    out = standard_artifacts.Model()
+    out.uri = str(tmp_path / "baseline")
+    baseline.ServingBaseline.EXECUTOR_SPEC.executor_class().Do(
+        {"candidate": [candidate]}, {"baseline": [out]}, {"model_base_path": str(base)})
+    with open(os.path.join(out.uri, "Format-Serving", "saved_model.pb"), "rb") as handle:
+        return out, handle.read()
+
+
+def test_baseline_is_the_served_version_or_the_candidate_before_any_push(tmp_path):
+    base = tmp_path / "fer"
+    out, content = _run_baseline(tmp_path, base)
+    assert content == b"candidate"
+    assert "none pushed yet" in out.get_string_custom_property(baseline.SOURCE_PROPERTY)
+
+    _saved_model_dir(base / "7", b"served-7")
+    _saved_model_dir(base / "9", b"served-9")
+    out, content = _run_baseline(tmp_path / "again", base)
+    assert content == b"served-9"
+    assert out.get_string_custom_property(baseline.SOURCE_PROPERTY) == "served version 9"
