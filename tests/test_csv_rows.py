@@ -29,6 +29,8 @@ def test_valid_row_maps_usage_to_split():
     (f"3,{PIXELS.replace('10', '1.5', 1)},Training", csv_rows.NON_NUMERIC_PIXEL),
     (f"3,{PIXELS.replace('255', '256', 1)},Training", csv_rows.PIXEL_OUT_OF_RANGE),
     (f"3,{PIXELS.replace('0', '-1', 1)},Training", csv_rows.PIXEL_OUT_OF_RANGE),
+    (f"3,{PIXELS.replace('12', '99999999999999999999', 1)},Training",
+     csv_rows.PIXEL_OUT_OF_RANGE),  # beyond int64
     (f"7,{PIXELS},Training", csv_rows.LABEL_OUT_OF_RANGE),
     (f"-1,{PIXELS},Training", csv_rows.LABEL_OUT_OF_RANGE),
     (f"happy,{PIXELS},Training", csv_rows.NON_NUMERIC_LABEL),
@@ -45,6 +47,27 @@ def test_malformed_rows_are_quarantined_with_reason(text, reason):
     assert row.line == 7 and row.source == "f.csv"
     assert row.text == text  # the raw row is kept whole
     assert row.detail
+
+
+@pytest.mark.parametrize("separator", ["  ", "\t", " 00"])
+def test_fast_and_token_paths_agree(separator):
+    """Digits-and-spaces rows take the C fast path; others the token path; same values."""
+    text = separator.join(str(i % 256) for i in range(features.NUM_PIXELS))
+    row = parse(f"3,{text},Training")
+    assert isinstance(row, csv_rows.ParsedRow)
+    assert row.pixels.tolist() == [i % 256 for i in range(features.NUM_PIXELS)]
+
+
+def test_examples_encode_pixels_and_label():
+    import tensorflow as tf
+
+    rows = [parse(f"{label},{PIXELS},Training") for label in (0, 6)]
+    encoded = csv_rows.encode_examples(rows)
+    assert len(encoded) == 2 and csv_rows.encode_examples([]) == []
+    for row, data in zip(rows, encoded):
+        feature = tf.train.Example.FromString(data).features.feature
+        assert list(feature[features.PIXELS_KEY].int64_list.value) == row.pixels.tolist()
+        assert list(feature[features.LABEL_KEY].int64_list.value) == [row.label]
 
 
 def test_quoted_fields_parse():

@@ -94,3 +94,11 @@ def test_rows_without_usage_column_use_the_hash_split(tmp_path):
 def test_header_without_pixels_column_fails_clearly(tmp_path):
     with pytest.raises(Exception, match="lacks required column"):
         run_executor(tmp_path, ["3,Training"], header="emotion,Usage")
+
+
+def test_line_chunks_keep_file_line_numbers(tmp_path):
+    path = tmp_path / "fer.csv"
+    path.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},x,Training\n" for i in range(7)))
+    chunks = list(gen_executor.read_line_chunks(str(path), chunk_size=3))
+    assert [(first, len(lines)) for _, first, _, lines in chunks] == [(2, 3), (5, 3), (8, 1)]
+    assert chunks[1][3][0].startswith("3,")  # line 5 holds data row 4 (label 3)

@@ -36,8 +36,12 @@ class QuarantineBoundExceeded(RuntimeError):
     """More rows were quarantined than the configured bound allows."""
 
 
-def read_numbered_lines(path: str) -> Iterator[Tuple[str, int, csv_rows.Layout, str]]:
-    """Yields (source, line number, header layout, text) for every data line of a CSV(.gz)."""
+LINES_PER_CHUNK = 256  # rows travel and are parsed/encoded in chunks, not one by one
+
+
+def read_line_chunks(path: str, chunk_size: int = LINES_PER_CHUNK
+                     ) -> Iterator[Tuple[str, int, csv_rows.Layout, List[str]]]:
+    """Yields (source, first line number, header layout, lines) for the data lines of a CSV(.gz)."""
     # Beam's filesystems read local paths and gs:// / s3:// / hdfs:// alike, and
     # decompress .gz by extension.
     with FileSystems.open(path) as stream:
@@ -45,26 +49,35 @@ def read_numbered_lines(path: str) -> Iterator[Tuple[str, int, csv_rows.Layout, 
         if not header:
             raise csv_rows.CsvHeaderError(f"{path}: file is empty, expected a fer2013 header")
         layout = csv_rows.parse_header(header, source=path)
-        number = 1
+        first, lines = 2, []
         for raw in iter(stream.readline, b""):
-            number += 1
-            yield path, number, layout, raw.decode("utf-8", errors="replace")
+            lines.append(raw.decode("utf-8", errors="replace"))
+            if len(lines) == chunk_size:
+                yield path, first, layout, lines
+                first, lines = first + len(lines), []
+        if lines:
+            yield path, first, layout, lines
 
 
-class _ParseRow(beam.DoFn):
-    """Parses rows; valid ones go to the main output as (split, example bytes)."""
+class _ParseChunk(beam.DoFn):
+    """Parses a chunk of rows; valid ones go to the main output as (split, example bytes)."""
 
     def __init__(self, buckets: List[Tuple[str, int]]):
         self._buckets = buckets
 
     def process(self, element):
-        source, number, layout, text = element
-        row = csv_rows.parse_row(text, layout, number, source)
-        if isinstance(row, csv_rows.QuarantinedRow):
-            yield beam.pvalue.TaggedOutput(QUARANTINE_KEY, row.to_dict())
-            return
-        split = row.split or csv_rows.hash_split(row.pixels, self._buckets)
-        yield split, csv_rows.to_tf_example_bytes(row)
+        source, first, layout, lines = element
+        valid: Dict[str, List[csv_rows.ParsedRow]] = {}
+        for offset, text in enumerate(lines):
+            row = csv_rows.parse_row(text, layout, first + offset, source)
+            if isinstance(row, csv_rows.QuarantinedRow):
+                yield beam.pvalue.TaggedOutput(QUARANTINE_KEY, row.to_dict())
+                continue
+            split = row.split or csv_rows.hash_split(row.pixels, self._buckets)
+            valid.setdefault(split, []).append(row)
+        for split, rows in valid.items():
+            for example in csv_rows.encode_examples(rows):
+                yield split, example
 
 
 def _hash_buckets(output_config: example_gen_pb2.Output) -> List[Tuple[str, int]]:
@@ -110,9 +123,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             parsed = (
                 pipeline
                 | "Files" >> beam.Create(files)
-                | "ReadLines" >> beam.FlatMap(read_numbered_lines)
+                | "ReadLines" >> beam.FlatMap(read_line_chunks)
                 | "FanOut" >> beam.Reshuffle()
-                | "Parse" >> beam.ParDo(_ParseRow(buckets)).with_outputs(
+                | "Parse" >> beam.ParDo(_ParseChunk(buckets)).with_outputs(
                     QUARANTINE_KEY, main=EXAMPLES_KEY))
             valid, rejected = parsed[EXAMPLES_KEY], parsed[QUARANTINE_KEY]
             by_split = valid | "BySplit" >> beam.Partition(
