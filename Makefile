@@ -13,7 +13,7 @@ DOCKER ?= docker
 IMAGE ?= fer-pipeline
 TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: venv run test image clean
+.PHONY: venv run test bench image clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,15 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest tests $(ARGS)
+
+# Benchmarks (docs/BENCHMARKS.md): real FER2013 ingest and training; serving needs a pushed model.
+BENCH_DATA ?= ../shared/data/fer2013.csv.gz
+BENCH_MODEL ?= runs/serving/fer
+BENCH_ARCHITECTURES ?= improved,vgg,vgg_bn,mobilenet_v2,resnet50
+bench: venv
+	$(BIN)/python -m bench.ingest --data $(BENCH_DATA) --profile
+	$(BIN)/python -m bench.training --data $(BENCH_DATA) --architectures $(BENCH_ARCHITECTURES)
+	$(BIN)/python -m bench.serving --model-base-path $(BENCH_MODEL)
 
 # The pipeline image for Kubeflow (Dockerfile); needs a Docker engine.
 image:

@@ -13,13 +13,16 @@ from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 
-def run(config: PipelineConfig, summary_json: Optional[str] = None) -> Dict[str, Any]:
-    """Runs every node (cached ones are reused) and returns the run summary."""
+def run(config: PipelineConfig, summary_json: Optional[str] = None,
+        last_node: Optional[str] = None) -> Dict[str, Any]:
+    """Runs every node (cached ones are reused; up to ``last_node`` if given) and returns
+    the run summary."""
     for path in (config.pipeline_root, config.serving_dir,
                  os.path.dirname(os.path.abspath(config.metadata_path))):
         os.makedirs(path, exist_ok=True)
     pipeline = create_pipeline(
-        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        last_node=last_node)
     started = time.time()
     BeamDagRunner().run(pipeline)
     summary = run_summary.collect(config.metadata_path, config.pipeline_name)

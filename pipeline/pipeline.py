@@ -88,12 +88,23 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
 
 
 def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None) -> tfx.dsl.Pipeline:
-    """The FER2013 pipeline for any TFX runner (Kubeflow brings its own metadata and Beam)."""
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    last_node: Optional[str] = None) -> tfx.dsl.Pipeline:
+    """The FER2013 pipeline for any TFX runner (Kubeflow brings its own metadata and Beam).
+
+    ``last_node`` (a node id, e.g. "Transform") keeps only the nodes up to it, for
+    benchmarks of the data steps; the default is the whole pipeline.
+    """
+    components = create_components(config)
+    if last_node is not None:
+        ids = [c.id for c in components]
+        if last_node not in ids:
+            raise ValueError(f"no node {last_node!r} in the pipeline; nodes: {ids}")
+        components = components[:ids.index(last_node) + 1]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=create_components(config),
+        components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=(config.beam_pipeline_args() if beam_pipeline_args is None

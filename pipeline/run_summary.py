@@ -5,7 +5,7 @@ metrics, whether the model was blessed, and where it was pushed.
 """
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -15,8 +15,9 @@ from components import evaluation
 Outputs = Dict[str, Dict[str, List[metadata_store_pb2.Artifact]]]
 
 
-def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str) -> Outputs:
-    """node id -> output key -> artifacts, for the newest run of a pipeline (cached steps too)."""
+def _latest_run(store: metadata_store.MetadataStore, pipeline_name: str
+                ) -> Tuple[List[metadata_store_pb2.Execution], Dict[int, str]]:
+    """The newest run's executions and execution id -> node id."""
     runs = store.get_contexts_by_type("pipeline_run")
     pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_ctx is None or not runs:
@@ -26,15 +27,21 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str) 
             if {e.id for e in store.get_executions_by_context(r.id)} & pipeline_execs]
     latest = max(runs, key=lambda ctx: (ctx.create_time_since_epoch, ctx.id))
     executions = store.get_executions_by_context(latest.id)
-    events = store.get_events_by_execution_ids([e.id for e in executions])
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(
-        list({ev.artifact_id for ev in events}))}
     node_type_id = store.get_context_type("node").id
     node_of = {}
     for execution in executions:
         for ctx in store.get_contexts_by_execution(execution.id):
             if ctx.type_id == node_type_id:
                 node_of[execution.id] = ctx.name.split(".", 1)[-1]
+    return executions, node_of
+
+
+def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str) -> Outputs:
+    """node id -> output key -> artifacts, for the newest run of a pipeline (cached steps too)."""
+    executions, node_of = _latest_run(store, pipeline_name)
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(
+        list({ev.artifact_id for ev in events}))}
     outputs: Outputs = {}
     for event in events:
         if event.type != metadata_store_pb2.Event.OUTPUT or event.execution_id not in node_of:
@@ -43,6 +50,15 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str) 
         outputs.setdefault(node_of[event.execution_id], {}).setdefault(key, []).append(
             artifacts[event.artifact_id])
     return outputs
+
+
+def node_seconds(store: metadata_store.MetadataStore, pipeline_name: str) -> Dict[str, float]:
+    """Wall seconds each node of the newest run took, from its MLMD execution (0 if cached)."""
+    executions, node_of = _latest_run(store, pipeline_name)
+    cached = metadata_store_pb2.Execution.CACHED
+    return {node_of[e.id]: (0.0 if e.last_known_state == cached else round(
+                (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000.0, 1))
+            for e in executions if e.id in node_of}
 
 
 def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
@@ -90,14 +106,20 @@ def architecture_summary(outputs: Outputs, arch: str) -> Dict[str, Any]:
     return result
 
 
-def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
-    """The run summary (JSON-serialisable) of the newest run in a SQLite MLMD store."""
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    """A read-only handle on a SQLite ML Metadata store."""
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = metadata_path
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    store = metadata_store.MetadataStore(connection)
+    return metadata_store.MetadataStore(connection)
+
+
+def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
+    """The run summary (JSON-serialisable) of the newest run in a SQLite MLMD store."""
+    store = open_store(metadata_path)
     outputs = latest_run_outputs(store, pipeline_name)
-    summary: Dict[str, Any] = {"pipeline_name": pipeline_name}
+    summary: Dict[str, Any] = {"pipeline_name": pipeline_name,
+                               "node_seconds": node_seconds(store, pipeline_name)}
 
     quarantine = _single(outputs, "Fer2013ExampleGen", "quarantine")
     if quarantine is not None:
