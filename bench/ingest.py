@@ -24,6 +24,7 @@ import numpy as np
 
 from bench import common
 from components.fer2013_example_gen import csv_rows
+from pipeline.config import BEAM_MODES, direct_running_mode
 
 INGEST_NODES = ("Fer2013ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                 "DataValidationGate", "Transform")
@@ -94,12 +95,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="fer2013 CSV (.csv or .csv.gz)")
-    parser.add_argument("--beam-mode", default="multi_processing",
-                        choices=["in_memory", "multi_threading", "multi_processing"])
+    parser.add_argument("--beam-mode", default="auto", choices=BEAM_MODES,
+                        help="DirectRunner mode; auto: in_memory on <= 2 CPUs, "
+                             "else multi_processing")
     parser.add_argument("--skip-pipeline", action="store_true", help="only (a)-(c)")
     parser.add_argument("--profile", action="store_true", help="cProfile the row parser")
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)
     args = parser.parse_args(argv)
+    beam_mode = direct_running_mode(args.beam_mode)
 
     timings: Dict[str, float] = {}
     with common.stopwatch() as t:
@@ -121,7 +124,7 @@ def main(argv=None) -> int:
     node_seconds: Dict[str, float] = {}
     if not args.skip_pipeline:
         with common.stopwatch() as t:
-            summary = pipeline_ingest(args.data, args.beam_mode)
+            summary = pipeline_ingest(args.data, beam_mode)
         node_seconds = {n: summary["node_seconds"].get(n, 0.0) for n in INGEST_NODES}
         for node, seconds in node_seconds.items():
             timings[f"pipeline: {node}"] = seconds
@@ -136,11 +139,11 @@ def main(argv=None) -> int:
               "× seed loop": seed_seconds / seconds if seconds else None,
               "× numpy time": seconds / numpy_seconds if seconds else None}
              for step, seconds in timings.items()]
-    print(f"\nIngest of {rows:,} rows ({args.data}), {args.beam_mode} DirectRunner\n")
+    print(f"\nIngest of {rows:,} rows ({args.data}), {beam_mode} DirectRunner\n")
     print(common.markdown_table(table, ["step", "seconds", "rows/s", "× seed loop",
                                         "× numpy time"]))
     common.append_results(args.results, "ingest", table,
-                          {"row_count": rows, "data": args.data, "beam_mode": args.beam_mode})
+                          {"row_count": rows, "data": args.data, "beam_mode": beam_mode})
     if args.profile:
         print("\ncProfile of the in-process row parser (cumulative):\n")
         print(profile_row_parser(args.data))

@@ -63,8 +63,9 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-anomalies", action="store_true",
                         help="experts: train even when data validation finds anomalies")
     parser.add_argument("--no-cache", action="store_true", help="rerun every step")
-    parser.add_argument("--beam-mode", default="multi_processing",
-                        choices=["in_memory", "multi_threading", "multi_processing"])
+    parser.add_argument("--beam-mode", default="auto", choices=config_lib.BEAM_MODES,
+                        help="DirectRunner mode; auto: in_memory on <= 2 CPUs, "
+                             "else multi_processing")
     parser.add_argument("--summary-json", help="also write the run summary here")
 
 

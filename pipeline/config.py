@@ -20,6 +20,11 @@ ALL_ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50", "vgg", "improv
 SYNTHETIC_DATA_EPOCHS: Dict[str, int] = {
     "improved": 10, "vgg": 10, "vgg_bn": 3, "mobilenet_v2": 2, "resnet50": 2}
 DEFAULT_RUN_ROOT = "runs"  # relative to the working directory
+# DirectRunner modes; "auto" picks in_memory on machines with at most this many CPUs, where
+# starting worker processes costs more than they gain (full FER2013 ExampleGen -> Transform
+# on 2 vCPU: 72 s in_memory vs 106 s multi_processing, docs/BENCHMARKS.md), else multi_processing.
+BEAM_MODES: Tuple[str, ...] = ("auto", "in_memory", "multi_threading", "multi_processing")
+IN_MEMORY_MAX_CPUS = 2
 
 
 @dataclasses.dataclass
@@ -107,7 +112,7 @@ class PipelineConfig:
     min_accuracy: float = 0.3
     selection_metric: str = "accuracy"
     # Beam
-    beam_direct_running_mode: str = "multi_processing"  # or in_memory / multi_threading
+    beam_direct_running_mode: str = "auto"  # one of BEAM_MODES
     beam_num_workers: int = 0  # 0 = one per CPU
     enable_cache: bool = True
 
@@ -121,9 +126,20 @@ class PipelineConfig:
         """TF Serving's model base path: <serving-dir>/<model-name>."""
         return os.path.join(self.serving_dir, self.model_name)
 
-    def beam_pipeline_args(self) -> List[str]:
-        return [f"--direct_running_mode={self.beam_direct_running_mode}",
+    def beam_pipeline_args(self, cpus: Optional[int] = None) -> List[str]:
+        """DirectRunner flags; ``cpus`` (default: this machine's) resolves the "auto" mode."""
+        return [f"--direct_running_mode={direct_running_mode(self.beam_direct_running_mode, cpus)}",
                 f"--direct_num_workers={self.beam_num_workers}"]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def direct_running_mode(setting: str, cpus: Optional[int] = None) -> str:
+    """The DirectRunner mode for a BEAM_MODES ``setting`` on a machine with ``cpus`` CPUs."""
+    if setting not in BEAM_MODES:
+        raise ValueError(f"beam mode must be one of {', '.join(BEAM_MODES)}, got {setting!r}")
+    if setting != "auto":
+        return setting
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    return "in_memory" if cpus <= IN_MEMORY_MAX_CPUS else "multi_processing"
