@@ -24,7 +24,8 @@ import numpy as np
 
 from bench import common
 from components.fer2013_example_gen import csv_rows
-from pipeline.config import BEAM_MODES, direct_running_mode
+from pipeline import cli
+from pipeline.config import direct_running_mode
 
 INGEST_NODES = ("Fer2013ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                 "DataValidationGate", "Transform")
@@ -95,9 +96,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="fer2013 CSV (.csv or .csv.gz)")
-    parser.add_argument("--beam-mode", default="auto", choices=BEAM_MODES,
-                        help="DirectRunner mode; auto: in_memory on <= 2 CPUs, "
-                             "else multi_processing")
+    cli.add_beam_mode_arg(parser)
     parser.add_argument("--skip-pipeline", action="store_true", help="only (a)-(c)")
     parser.add_argument("--profile", action="store_true", help="cProfile the row parser")
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)

@@ -51,6 +51,13 @@ def _trainer_config(args: argparse.Namespace) -> config_lib.TrainerConfig:
                                     learning_rate=args.learning_rate, weights=args.weights)
 
 
+def add_beam_mode_arg(parser: argparse.ArgumentParser) -> None:
+    """``--beam-mode``: the DirectRunner mode (config.BEAM_MODES), shared with bench/."""
+    parser.add_argument("--beam-mode", default="auto", choices=config_lib.BEAM_MODES,
+                        help="DirectRunner mode; auto: in_memory on <= 2 CPUs, "
+                             "else multi_processing")
+
+
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="fer2013 CSV (.csv or .csv.gz); default: synthetic faces")
     parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
@@ -63,9 +70,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-anomalies", action="store_true",
                         help="experts: train even when data validation finds anomalies")
     parser.add_argument("--no-cache", action="store_true", help="rerun every step")
-    parser.add_argument("--beam-mode", default="auto", choices=config_lib.BEAM_MODES,
-                        help="DirectRunner mode; auto: in_memory on <= 2 CPUs, "
-                             "else multi_processing")
+    add_beam_mode_arg(parser)
     parser.add_argument("--summary-json", help="also write the run summary here")
 
 
