@@ -8,3 +8,18 @@ The variable is set before TensorFlow is imported anywhere in our code.
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+ARTIFACT_TYPES = ("QuarantinedRows", "Report")  # components/artifacts.py
+
+
+def __getattr__(name: str):
+    """``components.<ArtifactType>``, the import path each custom artifact's title names.
+
+    Lazy, so that importing a light module of this package (e.g. components.features)
+    does not import TFX.
+    """
+    if name in ARTIFACT_TYPES:
+        from components import artifacts
+
+        return getattr(artifacts, name)
+    raise AttributeError(f"module 'components' has no attribute {name!r}")

@@ -64,6 +64,7 @@ class Executor(base_executor.BaseExecutor):
         model.set_string_custom_property("architecture", winner["architecture"])
         selection = {"metric": metric, "winner": winner["architecture"] if winner["blessed"] else None,
                      "best_candidate": winner["architecture"], "candidates": ranked}
+        fileio.makedirs(blessing.uri)  # not there yet on a local or PVC pipeline root
         with fileio.open(os.path.join(blessing.uri, SELECTION_FILE), "w") as handle:
             handle.write(json.dumps(selection, indent=2))
         print(f"Model selection by {metric}: " + ", ".join(

@@ -161,6 +161,11 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline-root", default=defaults.pipeline_root)
     parser.add_argument("--serving-dir", default=defaults.serving_dir,
                         help="volume/URI shared with TF Serving (kubernetes/)")
+    parser.add_argument("--serving-pvc", default=defaults.serving_pvc,
+                        help="PVC mounted at --serving-dir in the Pusher and baseline steps; "
+                             "'' for none (e.g. a gs:// serving dir)")
+    parser.add_argument("--schema-dir", default=defaults.schema_dir,
+                        help="folder of schema.pbtxt as the pods see it (the image's)")
     parser.add_argument("--beam-runner", default=defaults.beam_runner,
                         choices=["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"])
     parser.add_argument("--beam-arg", action="append", default=[],
@@ -173,17 +178,21 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
 def compile_command(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from pipeline import kubeflow_runner
+    from pipeline import kfp_package, kubeflow_runner
 
     defaults = config_lib.KubeflowConfig()
     kubeflow = config_lib.KubeflowConfig(
         image=args.image, pipeline_root=args.pipeline_root, serving_dir=args.serving_dir,
-        data_path=args.data, beam_runner=args.beam_runner, beam_extra_args=tuple(args.beam_arg),
+        serving_pvc=args.serving_pvc or None, schema_dir=args.schema_dir, data_path=args.data, beam_runner=args.beam_runner, beam_extra_args=tuple(args.beam_arg),
         trainer=dataclasses.replace(defaults.trainer, gpus=args.trainer_gpus))
     config = config_lib.PipelineConfig(
         data_path=args.data, min_accuracy=args.min_accuracy, architectures=args.architectures,
         trainer=_trainer_config(args))
-    print(f"Compiled {kubeflow_runner.compile_pipeline(config, kubeflow, args.output)}")
+    try:
+        print(f"Compiled {kubeflow_runner.compile_pipeline(config, kubeflow, args.output)}")
+    except kfp_package.PackageError as error:
+        print(f"fer-pipeline: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -203,11 +212,34 @@ def submit_command(args: argparse.Namespace) -> int:
     try:
         message = kubeflow_runner.submit(
             args.package, host=args.host, experiment=args.experiment, run_name=args.run_name,
-            namespace=args.namespace, params=_parse_params(args.param), dry_run=args.dry_run)
+            namespace=args.namespace, params=_parse_params(args.param),
+            service_account=args.service_account, dry_run=args.dry_run)
     except kubeflow_runner.SubmitError as error:
         print(f"fer-pipeline: {error}", file=sys.stderr)
         return 1
     print(message)
+    return 0
+
+
+def run_package_command(args: argparse.Namespace) -> int:
+    from pipeline import kfp_package, package_runner
+
+    pvcs = {}
+    for pair in args.pvc:
+        name, _, folder = pair.partition("=")
+        if not name or not folder:
+            print(f"fer-pipeline: --pvc expects NAME=DIR, got {pair!r}", file=sys.stderr)
+            return 1
+        pvcs[name] = folder
+    try:
+        results = package_runner.run_package(args.package, args.pipeline_root, args.backend,
+                                             pvcs, args.run_id)
+    except (kfp_package.PackageError, package_runner.PackageRunError, ValueError) as error:
+        print(f"fer-pipeline: {error}", file=sys.stderr)
+        return 1
+    ran = sum(r.state == "ran" for r in results)
+    print(f"{ran} of {len(results)} tasks ran; skipped: "
+          f"{', '.join(r.task for r in results if r.state == 'skipped') or 'none'}")
     return 0
 
 
@@ -228,9 +260,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     submit_parser.add_argument("--run-name")
     submit_parser.add_argument("--namespace")
     submit_parser.add_argument("--param", action="append", default=[], help="k=v")
+    submit_parser.add_argument("--service-account",
+                               help="service account of the run's pods (default: KFP's)")
     submit_parser.add_argument("--dry-run", action="store_true",
                                help="validate the package, contact no server")
     submit_parser.set_defaults(handler=submit_command)
+    package_parser = commands.add_parser(
+        "run-package", help="run a compiled package here as open-source KFP would "
+                            "(an emulation of its driver and launcher, not KFP)")
+    package_parser.add_argument("package", help="compiled package (.yaml)")
+    package_parser.add_argument("--pipeline-root",
+                                help="local folder (default: the package's, if local)")
+    package_parser.add_argument("--backend", default="2.5",
+                                help="KFP backend semantics: 2.0 (2.0-2.4), 2.5 (executor-logs "
+                                     "output, uuid in output URIs), 2.15 (outputFile in the "
+                                     "task root)")
+    package_parser.add_argument("--pvc", action="append", default=[],
+                                help="NAME=DIR: a PVC the package mounts, as a local folder")
+    package_parser.add_argument("--run-id", help="default: a new random id")
+    package_parser.set_defaults(handler=run_package_command)
     args = parser.parse_args(argv)
     return args.handler(args)
 

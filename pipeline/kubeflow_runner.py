@@ -6,7 +6,7 @@ the container image (Dockerfile) that carries this package is all a pod needs.
 """
 import dataclasses
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import yaml
 from google.protobuf import json_format
@@ -14,6 +14,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import base_component
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+from pipeline import kfp_package
 from pipeline.config import KubeflowConfig, PipelineConfig, Resources
 from pipeline.pipeline import create_pipeline
 
@@ -33,7 +34,9 @@ def resource_spec(resources: Resources) -> ResourceSpec:
 def beam_pipeline_args(kubeflow: KubeflowConfig) -> List[str]:
     """Beam flags for the Beam-powered steps: DirectRunner in the pod, or a cluster runner."""
     if kubeflow.beam_runner == "DirectRunner":
-        args = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+        # One worker per CPU of the pod's limit: 0 would start one per core of the node.
+        workers = max(1, int(kubeflow.beam_step.cpu))
+        args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     else:
         args = [f"--runner={kubeflow.beam_runner}"]
     return args + list(kubeflow.beam_extra_args)
@@ -81,7 +84,10 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     """Writes the KFP package (a PipelineSpec YAML, what kfp.Client reads); returns its path.
 
     KubeflowV2DagRunner produces a PipelineJob; kfp's client wants the PipelineSpec
-    inside it, with the pipeline root as its default.
+    inside it, with the pipeline root as its default. Schema 2.1 is what the open-source
+    API server accepts and makes TFX write ``runtimeValue.constant`` parameters and the
+    inputs spec our entrypoint needs. Raises kfp_package.PackageError rather than write
+    a package the open-source backend would refuse.
     """
     if not output.endswith((".yaml", ".yml")):
         raise ValueError(f"--output must end in .yaml or .yml (what kfp's client accepts), "
@@ -90,7 +96,9 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
                                beam_pipeline_args=beam_pipeline_args(kubeflow))
     attach_resources(pipeline.components, kubeflow)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
-        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=kubeflow.image))
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image=kubeflow.image, use_pipeline_spec_2_1=True,
+            default_commands=["python", "-m", kfp_package.ENTRYPOINT_MODULE]))
     job = runner.run(pipeline, write_out=False)
     spec = job["pipelineSpec"]
     _fill_missing_resources(spec, pipeline.components)
@@ -99,11 +107,35 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     platform = serving_volume_platform_spec(spec, kubeflow)
     if platform:
         documents.append(platform)  # kfp.Client reads a second YAML document as PlatformSpec
-    parse_documents(documents)  # fail here, not on the cluster, if it is not valid
+    _cache_only_artifact_inputs(spec, platform)
+    kfp_package.parse_documents(documents)  # fail here, not on the cluster, if it is not valid
+    problems = kfp_package.check_package(documents)
+    if problems:
+        raise kfp_package.PackageError("the compiled package would not run on open-source "
+                                       "Kubeflow Pipelines:\n  - " + "\n  - ".join(problems))
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as handle:
         yaml.safe_dump_all(documents, handle, sort_keys=False)
     return output
+
+
+def _cache_only_artifact_inputs(spec: Dict, platform: Optional[Dict]) -> None:
+    """Turns KFP's cache off for tasks whose result depends on more than their inputs.
+
+    Open-source KFP's cache key is input artifacts + parameters + image + command
+    (backend/src/v2/cacheutils/cache.go) and it never runs ``lifecycle.preCacheCheck``,
+    where TFX's ExampleGen driver fingerprints the data files: a changed CSV at the same
+    URI would be a cache hit. Steps that mount the serving volume read or write live state
+    (ServingBaseline reads the served model, the Pusher writes a version) and must rerun.
+    A rerun ExampleGen gives new artifacts, so everything downstream reruns as well.
+    """
+    executors = spec["deploymentSpec"]["executors"]
+    mounted = set((platform or {}).get("platforms", {}).get("kubernetes", {})
+                  .get("deploymentSpec", {}).get("executors", {}))
+    for task in spec["root"]["dag"]["tasks"].values():
+        label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+        if label in mounted or "lifecycle" in executors[label].get("container", {}):
+            task["cachingOptions"] = {"enableCache": False}
 
 
 def _fill_missing_resources(spec: Dict, components: List[base_component.BaseComponent]) -> None:
@@ -120,27 +152,9 @@ def _fill_missing_resources(spec: Dict, components: List[base_component.BaseComp
             executor["resources"] = json_format.MessageToDict(config)
 
 
-def parse_documents(documents: List[Dict]) -> Tuple[pipeline_spec_pb2.PipelineSpec,
-                                                     pipeline_spec_pb2.PlatformSpec]:
-    """Parses package documents the way kfp.Client does: a PipelineSpec, then PlatformSpec."""
-    if not documents or not isinstance(documents[0], dict):
-        raise json_format.ParseError("the package holds no PipelineSpec document")
-    platform: Dict = {}
-    for extra in documents[1:]:
-        platform.update(extra)
-    return (json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec()),
-            json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec()))
-
-
 def load_package(package: str) -> pipeline_spec_pb2.PipelineSpec:
     """Reads a compiled package's PipelineSpec as kfp.Client would."""
-    return load_package_documents(package)[0]
-
-
-def load_package_documents(package: str) -> Tuple[pipeline_spec_pb2.PipelineSpec,
-                                                  pipeline_spec_pb2.PlatformSpec]:
-    with open(package) as handle:
-        return parse_documents(list(yaml.safe_load_all(handle)))
+    return kfp_package.parse_documents(kfp_package.read_documents(package))[0]
 
 
 class SubmitError(RuntimeError):
@@ -149,29 +163,35 @@ class SubmitError(RuntimeError):
 
 def submit(package: str, host: str, experiment: str, run_name: Optional[str] = None,
            namespace: Optional[str] = None, params: Optional[Dict[str, str]] = None,
-           dry_run: bool = False) -> str:
-    """Submits a compiled package with kfp.Client; dry_run validates it without a server."""
+           service_account: Optional[str] = None, dry_run: bool = False) -> str:
+    """Submits a compiled package with kfp.Client; dry_run checks it without a server.
+
+    ``service_account`` is the Kubernetes service account the run's pods use (it needs
+    the serving PVC and, for a gs:// root, bucket access); KFP's default when None.
+    """
     import kfp
 
     if not os.path.exists(package):
         raise SubmitError(f"package {package} does not exist: run `fer-pipeline compile` first")
     try:
-        spec = load_package(package)
-    except (json_format.ParseError, yaml.YAMLError, AttributeError) as error:
-        raise SubmitError(f"{package} is not a KFP PipelineSpec package: {error}") from error
+        _, spec = kfp_package.load_checked(package)
+    except kfp_package.PackageError as error:
+        raise SubmitError(str(error)) from error
     declared = set(spec.root.input_definitions.parameters)
     unknown = set(params or {}) - declared
     if unknown:
         raise SubmitError(f"unknown pipeline parameter(s) {sorted(unknown)}; "
                           f"the package declares {sorted(declared) or 'none'}")
     if dry_run:
-        return (f"dry run: {package} is a valid KFP PipelineSpec with "
-                f"{len(spec.root.dag.tasks)} tasks; would submit to {host}")
+        return (f"dry run: {package} is a valid KFP PipelineSpec (schema "
+                f"{spec.schema_version}) with {len(spec.root.dag.tasks)} tasks that open-source "
+                f"KFP can run; would submit to {host}")
     try:
         client = kfp.Client(host=host, namespace=namespace)
         result = client.create_run_from_pipeline_package(
             package, arguments=params or {}, run_name=run_name,
-            experiment_name=experiment, namespace=namespace)
+            experiment_name=experiment, namespace=namespace,
+            service_account=service_account)
     except Exception as error:  # kfp raises many transport/auth error types
         raise SubmitError(f"could not submit to {host}: {type(error).__name__}: "
                           f"{str(error).splitlines()[0] if str(error) else 'no detail'}") from error

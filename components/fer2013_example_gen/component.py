@@ -10,17 +10,12 @@ from typing import Optional
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact, channel, component_spec, standard_artifacts
+from tfx.types import channel, component_spec, standard_artifacts
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
 from components import features
+from components.artifacts import QuarantinedRows
 from components.fer2013_example_gen import executor
-
-
-class QuarantinedRows(artifact.Artifact):
-    """Rows that could not become examples: JSON lines with file, line, reason, raw text."""
-
-    TYPE_NAME = "fer.QuarantinedRows"  # <namespace>.<Title>, as KFP v2 requires
 
 
 class Fer2013ExampleGenSpec(FileBasedExampleGenSpec):

@@ -4,7 +4,7 @@ Inputs: the raw examples (class counts per split, sample faces), ExampleGen's qu
 summary, ExampleValidator's anomalies with the curated schema (validation outcome), each
 architecture's model / evaluation / blessing (curves, size, speed, metrics), the
 ModelSelector's blessing (selection.json) and the once-only test evaluation. Output: a
-``fer.Report`` artifact holding ``index.html``, its PNGs and ``report.json``.
+``Report`` artifact holding ``index.html``, its PNGs and ``report.json``.
 """
 import json
 import os
@@ -15,22 +15,16 @@ import numpy as np
 import tensorflow as tf
 from tfx import types
 from tfx.dsl.components.base import base_component, base_executor
-from tfx.types import artifact, artifact_utils, channel, component_spec, standard_artifacts
+from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
 from components import candidates, data_validation_gate, evaluation, features, model_selection
 from components.fer2013_example_gen import executor as example_gen_executor
-from components.fer2013_example_gen.component import QuarantinedRows
+from components.artifacts import QuarantinedRows, Report
 from components.report import render
 
 SAMPLES_PER_EMOTION = 8
 _PARSE_BATCH = 1024
-
-
-class Report(artifact.Artifact):
-    """A directory with ``index.html``, PNG plots and ``report.json``."""
-
-    TYPE_NAME = "fer.Report"  # <namespace>.<Title>, as KFP v2 requires
 
 
 def _split_files(examples: types.Artifact, split: str) -> List[str]:

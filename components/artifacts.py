@@ -1,0 +1,20 @@
+"""The pipeline's own artifact types.
+
+TFX's Kubeflow entrypoint imports a custom artifact's class by its schema title, the
+TYPE_NAME, and the KubeflowV2 compiler accepts only ``<namespace>.<Title>`` names
+(``compiler_utils._SCHEMA_TITLE_RE``). So each TYPE_NAME here is ``components.<Class>``
+and ``components/__init__.py`` exposes the class under that path.
+"""
+from tfx.types import artifact
+
+
+class QuarantinedRows(artifact.Artifact):
+    """Rows that could not become examples: JSON lines with file, line, reason, raw text."""
+
+    TYPE_NAME = "components.QuarantinedRows"
+
+
+class Report(artifact.Artifact):
+    """A directory with ``index.html``, PNG plots and ``report.json``."""
+
+    TYPE_NAME = "components.Report"
