@@ -25,6 +25,7 @@ mirrors a file of kubeflow/pipelines ``backend/src/v2`` (2.0.5 to master):
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -207,17 +208,19 @@ class PackageRun:
     def _command(self, name: str, label: str, executor_input: Dict[str, Any]) -> List[str]:
         container = self.raw["deploymentSpec"]["executors"][label]["container"]
         words = list(container.get("command", [])) + list(container.get("args", []))
-        substitutions = _placeholders(executor_input)
+        for placeholder, value in _placeholders(executor_input).items():
+            words = [w.replace(placeholder, value) for w in words]
         for mount in self._mounts(label):
             pvc = mount.get("constant")
             if pvc not in self.pvc_dirs:
                 raise PackageRunError(f"task {name} mounts PVC {pvc!r} at {mount['mountPath']}: "
                                       f"pass --pvc {pvc}=DIR")
             os.makedirs(self.pvc_dirs[pvc], exist_ok=True)
-            if self.pvc_dirs[pvc] != mount["mountPath"]:  # the pod's view of the mount
-                substitutions[mount["mountPath"]] = self.pvc_dirs[pvc]
-        for placeholder, value in substitutions.items():
-            words = [w.replace(placeholder, value) for w in words]
+            # The pod's view of the mount: paths under mountPath lead to the local folder.
+            under_mount = re.compile(r'(?<![\w./-])' + re.escape(mount["mountPath"].rstrip("/"))
+                                     + r'(?=[/"\\]|$)')
+            local = self.pvc_dirs[pvc]
+            words = [under_mount.sub(lambda _, local=local: local, w) for w in words]
         if words and words[0] in ("python", "python3"):
             words[0] = sys.executable  # this environment in place of the image
         return words
