@@ -31,6 +31,15 @@ _VALUE_KINDS = {"NUMBER_INTEGER": (int, float), "NUMBER_DOUBLE": (int, float),
                 "BOOLEAN": (bool,), "LIST": (list,), "STRUCT": (dict,)}
 
 
+def parameter_mismatch(value: Any, parameter_type: str) -> bool:
+    """Whether the driver's type check refuses ``value`` for ``parameter_type``."""
+    kinds = _VALUE_KINDS.get(parameter_type)
+    if kinds is None:  # STRING (or a type the check does not know)
+        return False
+    return (value is None or not isinstance(value, kinds)
+            or isinstance(value, bool) != (bool in kinds))
+
+
 class PackageError(ValueError):
     """The package cannot run on open-source KFP; the message lists every reason."""
 
@@ -109,11 +118,10 @@ def check_package(documents: List[Dict[str, Any]]) -> List[str]:
         declared = component.get("inputDefinitions", {}).get("parameters", {})
         for param, value in task.get("inputs", {}).get("parameters", {}).items():
             constant = value.get("runtimeValue", {}).get("constant")
-            kinds = _VALUE_KINDS.get(declared.get(param, {}).get("parameterType", "STRING"))
-            if constant is not None and kinds and (
-                    not isinstance(constant, kinds) or isinstance(constant, bool) != (bool in kinds)):
+            parameter_type = declared.get(param, {}).get("parameterType", "STRING")
+            if constant is not None and parameter_mismatch(constant, parameter_type):
                 problems.append(f"task {name}: parameter {param!r} = {constant!r} is not of type "
-                                f"{declared[param]['parameterType']} (driver/resolve.go)")
+                                f"{parameter_type} (driver/resolve.go)")
     titles = set()
     for _, key, value in _walk(components):
         if key == "artifactType" and isinstance(value, dict):

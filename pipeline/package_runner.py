@@ -78,10 +78,7 @@ def _typed_parameter(name: str, value: Any, parameter_type: str) -> Any:
     """The driver's parameter type check (driver/resolve.go, master)."""
     if parameter_type == "STRING":
         return value if isinstance(value, str) else json.dumps(value)
-    kinds = {"NUMBER_INTEGER": (int, float), "NUMBER_DOUBLE": (int, float), "BOOLEAN": (bool,),
-             "LIST": (list,), "STRUCT": (dict,)}.get(parameter_type, (object,))
-    if value is None or not isinstance(value, kinds) or (
-            isinstance(value, bool) and bool not in kinds):
+    if kfp_package.parameter_mismatch(value, parameter_type):
         raise PackageRunError(f"input parameter {name!r} type mismatch: expect "
                               f"{parameter_type}, got {type(value).__name__}")
     return value
