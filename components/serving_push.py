@@ -1,14 +1,16 @@
 """Pushing to TF Serving's layout <model-base-path>/<version>/, atomically.
 
 TF Serving loads every numeric sub-directory of a model base path and ignores others.
-:class:`AtomicPusher` therefore copies a model into a hidden ``.pushing-<version>``
-directory and renames it to ``<version>`` only when the copy is complete, so a
-half-copied version is never picked up (the rename is atomic on POSIX filesystems and
-PVCs; on object stores, which have no rename, TF Serving's own retry covers the gap).
+:class:`AtomicPusher` therefore reserves a version number, copies the model into a hidden
+``.pushing-<version>-<unique>`` directory and renames it to ``<version>`` only when the
+copy is complete and on disk, so a half-copied or mixed version is never picked up (the
+rename is atomic on POSIX filesystems and PVCs; on object stores, which have no rename,
+TF Serving's own retry covers the gap).
 """
 import logging
 import os
 import time
+import uuid
 from typing import Any, Dict, List, Optional
 
 from tfx import types
@@ -20,7 +22,12 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
 
-TEMP_PREFIX = ".pushing-"
+TEMP_PREFIX = ".pushing-"  # .pushing-<version>-<unique>: a copy in progress
+RESERVED_PREFIX = ".version-"  # .version-<version>: a number taken by a push in progress
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
 
 
 def pushed_versions(model_base_path: str) -> List[int]:
@@ -42,24 +49,77 @@ def latest_version(model_base_path: str) -> Optional[int]:
 
 
 def next_version(model_base_path: str, now: Optional[float] = None) -> int:
-    """A Unix-time version, strictly above every existing one (two pushes a second stay apart)."""
+    """A Unix-time version, strictly above every existing or reserved one."""
     stamp = int(now if now is not None else time.time())
-    existing = [int(n.rstrip("/")) for n in (fileio.listdir(model_base_path)
-                                             if fileio.exists(model_base_path) else [])
-                if n.rstrip("/").isdigit()]
-    return max([stamp] + [v + 1 for v in existing])
+    names = [n.rstrip("/") for n in (fileio.listdir(model_base_path)
+                                     if fileio.exists(model_base_path) else [])]
+    taken = [int(n[len(RESERVED_PREFIX):] if n.startswith(RESERVED_PREFIX) else n)
+             for n in names if n.isdigit() or (n.startswith(RESERVED_PREFIX)
+                                                and n[len(RESERVED_PREFIX):].isdigit())]
+    return max([stamp] + [v + 1 for v in taken])
+
+
+def reserve_version(model_base_path: str) -> int:
+    """Takes the next version number exclusively (a local or PVC path).
+
+    ``mkdir`` of ``.version-<n>`` succeeds for one caller only, so two concurrent pushes
+    never share a number; a push renames its copy to ``<n>`` before it drops the
+    reservation, so a number whose folder already exists is skipped too.
+    """
+    while True:
+        version = next_version(model_base_path)
+        reservation = os.path.join(model_base_path, f"{RESERVED_PREFIX}{version}")
+        try:
+            os.mkdir(reservation)
+        except FileExistsError:
+            continue
+        if not os.path.exists(os.path.join(model_base_path, str(version))):
+            return version
+        os.rmdir(reservation)
+
+
+def _fsync_tree(path: str) -> None:
+    """Flushes every file and folder under ``path`` (and ``path``) to the disk."""
+    for root, _, files in os.walk(path, topdown=False):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(root)
+
+
+def _fsync_dir(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def push_atomically(model_path: str, model_base_path: str) -> str:
-    """Copies a SavedModel dir to <base>/<version>/ via a hidden temp dir; returns the path."""
+    """Copies a SavedModel dir to <base>/<version>/ via a hidden temp dir; returns the path.
+
+    On a local or PVC path the version is reserved exclusively, the copy goes to a folder
+    no other push uses, and files and folders are fsynced before and after the rename, so a
+    published version is complete, of one model, and survives a crash. Object stores
+    (gs://, s3://) have neither rename nor mkdir: there a copy lands under a unique name.
+    """
     fileio.makedirs(model_base_path)
-    version = next_version(model_base_path)
-    staging = os.path.join(model_base_path, f"{TEMP_PREFIX}{version}")
+    local = _is_local(model_base_path)
+    version = reserve_version(model_base_path) if local else next_version(model_base_path)
+    staging = os.path.join(model_base_path, f"{TEMP_PREFIX}{version}-{uuid.uuid4().hex}")
     final = os.path.join(model_base_path, str(version))
-    if fileio.exists(staging):
-        fileio.rmtree(staging)
-    io_utils.copy_dir(model_path, staging)
-    fileio.rename(staging, final)
+    try:
+        io_utils.copy_dir(model_path, staging)
+        if local:
+            _fsync_tree(staging)
+        fileio.rename(staging, final)
+        if local:
+            _fsync_dir(model_base_path)
+    finally:
+        if fileio.exists(staging):
+            fileio.rmtree(staging)
+        if local:
+            os.rmdir(os.path.join(model_base_path, f"{RESERVED_PREFIX}{version}"))
     logging.info("Pushed %s to %s", model_path, final)
     return final
 

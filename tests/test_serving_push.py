@@ -58,3 +58,48 @@ def test_baseline_is_the_served_version_or_the_candidate_before_any_push(tmp_pat
     out, content = _run_baseline(tmp_path / "again", base)
     assert content == b"served-9"
     assert out.get_string_custom_property(baseline.SOURCE_PROPERTY) == "served version 9"
+
+
+def test_reservations_count_as_taken_versions(tmp_path):
+    base = tmp_path / "fer"
+    os.makedirs(base / f"{serving_push.RESERVED_PREFIX}500")
+    assert serving_push.next_version(str(base), now=50) == 501
+    assert serving_push.reserve_version(str(base)) > 500
+
+
+def test_concurrent_pushes_never_publish_a_mixed_version(tmp_path):
+    """20 trials of two pushes of different models started at the same instant."""
+    import threading
+
+    files = [f"variables/part-{i}" for i in range(40)] + ["saved_model.pb"]
+    models = {}
+    for tag in ("a", "b"):
+        for name in files:
+            path = tmp_path / tag / name
+            os.makedirs(path.parent, exist_ok=True)
+            path.write_bytes(tag.encode() * 2048)
+        models[tag] = str(tmp_path / tag)
+    for trial in range(20):
+        base = str(tmp_path / f"serving{trial}" / "fer")
+        start, pushed, failures = threading.Barrier(2), [], []
+
+        def push(tag):
+            start.wait()
+            try:
+                pushed.append(serving_push.push_atomically(models[tag], base))
+            except Exception as error:  # noqa: BLE001 - reported below
+                failures.append(error)
+
+        threads = [threading.Thread(target=push, args=(tag,)) for tag in models]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures, failures
+        assert len(set(pushed)) == 2 and serving_push.pushed_versions(base) == sorted(
+            int(os.path.basename(p)) for p in pushed)
+        for version_dir in pushed:
+            contents = {open(os.path.join(version_dir, n), "rb").read()[:1] for n in files}
+            assert len(contents) == 1, f"trial {trial}: {version_dir} mixes models"
+        # No staging copy or reservation is left behind.
+        assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in pushed)
