@@ -32,3 +32,10 @@ IMAGES_INPUT = "images"
 PROBABILITIES_OUTPUT = "probabilities"  # float32 [N, 7]
 CLASS_ID_OUTPUT = "class_id"  # int64 [N]
 CLASS_NAME_OUTPUT = "class_name"  # string [N]
+
+# Bounds on one image sent to the serving_images signature, checked from its header before
+# anything is decoded (components/image_header.py), in TF Serving and the dev server alike.
+# A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only).
+MAX_IMAGE_BYTES = 10 * 2 ** 20
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_FRAMES = 1

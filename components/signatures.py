@@ -8,12 +8,17 @@ from typing import Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features
+from components import features, image_header
 
 
 def decode_image_to_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
-    """PNG/JPEG/BMP/GIF bytes of any size, colour or gray -> int64 [2304] 48x48 gray pixels."""
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    """PNG/JPEG/BMP/GIF bytes, colour or gray -> int64 [2304] 48x48 gray pixels.
+
+    The header is checked first (image_header): an image beyond the data contract's
+    bounds fails with INVALID_ARGUMENT before a byte of it is decoded.
+    """
+    with tf.control_dependencies([image_header.assert_decodable_size(image_bytes)]):
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     gray = tf.image.rgb_to_grayscale(image)
     resized = tf.image.resize(tf.cast(gray, tf.float32),
                               (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True)

@@ -11,6 +11,7 @@ import tensorflow_transform.beam as tft_beam
 from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
+import hostile_images
 from components import features, models, signatures
 from components.transform import preprocessing_fn
 
@@ -92,3 +93,24 @@ def test_corrupt_image_bytes_raise_invalid_argument(exported):
     with pytest.raises(tf.errors.InvalidArgumentError):
         exported.signatures[features.SERVING_IMAGES_SIGNATURE](
             images=tf.constant([b"definitely not an image"]))
+
+
+@pytest.fixture(scope="module")
+def bombs():
+    return hostile_images.corpus()
+
+
+@pytest.mark.parametrize("name", sorted(hostile_images.corpus_names()))
+def test_bombs_are_refused_by_the_saved_signature_before_decoding(exported, bombs, name):
+    """What TF Serving runs: the SavedModel's serving_images signature, no other guard."""
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image side larger than|image with more than"):
+        exported.signatures[features.SERVING_IMAGES_SIGNATURE](
+            images=tf.constant([encode(np.zeros((48, 48)), "PNG"), bombs[name]]))
+    assert time.monotonic() - started < 5
+    # A normal request still succeeds afterwards.
+    check_outputs(exported.signatures[features.SERVING_IMAGES_SIGNATURE](
+        images=tf.constant([encode(np.zeros((48, 48)), "PNG")])), 1)

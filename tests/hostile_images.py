@@ -1,0 +1,68 @@
+"""Hostile images made on the spot: small files that declare or decode to huge pictures.
+
+Each builder writes real encoded bytes (valid headers; the PNG bomb is valid all the way),
+so a decoder that trusted them would allocate what they declare.
+"""
+import functools
+import io
+import struct
+import zlib
+from typing import Dict, List, Tuple
+
+import numpy as np
+from PIL import Image
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(side: int) -> bytes:
+    """A valid gray PNG of side x side zeros: a few hundred KB that decode to side² bytes."""
+    compressor, row = zlib.compressobj(9), b"\x00" * (side + 1)  # filter byte + pixels
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+            + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+
+
+def gif(screen: Tuple[int, int], frames: List[Tuple[int, int]]) -> bytes:
+    """A GIF with a screen size and frames of the given sizes (each with a tiny LZW stream)."""
+    out = b"GIF89a" + struct.pack("<HH", *screen) + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    for width, height in frames:
+        out += b"\x2c" + struct.pack("<HHHH", 0, 0, width, height) + b"\x00"
+        out += b"\x02" + b"\x02\x44\x01" + b"\x00"  # LZW code size 2; clear, 0, end
+    return out + b"\x3b"
+
+
+def bmp_header(width: int, height: int) -> bytes:
+    """A 24-bit BMP header declaring width x height (height < 0: top-down), no pixel data."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 14 + len(info)) + info
+
+
+def encoded(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def corpus_names() -> List[str]:
+    """The names of ``corpus()`` without building it (for test parametrisation)."""
+    return sorted(_BUILDERS)
+
+
+@functools.lru_cache(maxsize=1)
+def corpus() -> Dict[str, bytes]:
+    """name -> bytes that the serving_images signature must refuse before decoding."""
+    return {name: build() for name, build in _BUILDERS.items()}
+
+
+_BUILDERS = {
+    "png 20000x20000": lambda: png_bomb(20000),
+    "gif second frame 6000x6000": lambda: gif((10, 10), [(10, 10), (6000, 6000)]),
+    "gif 1000 frames of 1000x1000": lambda: gif((1000, 1000), [(1000, 1000)] * 1000),
+    "gif screen 30000x10": lambda: gif((30000, 10), [(10, 10)]),
+    "bmp 30000x30000": lambda: bmp_header(30000, 30000),
+    "bmp top-down 10x-30000": lambda: bmp_header(10, -30000),
+    "jpeg 5000x5000": lambda: encoded(np.zeros((5000, 5000)), "JPEG"),
+}
