@@ -111,3 +111,24 @@ def test_example_bytes_round_trip():
     feats = example.features.feature
     assert list(feats[features.LABEL_KEY].int64_list.value) == [2]
     assert list(feats[features.PIXELS_KEY].int64_list.value) == row.pixels.tolist()
+
+
+def test_header_with_a_byte_order_mark():
+    layout = csv_rows.parse_header("\ufeffemotion,pixels,Usage\r\n")
+    assert (layout.emotion, layout.pixels, layout.usage) == (0, 1, 2)
+
+
+def test_records_span_quoted_newlines_and_long_lines_are_cut():
+    import io
+
+    text = (f'1,"{PIXELS[:100]}\n{PIXELS[100:]}",Training\n' + "x" * (3 * csv_rows.MAX_RECORD_BYTES)
+            + "\n\n" + f"2,{PIXELS},PublicTest\n\n\n")
+    records = list(csv_rows.read_records(io.BytesIO(text.encode()).readline))
+    assert [(r.line, r.lines) for r in records] == [(2, 2), (4, 1), (5, 1), (6, 1)]
+    assert isinstance(parse(records[0].text), csv_rows.ParsedRow)
+    long = records[1]
+    assert long.size == 3 * csv_rows.MAX_RECORD_BYTES + 1
+    assert len(long.text) == csv_rows.MAX_RECORD_BYTES + 1  # no more is held in memory
+    row = csv_rows.parse_row(long.text, LAYOUT, long.line, size=long.size)
+    assert row.reason == csv_rows.LINE_TOO_LONG and len(row.text) == csv_rows.KEPT_TEXT_CHARS
+    assert csv_rows.parse_row(records[2].text, LAYOUT, 5).reason == csv_rows.EMPTY_ROW

@@ -3,6 +3,7 @@ import glob
 import gzip
 import json
 import os
+import re
 
 import pytest
 import tensorflow as tf
@@ -29,6 +30,11 @@ def run_executor(tmp_path, lines, name="fer.csv", bound=0.01, header="emotion,pi
             handle.write(text)
     else:
         data.write_text(text)
+    return run_executor_on(tmp_path, data, bound)
+
+
+def run_executor_on(tmp_path, data, bound):
+    name = os.path.basename(data)
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     quarantine = QuarantinedRows()
@@ -96,9 +102,41 @@ def test_header_without_pixels_column_fails_clearly(tmp_path):
         run_executor(tmp_path, ["3,Training"], header="emotion,Usage")
 
 
-def test_line_chunks_keep_file_line_numbers(tmp_path):
+def test_record_chunks_keep_file_line_numbers(tmp_path):
     path = tmp_path / "fer.csv"
     path.write_text("emotion,pixels,Usage\n" + "".join(f"{i % 7},x,Training\n" for i in range(7)))
-    chunks = list(gen_executor.read_line_chunks(str(path), chunk_size=3))
-    assert [(first, len(lines)) for _, first, _, lines in chunks] == [(2, 3), (5, 3), (8, 1)]
-    assert chunks[1][3][0].startswith("3,")  # line 5 holds data row 4 (label 3)
+    chunks = list(gen_executor.read_record_chunks(str(path), chunk_size=3))
+    assert [[r.line for r in records] for _, _, records in chunks] == [[2, 3, 4], [5, 6, 7], [8]]
+    assert chunks[1][2][0].text.startswith("3,")  # line 5 holds data row 4 (label 3)
+
+
+def test_hostile_files_are_read_record_by_record(tmp_path):
+    """BOM, a quoted record over two lines, a 10 MB line, blank lines inside and at the end."""
+    rows = good_rows(8)
+    split_pixels = PIXELS.split(" ")
+    two_lines = (f'3,"{" ".join(split_pixels[:1000])}\n{" ".join(split_pixels[1000:])}",'
+                 "Training")
+    huge = "4," + "1 " * 5_000_000 + ",Training"  # 10 MB on one line
+    lines = rows[:3] + [two_lines] + rows[3:5] + [huge, ""] + rows[5:] + ["", "", ""]
+    data = tmp_path / "fer.csv"
+    data.write_bytes(("\ufeffemotion,pixels,Usage\n" + "\n".join(lines) + "\n").encode())
+    examples, quarantine = run_executor_on(tmp_path, data, bound=0.5)
+    assert sum(count_records(examples.uri, s) for s in features.SPLITS) == 9  # 8 + two_lines
+    bad = read_quarantine(quarantine.uri)
+    assert [(r["line"], r["reason"]) for r in bad] == [
+        (9, "line_too_long"), (10, "empty_row")]  # the trailing blank lines are not rows
+    assert len(bad[0]["text"]) == 1024 and re.search(r"100000\d\d bytes", bad[0]["detail"])
+    summary = json.load(open(os.path.join(quarantine.uri, gen_executor.SUMMARY_FILE)))
+    assert summary["rows_read"] == 11
+
+
+@pytest.mark.parametrize("header, message", [
+    ("emotion,pixels,usage", "did you mean 'Usage'"),
+    ("Emotion,pixels,Usage", "did you mean 'emotion'"),
+    ("emotion,pixels,Usage,Usage", "repeats column(s) ['Usage']"),
+    ("emotion,pixels,pixels", "repeats column(s) ['pixels']"),
+    ("emotion,pixels,Usage,comment", "unknown column 'comment'"),
+])
+def test_header_near_misses_and_duplicates_are_refused(tmp_path, header, message):
+    with pytest.raises(Exception, match=re.escape(message)):
+        run_executor(tmp_path, good_rows(3), header=header)

@@ -36,27 +36,48 @@ class QuarantineBoundExceeded(RuntimeError):
     """More rows were quarantined than the configured bound allows."""
 
 
-LINES_PER_CHUNK = 256  # rows travel and are parsed/encoded in chunks, not one by one
+RECORDS_PER_CHUNK = 256  # rows travel and are parsed/encoded in chunks, not one by one
 
 
-def read_line_chunks(path: str, chunk_size: int = LINES_PER_CHUNK
-                     ) -> Iterator[Tuple[str, int, csv_rows.Layout, List[str]]]:
-    """Yields (source, first line number, header layout, lines) for the data lines of a CSV(.gz)."""
+class _BoundedLines:
+    """``readline(limit)`` over a stream that only has ``read(n)`` (Beam's gzip reader)."""
+
+    def __init__(self, stream, block: int = 1 << 16):
+        self.stream, self.block, self.buffer, self.position = stream, block, b"", 0
+
+    def readline(self, limit: int) -> bytes:
+        while True:
+            end = self.buffer.find(b"\n", self.position, self.position + limit)
+            if end >= 0 or len(self.buffer) - self.position >= limit:
+                break
+            data = self.stream.read(self.block)
+            if not data:
+                break
+            self.buffer, self.position = self.buffer[self.position:] + data, 0
+        stop = end + 1 if end >= 0 else min(self.position + limit, len(self.buffer))
+        line, self.position = self.buffer[self.position:stop], stop
+        return line
+
+
+def read_record_chunks(path: str, chunk_size: int = RECORDS_PER_CHUNK
+                       ) -> Iterator[Tuple[str, csv_rows.Layout, List[csv_rows.Record]]]:
+    """Yields (source, header layout, records) for the data records of a CSV(.gz)."""
     # Beam's filesystems read local paths and gs:// / s3:// / hdfs:// alike, and
     # decompress .gz by extension.
     with FileSystems.open(path) as stream:
-        header = stream.readline().decode("utf-8", errors="replace")
+        lines = _BoundedLines(stream)
+        header = lines.readline(csv_rows.MAX_RECORD_BYTES).decode("utf-8", errors="replace")
         if not header:
             raise csv_rows.CsvHeaderError(f"{path}: file is empty, expected a fer2013 header")
         layout = csv_rows.parse_header(header, source=path)
-        first, lines = 2, []
-        for raw in iter(stream.readline, b""):
-            lines.append(raw.decode("utf-8", errors="replace"))
-            if len(lines) == chunk_size:
-                yield path, first, layout, lines
-                first, lines = first + len(lines), []
-        if lines:
-            yield path, first, layout, lines
+        records: List[csv_rows.Record] = []
+        for record in csv_rows.read_records(lines.readline, first_line=2):
+            records.append(record)
+            if len(records) == chunk_size:
+                yield path, layout, records
+                records = []
+        if records:
+            yield path, layout, records
 
 
 class _ParseChunk(beam.DoFn):
@@ -66,10 +87,11 @@ class _ParseChunk(beam.DoFn):
         self._buckets = buckets
 
     def process(self, element):
-        source, first, layout, lines = element
+        source, layout, records = element
         valid: Dict[str, List[csv_rows.ParsedRow]] = {}
-        for offset, text in enumerate(lines):
-            row = csv_rows.parse_row(text, layout, first + offset, source)
+        for record in records:
+            row = csv_rows.parse_row(record.text, layout, record.line, source,
+                                     lines=record.lines, size=record.size)
             if isinstance(row, csv_rows.QuarantinedRow):
                 yield beam.pvalue.TaggedOutput(QUARANTINE_KEY, row.to_dict())
                 continue
@@ -123,7 +145,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             parsed = (
                 pipeline
                 | "Files" >> beam.Create(files)
-                | "ReadLines" >> beam.FlatMap(read_line_chunks)
+                | "ReadRecords" >> beam.FlatMap(read_record_chunks)
                 | "FanOut" >> beam.Reshuffle()
                 | "Parse" >> beam.ParDo(_ParseChunk(buckets)).with_outputs(
                     QUARANTINE_KEY, main=EXAMPLES_KEY))
