@@ -20,6 +20,8 @@ import threading
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
+from serving.limits import Limits
+
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_DEADLINE = 0, 1, 2, 3, 4
 _EXIT_BY_CODE = {"UNAVAILABLE": EXIT_UNAVAILABLE, "DEADLINE_EXCEEDED": EXIT_DEADLINE}
 TF_SERVING_BINARY = "tensorflow_model_server"
@@ -62,7 +64,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     stand_in = parser.add_argument_group("local stand-in only")
     stand_in.add_argument("--host", default="127.0.0.1",
                           help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    stand_in.add_argument("--max-workers", type=int, default=16, help="gRPC worker threads")
+    stand_in.add_argument("--max-workers", type=int, default=Limits.grpc_workers,
+                          help="gRPC worker threads (TF Serving: --grpc_max_threads)")
     stand_in.add_argument("--stand-in", action="store_true",
                           help="use the local stand-in even when TF Serving is installed")
     stand_in.add_argument("--log-level", default="INFO")
@@ -106,9 +109,11 @@ def tf_serving_command(binary: str, args: argparse.Namespace, policy: Any,
                     f"--model_config_file_poll_wait_seconds={max(poll, 1)}"]
     else:
         command += [f"--model_name={args.model_name}", f"--model_base_path={base_path}"]
-    if args.max_message_bytes:
-        command.append("--grpc_channel_arguments="
-                       f"grpc.max_receive_message_length={args.max_message_bytes}")
+    # TF Serving's own default is 2 GiB (SetMaxMessageSize(kint32max)); channel arguments
+    # are added after it (tensorflow_serving/model_servers/server.cc, 2.16.1).
+    max_message = args.max_message_bytes or Limits.max_message_bytes
+    command += [f"--grpc_channel_arguments=grpc.max_receive_message_length={max_message}",
+                f"--grpc_max_threads={args.max_workers}"]
     if args.enable_batching:
         batching = _write_temp("fer-batching-", (
             f"max_batch_size {{ value: {args.max_batch_size} }}\n"
@@ -145,7 +150,9 @@ def _run_stand_in(args: argparse.Namespace, policy: Any, labels: Dict[str, int])
     import logging
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from serving.model_server import DEFAULT_MAX_MESSAGE_BYTES, BatchingOptions, start_server
+    import dataclasses
+
+    from serving.model_server import BatchingOptions, start_server
 
     labels_file = args.version_labels if args.version_labels and os.path.isfile(
         args.version_labels) else None
@@ -155,8 +162,9 @@ def _run_stand_in(args: argparse.Namespace, policy: Any, labels: Dict[str, int])
             rest_port=args.rest_port, host=args.host, version_policy=policy,
             version_labels=labels, version_labels_file=labels_file,
             poll_seconds=args.poll_seconds,
-            max_message_bytes=args.max_message_bytes or DEFAULT_MAX_MESSAGE_BYTES,
-            max_workers=args.max_workers,
+            limits=dataclasses.replace(
+                Limits(), grpc_workers=args.max_workers,
+                max_message_bytes=args.max_message_bytes or Limits.max_message_bytes),
             batching=BatchingOptions(args.max_batch_size, args.batch_timeout_ms / 1000.0,
                                      args.num_batch_threads) if args.enable_batching else None)
     except (OSError, ValueError) as err:

@@ -20,8 +20,9 @@ import grpc
 import numpy as np
 
 from components import features
+from serving.limits import Limits
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+DEFAULT_MAX_MESSAGE_BYTES = Limits.max_message_bytes  # what the stand-in accepts
 
 # HTTP status -> canonical code name, for the REST client (TF Serving's mapping, reversed).
 _CODE_BY_HTTP = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",

@@ -62,14 +62,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         spec = request.model_spec
         version, label = version_choice(spec)
+        servable = self.core.servable(spec.name, version, label)
+        signature = self.core.signature(servable, spec.signature_name)
         inputs = {}
         for name, proto in request.inputs.items():
-            try:
+            try:  # what the request declares is checked before a value is allocated
+                self.core.check_declared(signature, name, tensors.tf_dtype(proto.dtype),
+                                         tensors.shape_of(proto))
                 inputs[name] = tensors.to_ndarray(proto)
             except ValueError as err:
                 raise errors.invalid(f"Input {name!r} is not a valid TensorProto: it {err}")
-        servable, signature_name, outputs = self.core.predict(
-            spec.name, version, label, spec.signature_name, inputs, request.output_filter)
+        signature_name, outputs = self.core.predict_on(servable, signature.name, inputs,
+                                                       request.output_filter)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name
         response.model_spec.version.value = servable.version

@@ -8,7 +8,7 @@ too large a batch or image -> RESOURCE_EXHAUSTED.
 import io
 import logging
 import re
-from dataclasses import dataclass
+import uuid
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import grpc
@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from components import features
 from serving import errors
+from serving.limits import Limits
 from serving.servable import Servable, Signature
 from serving.version_watcher import ModelVersions, VersionState
 
@@ -27,14 +28,6 @@ IMAGE_MAGIC: Tuple[bytes, ...] = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87
                                   b"BM")
 _TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces unavailable>|"
                        r"\s*\[\[\{\{node|\s*\[\[.*\]\]$)")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-request bounds; the gRPC message size limit is set on the server itself."""
-
-    max_batch_size: int = 1024
-    max_image_pixels: int = 25_000_000  # a decoded image larger than 5000x5000 is refused
 
 
 def clean_tf_message(message: str) -> str:
@@ -57,25 +50,38 @@ def _shape_text(shape: Iterable[Optional[int]]) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
-def check_images(name: str, values: np.ndarray, limits: Limits) -> None:
-    """Each element must be PNG/JPEG/GIF/BMP bytes no larger than ``max_image_pixels``."""
+def check_images(name: str, values: np.ndarray) -> None:
+    """Each element must be one PNG/JPEG/GIF/BMP frame within the data contract's bounds.
+
+    Fails closed: bytes Pillow cannot read (a decompression bomb included) are refused.
+    The serving signature checks the same bounds from the headers before it decodes
+    (components/image_header.py); this answers earlier, naming the offending element.
+    """
     from PIL import Image
     for index, value in enumerate(values.ravel()):
         if not isinstance(value, bytes):
             continue
+        where = f"{name}[{index}]"
         if not value:
-            raise errors.invalid(f"{name}[{index}] is empty, expected PNG/JPEG/BMP/GIF bytes")
+            raise errors.invalid(f"{where} is empty, expected PNG/JPEG/BMP/GIF bytes")
+        if len(value) > features.MAX_IMAGE_BYTES:
+            raise errors.invalid(f"{where} has {len(value)} bytes, above the limit of "
+                                 f"{features.MAX_IMAGE_BYTES}")
         if not value.startswith(IMAGE_MAGIC):
-            raise errors.invalid(f"{name}[{index}] is not a PNG, JPEG, BMP or GIF image "
+            raise errors.invalid(f"{where} is not a PNG, JPEG, BMP or GIF image "
                                  f"({len(value)} bytes starting {value[:8]!r})")
         try:
             with Image.open(io.BytesIO(value)) as image:
                 width, height = image.size
-        except Exception:  # noqa: BLE001 - let TensorFlow's decoder give the verdict
-            continue
-        if width * height > limits.max_image_pixels:
-            raise errors.exhausted(f"{name}[{index}] is {width}x{height} pixels, above this "
-                                   f"server's limit of {limits.max_image_pixels} pixels")
+                animated = getattr(image, "is_animated", False)
+        except Exception as err:  # noqa: BLE001 - any failure to read refuses the image
+            raise errors.invalid(f"{where} cannot be read as an image "
+                                 f"({type(err).__name__}: {str(err)[:100]})") from None
+        if max(width, height) > features.MAX_IMAGE_SIDE:
+            raise errors.invalid(f"{where} is {width}x{height} pixels, above the limit of "
+                                 f"{features.MAX_IMAGE_SIDE} per side")
+        if animated:
+            raise errors.invalid(f"{where} has several frames; send one still image")
 
 
 def locate_bad_image(inputs: Dict[str, np.ndarray]) -> Optional[str]:
@@ -127,6 +133,25 @@ class PredictionCore:
                 f"(version {servable.version} has: {', '.join(sorted(servable.signatures))})")
         return servable.signatures[name]
 
+    def check_declared(self, signature: Signature, name: str, dtype: tf.DType,
+                       shape: Tuple[int, ...]) -> None:
+        """Dtype, shape and batch of one input as declared, before any value is allocated."""
+        spec = signature.inputs.get(name)
+        if spec is None:
+            raise errors.invalid(f"Signature {signature.name!r} expects inputs "
+                                 f"{{{', '.join(sorted(signature.inputs))}}}: unexpected "
+                                 f"input(s) {name!r}")
+        if dtype != spec.dtype:
+            raise errors.invalid(f"Input {name!r} of signature {signature.name!r} must be "
+                                 f"{spec.dtype.name}, got {dtype.name}")
+        if not spec.shape.is_compatible_with(shape):
+            raise errors.invalid(
+                f"Input {name!r} of signature {signature.name!r} must have shape "
+                f"{_shape_text(spec.shape.as_list())}, got {_shape_text(shape)}")
+        if shape and shape[0] > self.limits.max_batch_size:
+            raise errors.exhausted(f"Batch of {shape[0]} exceeds this server's maximum batch "
+                                   f"size of {self.limits.max_batch_size}")
+
     def check_inputs(self, signature: Signature, inputs: Dict[str, np.ndarray]) -> int:
         """Checks names, dtypes, shapes and batch; returns the batch size."""
         expected = sorted(signature.inputs)
@@ -142,15 +167,9 @@ class PredictionCore:
                                  f"{{{', '.join(expected)}}}: " + "; ".join(parts))
         batch = None
         for name in expected:
-            spec, array = signature.inputs[name], inputs[name]
+            array = inputs[name]
             dtype = _dtype_of(array)
-            if dtype != spec.dtype:
-                raise errors.invalid(f"Input {name!r} of signature {signature.name!r} must be "
-                                     f"{spec.dtype.name}, got {dtype.name}")
-            if not spec.shape.is_compatible_with(array.shape):
-                raise errors.invalid(
-                    f"Input {name!r} of signature {signature.name!r} must have shape "
-                    f"{_shape_text(spec.shape.as_list())}, got {_shape_text(array.shape)}")
+            self.check_declared(signature, name, dtype, array.shape)
             if array.ndim:
                 if array.shape[0] == 0:
                     raise errors.invalid(f"Input {name!r} is an empty batch (0 elements)")
@@ -158,12 +177,8 @@ class PredictionCore:
                     raise errors.invalid("Inputs have different batch sizes")
                 batch = array.shape[0]
             if dtype == tf.string and name == features.IMAGES_INPUT:
-                check_images(name, array, self.limits)
-        batch = batch or 1
-        if batch > self.limits.max_batch_size:
-            raise errors.exhausted(f"Batch of {batch} exceeds this server's maximum batch size "
-                                   f"of {self.limits.max_batch_size}")
-        return batch
+                check_images(name, array)
+        return batch or 1
 
     @staticmethod
     def run(signature: Signature, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -211,6 +226,12 @@ class PredictionCore:
 
 
 def internal(err: Exception) -> errors.ServingError:
-    """An unexpected failure: logged with its traceback, answered as INTERNAL."""
-    log.exception("Unexpected error while serving a request")
-    return errors.ServingError(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+    """An unexpected failure: logged with its traceback, answered as a generic INTERNAL.
+
+    The answer names an incident id, not the error: messages of unexpected failures can
+    hold paths and graph node names that a client has no business seeing.
+    """
+    incident = uuid.uuid4().hex[:12]
+    log.exception("Unexpected error while serving a request (incident %s)", incident)
+    return errors.ServingError(grpc.StatusCode.INTERNAL,
+                               f"internal error (incident {incident}; details in the server log)")

@@ -27,7 +27,7 @@ from serving.version_watcher import ModelVersions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+DEFAULT_MAX_MESSAGE_BYTES = Limits.max_message_bytes
 
 
 @dataclass
@@ -90,8 +90,6 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
                  version_labels: Optional[Dict[str, int]] = None,
                  version_labels_file: Optional[str] = None,
                  poll_seconds: float = 1.0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 max_workers: int = 16,
                  limits: Optional[Limits] = None,
                  batching: Optional[BatchingOptions] = None,
                  versions: Optional[ModelVersions] = None) -> ModelServer:
@@ -99,9 +97,10 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
 
     ``rest_port`` (0 = any free port) also starts the REST gateway. ``versions`` lets
     several servers share one already loaded :class:`ModelVersions` (it is not stopped
-    with them). ``max_message_bytes`` bounds gRPC messages and REST bodies; larger
-    requests get RESOURCE_EXHAUSTED. Raises OSError when a port cannot be bound.
+    with them). ``limits`` bounds messages, batches, concurrent calls and REST
+    connections (inference.Limits). Raises OSError when a port cannot be bound.
     """
+    limits = limits or Limits()
     owns_versions = versions is None
     if versions is None:
         if model_base_path is None:
@@ -120,13 +119,13 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
                       batching.num_threads) if batching else None
     core = PredictionCore(versions, limits=limits, batcher=batcher)
     options = [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=limits.grpc_workers,
                                                     thread_name_prefix="grpc-worker"),
-                         options=options)
+                         options=options, maximum_concurrent_rpcs=limits.max_concurrent_rpcs)
     add_services(server, core)
     try:
         bound = server.add_insecure_port(_bind_address(host, port))
@@ -141,7 +140,7 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
     rest = None
     if rest_port is not None:
         try:
-            rest = RestGateway(core, host=host, port=rest_port, max_body_bytes=max_message_bytes)
+            rest = RestGateway(core, host=host, port=rest_port)
         except OSError as err:
             server.stop(0)
             if batcher:

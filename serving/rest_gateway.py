@@ -23,10 +23,12 @@ from google.protobuf import json_format
 from serving import errors
 from serving.grpc_services import metadata_response, status_response
 from serving.inference import PredictionCore, internal
+from serving.limits import Limits
 from serving.servable import Signature
 
 log = logging.getLogger(__name__)
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
 _PATH_RE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                       r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                       r"(?P<suffix>/metadata|:[a-zA-Z]+)?/?$")
@@ -145,10 +147,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
     def _error(self, err: errors.ServingError, status: Optional[int] = None) -> None:
+        # The body may be unread: never parse what follows as another request.
+        self.close_connection = True
         self._send(status or errors.http_status(err.code), {"error": err.message})
 
     def _route(self) -> Tuple[str, Optional[int], Optional[str], str]:
@@ -173,8 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
         except errors.ServingError as err:
             self._error(err)
         except _PayloadTooLarge as err:
-            self.close_connection = True
-            self._send(413, {"error": str(err)})
+            self._error(errors.exhausted(str(err)), status=413)
         except Exception as err:  # noqa: BLE001 - the gateway must survive any request
             self._error(internal(err))
 
@@ -198,31 +203,26 @@ class _Handler(BaseHTTPRequestHandler):
                                   f"GET is not supported for {self.path}")
 
     def _read_json(self) -> Dict[str, Any]:
+        if "Transfer-Encoding" in self.headers:
+            raise errors.invalid("Transfer-Encoding is not supported: send a Content-Length")
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise errors.invalid("POST needs a Content-Length header")
+        if length is None or not _DIGITS.fullmatch(length):
+            raise errors.invalid("POST needs a Content-Length header of ASCII digits")
         size = int(length)
-        if size > self.gateway.max_body_bytes:
-            self._discard(size)
+        if size > self.gateway.limits.max_message_bytes:
             raise _PayloadTooLarge(f"RESOURCE_EXHAUSTED: request body of {size} bytes exceeds "
-                                   f"this server's limit of {self.gateway.max_body_bytes} bytes")
+                                   "this server's limit "
+                                   f"of {self.gateway.limits.max_message_bytes} bytes")
         raw = self.rfile.read(size)
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise errors.invalid(f"Request body is not valid JSON: {err}") from None
+        except RecursionError:
+            raise errors.invalid("Request body nests JSON too deeply") from None
         if not isinstance(body, dict):
             raise errors.invalid("Request body must be a JSON object")
         return body
-
-    def _discard(self, size: int, chunk: int = 1 << 20) -> None:
-        """Reads and drops an oversized body so the client can read the 413 answer."""
-        left = min(size, 1 << 30)
-        while left > 0:
-            data = self.rfile.read(min(chunk, left))
-            if not data:
-                break
-            left -= len(data)
 
     def _post(self) -> Tuple[int, Dict[str, Any]]:
         core = self.gateway.core
@@ -248,16 +248,44 @@ class _PayloadTooLarge(Exception):
     pass
 
 
-class RestGateway:
-    """A ThreadingHTTPServer answering TF Serving's REST API on ``host:port``."""
+class _BoundedServer(ThreadingHTTPServer):
+    """At most ``max_connections`` connections at once; the next ones get 503 and close."""
 
-    def __init__(self, core: PredictionCore, host: str = "127.0.0.1", port: int = 0,
-                 max_body_bytes: int = 64 << 20) -> None:
+    daemon_threads = True
+
+    def __init__(self, address, handler, limits: Limits):
+        self.request_queue_size = limits.rest_listen_backlog
+        self._slots = threading.BoundedSemaphore(limits.rest_max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class RestGateway:
+    """A bounded HTTP server answering TF Serving's REST API on ``host:port``."""
+
+    def __init__(self, core: PredictionCore, host: str = "127.0.0.1", port: int = 0) -> None:
         self.core = core
-        self.max_body_bytes = max_body_bytes
-        handler = type("Handler", (_Handler,), {"gateway": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.limits = core.limits
+        # timeout: BaseHTTPRequestHandler sets it on the socket, so a stalled client is dropped.
+        handler = type("Handler", (_Handler,), {"gateway": self,
+                                                "timeout": self.limits.rest_socket_timeout_s})
+        self.httpd = _BoundedServer((host, port), handler, self.limits)
         self.port: int = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest-gateway",
                                         daemon=True)

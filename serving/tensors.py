@@ -33,6 +33,16 @@ def dtype_name(enum: int) -> str:
         return f"dtype {enum}"
 
 
+def tf_dtype(enum: int):
+    """The tf.DType of a DataType enum; ValueError for one TensorFlow does not know."""
+    import tensorflow as tf
+
+    try:
+        return tf.as_dtype(enum)
+    except TypeError as err:
+        raise ValueError(f"has an unknown dtype {enum}") from err
+
+
 def shape_of(proto: tensor_pb2.TensorProto) -> Tuple[int, ...]:
     """The tensor's shape; raises ValueError for unknown rank or negative dims."""
     if proto.tensor_shape.unknown_rank:

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from components import features
+from components import features, signatures
 
 _TEMPLATES: Dict[int, str] = {}
 _TEMPLATE_ROOT: Optional[str] = None
@@ -59,17 +59,9 @@ def _signatures(model: tf_keras.Model) -> Dict[str, tf.types.experimental.Concre
     def serve_examples(examples):
         return outputs(tf.io.parse_example(examples, spec)[features.PIXELS_KEY])
 
-    def decode(image_bytes: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        gray = tf.image.rgb_to_grayscale(image)
-        resized = tf.image.resize(tf.cast(gray, tf.float32),
-                                  (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True)
-        return tf.reshape(tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.int64),
-                          (features.NUM_PIXELS,))
-
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
     def serve_images(images):
-        pixels = tf.map_fn(decode, images,
+        pixels = tf.map_fn(signatures.decode_image_to_pixels, images,
                            fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
         return outputs(pixels)
 

@@ -1,0 +1,218 @@
+"""Hostile requests against the local stand-in: each is refused cheaply, serving goes on.
+
+Each row of the attack table is a test: the request gets a 4xx/gRPC client error,
+costs the server less than MAX_EXTRA_MB of peak memory and MAX_SECONDS, and a normal
+request succeeds right after it. Peak memory is the process's VmHWM, reset before each
+request (/proc/self/clear_refs); the server runs in this process.
+"""
+import json
+import re
+import socket
+import time
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+import hostile_images
+import serving_fixtures as fx
+from components import features
+from serving.client import FerClient
+from serving.limits import Limits
+from serving.model_server import start_server
+
+MAX_EXTRA_MB = 300
+MAX_SECONDS = 5
+LIMITS = Limits(rest_socket_timeout_s=1.0, rest_max_connections=8, max_concurrent_rpcs=8)
+
+
+def _peak_kb() -> int:
+    return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("hostile") / "fer")
+    fx.write_version(base, 1, 3)
+    running = start_server(model_base_path=base, port=0, rest_port=0, poll_seconds=0.2,
+                           limits=LIMITS)
+    yield running
+    running.stop(0)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with FerClient(server.address, timeout=30.0, retries=0) as fer:
+        yield fer
+
+
+def _normal_request_works(client) -> None:
+    [result] = client.predict_images([fx.image_bytes(np.zeros((48, 48)), "PNG")])
+    assert result.label == features.EMOTIONS[3]
+
+
+def _cheap(call):
+    """Runs ``call`` and returns its result with (extra peak MB, seconds)."""
+    before = _peak_kb()
+    _reset_peak()
+    started = time.monotonic()
+    result = call()
+    return result, (_peak_kb() - min(before, _peak_kb())) / 1024, time.monotonic() - started
+
+
+def _predict(server, inputs, signature=features.SERVING_IMAGES_SIGNATURE):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "fer"
+    request.model_spec.signature_name = signature
+    for name, proto in inputs.items():
+        request.inputs[name].CopyFrom(proto)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            stub.Predict(request, timeout=30)
+        except grpc.RpcError as err:
+            return err.code(), err.details()
+    return grpc.StatusCode.OK, ""
+
+
+def _strings(*values):
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.
+                                   TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(
+                                       size=len(values))]))
+    proto.string_val.extend(values)
+    return proto
+
+
+@pytest.mark.parametrize("name", hostile_images.corpus_names()
+                         + ["png 14000x14000"])
+def test_image_bombs(server, client, name):
+    data = (hostile_images.png_bomb(14000) if name == "png 14000x14000"
+            else hostile_images.corpus()[name])
+    (code, details), extra_mb, seconds = _cheap(
+        lambda: _predict(server, {features.IMAGES_INPUT: _strings(data)}))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    assert extra_mb < MAX_EXTRA_MB and seconds < MAX_SECONDS, (extra_mb, seconds)
+    assert "/" not in details  # no server paths in answers
+    _normal_request_works(client)
+
+
+@pytest.mark.parametrize("dims", [[2 ** 28], [2 ** 40], [2 ** 28, 2304]])
+@pytest.mark.parametrize("dtype", [types_pb2.DT_FLOAT, types_pb2.DT_STRING, types_pb2.DT_INT64])
+def test_huge_declared_shapes_allocate_nothing(server, client, dims, dtype):
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]))
+    for signature, name in ((features.SERVING_IMAGES_SIGNATURE, features.IMAGES_INPUT),
+                            (features.SERVING_DEFAULT_SIGNATURE, features.EXAMPLES_INPUT)):
+        (code, details), extra_mb, seconds = _cheap(
+            lambda: _predict(server, {name: proto}, signature))
+        assert code in (grpc.StatusCode.INVALID_ARGUMENT,
+                        grpc.StatusCode.RESOURCE_EXHAUSTED), details
+        assert extra_mb < MAX_EXTRA_MB and seconds < MAX_SECONDS, (extra_mb, seconds)
+    _normal_request_works(client)
+
+
+def _http(server, raw: bytes, read_timeout: float = 5.0) -> bytes:
+    """Sends raw bytes to the REST port; everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=read_timeout) as sock:
+        sock.sendall(raw)
+        chunks = []
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except socket.timeout:
+            chunks.append(b"<still open>")
+        return b"".join(chunks)
+
+
+def _status_lines(answer: bytes):
+    return re.findall(rb"HTTP/1\.[01] (\d{3})", answer)
+
+
+SMUGGLED = b"GET /v1/models/fer HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("head, status", [
+    # An early error (unknown path) with a body that is itself a request.
+    (b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", b"404"),
+    # Chunked, no Content-Length: refused, and what follows is not read as a request.
+    (b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"400"),
+    # A Content-Length that str.isdigit() accepts but int() does not.
+    ("POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n"
+     .encode(), b"400"),
+])
+def test_rest_body_is_never_parsed_as_a_second_request(server, client, head, status):
+    raw = (head % len(SMUGGLED) if b"%d" in head else head) + SMUGGLED
+    answer = _http(server, raw)
+    assert _status_lines(answer) == [status], answer[:300]
+    assert not answer.endswith(b"<still open>")  # closed after the error
+    _normal_request_works(client)
+
+
+def test_deeply_nested_json_is_a_client_error(server, client):
+    body = b"[" * 100_000 + b"]" * 100_000
+    answer = _http(server, b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert _status_lines(answer) == [b"400"], answer[:300]
+    _normal_request_works(client)
+
+
+def test_stalled_connections_are_capped_and_dropped(server, client):
+    stalled = [socket.create_connection(("127.0.0.1", server.rest_port)) for _ in range(50)]
+    try:
+        for sock in stalled:
+            sock.sendall(b"POST /v1/models/fer:predict HTTP/1.1\r\n")  # and nothing more
+        _normal_request_works(client)  # gRPC is not affected
+        time.sleep(LIMITS.rest_socket_timeout_s + 1.0)  # the server drops silent clients
+        for sock in stalled:  # each got a 503 at once or was closed: none hangs
+            sock.settimeout(2.0)
+            try:
+                answer = sock.recv(65536)
+            except socket.timeout:
+                pytest.fail("a stalled REST connection is still held open by the server")
+            assert answer == b"" or _status_lines(answer) == [b"503"], answer[:200]
+        answer = _http(server, b"GET /v1/models/fer HTTP/1.1\r\nHost: x\r\n"
+                               b"Connection: close\r\n\r\n")
+        assert _status_lines(answer) == [b"200"], answer[:300]
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_internal_errors_say_nothing_of_the_server(server):
+    from serving import inference
+
+    failure = inference.internal(RuntimeError(f"failed at {server.versions.base_path}/1 in "
+                                              "node StatefulPartitionedCall/model/dense"))
+    assert failure.code == grpc.StatusCode.INTERNAL
+    assert "/" not in failure.message and "incident" in failure.message
+
+
+def test_concurrent_rpcs_beyond_the_bound_are_refused_not_queued(server, client):
+    from concurrent import futures
+
+    image = fx.image_bytes(np.zeros((48, 48)), "PNG")
+    with futures.ThreadPoolExecutor(max_workers=32) as pool:
+        codes = list(pool.map(lambda _: _predict(server, {
+            features.IMAGES_INPUT: _strings(*[image] * 64)})[0], range(32)))
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert grpc.StatusCode.OK in codes
+    _normal_request_works(client)
+
+
+def test_json_body_of_the_limit_is_refused_before_reading(server):
+    size = LIMITS.max_message_bytes + 1
+    answer = _http(server, b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: %d\r\n\r\n" % size)
+    assert _status_lines(answer) == [b"413"], answer[:300]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"].startswith("RESOURCE_EXHAUSTED")
