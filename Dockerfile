@@ -52,3 +52,9 @@ assert tf.__version__ == '2.16.2', tf.__version__; assert tfx.__version__ == '1.
 # (sdk_container_image), run it with --entrypoint /opt/apache/beam/boot.
 ENTRYPOINT []
 CMD ["python"]
+
+# Run as an unprivileged user. Pipeline steps write only to their artifact URIs (object
+# store) and the serving volume; HOME is a writable folder for caches (Keras, pip).
+RUN useradd --uid 10001 --create-home --home-dir /home/fer --shell /usr/sbin/nologin fer
+ENV HOME=/home/fer
+USER 10001

@@ -26,7 +26,8 @@ TARGETS = {"base": KUBERNETES / "base",
            "cpu": KUBERNETES / "overlays" / "cpu",
            "gpu": KUBERNETES / "overlays" / "gpu",
            "kfp-standalone": KUBERNETES / "overlays" / "kfp-standalone",
-           "kfp-profile": KUBERNETES / "overlays" / "kfp-profile"}
+           "kfp-profile": KUBERNETES / "overlays" / "kfp-profile",
+           "tls": KUBERNETES / "overlays" / "tls"}
 NAMESPACE = "fer"
 # Where the pipeline's pods run decides where the PVC (and so TF Serving) must live:
 # standalone KFP runs them in `kubeflow`, multi-user Kubeflow in the profile's namespace.
@@ -43,7 +44,7 @@ COMMON_LABELS = {"app.kubernetes.io/name": "fer-serving",
 K8S_VERSIONS = ("1.28", kubernetes_validate.latest_version())
 EXPECTED_KINDS = {"Namespace", "Deployment", "Service", "ConfigMap", "PersistentVolumeClaim",
                   "ServiceAccount", "Role", "RoleBinding", "HorizontalPodAutoscaler",
-                  "PodDisruptionBudget"}
+                  "PodDisruptionBudget", "NetworkPolicy"}
 CLUSTER_SCOPED = {"Namespace"}
 # Every flag tensorflow_model_server 2.16.1 defines (tensorflow_serving/model_servers/
 # main.cc at tag 2.16.1); it exits on an unknown one.
@@ -363,7 +364,8 @@ def test_gpu_batches_are_larger_than_cpu_batches():
 def test_every_config_file_flag_points_into_the_configmap(target):
     objects = rendered(target)
     flags = server_flags(objects)
-    file_flags = [f for f in flags if f.endswith("_file")]
+    # The TLS key material is a Secret (overlays/tls), not configuration.
+    file_flags = [f for f in flags if f.endswith("_file") and f != "ssl_config_file"]
     assert {"model_config_file", "monitoring_config_file", "batching_parameters_file"} <= set(
         file_flags)
     for flag in file_flags:
@@ -446,10 +448,51 @@ def test_pipeline_runner_rbac(target):
             "namespace": TARGET_NAMESPACES.get(target, NAMESPACE)} in binding["subjects"]
     granted = {(resource, verb) for rule in role["rules"] if "" in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
-    needed = {("pods", "get"), ("pods", "list"), ("pods", "watch"), ("pods/log", "get"),
-              ("configmaps", "get"), ("persistentvolumeclaims", "get")}
+    needed = {("pods", "get"), ("configmaps", "get"), ("secrets", "get")}
     assert needed <= granted, f"missing {needed - granted}"
-    assert not any("*" in rule["verbs"] or "*" in rule["resources"] for rule in role["rules"])
+    # Least privilege: no listing or watching of pods, named ConfigMaps/Secrets only.
+    assert not {("pods", "list"), ("pods", "watch")} & granted
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        if set(rule["resources"]) & {"configmaps", "secrets"}:
+            assert rule.get("resourceNames"), rule
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_network_policy_admits_only_the_serving_ports(target):
+    objects = rendered(target)
+    policy = one(objects, "NetworkPolicy", "fer-serving")
+    pod_labels = serving_deployment(objects)["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert policy["spec"]["egress"] == []
+    [rule] = policy["spec"]["ingress"]
+    assert {p["port"] for p in rule["ports"]} == {8500, 8501}
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_server_bounds_message_size_threads_and_rest_time(target):
+    flags = server_flags(rendered(target))
+    assert flags["grpc_channel_arguments"] == "grpc.max_receive_message_length=67108864"
+    assert int(flags["grpc_max_threads"]) > 0 and int(flags["rest_api_timeout_in_ms"]) > 0
+
+
+def test_tls_overlay_serves_grpc_with_the_secret_and_tcp_probes():
+    objects = rendered("tls")
+    flags = server_flags(objects)
+    assert flags["ssl_config_file"] == "/tls/ssl.config"
+    container = serving_container(objects)
+    assert {"name": "tls", "mountPath": "/tls", "readOnly": True} in container["volumeMounts"]
+    volumes = serving_deployment(objects)["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "fer-serving-tls",
+                                      "defaultMode": 0o444}} in volumes
+    for probe in ("startupProbe", "livenessProbe"):  # kubelet gRPC probes cannot do TLS
+        assert "grpc" not in container[probe] and container[probe]["tcpSocket"]["port"] == 8500
+
+
+def test_dockerfile_runs_as_an_unprivileged_user():
+    users = [args.strip() for name, args in dockerfile_instructions() if name == "USER"]
+    assert users and users[-1] not in ("root", "0", "0:0")
 
 
 # --------------------------------------------------------------------------------------
