@@ -1,4 +1,4 @@
-"""Installs the FER2013 TFX pipeline (packages pipeline, components, serving)."""
+"""Installs the FER2013 TFX pipeline (packages pipeline, components, serving, client)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -8,7 +8,7 @@ setup(
                 "(Beam, TFDV, TFT, Keras, TFMA, Kubeflow, TF Serving)",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "serving", "serving.*"]),
+                                    "serving", "serving.*", "client", "client.*"]),
     package_data={"": ["*.pbtxt"]},
     # The exact, tested versions of everything are in requirements.lock
     # (`make venv` installs it with --no-deps); these are the direct needs.
@@ -30,6 +30,6 @@ setup(
         "fer-pipeline=pipeline.cli:main",
         "fer-make-data=pipeline.synthetic_faces:main",
         "fer-serve=serving.cli:serve_main",
-        "fer-client=serving.cli:client_main",
+        "fer-client=client.cli:client_main",
     ]},
 )

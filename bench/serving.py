@@ -4,7 +4,7 @@
 
 Starts ``fer-serve`` as its own process (the TF Serving binary when installed, otherwise
 the local stand-in), measures the time until the model is AVAILABLE over gRPC, then runs
-the bounded loopback load of ``serving.bench``: single images from ``--clients``
+the bounded loopback load of ``client.bench``: single images from ``--clients``
 concurrent clients x ``--requests`` each (p50/p95/p99 latency), and batches of
 ``--batch-size`` images (images/s) — each without and with server-side batching.
 The images are synthetic faces (PNG, 48x48) sent to the ``serving_images`` signature.
@@ -39,7 +39,7 @@ def face_pngs(count: int = 64) -> List[bytes]:
 
 def start_fer_serve(model_base_path: str, port: int, batching: bool) -> Dict[str, Any]:
     """Starts fer-serve; returns {process, seconds until a version is AVAILABLE}."""
-    from serving.client import FerClient
+    from client.fer_client import FerClient
 
     command = [os.path.join(os.path.dirname(sys.executable), "fer-serve"),
                "--model-base-path", model_base_path, "--port", str(port)]
@@ -67,8 +67,8 @@ def start_fer_serve(model_base_path: str, port: int, batching: bool) -> Dict[str
 
 
 def load(port: int, clients: int, requests: int, batch_size: int, payloads: List[bytes]):
-    from serving import bench
-    from serving.client import FerClient
+    from client import bench
+    from client.fer_client import FerClient
 
     address = f"127.0.0.1:{port}"
     return bench.run_bench(address, clients, requests,

@@ -1,11 +1,6 @@
-"""Serving for the FER2013 model: a local TF Serving stand-in, a client library and CLIs.
+"""The local TF Serving stand-in and ``fer-serve``, which runs the real TF Serving if it can.
 
-- :mod:`serving.model_server` starts the stand-in (gRPC PredictionService/ModelService,
-  optional REST gateway) over TF Serving's layout ``<model-base-path>/<version>/``.
-- :mod:`serving.client` is the gRPC/REST client library (:class:`~serving.client.FerClient`).
-- :mod:`serving.cli` holds the ``fer-serve`` and ``fer-client`` entry points.
-- :mod:`serving.bench` is a bounded loopback load tool.
-
-Modules import TensorFlow lazily where they can, so ``fer-serve`` can exec the real
-``tensorflow_model_server`` without paying for a TensorFlow import.
+Production serves with ``tensorflow_model_server`` (kubernetes/). The stand-in answers the
+same gRPC (and REST) API for development and tests, newest version only. Clients live in
+the ``client`` package, which this one uses for the TensorProto wire format only.
 """

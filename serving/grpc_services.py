@@ -8,7 +8,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc, status_pb2)
 from tensorflow.core.protobuf import error_codes_pb2
 
-from serving import errors, tensors
+from client import tensors
+from serving import errors
 from serving.inference import PredictionCore, internal
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,8 @@ def _answer(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _unimplemented(method: str) -> Callable:
-    def handler(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                      f"{method} is not implemented by the local TF Serving stand-in "
-                      "(use Predict)")
-    handler.__name__ = method
-    handler.__doc__ = f"{method}: UNIMPLEMENTED."
-    return handler
-
-
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict and GetModelMetadata; Classify/Regress/MultiInference are UNIMPLEMENTED."""
+    """Predict and GetModelMetadata; the base class answers UNIMPLEMENTED for the others."""
 
     def __init__(self, core: PredictionCore) -> None:
         self.core = core
@@ -101,10 +92,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable = self.core.servable(request.model_spec.name, version, label)
         return metadata_response(request.model_spec.name, servable)
 
-    Classify = _unimplemented("Classify")
-    Regress = _unimplemented("Regress")
-    MultiInference = _unimplemented("MultiInference")
-
 
 def metadata_response(name: str, servable) -> get_model_metadata_pb2.GetModelMetadataResponse:
     """GetModelMetadataResponse with metadata['signature_def'] packing a SignatureDefMap."""
@@ -129,7 +116,7 @@ def status_response(states) -> get_model_status_pb2.GetModelStatusResponse:
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus; HandleReloadConfigRequest is UNIMPLEMENTED."""
+    """GetModelStatus; the base class answers UNIMPLEMENTED for HandleReloadConfigRequest."""
 
     def __init__(self, core: PredictionCore) -> None:
         self.core = core
@@ -141,8 +128,6 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             version, label = version_choice(request.model_spec)
             return status_response(self.core.status(request.model_spec.name, version, label))
         return _answer(context, call)
-
-    HandleReloadConfigRequest = _unimplemented("HandleReloadConfigRequest")
 
 
 def add_services(server: grpc.Server, core: PredictionCore) -> None:

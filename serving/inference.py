@@ -100,12 +100,10 @@ def locate_bad_image(inputs: Dict[str, np.ndarray]) -> Optional[str]:
 class PredictionCore:
     """Resolves model/version/label/signature, validates inputs and runs the signature."""
 
-    def __init__(self, versions: ModelVersions, limits: Optional[Limits] = None,
-                 batcher=None) -> None:
+    def __init__(self, versions: ModelVersions, limits: Optional[Limits] = None) -> None:
         self.versions = versions
         self.model_name = versions.model_name
         self.limits = limits or Limits()
-        self.batcher = batcher
 
     def check_model(self, name: str) -> None:
         if name != self.model_name:
@@ -197,14 +195,6 @@ class PredictionCore:
                                  f"{clean_tf_message(str(err))}") from None
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
-    def predict(self, name: str, version: Optional[int], label: Optional[str],
-                signature_name: str, inputs: Dict[str, np.ndarray],
-                output_filter: Iterable[str] = ()) -> Tuple[Servable, str, Dict[str, np.ndarray]]:
-        """Returns (servable used, signature name, outputs)."""
-        servable = self.servable(name, version, label)
-        signature_name, outputs = self.predict_on(servable, signature_name, inputs, output_filter)
-        return servable, signature_name, outputs
-
     def predict_on(self, servable: Servable, signature_name: str, inputs: Dict[str, np.ndarray],
                    output_filter: Iterable[str] = ()) -> Tuple[str, Dict[str, np.ndarray]]:
         """Runs one resolved servable; returns (signature name, outputs)."""
@@ -216,10 +206,7 @@ class PredictionCore:
                                  f"{', '.join(unknown)} (outputs: "
                                  f"{', '.join(sorted(signature.outputs))})")
         self.check_inputs(signature, inputs)
-        if self.batcher is not None:
-            outputs = self.batcher.run(signature, inputs)
-        else:
-            outputs = self.run(signature, inputs)
+        outputs = self.run(signature, inputs)
         if wanted:
             outputs = {o: outputs[o] for o in wanted}
         return signature.name, outputs

@@ -14,29 +14,19 @@ import os
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Union
+from typing import Optional
 
 import grpc
 
-from serving.batching import Batcher
 from serving.grpc_services import add_services
-from serving.inference import Limits, PredictionCore
+from serving.inference import PredictionCore
+from serving.limits import Limits
 from serving.rest_gateway import RestGateway
-from serving.version_policy import VersionPolicy
 from serving.version_watcher import ModelVersions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = Limits.max_message_bytes
-
-
-@dataclass
-class BatchingOptions:
-    """Server-side batching (TF Serving's --enable_batching with a batching config)."""
-
-    max_batch_size: int = 64
-    batch_timeout_s: float = 0.002
-    num_threads: int = 2
 
 
 @dataclass
@@ -49,7 +39,6 @@ class ModelServer:
     port: int
     host: str
     rest: Optional[RestGateway] = None
-    batcher: Optional[Batcher] = None
     owns_versions: bool = True
     _stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -68,8 +57,6 @@ class ModelServer:
         self.grpc_server.stop(grace).wait()
         if self.rest:
             self.rest.stop()
-        if self.batcher:
-            self.batcher.stop()
         if self.owns_versions:
             self.versions.stop_watching()
         self._stopped.set()
@@ -86,12 +73,7 @@ def _bind_address(host: str, port: int) -> str:
 
 def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
                  port: int = 0, rest_port: Optional[int] = None, host: str = "127.0.0.1",
-                 version_policy: Union[str, VersionPolicy] = "latest:1",
-                 version_labels: Optional[Dict[str, int]] = None,
-                 version_labels_file: Optional[str] = None,
-                 poll_seconds: float = 1.0,
-                 limits: Optional[Limits] = None,
-                 batching: Optional[BatchingOptions] = None,
+                 poll_seconds: float = 1.0, limits: Optional[Limits] = None,
                  versions: Optional[ModelVersions] = None) -> ModelServer:
     """Loads the model's versions, then serves gRPC on ``host:port`` (0 = any free port).
 
@@ -105,19 +87,14 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
     if versions is None:
         if model_base_path is None:
             raise ValueError("start_server needs model_base_path or versions")
-        policy = (version_policy if isinstance(version_policy, VersionPolicy)
-                  else VersionPolicy.parse(version_policy))
-        versions = ModelVersions(model_name, model_base_path, policy=policy,
-                                 labels=version_labels, labels_file=version_labels_file)
+        versions = ModelVersions(model_name, model_base_path)
         if not os.path.isdir(versions.base_path):
             log.warning("Model base path %s does not exist (yet); waiting for versions",
                         versions.base_path)
         loaded = versions.refresh(initial=True)
         if not loaded:
             log.warning("No servable version of %s under %s yet", model_name, versions.base_path)
-    batcher = Batcher(batching.max_batch_size, batching.batch_timeout_s,
-                      batching.num_threads) if batching else None
-    core = PredictionCore(versions, limits=limits, batcher=batcher)
+    core = PredictionCore(versions, limits=limits)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -134,8 +111,6 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
     else:
         cause = None
     if not bound:
-        if batcher:
-            batcher.stop()
         raise OSError(f"cannot listen on {_bind_address(host, port)} (port in use?)") from cause
     rest = None
     if rest_port is not None:
@@ -143,8 +118,6 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
             rest = RestGateway(core, host=host, port=rest_port)
         except OSError as err:
             server.stop(0)
-            if batcher:
-                batcher.stop()
             raise OSError(f"cannot listen on {host}:{rest_port} for REST: {err}") from err
     server.start()
     if rest:
@@ -152,7 +125,7 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
     if owns_versions:
         versions.start_watching(poll_seconds)
     running = ModelServer(versions=versions, core=core, grpc_server=server, port=bound,
-                          host=host, rest=rest, batcher=batcher, owns_versions=owns_versions)
+                          host=host, rest=rest, owns_versions=owns_versions)
     log.info("Local TF Serving stand-in: model %s, versions %s, gRPC %s%s", model_name,
              versions.loaded_versions(), running.address,
              f", REST {host}:{rest.port}" if rest else "")

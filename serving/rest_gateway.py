@@ -1,10 +1,9 @@
 """A small REST gateway mimicking TF Serving's REST API, on the standard library only.
 
-    GET  /v1/models/<name>[/versions/<v>|/labels/<l>]            model version status
-    GET  /v1/models/<name>[/versions/<v>|/labels/<l>]/metadata   signature defs
-    POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict    {"signature_name": ...,
-         "instances": [...]} (row format) or {"inputs": ...} (columnar format);
-         binary values are {"b64": "..."}.
+    GET  /v1/models/<name>[/versions/<v>]            model version status
+    GET  /v1/models/<name>[/versions/<v>]/metadata   signature defs
+    POST /v1/models/<name>[/versions/<v>]:predict    {"signature_name": ...,
+         "instances": [...]} (row format); binary values are {"b64": "..."}.
 
 Errors answer ``{"error": "..."}`` with the HTTP status TF Serving maps the gRPC code to.
 """
@@ -14,7 +13,7 @@ import logging
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import grpc
 import numpy as np
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _PATH_RE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                       r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-                      r"(?P<suffix>/metadata|:[a-zA-Z]+)?/?$")
+                      r"(?P<suffix>/metadata|:[a-zA-Z]+)?/?$")  # labels: NOT_FOUND here
 
 
 def decode_binary(value: Any) -> Any:
@@ -71,42 +70,27 @@ def _to_array(name: str, values: Any, signature: Signature) -> np.ndarray:
         raise errors.invalid(f"Input {name!r} expects {spec.dtype.name} values: {err}") from None
 
 
-def request_inputs(body: Dict[str, Any], signature: Signature) -> Tuple[Dict[str, np.ndarray], bool]:
-    """JSON body -> ({input name: array}, row format?) as TF Serving's REST API reads it."""
-    if ("instances" in body) == ("inputs" in body):
-        raise errors.invalid("Request body must have exactly one of \"instances\" (row format) "
-                             "or \"inputs\" (columnar format)")
+def request_inputs(body: Dict[str, Any], signature: Signature) -> Dict[str, np.ndarray]:
+    """``{"instances": [...]}`` (TF Serving's row format) -> {input name: array}.
+
+    The stand-in reads the row format only; TF Serving also reads the columnar ``inputs``.
+    """
+    instances = body.get("instances")
+    if not isinstance(instances, list) or not instances:
+        raise errors.invalid("Request body needs \"instances\", a non-empty list (row format; "
+                             "the local stand-in does not read the columnar \"inputs\")")
     names = sorted(signature.inputs)
-    if "instances" in body:
-        instances = body["instances"]
-        if not isinstance(instances, list):
-            raise errors.invalid("\"instances\" must be a list")
-        if not instances:
-            raise errors.invalid(f"\"instances\" is an empty batch (0 elements)")
-        named = [isinstance(i, dict) and not _is_binary_leaf(i) for i in instances]
-        if all(named):
-            keys = set(instances[0])
-            if any(set(i) != keys for i in instances):
-                raise errors.invalid("All \"instances\" must have the same named inputs")
-            columns = {k: [decode_binary(i[k]) for i in instances] for k in keys}
-        elif not any(named):
-            if len(names) != 1:
-                raise errors.invalid(f"Signature {signature.name!r} has inputs "
-                                     f"{{{', '.join(names)}}}: instances must be objects "
-                                     "naming them")
-            columns = {names[0]: decode_binary(instances)}
-        else:
-            raise errors.invalid("\"instances\" mixes named and unnamed values")
-        return {k: _to_array(k, v, signature) for k, v in columns.items()}, True
-    inputs = body["inputs"]
-    if isinstance(inputs, dict) and not _is_binary_leaf(inputs):
-        columns = {k: decode_binary(v) for k, v in inputs.items()}
+    if all(isinstance(i, dict) and not _is_binary_leaf(i) for i in instances):
+        keys = set(instances[0])
+        if any(set(i) != keys for i in instances):
+            raise errors.invalid("All \"instances\" must have the same named inputs")
+        columns = {k: [decode_binary(i[k]) for i in instances] for k in keys}
+    elif len(names) == 1:
+        columns = {names[0]: decode_binary(instances)}
     else:
-        if len(names) != 1:
-            raise errors.invalid(f"Signature {signature.name!r} has inputs {{{', '.join(names)}}}"
-                                 ": \"inputs\" must be an object naming them")
-        columns = {names[0]: decode_binary(inputs)}
-    return {k: _to_array(k, v, signature) for k, v in columns.items()}, False
+        raise errors.invalid(f"Signature {signature.name!r} has inputs {{{', '.join(names)}}}: "
+                             "instances must be objects naming them")
+    return {k: _to_array(k, v, signature) for k, v in columns.items()}
 
 
 def _jsonable(array: np.ndarray) -> Any:
@@ -122,11 +106,9 @@ def _jsonable(array: np.ndarray) -> Any:
     return array.tolist()
 
 
-def response_body(outputs: Dict[str, np.ndarray], row_format: bool) -> Dict[str, Any]:
-    """TF Serving's {"predictions": [...]} (row) or {"outputs": ...} (columnar)."""
+def response_body(outputs: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    """TF Serving's row-format answer: {"predictions": [...]}."""
     converted = {name: _jsonable(array) for name, array in outputs.items()}
-    if not row_format:
-        return {"outputs": converted if len(converted) > 1 else next(iter(converted.values()))}
     if len(converted) == 1:
         return {"predictions": next(iter(converted.values()))}
     batch = len(next(iter(converted.values())))
@@ -239,9 +221,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise errors.invalid("\"signature_name\" must be a string")
         servable = core.servable(name, version, label)
         signature = core.signature(servable, signature_name)
-        inputs, row_format = request_inputs(body, signature)
-        _, outputs = core.predict_on(servable, signature.name, inputs)
-        return 200, response_body(outputs, row_format)
+        _, outputs = core.predict_on(servable, signature.name, request_inputs(body, signature))
+        return 200, response_body(outputs)
 
 
 class _PayloadTooLarge(Exception):

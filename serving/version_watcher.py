@@ -1,14 +1,14 @@
-"""The served versions of one model and the thread that follows its base path.
+"""The served version of one model and the thread that follows its base path.
 
-Like TF Serving's file-system source, only numeric sub-directories holding a
-``saved_model.pb`` are versions (``.pushing-123`` staging dirs and half-copied dirs are
-not). After startup a new version must also look the same on two consecutive polls
-(files, sizes, mtimes) before it is loaded, which covers non-atomic copies. A version is
-loaded and warmed up completely before it becomes visible; only then are the versions
-that fell out of the policy unloaded, so a swap never leaves a gap. A version that fails
-to load is not retried until its files change, and the policy then picks among the
-loadable versions (a broken newest push keeps the previous version serving).
-Versions named by a label are kept loaded in addition to the policy's.
+The stand-in serves the newest loadable version only (TF Serving's default policy,
+``latest:1``); version policies, labels and batching are TF Serving's, configured by
+``fer-serve`` for the real binary. Like TF Serving's file-system source, only numeric
+sub-directories holding a ``saved_model.pb`` are versions (``.pushing-*`` staging dirs and
+half-copied dirs are not). After startup a new version must also look the same on two
+consecutive polls (files, sizes, mtimes) before it is loaded, which covers non-atomic
+copies. A version is loaded and warmed up completely before it replaces the previous one,
+so a swap never leaves a gap. A version that fails to load is not retried until its files
+change, and the newest loadable one serves meanwhile.
 """
 import logging
 import os
@@ -19,7 +19,6 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 import grpc
 
 from serving import errors
-from serving.version_policy import VersionPolicy, load_labels_file
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +67,14 @@ class ModelVersions:
     """Loads, serves and unloads the versions of one model under ``base_path``."""
 
     def __init__(self, model_name: str, base_path: str,
-                 policy: Optional[VersionPolicy] = None,
-                 labels: Optional[Dict[str, int]] = None,
-                 labels_file: Optional[str] = None,
                  loader: Optional[Callable[[str, int], object]] = None) -> None:
         self.model_name = model_name
         self.base_path = os.path.abspath(base_path)
-        self.policy = policy or VersionPolicy()
-        self._labels: Dict[str, int] = dict(labels or {})
-        self._labels_file = labels_file
-        self._labels_mtime: Optional[int] = None
         if loader is None:
             from serving.servable import load_servable
             loader = load_servable
         self._loader = loader
-        self._lock = threading.Lock()  # guards _loaded, _states, _labels
+        self._lock = threading.Lock()  # guards _loaded, _states
         self._refresh_lock = threading.Lock()  # one refresh at a time
         self._loaded: Dict[int, object] = {}
         self._states: Dict[int, VersionState] = {}
@@ -94,88 +86,41 @@ class ModelVersions:
 
     # ----------------------------------------------------------------- lookups
     def resolve(self, version: Optional[int] = None, label: Optional[str] = None):
-        """The servable for a request: a version, a label, or the highest loaded version."""
+        """The servable for a request: the served version (or that version, if it is it)."""
+        if label:
+            raise errors.not_found(f"Unrecognized servable version label: {label} (the local "
+                                   "stand-in has no labels; TF Serving does)")
         with self._lock:
-            if version is not None:
-                servable = self._loaded.get(version)
-                if servable is None:
-                    raise errors.not_found(
-                        f"Servable not found for request: Specific({self.model_name}, {version})"
-                        f"; loaded versions: {sorted(self._loaded) or 'none'}")
-                return servable
-            if label:
-                if label not in self._labels:
-                    raise errors.not_found(
-                        f"Unrecognized servable version label: {label} (known labels: "
-                        f"{', '.join(sorted(self._labels)) or 'none'})")
-                target = self._labels[label]
-                servable = self._loaded.get(target)
-                if servable is None:
-                    raise errors.not_found(
-                        f"Version label {label} points to version {target} of model "
-                        f"{self.model_name}, which is not available")
-                return servable
             if not self._loaded:
+                raise errors.not_found(f"Servable not found for request: Latest("
+                                       f"{self.model_name}); no version is loaded")
+            served = max(self._loaded)
+            if version is not None and version != served:
                 raise errors.not_found(
-                    f"Servable not found for request: Latest({self.model_name}); no version "
-                    f"is loaded from {self.base_path}")
-            return self._loaded[max(self._loaded)]
+                    f"Servable not found for request: Specific({self.model_name}, {version})"
+                    f"; the stand-in serves version {served} only")
+            return self._loaded[served]
 
     def loaded_versions(self) -> List[int]:
         with self._lock:
             return sorted(self._loaded)
 
-    def labels(self) -> Dict[str, int]:
-        with self._lock:
-            return dict(self._labels)
-
-    def set_labels(self, labels: Dict[str, int]) -> None:
-        """Replaces the labels (e.g. point ``stable`` back at an older version) and refreshes."""
-        with self._lock:
-            self._labels = dict(labels)
-        self.refresh()
-
     def states(self, version: Optional[int] = None, label: Optional[str] = None
                ) -> List[VersionState]:
-        """Status of every version seen (or of one version/label), newest first."""
+        """Status of every version seen (or of one version), newest first."""
+        if label:
+            raise errors.not_found(f"Unrecognized servable version label: {label}")
         with self._lock:
-            if label:
-                if label not in self._labels:
-                    raise errors.not_found(f"Unrecognized servable version label: {label}")
-                version = self._labels[label]
             if version is not None:
                 if version not in self._states:
                     raise errors.not_found(
                         f"Could not find version {version} of model {self.model_name}")
                 return [self._states[version]]
             if not self._states:
-                raise errors.not_found(f"Could not find any versions of model {self.model_name} "
-                                       f"under {self.base_path}")
+                raise errors.not_found(f"Could not find any versions of model {self.model_name}")
             return [self._states[v] for v in sorted(self._states, reverse=True)]
 
     # ----------------------------------------------------------------- refresh
-    def _reload_labels_file(self) -> None:
-        if not self._labels_file:
-            return
-        try:
-            mtime = os.stat(self._labels_file).st_mtime_ns
-        except OSError:
-            return
-        if mtime == self._labels_mtime:
-            return
-        self._labels_mtime = mtime
-        try:
-            labels = load_labels_file(self._labels_file)
-        except (OSError, ValueError) as err:
-            log.error("Keeping version labels %s: cannot read %s: %s", self._labels,
-                      self._labels_file, err)
-            return
-        with self._lock:
-            changed = labels != self._labels
-            self._labels = labels
-        if changed:
-            log.info("Version labels are now %s", labels)
-
     def _candidates(self, on_disk: Dict[int, str], initial: bool) -> Set[int]:
         """Versions that may be loaded: settled, and not failed with the same files."""
         result = set()
@@ -195,10 +140,9 @@ class ModelVersions:
                 del self._seen[version]
         return result
 
-    def _wanted(self, candidates: Set[int]) -> Set[int]:
-        with self._lock:
-            labelled = set(self._labels.values())
-        return self.policy.select(candidates) | (labelled & candidates)
+    @staticmethod
+    def _wanted(candidates: Set[int]) -> Set[int]:
+        return {max(candidates)} if candidates else set()
 
     def _set_state(self, version: int, state: str, code: grpc.StatusCode = grpc.StatusCode.OK,
                    message: str = "") -> None:
@@ -214,7 +158,9 @@ class ModelVersions:
             self._failed[version] = before
             code = errors.grpc_code(getattr(err, "error_code", 2))
             message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
-            self._set_state(version, "END", code, f"Failed to load {path}: {message}")
+            # The status is visible to clients: no server paths in it (they are in the log).
+            self._set_state(version, "END", code, f"Failed to load version {version} "
+                                                  f"({type(err).__name__})")
             log.error("Version %d of %s failed to load from %s: %s", version, self.model_name,
                       path, message)
             return False
@@ -225,10 +171,9 @@ class ModelVersions:
         return True
 
     def refresh(self, initial: bool = False) -> List[int]:
-        """One poll: load what the policy wants (fully), then unload the rest; returns loaded."""
+        """One poll: load the newest version (fully), then unload the rest; returns loaded."""
         with self._refresh_lock:
             self.refreshes += 1
-            self._reload_labels_file()
             on_disk = scan_versions(self.base_path)
             candidates = self._candidates(on_disk, initial)
             while True:

@@ -13,7 +13,7 @@ from components import features
 from pipeline import cli, kfp_package, synthetic_faces
 from pipeline import config as config_lib
 from pipeline.pipeline import create_pipeline
-from serving import client as client_lib
+from client import fer_client as client_lib
 from serving import model_server
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from PIL import Image
 from components import features
 from pipeline import config as config_lib
 from pipeline import local_runner, synthetic_faces
-from serving import client as client_lib
+from client import fer_client as client_lib
 from serving import model_server
 
 pytestmark = pytest.mark.e2e

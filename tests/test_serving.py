@@ -26,11 +26,12 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 import serving_fixtures as fx
 from components import features
-from serving import bench, cli, tensors
-from serving.client import ClientError, FerClient, RestFerClient
+from client import bench, tensors
+from client import cli as client_cli
+from client.fer_client import ClientError, FerClient, RestFerClient
+from serving import tf_serving_config
 from serving.limits import Limits
-from serving.model_server import BatchingOptions, start_server
-from serving.version_policy import VersionPolicy, parse_version_labels
+from serving.model_server import start_server
 from serving.version_watcher import ModelVersions
 
 ANGRY, HAPPY = 0, 3  # fixture favourites
@@ -55,20 +56,12 @@ def rng_image(seed, shape=(48, 48), fmt="PNG"):
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def labels_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("labels") / "labels.json"
-    path.write_text(json.dumps({"stable": 1, "canary": 2}))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, labels_file):
-    """Versions 1 (Angry) and 2 (Happy), policy all, labels from a JSON file, REST on."""
+def server(tmp_path_factory):
+    """Versions 1 (Angry) and 2 (Happy) on disk: 2 is served; REST on."""
     base = str(tmp_path_factory.mktemp("main") / "fer")
     fx.write_version(base, 1, ANGRY)
     fx.write_version(base, 2, HAPPY)
-    running = start_server(model_base_path=base, port=0, rest_port=0, version_policy="all",
-                           version_labels_file=labels_file, poll_seconds=0.1,
+    running = start_server(model_base_path=base, port=0, rest_port=0, poll_seconds=0.1,
                            limits=Limits(max_message_bytes=MAX_MESSAGE))
     yield running
     running.stop(0)
@@ -174,9 +167,9 @@ def test_predict_pixels_as_examples(client):
 
 def test_status_and_metadata(client):
     states = {s.version: s for s in client.status()}
-    assert states[1].state == states[2].state == "AVAILABLE"
+    assert set(states) == {2} and states[2].state == "AVAILABLE"  # the newest only
     assert states[2].error_code == "OK"
-    assert [s.version for s in client.status(version=1)] == [1]
+    assert [s.version for s in client.status(version=2)] == [2]
     metadata = client.metadata()
     assert metadata.version == 2
     assert set(metadata.signatures) == {"serving_default", "serving_images"}
@@ -197,31 +190,15 @@ def test_metadata_packs_a_signature_def_map(stub):
     assert response.model_spec.version.value == 2
 
 
-def test_version_and_label_selection(client, server):
-    check_predictions(client.predict_images([rng_image(6)], version=1), 1, label="Angry")
+def test_the_stand_in_serves_the_newest_version_only(client):
     check_predictions(client.predict_images([rng_image(6)], version=2), 1, label="Happy")
-    stable = client.predict_images([rng_image(6)], version_label="stable")
-    assert (stable[0].label, stable[0].version) == ("Angry", 1)
-    assert client.predict_images([rng_image(6)], version_label="canary")[0].version == 2
-    with FerClient(server.address, version_label="stable", retries=0) as pinned:
-        assert pinned.predict_pixels(np.zeros((1, 2304), np.uint8))[0].label == "Angry"
+    for kwargs, message in (({"version": 1}, "serves version 2 only"),
+                            ({"version_label": "stable"}, "no labels")):
+        with pytest.raises(ClientError) as err:
+            client.predict_images([rng_image(6)], **kwargs)
+        assert err.value.code == "NOT_FOUND" and message in str(err.value)
     with pytest.raises(ValueError):
         client.predict_images([rng_image(6)], version=1, version_label="stable")
-
-
-def test_label_rollback_by_editing_the_labels_file(client, server, labels_file):
-    assert client.predict_images([rng_image(7)], version_label="canary")[0].version == 2
-    try:
-        with open(labels_file, "w") as handle:
-            json.dump({"stable": 1, "canary": 1}, handle)  # roll the canary back
-        os.utime(labels_file, ns=(time.time_ns(), time.time_ns() + 10**9))
-        wait_for(lambda: server.versions.labels()["canary"] == 1)
-        assert client.predict_images([rng_image(7)], version_label="canary")[0].label == "Angry"
-    finally:
-        with open(labels_file, "w") as handle:
-            json.dump({"stable": 1, "canary": 2}, handle)
-        os.utime(labels_file, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
-        wait_for(lambda: server.versions.labels()["canary"] == 2)
 
 
 # ------------------------------------------------------------------------ bad requests
@@ -318,22 +295,31 @@ def test_bad_metadata_status_and_unimplemented_calls(stub, server, client):
 
 
 # ------------------------------------------------------------------------ versions
-def test_policy_and_labels_parsing(tmp_path):
-    assert VersionPolicy.parse("latest:2").select([1, 5, 3]) == {3, 5}
-    assert VersionPolicy.parse("latest").select([1, 5, 3]) == {5}
-    assert VersionPolicy.parse("specific:1,3").select([1, 2]) == {1}
-    assert VersionPolicy.parse("all").select([4, 2]) == {2, 4}
-    for bad in ("latest:0", "newest", "specific:", "specific:a"):
+def test_policies_labels_and_batching_become_tf_serving_config():
+    rule = tf_serving_config.version_policy_rule
+    assert rule("latest:2") == "latest { num_versions: 2 }"
+    assert rule("latest") == "latest { num_versions: 1 }"
+    assert rule("specific:1,3") == "specific { versions: 1 versions: 3 }"
+    assert rule("all") == "all {}"
+    for bad in ("latest:0", "newest", "specific:", "specific:a", "all:1"):
         with pytest.raises(ValueError):
-            VersionPolicy.parse(bad)
-    assert parse_version_labels("stable=1, canary=2") == {"stable": 1, "canary": 2}
-    assert parse_version_labels('{"stable": "3"}') == {"stable": 3}
-    path = tmp_path / "labels.json"
-    path.write_text('{"version_labels": {"stable": 4}}')
-    assert parse_version_labels(str(path)) == {"stable": 4}
-    for bad in ("stable", "1x=2", '{"a": 1.5}', "stable=x"):
+            rule(bad)
+    labels = tf_serving_config.parse_version_labels("stable=1, canary=2")
+    assert labels == {"stable": 1, "canary": 2}
+    for bad in ("stable", "1x=2", "stable=x", "stable=1.5"):
         with pytest.raises(ValueError):
-            parse_version_labels(bad)
+            tf_serving_config.parse_version_labels(bad)
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse(tf_serving_config.model_config_text(
+        "fer", "/models/fer", "specific:3", labels), model_server_config_pb2.ModelServerConfig())
+    [model] = config.model_config_list.config
+    assert list(model.model_version_policy.specific.versions) == [3]
+    assert dict(model.version_labels) == labels
+    batching = tf_serving_config.batching_text(32, 2.5, 4)
+    assert "max_batch_size { value: 32 }" in batching
+    assert "batch_timeout_micros { value: 2500 }" in batching
 
 
 def fake_version(base, version):
@@ -354,7 +340,7 @@ def test_new_version_is_loaded_fully_before_it_serves(tmp_path):
             raise ValueError("broken model")
         return f"servable-{version}"
 
-    versions = ModelVersions("fer", base, VersionPolicy.parse("latest:1"), loader=loader)
+    versions = ModelVersions("fer", base, loader=loader)
     fake_version(base, 1)
     assert versions.refresh(initial=True) == [1]
     fake_version(base, 2)
@@ -372,7 +358,8 @@ def test_new_version_is_loaded_fully_before_it_serves(tmp_path):
     versions.refresh()
     versions.refresh()
     assert versions.resolve() == "servable-2" and calls.count(3) == 1
-    assert "broken model" in versions.states(version=3)[0].error_message
+    message = versions.states(version=3)[0].error_message
+    assert "Failed to load version 3 (ValueError)" == message  # no server paths
 
 
 def test_new_version_dropped_in_is_picked_up(watched, client):
@@ -465,7 +452,7 @@ def test_client_retries_until_a_late_server_comes_up(server):
     finally:
         starter.join()
         late["server"].stop(0)
-    assert server.versions.loaded_versions() == [1, 2]  # shared versions survive its stop
+    assert server.versions.loaded_versions() == [2]  # shared versions survive its stop
 
 
 def test_client_gives_up_on_unavailable_after_its_retries():
@@ -490,45 +477,13 @@ def test_deadline_exceeded_is_one_clear_error_and_not_retried(slow_server):
     assert servicer.calls == 1 and time.monotonic() - began < 2
 
 
-# ------------------------------------------------------------------------ batching
-def test_server_side_batching_merges_requests_and_isolates_a_bad_one(server):
-    batched = start_server(versions=server.versions, port=0,
-                           batching=BatchingOptions(max_batch_size=16, batch_timeout_s=0.02))
-    barrier = threading.Barrier(9)
-    results, errors = [], []
-
-    def call(index):
-        with FerClient(batched.address, retries=0) as fer:
-            image = rng_image(index)[:60] if index == 0 else rng_image(index)
-            barrier.wait()
-            try:
-                for _ in range(5):
-                    results.append(fer.predict_images([image, image]))
-            except ClientError as err:
-                errors.append(err)
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(9)]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert [e.code for e in errors] == ["INVALID_ARGUMENT"]  # only the corrupt PNG fails
-        assert len(results) == 40
-        for predictions in results:
-            check_predictions(predictions, 2, label="Happy")
-        assert batched.batcher.merged_requests > 0
-    finally:
-        batched.stop(0)
-
-
 # ------------------------------------------------------------------------ REST
 def test_rest_status_metadata_and_predict(server):
     base = f"http://127.0.0.1:{server.rest_port}/v1/models/fer"
     status = requests.get(base, timeout=10).json()
     assert {s["version"]: s["state"] for s in status["model_version_status"]} == {
-        "1": "AVAILABLE", "2": "AVAILABLE"}
-    assert requests.get(base + "/versions/1", timeout=10).json()["model_version_status"][0][
+        "2": "AVAILABLE"}
+    assert requests.get(base + "/versions/2", timeout=10).json()["model_version_status"][0][
         "status"]["error_code"] == "OK"
     metadata = requests.get(base + "/metadata", timeout=10).json()
     assert metadata["model_spec"]["version"] == "2"
@@ -541,12 +496,15 @@ def test_rest_status_metadata_and_predict(server):
     first = answer["predictions"][0]
     assert first["class_name"] == "Happy" and abs(sum(first["probabilities"]) - 1) < 1e-5
     example = base64.b64encode(fx.example_bytes(np.zeros(2304))).decode()
-    answer = requests.post(base + "/labels/stable:predict", timeout=10, json={
+    answer = requests.post(base + ":predict", timeout=10, json={
         "instances": [{"examples": {"b64": example}}]}).json()
-    assert answer["predictions"][0]["class_name"] == "Angry"
+    assert answer["predictions"][0]["class_name"] == "Happy"
     answer = requests.post(base + "/versions/2:predict", timeout=10, json={
-        "signature_name": "serving_images", "inputs": {"images": [{"b64": b64}]}}).json()
-    assert answer["outputs"]["class_name"] == ["Happy"]
+        "signature_name": "serving_images", "instances": [{"images": {"b64": b64}}]}).json()
+    assert answer["predictions"][0]["class_name"] == "Happy"
+    answer = requests.post(base + ":predict", timeout=10, json={
+        "signature_name": "serving_images", "inputs": {"images": [{"b64": b64}]}})
+    assert answer.status_code == 400 and "columnar" in answer.json()["error"]
 
 
 @pytest.mark.parametrize("path, body, status, message", [
@@ -554,7 +512,7 @@ def test_rest_status_metadata_and_predict(server):
     ("/v1/models/fer:predict", {"signature_name": "serving_images", "instances": [1.5]}, 400,
      "expects strings"),
     ("/v1/models/fer:predict", {"signature_name": "serving_images", "instances": []}, 400,
-     "empty batch"),
+     "non-empty list"),
     ("/v1/models/fer:predict", {"signature_name": "serving_images",
                                 "instances": [{"b64": base64.b64encode(b"text").decode()}]},
      400, "not a PNG"),
@@ -575,9 +533,9 @@ def test_rest_errors(server, path, body, status, message):
 def test_rest_client(server):
     with RestFerClient(f"127.0.0.1:{server.rest_port}", retries=0) as rest:
         check_predictions(rest.predict_images([rng_image(13)]), 1, label="Happy")
-        check_predictions(rest.predict_pixels(np.zeros((2, 48, 48), np.uint8), version=1), 2,
-                          label="Angry")
-        assert {s.version for s in rest.status()} == {1, 2}
+        check_predictions(rest.predict_pixels(np.zeros((2, 48, 48), np.uint8), version=2), 2,
+                          label="Happy")
+        assert {s.version for s in rest.status()} == {2}
         assert set(rest.metadata().signatures) == {"serving_default", "serving_images"}
         with pytest.raises(ClientError) as err:
             rest.predict_images([rng_image(13)], version_label="nope")
@@ -605,7 +563,7 @@ def input_files(tmp_path_factory):
 
 
 def run_cli(capsys, *argv):
-    code = cli.client_main(list(argv))
+    code = client_cli.client_main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -620,11 +578,11 @@ def test_cli_predict_images_and_csv_rows(server, input_files, capsys):
     assert lines[1].startswith(f"{input_files['csv']}#1: Happy (expected Angry)")
     assert "Neutral=" in lines[3]
     code, out, err = run_cli(capsys, "predict", "--server", server.address, "--json",
-                             "--version-label", "stable", input_files["csv"])
+                             "--version", "2", input_files["csv"])
     assert code == 0, err
     results = json.loads(out)
     assert [r["row"] for r in results] == [1, 2, 3]
-    assert {r["label"] for r in results} == {"Angry"} and results[1]["expected"] == "Disgust"
+    assert {r["label"] for r in results} == {"Happy"} and results[1]["expected"] == "Disgust"
     assert abs(sum(results[0]["probabilities"].values()) - 1) < 1e-5
 
 
@@ -637,13 +595,13 @@ def test_cli_status_metadata_and_rest(server, input_files, capsys):
     code, out, _ = run_cli(capsys, "metadata", "--server", server.address)
     assert code == 0 and "inputs:  images string [-1]" in out
     code, out, err = run_cli(capsys, "predict", "--rest", "--server",
-                             f"127.0.0.1:{server.rest_port}", "--version", "1",
+                             f"127.0.0.1:{server.rest_port}", "--version", "2",
                              input_files["image"])
     assert code == 0, err
-    assert ": Angry" in out
+    assert ": Happy" in out
     code, out, _ = run_cli(capsys, "status", "--rest", "--json", "--server",
                            f"127.0.0.1:{server.rest_port}")
-    assert code == 0 and len(json.loads(out)["versions"]) == 2
+    assert code == 0 and len(json.loads(out)["versions"]) == 1
 
 
 @pytest.mark.parametrize("argv, exit_code, message", [
@@ -668,12 +626,12 @@ def test_cli_errors_are_one_line_with_exit_status(server, input_files, capsys, a
 def test_cli_server_down_and_deadline(slow_server, input_files, capsys):
     code, _, err = run_cli(capsys, "status", "--server", f"127.0.0.1:{fx.free_port()}",
                            "--retries", "1")
-    assert code == cli.EXIT_UNAVAILABLE
+    assert code == client_cli.EXIT_UNAVAILABLE
     assert err.count("\n") == 1 and "UNAVAILABLE: cannot reach the model server" in err
     address, _ = slow_server
     code, _, err = run_cli(capsys, "predict", "--server", address, "--timeout", "0.2",
                            input_files["image"])
-    assert code == cli.EXIT_DEADLINE
+    assert code == client_cli.EXIT_DEADLINE
     assert err == f"fer-client: error: DEADLINE_EXCEEDED: no answer from {address} within 0.2 s\n"
 
 
@@ -731,7 +689,7 @@ def test_fer_serve_execs_tf_serving_when_installed(tmp_path):
     assert 'version_labels { key: "stable" value: 3 }' in text
     run = subprocess.run(_python(f"""
         import sys
-        from serving import cli, version_policy
+        from serving import cli, tf_serving_config
         print(sorted(m for m in sys.modules if m.startswith("tensorflow")))
         cli.serve_main(["--model-base-path", {str(model_dir)!r}])"""),
         env=env, capture_output=True, text=True, timeout=60)

@@ -20,9 +20,8 @@ import grpc
 import numpy as np
 
 from components import features
-from serving.limits import Limits
 
-DEFAULT_MAX_MESSAGE_BYTES = Limits.max_message_bytes  # what the stand-in accepts
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the largest answer this client accepts
 
 # HTTP status -> canonical code name, for the REST client (TF Serving's mapping, reversed).
 _CODE_BY_HTTP = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -280,7 +279,7 @@ class FerClient(_BaseClient):
         """Raw Predict: {input: array} -> ({output: array}, version that answered)."""
         from tensorflow_serving.apis import predict_pb2
 
-        from serving import tensors
+        from client import tensors
         request = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._spec(request.model_spec, version, version_label, signature)
         for name, array in inputs.items():
