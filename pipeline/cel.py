@@ -59,19 +59,18 @@ class _Parser:
         return token
 
     def expression(self) -> Any:
-        value = self.conjunction()
-        while self.peek() == "||":
-            self.take()
-            right = self.conjunction()
-            value = _boolean(value) or _boolean(right)
-        return value
+        return self._chain("||", self.conjunction, lambda a, b: _boolean(a) or _boolean(b))
 
     def conjunction(self) -> Any:
-        value = self.comparison()
-        while self.peek() == "&&":
+        return self._chain("&&", self.comparison, lambda a, b: _boolean(a) and _boolean(b))
+
+    def _chain(self, operator: str, operand: Callable[[], Any],
+               combine: Callable[[Any, Any], Any]) -> Any:
+        """``operand (operator operand)*``, left to right."""
+        value = operand()
+        while self.peek() == operator:
             self.take()
-            right = self.comparison()
-            value = _boolean(value) and _boolean(right)
+            value = combine(value, operand())
         return value
 
     def comparison(self) -> Any:
