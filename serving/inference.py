@@ -105,22 +105,23 @@ class PredictionCore:
         self.model_name = versions.model_name
         self.limits = limits or Limits()
 
-    def check_model(self, name: str) -> None:
+    def _check(self, name: str, label: Optional[str], what: str) -> None:
         if name != self.model_name:
-            raise errors.not_found(f"Servable not found for request: Latest({name}) "
-                                   f"(this server serves model {self.model_name!r})")
+            raise errors.not_found(f"{what} {name} (this server serves model "
+                                   f"{self.model_name!r})")
+        if label:
+            raise errors.not_found(f"Unrecognized servable version label: {label} (the local "
+                                   "stand-in has no labels; TF Serving does)")
 
     def servable(self, name: str, version: Optional[int] = None,
                  label: Optional[str] = None) -> Servable:
-        self.check_model(name)
-        return self.versions.resolve(version=version, label=label)
+        self._check(name, label, "Servable not found for request: Latest")
+        return self.versions.resolve(version)
 
     def status(self, name: str, version: Optional[int] = None,
                label: Optional[str] = None) -> List[VersionState]:
-        if name != self.model_name:
-            raise errors.not_found(f"Could not find any versions of model {name} "
-                                   f"(this server serves model {self.model_name!r})")
-        return self.versions.states(version=version, label=label)
+        self._check(name, label, "Could not find any versions of model")
+        return self.versions.states(version)
 
     @staticmethod
     def signature(servable: Servable, name: str) -> Signature:
@@ -150,33 +151,24 @@ class PredictionCore:
             raise errors.exhausted(f"Batch of {shape[0]} exceeds this server's maximum batch "
                                    f"size of {self.limits.max_batch_size}")
 
-    def check_inputs(self, signature: Signature, inputs: Dict[str, np.ndarray]) -> int:
-        """Checks names, dtypes, shapes and batch; returns the batch size."""
-        expected = sorted(signature.inputs)
-        missing = [n for n in expected if n not in inputs]
-        extra = sorted(n for n in inputs if n not in signature.inputs)
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append("missing input(s) " + ", ".join(repr(n) for n in missing))
-            if extra:
-                parts.append("unexpected input(s) " + ", ".join(repr(n) for n in extra))
+    def check_inputs(self, signature: Signature, inputs: Dict[str, np.ndarray]) -> None:
+        """Names, dtypes, shapes, batch and images of the converted inputs."""
+        missing = sorted(set(signature.inputs) - set(inputs))
+        if missing:
             raise errors.invalid(f"Signature {signature.name!r} expects inputs "
-                                 f"{{{', '.join(expected)}}}: " + "; ".join(parts))
-        batch = None
-        for name in expected:
-            array = inputs[name]
+                                 f"{{{', '.join(sorted(signature.inputs))}}}: missing input(s) "
+                                 + ", ".join(repr(n) for n in missing))
+        batches = set()
+        for name, array in inputs.items():
             dtype = _dtype_of(array)
             self.check_declared(signature, name, dtype, array.shape)
-            if array.ndim:
-                if array.shape[0] == 0:
-                    raise errors.invalid(f"Input {name!r} is an empty batch (0 elements)")
-                if batch is not None and array.shape[0] != batch:
-                    raise errors.invalid("Inputs have different batch sizes")
-                batch = array.shape[0]
+            if array.ndim and array.shape[0] == 0:
+                raise errors.invalid(f"Input {name!r} is an empty batch (0 elements)")
+            batches.add(array.shape[0] if array.ndim else None)
             if dtype == tf.string and name == features.IMAGES_INPUT:
                 check_images(name, array)
-        return batch or 1
+        if len(batches - {None}) > 1:
+            raise errors.invalid("Inputs have different batch sizes")
 
     @staticmethod
     def run(signature: Signature, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:

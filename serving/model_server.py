@@ -10,7 +10,6 @@ loader, for development and tests on machines without ``tensorflow_model_server`
 The initial versions are loaded before the port opens, as TF Serving does.
 """
 import logging
-import os
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -39,7 +38,6 @@ class ModelServer:
     port: int
     host: str
     rest: Optional[RestGateway] = None
-    owns_versions: bool = True
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -57,8 +55,7 @@ class ModelServer:
         self.grpc_server.stop(grace).wait()
         if self.rest:
             self.rest.stop()
-        if self.owns_versions:
-            self.versions.stop_watching()
+        self.versions.stop_watching()
         self._stopped.set()
         log.info("Stopped the local TF Serving stand-in on %s", self.address)
 
@@ -71,29 +68,20 @@ def _bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
-                 port: int = 0, rest_port: Optional[int] = None, host: str = "127.0.0.1",
-                 poll_seconds: float = 1.0, limits: Optional[Limits] = None,
-                 versions: Optional[ModelVersions] = None) -> ModelServer:
-    """Loads the model's versions, then serves gRPC on ``host:port`` (0 = any free port).
+def start_server(model_base_path: str, model_name: str = "fer", port: int = 0,
+                 rest_port: Optional[int] = None, host: str = "127.0.0.1",
+                 poll_seconds: float = 1.0, limits: Optional[Limits] = None) -> ModelServer:
+    """Loads the newest version, then serves gRPC on ``host:port`` (0 = any free port).
 
-    ``rest_port`` (0 = any free port) also starts the REST gateway. ``versions`` lets
-    several servers share one already loaded :class:`ModelVersions` (it is not stopped
-    with them). ``limits`` bounds messages, batches, concurrent calls and REST
-    connections (inference.Limits). Raises OSError when a port cannot be bound.
+    ``rest_port`` (0 = any free port) also starts the REST gateway. ``limits`` bounds
+    messages, batches, concurrent calls and REST connections (serving/limits.py).
+    Raises OSError when a port cannot be bound.
     """
     limits = limits or Limits()
-    owns_versions = versions is None
-    if versions is None:
-        if model_base_path is None:
-            raise ValueError("start_server needs model_base_path or versions")
-        versions = ModelVersions(model_name, model_base_path)
-        if not os.path.isdir(versions.base_path):
-            log.warning("Model base path %s does not exist (yet); waiting for versions",
-                        versions.base_path)
-        loaded = versions.refresh(initial=True)
-        if not loaded:
-            log.warning("No servable version of %s under %s yet", model_name, versions.base_path)
+    versions = ModelVersions(model_name, model_base_path)
+    if not versions.refresh(initial=True):
+        log.warning("No servable version of %s under %s yet; waiting for one", model_name,
+                    versions.base_path)
     core = PredictionCore(versions, limits=limits)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -122,10 +110,9 @@ def start_server(model_base_path: Optional[str] = None, model_name: str = "fer",
     server.start()
     if rest:
         rest.start()
-    if owns_versions:
-        versions.start_watching(poll_seconds)
+    versions.start_watching(poll_seconds)
     running = ModelServer(versions=versions, core=core, grpc_server=server, port=bound,
-                          host=host, rest=rest, owns_versions=owns_versions)
+                          host=host, rest=rest)
     log.info("Local TF Serving stand-in: model %s, versions %s, gRPC %s%s", model_name,
              versions.loaded_versions(), running.address,
              f", REST {host}:{rest.port}" if rest else "")

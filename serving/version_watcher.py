@@ -85,11 +85,8 @@ class ModelVersions:
         self.refreshes = 0
 
     # ----------------------------------------------------------------- lookups
-    def resolve(self, version: Optional[int] = None, label: Optional[str] = None):
+    def resolve(self, version: Optional[int] = None):
         """The servable for a request: the served version (or that version, if it is it)."""
-        if label:
-            raise errors.not_found(f"Unrecognized servable version label: {label} (the local "
-                                   "stand-in has no labels; TF Serving does)")
         with self._lock:
             if not self._loaded:
                 raise errors.not_found(f"Servable not found for request: Latest("
@@ -105,11 +102,8 @@ class ModelVersions:
         with self._lock:
             return sorted(self._loaded)
 
-    def states(self, version: Optional[int] = None, label: Optional[str] = None
-               ) -> List[VersionState]:
+    def states(self, version: Optional[int] = None) -> List[VersionState]:
         """Status of every version seen (or of one version), newest first."""
-        if label:
-            raise errors.not_found(f"Unrecognized servable version label: {label}")
         with self._lock:
             if version is not None:
                 if version not in self._states:

@@ -440,7 +440,7 @@ def test_client_retries_until_a_late_server_comes_up(server):
 
     def start_late():
         time.sleep(0.8)
-        late["server"] = start_server(versions=server.versions, port=port)
+        late["server"] = start_server(server.versions.base_path, port=port)
 
     starter = threading.Thread(target=start_late)
     starter.start()
@@ -452,7 +452,7 @@ def test_client_retries_until_a_late_server_comes_up(server):
     finally:
         starter.join()
         late["server"].stop(0)
-    assert server.versions.loaded_versions() == [2]  # shared versions survive its stop
+    assert server.versions.loaded_versions() == [2]  # the other server is unaffected
 
 
 def test_client_gives_up_on_unavailable_after_its_retries():
