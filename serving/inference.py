@@ -27,17 +27,25 @@ DEFAULT_SIGNATURE = features.SERVING_DEFAULT_SIGNATURE
 IMAGE_MAGIC: Tuple[bytes, ...] = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a",
                                   b"BM")
 _TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces unavailable>|"
-                       r"\s*\[\[\{\{node|\s*\[\[.*\]\]$)")
+                       r"\s*\[\[\{\{node|\s*\[\[.*\]\]$|\s*File \")")
+# Graph internals a client has no business seeing: function/node names, tensor names, ops.
+_TF_INTERNALS = re.compile(r"\{\{(function_)?node [^}]*\}\}|\s*\([\w/.-]+:\d+\)|"
+                           r"\s*\[Op:[^\]]*\]")
 
 
 def clean_tf_message(message: str) -> str:
-    """TF's multi-line graph error -> its meaningful line(s), without op names and traces."""
+    """TF's multi-line graph error -> its meaningful words, without graph internals or traces.
+
+    A failed tf.debugging assertion (the signature's image bounds) becomes its message.
+    """
     lines = []
     for line in message.splitlines():
-        line = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", line).strip()
+        line = _TF_INTERNALS.sub("", line).strip()
         if line and not _TF_NOISE.match(line) and line not in lines:
             lines.append(line)
-    return " ".join(lines) or message.strip()
+    text = " ".join(lines) or "the model refused the input"
+    assertion = re.match(r"assertion failed: \[([^\]]*)\]", text)
+    return assertion.group(1) if assertion else text
 
 
 def _dtype_of(array: np.ndarray) -> tf.DType:

@@ -216,3 +216,13 @@ def test_json_body_of_the_limit_is_refused_before_reading(server):
                            b"Content-Length: %d\r\n\r\n" % size)
     assert _status_lines(answer) == [b"413"], answer[:300]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"].startswith("RESOURCE_EXHAUSTED")
+
+
+def test_model_errors_carry_no_graph_internals(server, client):
+    truncated = fx.image_bytes(np.zeros((48, 48)), "PNG")[:60]  # Pillow opens it, TF cannot
+    code, details = _predict(server, {features.IMAGES_INPUT: _strings(truncated)})
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+    assert details.startswith("images[0]: ") and "PNG" in details
+    for internal in ("{{", "node", "/", "Op:"):
+        assert internal not in details, details
+    _normal_request_works(client)
