@@ -7,6 +7,7 @@ into; and the Deployment is cross-checked against what it references (ConfigMap 
 volumes, ports, the PVC, selectors).
 """
 import functools
+import os
 import pathlib
 import re
 import shlex
@@ -612,3 +613,15 @@ def test_dockerignore_keeps_local_state_out():
         assert entry in ignored, f".dockerignore does not exclude {entry}"
     assert any("__pycache__" in entry for entry in ignored)
     assert not {"requirements.lock", "setup.py", "schemas", "pipeline", "components"} & ignored
+
+
+def test_an_image_digest_set_in_an_overlay_renders(tmp_path):
+    """What `kustomize edit set image NAME=NAME:TAG@DIGEST` writes, rendered offline."""
+    digest = "sha256:" + "ab" * 32
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources:\n  - {os.path.relpath(TARGETS['cpu'], tmp_path)}\nimages:\n  - name: {SERVING_IMAGE}\n"
+        f"    newTag: {SERVING_VERSION}\n    digest: {digest}\n")
+    rendered_text = subprocess.run(["kubectl", "kustomize", str(tmp_path)], check=True,
+                                   capture_output=True, text=True).stdout
+    objects = [doc for doc in yaml.safe_load_all(rendered_text) if doc]
+    assert serving_container(objects)["image"] == f"{SERVING_IMAGE}:{SERVING_VERSION}@{digest}"
