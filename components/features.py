@@ -35,7 +35,12 @@ CLASS_NAME_OUTPUT = "class_name"  # string [N]
 
 # Bounds on one image sent to the serving_images signature, checked from its header before
 # anything is decoded (components/image_header.py), in TF Serving and the dev server alike.
-# A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only).
+# A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only);
+# a request decodes at most as many pixels as one such image (e.g. 1,024 faces of 128x128).
 MAX_IMAGE_BYTES = 10 * 2 ** 20
 MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_FRAMES = 1
+MAX_REQUEST_PIXELS = MAX_IMAGE_SIDE ** 2
+# GIF blocks read to find every frame (~4 MiB of full 255-byte data sub-blocks): the header
+# walk costs well under a second whatever the file holds.
+MAX_GIF_BLOCKS = 16_384

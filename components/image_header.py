@@ -61,12 +61,16 @@ def _gif_frames(data: tf.Tensor, size: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor,
         done = tf.logical_or(stop, frames > features.MAX_IMAGE_FRAMES)
         return next_position, next_in_blocks, widest, frames, done
 
-    _, _, widest, frames, _ = tf.while_loop(
+    position, _, widest, frames, done = tf.while_loop(
         lambda position, in_blocks, widest, frames, done: tf.logical_and(
             tf.logical_not(done), position < size),
         step, (start, tf.constant(False), screen, tf.constant(0, tf.int64),
-               tf.constant(False)))
-    return widest, frames
+               tf.constant(False)), maximum_iterations=features.MAX_GIF_BLOCKS)
+    # More blocks than the bound (e.g. tiny sub-blocks that only burn CPU): refused, as if
+    # it had too many frames.
+    unfinished = tf.logical_and(tf.logical_not(done), position < size)
+    return widest, tf.where(unfinished, tf.constant(features.MAX_IMAGE_FRAMES + 1, tf.int64),
+                            frames)
 
 
 def image_size(image_bytes: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -103,6 +107,19 @@ def image_size(image_bytes: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         (tf.equal(magic, _GIF), gif),
         (tf.equal(tf.strings.substr(data, 0, 2), _BMP), bmp),
     ], default=other, exclusive=True)
+
+
+def assert_request_pixels(images: tf.Tensor) -> tf.Operation:
+    """An op that fails (INVALID_ARGUMENT) when a batch declares more pixels than the bound.
+
+    Each image is bounded on its own; this bounds the decoding work of a whole request.
+    """
+    sides = tf.map_fn(lambda data: image_size(data)[0], images,
+                      fn_output_signature=tf.TensorSpec([], tf.int64))
+    return tf.debugging.assert_less_equal(
+        tf.reduce_sum(tf.minimum(sides, features.MAX_IMAGE_SIDE + 1) ** 2),
+        tf.constant(features.MAX_REQUEST_PIXELS, tf.int64),
+        message=f"images of more than {features.MAX_REQUEST_PIXELS} pixels in one request")
 
 
 def assert_decodable_size(image_bytes: tf.Tensor) -> tf.Operation:

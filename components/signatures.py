@@ -26,6 +26,13 @@ def decode_image_to_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
     return tf.reshape(pixels, (features.NUM_PIXELS,))
 
 
+def decode_images_to_pixels(images: tf.Tensor) -> tf.Tensor:
+    """A batch of encoded images -> int64 [N, 2304], refused beyond the request's pixel bound."""
+    with tf.control_dependencies([image_header.assert_request_pixels(images)]):
+        return tf.map_fn(decode_image_to_pixels, images,
+                         fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
+
+
 def predictions(probabilities: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The signature outputs derived from the softmax: probabilities, class id and name."""
     probabilities = tf.cast(probabilities, tf.float32)
@@ -56,9 +63,7 @@ def make_serving_signatures(model: tf.keras.Model,
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
     def serve_images(images):
-        pixels = tf.map_fn(decode_image_to_pixels, images,
-                           fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
-        return predict_raw({features.PIXELS_KEY: pixels})
+        return predict_raw({features.PIXELS_KEY: decode_images_to_pixels(images)})
 
     return {
         features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),

@@ -34,6 +34,13 @@ def gif(screen: Tuple[int, int], frames: List[Tuple[int, int]]) -> bytes:
     return out + b"\x3b"
 
 
+def gif_of_tiny_blocks(blocks: int) -> bytes:
+    """A valid 48x48 GIF behind an extension of ``blocks`` one-byte sub-blocks (CPU, not RAM)."""
+    frame = encoded(np.zeros((48, 48)), "GIF")
+    header = 13 + (3 * 2 ** ((frame[10] & 7) + 1) if frame[10] & 0x80 else 0)
+    return frame[:header] + b"\x21\xfe" + b"\x01x" * blocks + b"\x00" + frame[header:]
+
+
 def bmp_header(width: int, height: int) -> bytes:
     """A 24-bit BMP header declaring width x height (height < 0: top-down), no pixel data."""
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)

@@ -61,9 +61,7 @@ def _signatures(model: tf_keras.Model) -> Dict[str, tf.types.experimental.Concre
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
     def serve_images(images):
-        pixels = tf.map_fn(signatures.decode_image_to_pixels, images,
-                           fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
-        return outputs(pixels)
+        return outputs(signatures.decode_images_to_pixels(images))
 
     return {
         features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),

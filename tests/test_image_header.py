@@ -48,3 +48,14 @@ def test_too_many_bytes_fail_the_check():
 def test_truncated_or_unknown_bytes_do_not_crash_the_reader(data):
     side, frames = size_of(tf.constant(data))
     assert int(frames) <= 1 and int(side) >= 0
+
+
+def test_a_gif_of_tiny_blocks_is_refused_after_a_bounded_walk():
+    import time
+
+    normal = hostile_images.gif_of_tiny_blocks(100)
+    assert [int(v) for v in size_of(tf.constant(normal))] == [48, 1]
+    started = time.monotonic()
+    side, frames = size_of(tf.constant(hostile_images.gif_of_tiny_blocks(1_000_000)))
+    assert int(frames) > features.MAX_IMAGE_FRAMES  # refused
+    assert time.monotonic() - started < 5

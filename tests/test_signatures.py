@@ -107,10 +107,20 @@ def test_bombs_are_refused_by_the_saved_signature_before_decoding(exported, bomb
 
     started = time.monotonic()
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"image side larger than|image with more than"):
+                       match=r"image side larger than|image with more than|pixels in one request"):
         exported.signatures[features.SERVING_IMAGES_SIGNATURE](
             images=tf.constant([encode(np.zeros((48, 48)), "PNG"), bombs[name]]))
     assert time.monotonic() - started < 5
     # A normal request still succeeds afterwards.
     check_outputs(exported.signatures[features.SERVING_IMAGES_SIGNATURE](
         images=tf.constant([encode(np.zeros((48, 48)), "PNG")])), 1)
+
+
+def test_a_request_of_too_many_pixels_is_refused(exported):
+    """Each image within its bound, the request beyond MAX_REQUEST_PIXELS."""
+    side = int((features.MAX_REQUEST_PIXELS // 2) ** 0.5) + 1
+    bomb = hostile_images.png_bomb(side)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixels in one request"):
+        exported.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant([bomb, bomb]))
+    check_outputs(exported.signatures[features.SERVING_IMAGES_SIGNATURE](
+        images=tf.constant([bomb])), 1)
