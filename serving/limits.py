@@ -11,9 +11,13 @@ class Limits:
     """Every bound of the stand-in, in one place (image bounds: components/features.py)."""
 
     max_batch_size: int = 1024
-    max_message_bytes: int = 64 << 20  # gRPC messages and REST bodies
+    # A parsed message can take ~20x its wire size (e.g. millions of empty strings), and up
+    # to grpc_workers are parsed at once: 4 MiB x 20 x 8 stays near 700 MB in the worst case.
+    max_message_bytes: int = 4 << 20  # gRPC messages
     max_concurrent_rpcs: int = 64  # gRPC calls in flight; more get RESOURCE_EXHAUSTED
-    grpc_workers: int = 16
-    rest_max_connections: int = 64  # open REST connections; more get 503
+    grpc_workers: int = 8
+    rest_max_body_bytes: int = 2 << 20  # JSON expands more than protobuf
+    rest_max_connections: int = 16  # open REST connections; more get 503
     rest_listen_backlog: int = 128
     rest_socket_timeout_s: float = 10.0  # a client silent this long is disconnected
+    rest_connection_deadline_s: float = 30.0  # ...and any connection after this long

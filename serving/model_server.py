@@ -25,7 +25,6 @@ from serving.version_watcher import ModelVersions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MESSAGE_BYTES = Limits.max_message_bytes
 
 
 @dataclass

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Optional, Tuple
@@ -191,10 +192,10 @@ class _Handler(BaseHTTPRequestHandler):
         if length is None or not _DIGITS.fullmatch(length):
             raise errors.invalid("POST needs a Content-Length header of ASCII digits")
         size = int(length)
-        if size > self.gateway.limits.max_message_bytes:
+        if size > self.gateway.limits.rest_max_body_bytes:
             raise _PayloadTooLarge(f"RESOURCE_EXHAUSTED: request body of {size} bytes exceeds "
                                    "this server's limit "
-                                   f"of {self.gateway.limits.max_message_bytes} bytes")
+                                   f"of {self.gateway.limits.rest_max_body_bytes} bytes")
         raw = self.rfile.read(size)
         try:
             body = json.loads(raw)
@@ -237,6 +238,7 @@ class _BoundedServer(ThreadingHTTPServer):
     def __init__(self, address, handler, limits: Limits):
         self.request_queue_size = limits.rest_listen_backlog
         self._slots = threading.BoundedSemaphore(limits.rest_max_connections)
+        self._deadline = limits.rest_connection_deadline_s
         super().__init__(address, handler)
 
     def process_request(self, request, client_address):
@@ -251,10 +253,22 @@ class _BoundedServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def process_request_thread(self, request, client_address):
+        # The socket timeout bounds each read; this bounds the whole connection, so a
+        # client sending a byte every few seconds cannot hold a slot for ever.
+        cutoff = threading.Timer(self._deadline, _shut, args=(request,))
+        cutoff.start()
         try:
             super().process_request_thread(request, client_address)
         finally:
+            cutoff.cancel()
             self._slots.release()
+
+
+def _shut(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class RestGateway:

@@ -474,7 +474,7 @@ def test_network_policy_admits_only_the_serving_ports(target):
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_server_bounds_message_size_threads_and_rest_time(target):
     flags = server_flags(rendered(target))
-    assert flags["grpc_channel_arguments"] == "grpc.max_receive_message_length=67108864"
+    assert flags["grpc_channel_arguments"] == "grpc.max_receive_message_length=4194304"
     assert int(flags["grpc_max_threads"]) > 0 and int(flags["rest_api_timeout_in_ms"]) > 0
 
 

@@ -62,7 +62,8 @@ def server(tmp_path_factory):
     fx.write_version(base, 1, ANGRY)
     fx.write_version(base, 2, HAPPY)
     running = start_server(model_base_path=base, port=0, rest_port=0, poll_seconds=0.1,
-                           limits=Limits(max_message_bytes=MAX_MESSAGE))
+                           limits=Limits(max_message_bytes=MAX_MESSAGE,
+                                         rest_max_body_bytes=MAX_MESSAGE))
     yield running
     running.stop(0)
 

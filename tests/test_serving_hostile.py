@@ -211,7 +211,7 @@ def test_concurrent_rpcs_beyond_the_bound_are_refused_not_queued(server, client)
 
 
 def test_json_body_of_the_limit_is_refused_before_reading(server):
-    size = LIMITS.max_message_bytes + 1
+    size = LIMITS.rest_max_body_bytes + 1
     answer = _http(server, b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\n"
                            b"Content-Length: %d\r\n\r\n" % size)
     assert _status_lines(answer) == [b"413"], answer[:300]
@@ -226,3 +226,32 @@ def test_model_errors_carry_no_graph_internals(server, client):
     for internal in ("{{", "node", "/", "Op:"):
         assert internal not in details, details
     _normal_request_works(client)
+
+
+def test_a_message_of_millions_of_empty_strings_stays_bounded(server, client):
+    count = LIMITS.max_message_bytes // 2 - 64  # two wire bytes per empty string
+    proto = _strings(*([b""] * count))
+    (code, details), extra_mb, seconds = _cheap(
+        lambda: _predict(server, {features.IMAGES_INPUT: proto}))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details  # batch bound
+    assert extra_mb < MAX_EXTRA_MB and seconds < MAX_SECONDS, (extra_mb, seconds)
+    _normal_request_works(client)
+
+
+def test_a_trickling_rest_client_is_cut_at_the_connection_deadline(tmp_path, client):
+    base = str(tmp_path / "fer")
+    fx.write_version(base, 1, 3)
+    quick = start_server(model_base_path=base, port=0, rest_port=0, poll_seconds=0,
+                         limits=Limits(rest_socket_timeout_s=2.0, rest_connection_deadline_s=1.5))
+    try:
+        with socket.create_connection(("127.0.0.1", quick.rest_port)) as sock:
+            started = time.monotonic()
+            try:
+                for byte in b"GET /v1/models/fer HTTP/1.1\r\nHost: x\r\n":
+                    sock.sendall(bytes([byte]))  # each read comes well within the timeout
+                    time.sleep(0.3)
+            except OSError:
+                pass  # the server has closed the connection
+            assert time.monotonic() - started < 6
+    finally:
+        quick.stop(0)
