@@ -54,7 +54,12 @@ ENTRYPOINT []
 CMD ["python"]
 
 # Run as an unprivileged user. Pipeline steps write only to their artifact URIs (object
-# store) and the serving volume; HOME is a writable folder for caches (Keras, pip).
-RUN useradd --uid 10001 --create-home --home-dir /home/fer --shell /usr/sbin/nologin fer
+# store), the serving volume (its root must be writable by uid 10001: kubernetes/README.md)
+# and the KFP launcher's local folders: before 2.5 the launcher creates /gcs, /minio, /s3
+# and /tmp/kfp_outputs inside the image (backend/src/v2/component/launcher_v2.go,
+# prepareOutputFolders), so they exist here and belong to that user. HOME holds caches.
+RUN useradd --uid 10001 --create-home --home-dir /home/fer --shell /usr/sbin/nologin fer \
+ && mkdir -p /gcs /minio /s3 /tmp/kfp_outputs \
+ && chown 10001:10001 /gcs /minio /s3 /tmp/kfp_outputs
 ENV HOME=/home/fer
 USER 10001

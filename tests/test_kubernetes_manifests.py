@@ -492,8 +492,13 @@ def test_tls_overlay_serves_grpc_with_the_secret_and_tcp_probes():
 
 
 def test_dockerfile_runs_as_an_unprivileged_user():
-    users = [args.strip() for name, args in dockerfile_instructions() if name == "USER"]
-    assert users and users[-1] not in ("root", "0", "0:0")
+    instructions = dockerfile_instructions()
+    users = [(i, args.strip()) for i, (name, args) in enumerate(instructions) if name == "USER"]
+    assert users and users[-1][1] not in ("root", "0", "0:0")
+    # The KFP launcher (< 2.5) creates these inside the image: they must be the user's.
+    prepared = " ".join(args for name, args in instructions[:users[-1][0]] if name == "RUN")
+    for folder in ("/gcs", "/minio", "/s3", "/tmp/kfp_outputs"):
+        assert re.search(rf"chown \S*{users[-1][1]}\S* [^&]*{re.escape(folder)}\b", prepared), folder
 
 
 # --------------------------------------------------------------------------------------
