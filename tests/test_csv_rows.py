@@ -132,3 +132,16 @@ def test_records_span_quoted_newlines_and_long_lines_are_cut():
     row = csv_rows.parse_row(long.text, LAYOUT, long.line, size=long.size)
     assert row.reason == csv_rows.LINE_TOO_LONG and len(row.text) == csv_rows.KEPT_TEXT_CHARS
     assert csv_rows.parse_row(records[2].text, LAYOUT, 5).reason == csv_rows.EMPTY_ROW
+
+
+def test_a_stray_quote_spoils_its_own_row_only():
+    import io
+
+    rows = [f"{i % 7},{PIXELS},Training\n" for i in range(24)]
+    rows[3] = f'1,"{PIXELS},Training\n'  # the quote never closes
+    records = list(csv_rows.read_records(io.BytesIO("".join(rows).encode()).readline,
+                                         num_columns=LAYOUT.num_columns))
+    assert [r.line for r in records] == list(range(2, 26)) and all(r.lines == 1 for r in records)
+    parsed = [csv_rows.parse_row(r.text, LAYOUT, r.line, size=r.size) for r in records]
+    bad = [p for p in parsed if isinstance(p, csv_rows.QuarantinedRow)]
+    assert [(b.line, b.reason) for b in bad] == [(5, csv_rows.BROKEN_QUOTING)]

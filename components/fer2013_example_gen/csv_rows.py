@@ -130,46 +130,64 @@ class Record:
     size: int = 0
 
 
-def _read_record(readline: Callable[[int], bytes]) -> Optional[Tuple[bytes, int, int]]:
-    """(kept bytes, physical lines, total bytes) of the next record; None at the end.
-
-    A record ends at a newline outside double quotes; past MAX_RECORD_BYTES it ends at the
-    next newline whatever the quotes, and only MAX_RECORD_BYTES + 1 bytes are kept.
-    """
-    chunk = readline(MAX_RECORD_BYTES + 1)
-    if chunk.endswith(b"\n") and b'"' not in chunk:  # the common case: one plain line
-        return chunk, 1, len(chunk)
-    kept, size, lines, quotes, open_line = [], 0, 0, 0, False
-    while chunk:
-        if size <= MAX_RECORD_BYTES:
-            kept.append(chunk[:MAX_RECORD_BYTES + 1 - size])
+def _physical_line(first: bytes, next_chunk: Callable[[], bytes]) -> Tuple[bytes, int]:
+    """(at most MAX_RECORD_BYTES + 1 bytes, total bytes) of the line that starts with ``first``."""
+    kept, size, chunk = first, len(first), first
+    while not chunk.endswith(b"\n"):
+        chunk = next_chunk()
+        if not chunk:
+            break
         size += len(chunk)
-        quotes += chunk.count(b'"')
-        open_line = not chunk.endswith(b"\n")
-        if not open_line:
-            lines += 1
-            if quotes % 2 == 0 or size > MAX_RECORD_BYTES:
-                break
-        chunk = readline(MAX_RECORD_BYTES + 1)
-    if not size:
-        return None
-    return b"".join(kept), lines + int(open_line), size
+        if len(kept) <= MAX_RECORD_BYTES:
+            kept += chunk[:MAX_RECORD_BYTES + 1 - len(kept)]
+    return kept, size
 
 
-def read_records(readline: Callable[[int], bytes], first_line: int = 2) -> Iterator[Record]:
+def _one_record(data: bytes, num_columns: Optional[int]) -> bool:
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace")), strict=True))
+    except csv.Error:
+        return False
+    return len(rows) == 1 and (num_columns is None or len(rows[0]) == num_columns)
+
+
+def read_records(readline: Callable[[int], bytes], first_line: int = 2,
+                 num_columns: Optional[int] = None) -> Iterator[Record]:
     """The data records after the header, each with the number of its first line.
 
-    Blank lines are records (quarantined as empty_row) only when a record follows them:
-    blank lines at the end of a file are not data.
+    A record ends at a newline outside double quotes, so a quoted field may hold newlines,
+    but only if the lines then make exactly one record of ``num_columns`` fields: a stray
+    quote makes its own line a bad row, and the lines after it are read again as rows.
+    Past MAX_RECORD_BYTES a record ends at its line's end, and only MAX_RECORD_BYTES + 1
+    bytes of it are kept. Blank lines are records (quarantined as empty_row) only when a
+    record follows them: blank lines at the end of a file are not data.
     """
+    pending: List[bytes] = []  # lines to read again
+
+    def next_chunk() -> bytes:
+        return pending.pop(0) if pending else readline(MAX_RECORD_BYTES + 1)
+
     line, blanks = first_line, []
     while True:
-        read = _read_record(readline)
-        if read is None:
+        first = next_chunk()
+        if not first:
             return
-        data, lines, size = read
-        record = Record(line, data.decode("utf-8", errors="replace"), lines, size)
-        line += lines
+        kept, first_size = _physical_line(first, next_chunk)
+        parts, total = [kept], first_size
+        while b"".join(parts).count(b'"') % 2 and total <= MAX_RECORD_BYTES:
+            chunk = next_chunk()  # an open quote: the record may go on over the next line
+            if not chunk:
+                break
+            more, size = _physical_line(chunk, next_chunk)
+            parts.append(more if more.endswith(b"\n") else more + b"\n")
+            total += size
+        if len(parts) > 1 and (total > MAX_RECORD_BYTES
+                               or not _one_record(b"".join(parts), num_columns)):
+            pending[:0] = parts[1:]
+            parts, total = parts[:1], first_size
+        record = Record(line, b"".join(parts).decode("utf-8", errors="replace"), len(parts),
+                        total)
+        line += len(parts)
         if not record.text.strip():
             blanks.append(record)
             continue

@@ -71,7 +71,8 @@ def read_record_chunks(path: str, chunk_size: int = RECORDS_PER_CHUNK
             raise csv_rows.CsvHeaderError(f"{path}: file is empty, expected a fer2013 header")
         layout = csv_rows.parse_header(header, source=path)
         records: List[csv_rows.Record] = []
-        for record in csv_rows.read_records(lines.readline, first_line=2):
+        for record in csv_rows.read_records(lines.readline, first_line=2,
+                                            num_columns=layout.num_columns):
             records.append(record)
             if len(records) == chunk_size:
                 yield path, layout, records
