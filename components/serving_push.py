@@ -37,7 +37,7 @@ def pushed_versions(model_base_path: str) -> List[int]:
     versions = []
     for name in fileio.listdir(model_base_path):
         name = name.rstrip("/")
-        if name.isdigit() and fileio.exists(
+        if name.isascii() and name.isdigit() and fileio.exists(
                 os.path.join(model_base_path, name, "saved_model.pb")):
             versions.append(int(name))
     return sorted(versions)
@@ -53,9 +53,8 @@ def next_version(model_base_path: str, now: Optional[float] = None) -> int:
     stamp = int(now if now is not None else time.time())
     names = [n.rstrip("/") for n in (fileio.listdir(model_base_path)
                                      if fileio.exists(model_base_path) else [])]
-    taken = [int(n[len(RESERVED_PREFIX):] if n.startswith(RESERVED_PREFIX) else n)
-             for n in names if n.isdigit() or (n.startswith(RESERVED_PREFIX)
-                                                and n[len(RESERVED_PREFIX):].isdigit())]
+    numbers = [n[len(RESERVED_PREFIX):] if n.startswith(RESERVED_PREFIX) else n for n in names]
+    taken = [int(n) for n in numbers if n.isascii() and n.isdigit()]
     return max([stamp] + [v + 1 for v in taken])
 
 

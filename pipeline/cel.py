@@ -8,6 +8,7 @@ compiler writes for ``Cond``: literals, member/index access, comparisons, ``!``,
 ``||``, parentheses and the conversions int(), double(), string(), size().
 A missing key is an error, as in CEL ("no such key").
 """
+import ast
 import re
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -59,38 +60,39 @@ class _Parser:
         return token
 
     def expression(self) -> Any:
-        return self._chain("||", self.conjunction, lambda a, b: _boolean(a) or _boolean(b))
+        return self._logic("||", self.conjunction, deciding=True)
 
     def conjunction(self) -> Any:
-        return self._chain("&&", self.comparison, lambda a, b: _boolean(a) and _boolean(b))
+        return self._logic("&&", self.comparison, deciding=False)
 
-    def _chain(self, operator: str, operand: Callable[[], Any],
-               combine: Callable[[Any, Any], Any]) -> Any:
-        """``operand (operator operand)*``, left to right."""
+    def _logic(self, operator: str, operand: Callable[[], Any], deciding: bool) -> Any:
+        """``operand (operator operand)*`` with CEL's commutative logic: a side equal to
+        ``deciding`` decides even when the other side is an error (``false && x.missing``)."""
         value = operand()
         while self.peek() == operator:
             self.take()
-            value = combine(value, operand())
+            left, right = _boolean(value), _boolean(operand())
+            if deciding in (left, right):
+                value = deciding
+            else:
+                value = left if isinstance(left, _Error) else right
         return value
 
     def comparison(self) -> Any:
         value = self.unary()
         while self.peek() in _COMPARE:
             operator = self.take()[1]
-            right = self.unary()
-            try:
-                value = _COMPARE[operator](value, right)
-            except TypeError as error:
-                raise CelError(f"no such overload: {value!r} {operator} {right!r}") from error
+            value = _apply(_COMPARE[operator], value, self.unary(), name=f"_{operator}_")
         return value
 
     def unary(self) -> Any:
         if self.peek() == "!":
             self.take()
-            return not _boolean(self.unary())
+            value = _boolean(self.unary())
+            return value if isinstance(value, _Error) else not value
         if self.peek() == "-":
             self.take()
-            return -self.unary()
+            return _apply(lambda v: -v, self.unary(), name="-_")
         return self.postfix(self.primary())
 
     def primary(self) -> Any:
@@ -98,7 +100,7 @@ class _Parser:
         if kind == "number":
             return float(text) if any(c in text for c in ".eE") else int(text)
         if kind == "string":
-            return bytes(text[1:-1], "utf-8").decode("unicode_escape")
+            return ast.literal_eval(text)  # CEL's escapes are Python's for these literals
         if text == "(":
             value = self.expression()
             self.take(")")
@@ -112,7 +114,7 @@ class _Parser:
                 self.take("(")
                 argument = self.expression()
                 self.take(")")
-                return _FUNCTIONS[text](argument)
+                return _apply(_FUNCTIONS[text], argument, name=f"{text}()")
             return _member(self.context, text)
         raise CelError(f"unexpected {text!r}")
 
@@ -127,17 +129,38 @@ class _Parser:
         return value
 
 
+class _Error:
+    """An evaluation error as a value: CEL's logic operators may still decide without it."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _apply(function: Callable[..., Any], *values: Any, name: str) -> Any:
+    errors = [v for v in values if isinstance(v, _Error)]
+    if errors:
+        return errors[0]
+    try:
+        return function(*values)
+    except (TypeError, ValueError, OverflowError):
+        return _Error(f"no such overload: {name} on {values!r}")
+
+
 def _member(value: Any, key: Any) -> Any:
+    if isinstance(value, _Error):
+        return value
+    if isinstance(key, _Error):
+        return key
     try:
         return value[key]
-    except (KeyError, IndexError, TypeError) as error:
-        raise CelError(f"no such key: {key!r}") from error
+    except (KeyError, IndexError, TypeError):
+        return _Error(f"no such key: {key!r}")
 
 
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise CelError(f"no matching overload: expected bool, got {value!r}")
-    return value
+def _boolean(value: Any) -> Any:
+    if isinstance(value, (bool, _Error)):
+        return value
+    return _Error(f"no matching overload: expected bool, got {value!r}")
 
 
 def evaluate_condition(condition: str, executor_input: Dict[str, Any]) -> bool:
@@ -146,6 +169,8 @@ def evaluate_condition(condition: str, executor_input: Dict[str, Any]) -> bool:
     result = parser.expression()
     if parser.peek():
         raise CelError(f"unexpected {parser.peek()!r} in condition {condition!r}")
+    if isinstance(result, _Error):
+        raise CelError(result.message)
     if not isinstance(result, bool):
         raise CelError(f"evaluation error: return type is not bool, got {result!r}")
     return result

@@ -5,8 +5,11 @@ input is built as the v2 driver builds it, each container command runs as the v2
 launcher runs it, with this Python environment in place of the image. Every behaviour
 mirrors a file of kubeflow/pipelines ``backend/src/v2`` (2.0.5 to master):
 
-* parameters: only ``runtimeValue.constant`` (and pipeline inputs) resolve, then the
-  type check against ``parameterType`` (driver/resolve.go ``resolveInputs``);
+* parameters: ``runtimeValue.constant`` resolves, then the type check against
+  ``parameterType`` (driver/resolve.go ``resolveInputs``); other kinds (pipeline inputs,
+  upstream parameters: TFX packages have none) are refused here, not emulated; the
+  launcher adds declared defaults to the executor input it substitutes (launcher_v2.go
+  ``addDefaultParams``), after the driver has evaluated the trigger condition;
 * input artifacts: what the producer's launcher recorded in MLMD, read back with an
   empty type, the MLMD id as name and metadata as custom properties turned back into
   numbers/strings (metadata/client.go ``GetOutputArtifactsByExecutionId``, converter.go);
@@ -162,9 +165,8 @@ class PackageRun:
                                                                               "STRING")
             parameters[key] = _typed_parameter(key, value, parameter_type)
         for key, spec in declared.get("parameters", {}).items():
-            if key not in parameters and "defaultValue" in spec:
-                parameters[key] = spec["defaultValue"]  # launcher_v2.go addDefaultParams
-            elif key not in parameters and not spec.get("isOptional"):
+            if key not in parameters and "defaultValue" not in spec and not spec.get(
+                    "isOptional"):
                 raise PackageRunError(f"task {name}: neither value nor default value provided "
                                       f"for non-optional parameter {key!r}")
         artifacts = {}
@@ -246,6 +248,9 @@ class PackageRun:
             except cel.CelError as error:
                 raise PackageRunError(f"task {name}: condition {condition!r}: {error}") from error
         executor_input["outputs"] = self._outputs(name, component, local_dir)
+        for key, spec in component.get("inputDefinitions", {}).get("parameters", {}).items():
+            if "defaultValue" in spec:  # launcher_v2.go addDefaultParams
+                executor_input["inputs"]["parameterValues"].setdefault(key, spec["defaultValue"])
         self._prepare_output_folders(executor_input["outputs"])
         command = self._command(name, component["executorLabel"], executor_input)
         with open(os.path.join(local_dir, "executor_input.json"), "w") as handle:

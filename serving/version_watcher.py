@@ -58,7 +58,8 @@ def scan_versions(base_path: str) -> Dict[int, str]:
     found = {}
     for name in names:
         path = os.path.join(base_path, name)
-        if name.isdigit() and os.path.isfile(os.path.join(path, "saved_model.pb")):
+        if (name.isascii() and name.isdigit()
+                and os.path.isfile(os.path.join(path, "saved_model.pb"))):
             found[int(name)] = path
     return found
 

@@ -179,6 +179,10 @@ def test_local_root_is_required(tmp_path):
      "inputs.parameter_values['name'] == 'fer'", True),
     ("!(inputs.parameter_values['name'] == 'fer') || false", False),
     ("size(inputs.artifacts['b'].artifacts) == 1", True),
+    # CEL's logic is commutative: a deciding side wins over an error on the other side.
+    ("false && inputs.artifacts['missing'].artifacts[0]", False),
+    ("inputs.artifacts['missing'].artifacts[0] || true", True),
+    ("'caf\u00e9' == 'caf\u00e9'", True),
 ])
 def test_cel_conditions(condition, expected):
     context = {"inputs": {"artifacts": {"b": {"artifacts": [{"metadata": {"blessed": 1.0}}]}},
@@ -192,6 +196,7 @@ def test_cel_conditions(condition, expected):
     ("inputs.parameter_values['name'] == ", "unexpected"),
     ("1 < 'a'", "no such overload"),
     ("evil(1)", "unknown function"),
+    ("true && inputs.artifacts['missing'].artifacts[0]", "no such key"),
 ])
 def test_cel_errors_are_clear(condition, message):
     context = {"inputs": {"artifacts": {}, "parameter_values": {"name": "fer"}}}

@@ -63,6 +63,9 @@ def test_baseline_is_the_served_version_or_the_candidate_before_any_push(tmp_pat
 def test_reservations_count_as_taken_versions(tmp_path):
     base = tmp_path / "fer"
     os.makedirs(base / f"{serving_push.RESERVED_PREFIX}500")
+    os.makedirs(base / "\u00b2")  # str.isdigit() says yes, int() says no
+    _saved_model_dir(base / "\u0663")  # an Arabic-Indic three: not a version either
+    assert serving_push.pushed_versions(str(base)) == []
     assert serving_push.next_version(str(base), now=50) == 501
     assert serving_push.reserve_version(str(base)) > 500
 
