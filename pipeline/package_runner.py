@@ -143,8 +143,9 @@ class PackageRun:
         """Runs every task; raises PackageRunError at the first failure (as KFP stops a run)."""
         order = self.order()
         results = []
-        self.progress(f"run {self.run_id}: {len(order)} tasks, KFP {'.'.join(map(str, self.backend))}"
-                      f" semantics, outputs under {self.run_root}")
+        semantics = ".".join(map(str, self.backend))
+        self.progress(f"run {self.run_id}: {len(order)} tasks, KFP {semantics} semantics, "
+                      f"outputs under {self.run_root}")
         for number, name in enumerate(order, 1):
             result = self.run_task(name)
             results.append(result)
