@@ -29,7 +29,7 @@ from components import features
 from client import bench, tensors
 from client import cli as client_cli
 from client.fer_client import ClientError, FerClient, RestFerClient
-from serving import tf_serving_config
+from serving import cli, tf_serving_config
 from serving.limits import Limits
 from serving.model_server import start_server
 from serving.version_watcher import ModelVersions
@@ -684,6 +684,9 @@ def test_fer_serve_execs_tf_serving_when_installed(tmp_path):
     assert "running TF Serving" in run.stderr
     argv = json.loads(record.read_text())
     assert "--port=9000" in argv and "--rest_api_port=9001" in argv
+    # TF Serving's own default is 2 GiB: the real binary always gets the stand-in's bound.
+    assert (f"--grpc_channel_arguments=grpc.max_receive_message_length="
+            f"{Limits.max_message_bytes}") in argv
     config = next(a for a in argv if a.startswith("--model_config_file="))
     text = open(config.split("=", 1)[1]).read()
     assert f'base_path: "{model_dir}"' in text and "specific { versions: 3 }" in text
@@ -719,3 +722,12 @@ def test_fer_serve_runs_the_stand_in_without_tf_serving(server, tmp_path):
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "LOCAL STAND-IN" in err and "NOT TF Serving" in err
+
+
+@pytest.mark.parametrize("option", [["--version-policy", "all"], ["--version-labels", "a=1"],
+                                    ["--enable-batching"]])
+def test_the_stand_in_refuses_what_only_tf_serving_does(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.serve_main(["--model-base-path", str(tmp_path), "--stand-in", *option])
+    assert exit_info.value.code == 2
+    assert "need TF Serving" in capsys.readouterr().err
