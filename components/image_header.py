@@ -30,7 +30,13 @@ def _uint(data: tf.Tensor, position, size: int, little_endian: bool) -> tf.Tenso
     return tf.reduce_sum(raw * (weights if little_endian else tf.reverse(weights, [0])))
 
 
-def _gif_frames(data: tf.Tensor, size: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def _colour_table_bytes(flags: tf.Tensor) -> tf.Tensor:
+    """Size of the colour table a GIF screen or image descriptor's flags byte announces."""
+    return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8),
+                    tf.constant(0, tf.int64))
+
+
+def _gif_frames(data: tf.Tensor, size: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     """(widest side over screen and frames, frame count) of a GIF, stopping at a second frame.
 
     Blocks: 0x2C image descriptor (x, y, w, h, flags, [local colour table], LZW code size,
@@ -38,18 +44,14 @@ def _gif_frames(data: tf.Tensor, size: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor,
     length byte and that many bytes, ended by a zero length.
     """
     screen = tf.maximum(_uint(data, 6, 2, True), _uint(data, 8, 2, True))
-    flags = _byte(data, 10)
-    start = 13 + tf.where(flags >= 128, 3 * tf.bitwise.left_shift(
-        tf.constant(2, tf.int64), flags % 8), tf.constant(0, tf.int64))
+    start = 13 + _colour_table_bytes(_byte(data, 10))
 
     def step(position, in_blocks, widest, frames, done):
         block = _byte(data, position)
         length = block  # in_blocks: a sub-block's length byte
         image = tf.logical_and(tf.logical_not(in_blocks), tf.equal(block, 0x2C))
         extension = tf.logical_and(tf.logical_not(in_blocks), tf.equal(block, 0x21))
-        local = _byte(data, position + 9)
-        image_header = 10 + tf.where(local >= 128, 3 * tf.bitwise.left_shift(
-            tf.constant(2, tf.int64), local % 8), tf.constant(0, tf.int64)) + 1
+        image_header = 10 + _colour_table_bytes(_byte(data, position + 9)) + 1
         side = tf.maximum(_uint(data, position + 5, 2, True), _uint(data, position + 7, 2, True))
         next_position = tf.where(in_blocks, position + length + 1,
                                  tf.where(image, position + image_header, position + 2))
@@ -109,23 +111,8 @@ def image_size(image_bytes: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     ], default=other, exclusive=True)
 
 
-def assert_request_pixels(images: tf.Tensor) -> tf.Operation:
-    """An op that fails (INVALID_ARGUMENT) when a batch declares more pixels than the bound.
-
-    Each image is bounded on its own; this bounds the decoding work of a whole request.
-    """
-    sides = tf.map_fn(lambda data: image_size(data)[0], images,
-                      fn_output_signature=tf.TensorSpec([], tf.int64))
-    return tf.debugging.assert_less_equal(
-        tf.reduce_sum(tf.minimum(sides, features.MAX_IMAGE_SIDE + 1) ** 2),
-        tf.constant(features.MAX_REQUEST_PIXELS, tf.int64),
-        message=f"images of more than {features.MAX_REQUEST_PIXELS} pixels in one request")
-
-
-def assert_decodable_size(image_bytes: tf.Tensor) -> tf.Operation:
-    """An op that fails (INVALID_ARGUMENT) unless the image is within the contract's bounds."""
-    side, frames = image_size(image_bytes)
-    size = tf.strings.length(image_bytes, unit="BYTE")
+def _size_asserts(size: tf.Tensor, side: tf.Tensor, frames: tf.Tensor) -> tf.Operation:
+    """The data contract's per-image bounds on the byte count, longest side and frames."""
     return tf.group(
         tf.debugging.assert_less_equal(
             size, tf.constant(features.MAX_IMAGE_BYTES, tf.int32),
@@ -136,3 +123,27 @@ def assert_decodable_size(image_bytes: tf.Tensor) -> tf.Operation:
         tf.debugging.assert_less_equal(
             frames, tf.constant(features.MAX_IMAGE_FRAMES, tf.int64),
             message=f"image with more than {features.MAX_IMAGE_FRAMES} frame"))
+
+
+def assert_decodable_batch(images: tf.Tensor) -> tf.Operation:
+    """An op that fails (INVALID_ARGUMENT) unless every image of a batch is within the
+    per-image bounds and the batch declares at most MAX_REQUEST_PIXELS in all.
+
+    Each header is read once; the request bound limits the decoding work of a whole call.
+    """
+    sides, frames = tf.map_fn(image_size, images, fn_output_signature=(
+        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64)))
+    sizes = tf.strings.length(images, unit="BYTE")
+    return tf.group(
+        _size_asserts(tf.reduce_max(sizes), tf.reduce_max(sides),
+                      tf.reduce_max(frames)),  # empty batch: the lowest value
+        tf.debugging.assert_less_equal(
+            tf.reduce_sum(tf.minimum(sides, features.MAX_IMAGE_SIDE + 1) ** 2),
+            tf.constant(features.MAX_REQUEST_PIXELS, tf.int64),
+            message=f"images of more than {features.MAX_REQUEST_PIXELS} pixels in one request"))
+
+
+def assert_decodable_size(image_bytes: tf.Tensor) -> tf.Operation:
+    """An op that fails (INVALID_ARGUMENT) unless the image is within the contract's bounds."""
+    side, frames = image_size(image_bytes)
+    return _size_asserts(tf.strings.length(image_bytes, unit="BYTE"), side, frames)

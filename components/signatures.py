@@ -11,14 +11,8 @@ import tensorflow_transform as tft
 from components import features, image_header
 
 
-def decode_image_to_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
-    """PNG/JPEG/BMP/GIF bytes, colour or gray -> int64 [2304] 48x48 gray pixels.
-
-    The header is checked first (image_header): an image beyond the data contract's
-    bounds fails with INVALID_ARGUMENT before a byte of it is decoded.
-    """
-    with tf.control_dependencies([image_header.assert_decodable_size(image_bytes)]):
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     gray = tf.image.rgb_to_grayscale(image)
     resized = tf.image.resize(tf.cast(gray, tf.float32),
                               (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True)
@@ -26,10 +20,21 @@ def decode_image_to_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
     return tf.reshape(pixels, (features.NUM_PIXELS,))
 
 
+def decode_image_to_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+    """PNG/JPEG/BMP/GIF bytes, colour or gray -> int64 [2304] 48x48 gray pixels.
+
+    The header is checked first (image_header): an image beyond the data contract's
+    bounds fails with INVALID_ARGUMENT before a byte of it is decoded.
+    """
+    with tf.control_dependencies([image_header.assert_decodable_size(image_bytes)]):
+        return _decode(image_bytes)
+
+
 def decode_images_to_pixels(images: tf.Tensor) -> tf.Tensor:
-    """A batch of encoded images -> int64 [N, 2304], refused beyond the request's pixel bound."""
-    with tf.control_dependencies([image_header.assert_request_pixels(images)]):
-        return tf.map_fn(decode_image_to_pixels, images,
+    """A batch of encoded images -> int64 [N, 2304]; every header is checked (once) first,
+    each image against its bounds and the batch against the request's pixel bound."""
+    with tf.control_dependencies([image_header.assert_decodable_batch(images)]):
+        return tf.map_fn(_decode, images,
                          fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
 
 
