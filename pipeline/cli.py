@@ -4,7 +4,7 @@ import json
 import logging
 import os
 import sys
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pipeline import config as config_lib
 
@@ -183,7 +183,8 @@ def compile_command(args: argparse.Namespace) -> int:
     defaults = config_lib.KubeflowConfig()
     kubeflow = config_lib.KubeflowConfig(
         image=args.image, pipeline_root=args.pipeline_root, serving_dir=args.serving_dir,
-        serving_pvc=args.serving_pvc or None, schema_dir=args.schema_dir, data_path=args.data, beam_runner=args.beam_runner, beam_extra_args=tuple(args.beam_arg),
+        serving_pvc=args.serving_pvc or None, schema_dir=args.schema_dir, data_path=args.data,
+        beam_runner=args.beam_runner, beam_extra_args=tuple(args.beam_arg),
         trainer=dataclasses.replace(defaults.trainer, gpus=args.trainer_gpus))
     config = config_lib.PipelineConfig(
         data_path=args.data, min_accuracy=args.min_accuracy, architectures=args.architectures,
@@ -196,14 +197,15 @@ def compile_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_params(pairs: List[str]) -> dict:
-    params = {}
+def _pairs(pairs: List[str], flag: str, value_required: bool = False) -> Dict[str, str]:
+    """``KEY=VALUE`` flags -> {KEY: VALUE}; exits with one line on a malformed pair."""
+    parsed = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise SystemExit(f"fer-pipeline: --param expects k=v, got {pair!r}")
-        key, value = pair.split("=", 1)
-        params[key] = value
-    return params
+        key, sep, value = pair.partition("=")
+        if not key or not sep or (value_required and not value):
+            raise SystemExit(f"fer-pipeline: {flag} expects KEY=VALUE, got {pair!r}")
+        parsed[key] = value
+    return parsed
 
 
 def submit_command(args: argparse.Namespace) -> int:
@@ -212,7 +214,7 @@ def submit_command(args: argparse.Namespace) -> int:
     try:
         message = kubeflow_runner.submit(
             args.package, host=args.host, experiment=args.experiment, run_name=args.run_name,
-            namespace=args.namespace, params=_parse_params(args.param),
+            namespace=args.namespace, params=_pairs(args.param, "--param"),
             service_account=args.service_account, dry_run=args.dry_run)
     except kubeflow_runner.SubmitError as error:
         print(f"fer-pipeline: {error}", file=sys.stderr)
@@ -224,13 +226,7 @@ def submit_command(args: argparse.Namespace) -> int:
 def run_package_command(args: argparse.Namespace) -> int:
     from pipeline import kfp_package, package_runner
 
-    pvcs = {}
-    for pair in args.pvc:
-        name, _, folder = pair.partition("=")
-        if not name or not folder:
-            print(f"fer-pipeline: --pvc expects NAME=DIR, got {pair!r}", file=sys.stderr)
-            return 1
-        pvcs[name] = folder
+    pvcs = _pairs(args.pvc, "--pvc", value_required=True)
     try:
         results = package_runner.run_package(args.package, args.pipeline_root, args.backend,
                                              pvcs, args.run_id)
