@@ -173,14 +173,14 @@ def read_records(readline: Callable[[int], bytes], first_line: int = 2,
         if not first:
             return
         kept, first_size = _physical_line(first, next_chunk)
-        parts, total = [kept], first_size
-        while b"".join(parts).count(b'"') % 2 and total <= MAX_RECORD_BYTES:
+        parts, total, quotes = [kept], first_size, kept.count(b'"')
+        while quotes % 2 and total <= MAX_RECORD_BYTES:
             chunk = next_chunk()  # an open quote: the record may go on over the next line
             if not chunk:
                 break
             more, size = _physical_line(chunk, next_chunk)
             parts.append(more if more.endswith(b"\n") else more + b"\n")
-            total += size
+            total, quotes = total + size, quotes + more.count(b'"')
         if len(parts) > 1 and (total > MAX_RECORD_BYTES
                                or not _one_record(b"".join(parts), num_columns)):
             pending[:0] = parts[1:]
