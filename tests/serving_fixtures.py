@@ -6,6 +6,7 @@ bias makes class ``favourite`` win for every input, so versions are distinguisha
 by their predicted label. One SavedModel is built per favourite class and copied for
 further versions, which keeps the fixtures fast.
 """
+import contextlib
 import io
 import os
 import shutil
@@ -117,6 +118,20 @@ def image_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array, np.uint8)).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def serving(base_dir: str, favourites: Dict[int, int], **start_kwargs):
+    """The stand-in over ``base_dir`` with a version per {version: favourite}, REST on."""
+    from serving.model_server import start_server
+
+    for version, favourite in favourites.items():
+        write_version(base_dir, version, favourite)
+    running = start_server(model_base_path=base_dir, port=0, rest_port=0, **start_kwargs)
+    try:
+        yield running
+    finally:
+        running.stop(0)
 
 
 def free_port() -> int:

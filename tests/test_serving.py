@@ -58,14 +58,10 @@ def rng_image(seed, shape=(48, 48), fmt="PNG"):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Versions 1 (Angry) and 2 (Happy) on disk: 2 is served; REST on."""
-    base = str(tmp_path_factory.mktemp("main") / "fer")
-    fx.write_version(base, 1, ANGRY)
-    fx.write_version(base, 2, HAPPY)
-    running = start_server(model_base_path=base, port=0, rest_port=0, poll_seconds=0.1,
-                           limits=Limits(max_message_bytes=MAX_MESSAGE,
-                                         rest_max_body_bytes=MAX_MESSAGE))
-    yield running
-    running.stop(0)
+    with fx.serving(str(tmp_path_factory.mktemp("main") / "fer"), {1: ANGRY, 2: HAPPY},
+                    poll_seconds=0.1, limits=Limits(max_message_bytes=MAX_MESSAGE,
+                                                    rest_max_body_bytes=MAX_MESSAGE)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

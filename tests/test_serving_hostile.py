@@ -21,7 +21,6 @@ import serving_fixtures as fx
 from components import features
 from client.fer_client import FerClient
 from serving.limits import Limits
-from serving.model_server import start_server
 
 MAX_EXTRA_MB = 300
 MAX_SECONDS = 5
@@ -39,12 +38,9 @@ def _reset_peak() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("hostile") / "fer")
-    fx.write_version(base, 1, 3)
-    running = start_server(model_base_path=base, port=0, rest_port=0, poll_seconds=0.2,
-                           limits=LIMITS)
-    yield running
-    running.stop(0)
+    with fx.serving(str(tmp_path_factory.mktemp("hostile") / "fer"), {1: 3}, poll_seconds=0.2,
+                    limits=LIMITS) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -239,11 +235,8 @@ def test_a_message_of_millions_of_empty_strings_stays_bounded(server, client):
 
 
 def test_a_trickling_rest_client_is_cut_at_the_connection_deadline(tmp_path, client):
-    base = str(tmp_path / "fer")
-    fx.write_version(base, 1, 3)
-    quick = start_server(model_base_path=base, port=0, rest_port=0, poll_seconds=0,
-                         limits=Limits(rest_socket_timeout_s=2.0, rest_connection_deadline_s=1.5))
-    try:
+    with fx.serving(str(tmp_path / "fer"), {1: 3}, poll_seconds=0, limits=Limits(
+            rest_socket_timeout_s=2.0, rest_connection_deadline_s=1.5)) as quick:
         with socket.create_connection(("127.0.0.1", quick.rest_port)) as sock:
             started = time.monotonic()
             try:
@@ -253,5 +246,3 @@ def test_a_trickling_rest_client_is_cut_at_the_connection_deadline(tmp_path, cli
             except OSError:
                 pass  # the server has closed the connection
             assert time.monotonic() - started < 6
-    finally:
-        quick.stop(0)
