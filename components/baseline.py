@@ -14,6 +14,7 @@ from tfx.utils import io_utils, path_utils
 from components import serving_push
 
 SOURCE_PROPERTY = "baseline_source"
+IS_CANDIDATE_PROPERTY = "is_candidate"  # 1: no served model, the candidate is its own baseline
 
 
 @tfx.dsl.components.component
@@ -32,4 +33,5 @@ def ServingBaseline(
         label = f"served version {version}"
     io_utils.copy_dir(source, path_utils.serving_model_dir(baseline.uri))
     baseline.set_string_custom_property(SOURCE_PROPERTY, label)
+    baseline.set_int_custom_property(IS_CANDIDATE_PROPERTY, int(version is None))
     print(f"Baseline for evaluation: {label} ({source})")

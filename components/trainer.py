@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TextIO
 
 import numpy as np
 import tensorflow as tf
@@ -20,7 +20,7 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components import features, models, signatures
+from components import features, models, progress, signatures
 from components.models import recipe as recipe_lib
 from pipeline.config import TrainerConfig
 
@@ -129,6 +129,34 @@ class EpochTimer(tf_keras.callbacks.Callback):
         self._stop()
 
 
+class EpochProgress(tf_keras.callbacks.Callback):
+    """One console line per Keras epoch (batches redraw it on a terminal)."""
+
+    def __init__(self, label: str, epochs: int, stream: TextIO):
+        super().__init__()
+        self._label, self._epochs, self._stream = label, epochs, stream
+        self._tty = stream.isatty()
+        self._epoch, self._started = 0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._started = epoch + 1, time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        steps = self.params.get("steps") or 0
+        if self._tty and steps:
+            self._stream.write(f"\r\x1b[K        {self._label} epoch {self._epoch}/{self._epochs} "
+                               f"{progress.bar(batch + 1, steps)} {batch + 1}/{steps}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        figures = "  ".join(f"{key} {logs[key]:.3f}" for key in
+                            ("loss", "accuracy", "val_accuracy") if key in logs)
+        start = "\r\x1b[K" if self._tty else ""  # a terminal: overwrite the batch bar
+        self._stream.write(f"{start}        {self._label} epoch "
+                           f"{epoch + 1}/{self._epochs} {progress.bar(epoch + 1, self._epochs)} "
+                           f"{time.monotonic() - self._started:5.1f} s  {figures}\n")
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
     config = TrainerConfig.from_custom_config(fn_args.custom_config)
@@ -159,6 +187,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     timer = EpochTimer()
     callbacks = recipe_lib.make_callbacks(recipe) + [
         timer, tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
+    console = progress.console_stream()
+    if console is not None:
+        callbacks.append(EpochProgress(config.architecture, recipe["epochs"], console))
     logging.info("Training %s: %d train examples, recipe %s, mixed precision %s, XLA %s, "
                  "%d replica(s)", config.architecture, len(train_labels), recipe, mixed,
                  config.xla, strategy.num_replicas_in_sync)

@@ -71,7 +71,11 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
                         help="experts: train even when data validation finds anomalies")
     parser.add_argument("--no-cache", action="store_true", help="rerun every step")
     add_beam_mode_arg(parser)
-    parser.add_argument("--summary-json", help="also write the run summary here")
+    parser.add_argument("--summary-json",
+                        help="where the run summary goes (default: <run-root>/summary.json)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the full TF/Beam/TFX log on the console instead of "
+                             "writing it to <run-root>/logs/")
 
 
 def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
@@ -115,40 +119,75 @@ def _known_failure(error: BaseException) -> Optional[str]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from pipeline import local_runner
+    from pipeline import run_log  # light: the log takes over before TensorFlow is imported
 
     config = config_from_args(args)
+    summary_json = args.summary_json or os.path.join(args.run_root, "summary.json")
+    log = run_log.log_path(args.run_root)
     try:
-        summary = local_runner.run(config, summary_json=args.summary_json)
+        if args.verbose:
+            from pipeline import local_runner
+
+            summary = local_runner.run(config, summary_json, console=sys.stdout)
+        else:
+            print(f"Full log of this run: {log}", flush=True)
+            with run_log.output_to_log(log) as stream:
+                try:
+                    from pipeline import local_runner
+
+                    summary = local_runner.run(config, summary_json, console=stream)
+                except Exception:
+                    logging.exception("The run failed")  # the traceback, into the log
+                    raise
     except Exception as error:  # pylint: disable=broad-except
         message = _known_failure(error)
         if message is None:
-            raise
+            if args.verbose:
+                raise
+            message = f"{type(error).__name__}: {str(error).strip()[:500]}"
         print(f"fer-pipeline: run failed: {message}", file=sys.stderr)
+        if not args.verbose:
+            print(f"fer-pipeline: the traceback is in {log}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2))
-    print(format_table(summary))
-    if summary.get("pushed"):
-        print(f"Pushed model: {summary['pushed_path']}")
-    else:
-        print("No model was pushed (none blessed): see the eval metrics above.")
+    print(f"Summary (JSON): {summary_json}")
     if summary.get("report"):
         print(f"Report: {summary['report']}")
+    print(f"Pushed model: {summary['pushed_path']}" if summary.get("pushed") else
+          "No model was pushed (none blessed): see the eval accuracy below.")
+    print(format_table(summary))
     return 0
 
 
 def format_table(summary: dict) -> str:
-    """One line per architecture: eval accuracy, blessed, params, images/s; winner and test."""
-    lines = [f"{'architecture':<14}{'eval acc':>10}{'blessed':>9}{'params':>12}{'img/s':>9}"]
+    """One line per architecture (eval accuracy, blessed, size, speed, time and memory of
+    its Trainer and Evaluator); then the winner, its test accuracy and the run's totals."""
+    seconds, peaks = summary.get("node_seconds", {}), summary.get("node_peak_rss_mib", {})
+
+    def node(node_id: str) -> str:
+        if not seconds.get(node_id):
+            return f"{'cached':>15}"
+        peak = peaks.get(node_id)
+        return (f"{seconds[node_id]:>7.1f}s"
+                + (f" {peak / 1024:>4.1f}GB" if peak is not None else "       "))
+
+    lines = [f"{'architecture':<14}{'eval acc':>9}{'blessed':>8}{'params':>12}{'img/s':>7}"
+             f"{'Trainer':>15}{'Evaluator':>15}"]
     for arch, row in summary.get("architectures", {}).items():
         accuracy = (row.get("eval") or {}).get("accuracy")
-        lines.append(f"{arch:<14}{accuracy if accuracy is None else round(accuracy, 4)!s:>10}"
-                     f"{'yes' if row.get('blessed') else 'no':>9}{row.get('params')!s:>12}"
-                     f"{round(row['images_per_second']) if row.get('images_per_second') else '-'!s:>9}")
+        lines.append(f"{arch:<14}{'-' if accuracy is None else f'{accuracy:.4f}':>9}"
+                     f"{'yes' if row.get('blessed') else 'no':>8}{row.get('params')!s:>12}"
+                     f"{round(row['images_per_second']) if row.get('images_per_second') else '-'!s:>7}"
+                     f"{node(f'Trainer_{arch}')}{node(f'Evaluator_{arch}')}")
     selection = summary.get("selection") or {}
     test = (summary.get("test") or {}).get("accuracy")
     lines.append(f"selected: {selection.get('winner') or 'none (nothing blessed)'}; "
-                 f"test (PrivateTest) accuracy of {selection.get('best_candidate')}: {test}")
+                 f"test (PrivateTest) accuracy of {selection.get('best_candidate')}: "
+                 f"{'-' if test is None else f'{test:.4f}'}")
+    if "seconds" in summary:
+        largest = max(peaks.values(), default=0)
+        lines.append(f"run: {summary['seconds']:.0f} s; peak memory: largest node process "
+                     f"{largest / 1024:.1f} GB, runner process "
+                     f"{summary.get('runner_peak_rss_mib', 0) / 1024:.1f} GB")
     return "\n".join(lines)
 
 

@@ -25,6 +25,12 @@ DEFAULT_RUN_ROOT = "runs"  # relative to the working directory
 # on 2 vCPU: 72 s in_memory vs 106 s multi_processing, docs/BENCHMARKS.md), else multi_processing.
 BEAM_MODES: Tuple[str, ...] = ("auto", "in_memory", "multi_threading", "multi_processing")
 IN_MEMORY_MAX_CPUS = 2
+# Local runs give each node of these types (component class names) a process of its own
+# (pipeline/node_processes.py), so its memory is returned when it ends; the small nodes
+# run inside the runner process, where a child's start-up (~5 s of imports) would cost
+# more than the node.
+ISOLATED_NODE_TYPES: Tuple[str, ...] = (
+    "Fer2013ExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator")
 
 
 @dataclasses.dataclass

@@ -56,7 +56,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         baseline = ServingBaseline(candidate=trainer.outputs["model"],
                                    model_base_path=config.model_serving_dir
                                    ).with_id(f"ServingBaseline_{arch}")
-        evaluator = tfx.components.Evaluator(
+        evaluator = evaluation.Evaluator(
             examples=example_gen.outputs["examples"],
             example_splits=["eval"],
             model=trainer.outputs["model"],
@@ -69,7 +69,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     selector = ModelSelector(list(config.architectures), trainers, evaluators,
                              metric=config.selection_metric)
     # PrivateTest, measured once, for the selected model only.
-    test_evaluator = tfx.components.Evaluator(
+    test_evaluator = evaluation.Evaluator(
         examples=example_gen.outputs["examples"],
         example_splits=["test"],
         model=selector.outputs["model"],

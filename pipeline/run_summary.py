@@ -12,7 +12,9 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import evaluation
 
-Outputs = Dict[str, Dict[str, List[metadata_store_pb2.Artifact]]]
+NodeOutputs = Dict[str, List[metadata_store_pb2.Artifact]]  # output key -> artifacts
+Outputs = Dict[str, NodeOutputs]  # node id -> its outputs
+PEAK_RSS_PROPERTY = "peak_rss_mib"  # set on executions by pipeline/node_processes.py
 
 
 def _latest_run(store: metadata_store.MetadataStore, pipeline_name: str
@@ -52,6 +54,25 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str) 
     return outputs
 
 
+def execution_outputs(store: metadata_store.MetadataStore, execution_id: int) -> NodeOutputs:
+    """Output key -> artifacts of one execution."""
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    outputs: NodeOutputs = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    return outputs
+
+
+def node_peak_rss_mib(store: metadata_store.MetadataStore, pipeline_name: str) -> Dict[str, int]:
+    """Peak RSS (MiB) of each node of the newest run that ran in a process of its own."""
+    executions, node_of = _latest_run(store, pipeline_name)
+    return {node_of[e.id]: e.custom_properties[PEAK_RSS_PROPERTY].int_value
+            for e in executions if e.id in node_of and PEAK_RSS_PROPERTY in e.custom_properties}
+
+
 def node_seconds(store: metadata_store.MetadataStore, pipeline_name: str) -> Dict[str, float]:
     """Wall seconds each node of the newest run took, from its MLMD execution (0 if cached)."""
     executions, node_of = _latest_run(store, pipeline_name)
@@ -61,7 +82,7 @@ def node_seconds(store: metadata_store.MetadataStore, pipeline_name: str) -> Dic
             for e in executions if e.id in node_of}
 
 
-def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
+def custom_property(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
     if key not in artifact.custom_properties:
         return None
     value = artifact.custom_properties[key]
@@ -77,7 +98,7 @@ def _single(outputs: Outputs, node: str, key: str) -> Optional[metadata_store_pb
     return found[-1] if found else None
 
 
-def _model_metadata(model_uri: str) -> Dict[str, Any]:
+def model_metadata(model_uri: str) -> Dict[str, Any]:
     """The Trainer's assets.extra/fer_model.json (params, weights, history, timing)."""
     from tfx.utils import path_utils
 
@@ -91,7 +112,7 @@ def architecture_summary(outputs: Outputs, arch: str) -> Dict[str, Any]:
     result: Dict[str, Any] = {}
     model = _single(outputs, f"Trainer_{arch}", "model")
     if model is not None:
-        meta = _model_metadata(model.uri)
+        meta = model_metadata(model.uri)
         result.update(model_uri=model.uri, params=meta.get("params"), weights=meta.get("weights"),
                       seconds_per_epoch=meta.get("seconds_per_epoch"),
                       images_per_second=meta.get("images_per_second"),
@@ -100,9 +121,9 @@ def architecture_summary(outputs: Outputs, arch: str) -> Dict[str, Any]:
     if evaluation_artifact is not None:
         result["eval"] = evaluation.read_metrics(evaluation_artifact.uri)
     blessing = _single(outputs, f"Evaluator_{arch}", "blessing")
-    result["blessed"] = bool(blessing is not None and _custom(blessing, "blessed") == 1)
+    result["blessed"] = bool(blessing is not None and custom_property(blessing, "blessed") == 1)
     baseline = _single(outputs, f"ServingBaseline_{arch}", "baseline")
-    result["baseline"] = _custom(baseline, "baseline_source") if baseline else None
+    result["baseline"] = custom_property(baseline, "baseline_source") if baseline else None
     return result
 
 
@@ -119,7 +140,8 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     store = open_store(metadata_path)
     outputs = latest_run_outputs(store, pipeline_name)
     summary: Dict[str, Any] = {"pipeline_name": pipeline_name,
-                               "node_seconds": node_seconds(store, pipeline_name)}
+                               "node_seconds": node_seconds(store, pipeline_name),
+                               "node_peak_rss_mib": node_peak_rss_mib(store, pipeline_name)}
 
     quarantine = _single(outputs, "Fer2013ExampleGen", "quarantine")
     if quarantine is not None:
@@ -138,8 +160,8 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     test = _single(outputs, "Evaluator_test", "evaluation")
     summary["test"] = evaluation.read_metrics(test.uri) if test is not None else None
     pushed = _single(outputs, "AtomicPusher", "pushed_model")
-    summary["pushed"] = bool(pushed is not None and _custom(pushed, "pushed") == 1)
-    summary["pushed_path"] = _custom(pushed, "pushed_destination") if summary["pushed"] else None
+    summary["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
+    summary["pushed_path"] = custom_property(pushed, "pushed_destination") if summary["pushed"] else None
     report = _single(outputs, "Report", "report")
     summary["report"] = os.path.join(report.uri, "index.html") if report is not None else None
     return summary

@@ -1,0 +1,29 @@
+"""Progress of long steps on the person's console, wherever the step runs.
+
+A runner that keeps the console for itself (pipeline/console.py sends every other byte
+to the run's log file) names the console's file descriptor in ``$FER_CONSOLE_FD``; steps
+in child processes inherit it. Without that variable nothing is shown here (the step's
+own logging still goes wherever stdout/stderr go).
+"""
+import os
+from typing import Optional, TextIO
+
+CONSOLE_FD_ENV = "FER_CONSOLE_FD"
+_WIDTH = 24  # characters of the progress bar
+
+
+def console_stream() -> Optional[TextIO]:
+    """A line-buffered text stream on the console, or None when no runner offers one."""
+    fd = os.environ.get(CONSOLE_FD_ENV, "")
+    if not fd.isdigit():
+        return None
+    try:
+        return os.fdopen(os.dup(int(fd)), "w", buffering=1)
+    except OSError:  # the descriptor was not inherited (e.g. a process started elsewhere)
+        return None
+
+
+def bar(done: int, total: int) -> str:
+    """``[#######.................]`` for done/total."""
+    filled = _WIDTH * min(max(done, 0), total) // max(total, 1)
+    return "[" + "#" * filled + "." * (_WIDTH - filled) + "]"

@@ -1,0 +1,179 @@
+"""Local runs: each heavy node's executor in a child process of its own.
+
+TFX's BeamDagRunner runs every executor inside the one runner process, so the graphs,
+models, tf.data caches and TFMA state of five Trainers and six Evaluators pile up there
+(13.4 GB peak for the default run before this module). Kubeflow gives every node a pod;
+locally we give each heavy node (config.ISOLATED_NODE_TYPES) a process: the driver and
+publisher stay in the runner (one SQLite MLMD writer), only ``Executor.Do`` moves, and
+its memory goes back to the OS when the node ends. The child's peak RSS (``os.wait4``)
+is published as the execution's ``peak_rss_mib`` custom property.
+
+Protocol (files in the execution's tmp_dir, which the launcher deletes afterwards):
+``spec.pb`` (the executor spec), ``invocation.pb`` (ExecutionInvocation), written by the
+parent; ``output.pb`` (ExecutorOutput) or ``error.txt``, written by the child, which runs
+``python -m pipeline.node_processes <dir> <spec type>``.
+"""
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import traceback
+from typing import Iterator, List, Optional, Protocol
+
+from tfx.orchestration import metadata
+from tfx.orchestration.beam import beam_dag_runner
+from tfx.orchestration.portable import base_executor_operator, data_types, launcher
+from tfx.proto.orchestration import (executable_spec_pb2, execution_invocation_pb2,
+                                     execution_result_pb2)
+
+from components import progress
+from pipeline import config as config_lib, run_log, run_summary
+
+_SPEC_TYPES = {cls.__name__: cls for cls in (executable_spec_pb2.PythonClassExecutableSpec,
+                                             executable_spec_pb2.BeamExecutableSpec)}
+_SPEC, _INVOCATION, _OUTPUT, _ERROR = "spec.pb", "invocation.pb", "output.pb", "error.txt"
+
+
+class NodeProcessError(RuntimeError):
+    """A node's executor failed (or died) in its child process."""
+
+
+def is_isolated(node_type_name: str) -> bool:
+    """Whether nodes of this type (class path, e.g. tfx.components...Trainer) get a process."""
+    return node_type_name.rsplit(".", 1)[-1] in config_lib.ISOLATED_NODE_TYPES
+
+
+class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
+    """Runs TFX's own operator for the spec (Python or Beam) in ``python -m`` this module."""
+
+    SUPPORTED_EXECUTOR_SPEC_TYPE = list(_SPEC_TYPES.values())
+    SUPPORTED_PLATFORM_CONFIG_TYPE = []
+
+    def run_executor(self, execution_info: data_types.ExecutionInfo
+                     ) -> execution_result_pb2.ExecutorOutput:
+        node_id = execution_info.pipeline_node.node_info.id
+        folder = os.path.join(execution_info.tmp_dir, "node_process")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, _SPEC), "wb") as handle:
+            handle.write(self._executor_spec.SerializeToString())
+        with open(os.path.join(folder, _INVOCATION), "wb") as handle:
+            handle.write(execution_info.to_proto().SerializeToString())
+        child = subprocess.Popen(  # pylint: disable=consider-using-with
+            [sys.executable, "-m", __name__, folder, type(self._executor_spec).__name__],
+            pass_fds=_console_fds())
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+        output_path = os.path.join(folder, _OUTPUT)
+        if child.returncode != 0 or not os.path.exists(output_path):
+            error_path = os.path.join(folder, _ERROR)
+            reason = (open(error_path).read().strip() if os.path.exists(error_path)
+                      else f"the process ended with exit code {child.returncode} "
+                           "(killed? out of memory?)")
+            raise NodeProcessError(f"{node_id} failed in its process: {reason}")
+        with open(output_path, "rb") as handle:
+            output = execution_result_pb2.ExecutorOutput.FromString(handle.read())
+        output.execution_properties[run_summary.PEAK_RSS_PROPERTY].int_value = usage.ru_maxrss // 1024
+        return output
+
+
+def _console_fds():
+    """The console's file descriptor (pipeline.console), so children can show progress."""
+    fd = os.environ.get(progress.CONSOLE_FD_ENV)
+    return (int(fd),) if fd and fd.isdigit() else ()
+
+
+class NodeListener(Protocol):
+    """Told when each node starts and ends (pipeline.console shows it)."""
+
+    def started(self, node_id: str) -> None: ...
+
+    def finished(self, node_id: str, execution_id: Optional[int],
+                 error: Optional[BaseException]) -> None: ...
+
+
+_listeners: List[NodeListener] = []
+
+
+@contextlib.contextmanager
+def listening(listener: NodeListener) -> Iterator[None]:
+    """Tell ``listener`` about every node run by IsolatingBeamDagRunner in this block."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+class IsolatingNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
+    """TFX's node DoFn, with the executor of heavy nodes in a child process."""
+
+    def _run_node(self) -> None:
+        for listener in _listeners:
+            listener.started(self._node_id)
+        execution_id, error = None, None
+        try:
+            if self._pipeline_node.execution_options.run.perform_snapshot:
+                super()._run_node()  # partial runs: TFX's own path
+            else:
+                execution_id = self._launch()
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            for listener in _listeners:
+                listener.finished(self._node_id, execution_id, error)
+
+    def _launch(self) -> Optional[int]:
+        operators = ({type(self._executor_spec): ChildProcessExecutorOperator}
+                     if self._executor_spec is not None
+                     and is_isolated(self._pipeline_node.node_info.type.name) else None)
+        execution = launcher.Launcher(
+            pipeline_node=self._pipeline_node,
+            mlmd_connection=metadata.Metadata(self._mlmd_connection_config),
+            pipeline_info=self._pipeline_info,
+            pipeline_runtime_spec=self._pipeline_runtime_spec,
+            executor_spec=self._executor_spec,
+            platform_config=self._extract_platform_config(self._deployment_config,
+                                                          self._node_id),
+            custom_driver_spec=self._custom_driver_spec,
+            custom_executor_operators=operators).launch()
+        return execution.execution_id if execution is not None else None
+
+
+class IsolatingBeamDagRunner(beam_dag_runner.BeamDagRunner):
+    """BeamDagRunner whose heavy nodes run their executors in child processes."""
+
+    _PIPELINE_NODE_DO_FN_CLS = IsolatingNodeDoFn
+
+
+def _child_main(folder: str, spec_type: str) -> int:
+    """The child: rebuild the execution, run TFX's operator for it, write its output."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    console = progress.console_stream()
+    if console is not None:
+        logging.getLogger().addHandler(run_log.warnings_handler(console))
+    try:
+        import components.artifacts  # noqa: F401 - custom artifact types deserialise as such
+
+        with open(os.path.join(folder, _SPEC), "rb") as handle:
+            spec = _SPEC_TYPES[spec_type].FromString(handle.read())
+        with open(os.path.join(folder, _INVOCATION), "rb") as handle:
+            invocation = execution_invocation_pb2.ExecutionInvocation.FromString(handle.read())
+        sys.argv = sys.argv[:1]  # TFX's operators pass argv[1:] to executors as extra flags
+        operator = launcher.DEFAULT_EXECUTOR_OPERATORS[type(spec)](executor_spec=spec)
+        output = operator.run_executor(data_types.ExecutionInfo.from_proto(invocation))
+        temporary = os.path.join(folder, _OUTPUT + ".partial")
+        with open(temporary, "wb") as handle:
+            handle.write(output.SerializeToString())
+        os.replace(temporary, os.path.join(folder, _OUTPUT))  # never a half-written output
+        return 0
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, then exit 1
+        traceback.print_exc()
+        with open(os.path.join(folder, _ERROR), "w") as handle:
+            handle.write(f"{type(error).__name__}: {error}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1], sys.argv[2]))
