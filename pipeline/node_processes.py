@@ -8,31 +8,21 @@ publisher stay in the runner (one SQLite MLMD writer), only ``Executor.Do`` move
 its memory goes back to the OS when the node ends. The child's peak RSS (``os.wait4``)
 is published as the execution's ``peak_rss_mib`` custom property.
 
-Protocol (files in the execution's tmp_dir, which the launcher deletes afterwards):
-``spec.pb`` (the executor spec), ``invocation.pb`` (ExecutionInvocation), written by the
-parent; ``output.pb`` (ExecutorOutput) or ``error.txt``, written by the child, which runs
-``python -m pipeline.node_processes <dir> <spec type>``.
+The child's side and the files both sides exchange: pipeline/executor_process.py.
 """
 import contextlib
-import logging
 import os
 import subprocess
 import sys
-import traceback
 from typing import Iterator, List, Optional, Protocol
 
 from tfx.orchestration import metadata
 from tfx.orchestration.beam import beam_dag_runner
 from tfx.orchestration.portable import base_executor_operator, data_types, launcher
-from tfx.proto.orchestration import (executable_spec_pb2, execution_invocation_pb2,
-                                     execution_result_pb2)
+from tfx.proto.orchestration import execution_result_pb2
 
 from components import progress
-from pipeline import config as config_lib, run_log, run_summary
-
-_SPEC_TYPES = {cls.__name__: cls for cls in (executable_spec_pb2.PythonClassExecutableSpec,
-                                             executable_spec_pb2.BeamExecutableSpec)}
-_SPEC, _INVOCATION, _OUTPUT, _ERROR = "spec.pb", "invocation.pb", "output.pb", "error.txt"
+from pipeline import config as config_lib, executor_process, run_summary
 
 
 class NodeProcessError(RuntimeError):
@@ -47,7 +37,7 @@ def is_isolated(node_type_name: str) -> bool:
 class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
     """Runs TFX's own operator for the spec (Python or Beam) in ``python -m`` this module."""
 
-    SUPPORTED_EXECUTOR_SPEC_TYPE = list(_SPEC_TYPES.values())
+    SUPPORTED_EXECUTOR_SPEC_TYPE = list(executor_process.spec_types().values())
     SUPPORTED_PLATFORM_CONFIG_TYPE = []
 
     def run_executor(self, execution_info: data_types.ExecutionInfo
@@ -55,18 +45,18 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
         node_id = execution_info.pipeline_node.node_info.id
         folder = os.path.join(execution_info.tmp_dir, "node_process")
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, _SPEC), "wb") as handle:
+        with open(os.path.join(folder, executor_process.SPEC), "wb") as handle:
             handle.write(self._executor_spec.SerializeToString())
-        with open(os.path.join(folder, _INVOCATION), "wb") as handle:
+        with open(os.path.join(folder, executor_process.INVOCATION), "wb") as handle:
             handle.write(execution_info.to_proto().SerializeToString())
         child = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", __name__, folder, type(self._executor_spec).__name__],
-            pass_fds=_console_fds())
+            [sys.executable, "-m", executor_process.__name__, folder,
+             type(self._executor_spec).__name__], pass_fds=_console_fds())
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
-        output_path = os.path.join(folder, _OUTPUT)
+        output_path = os.path.join(folder, executor_process.OUTPUT)
         if child.returncode != 0 or not os.path.exists(output_path):
-            error_path = os.path.join(folder, _ERROR)
+            error_path = os.path.join(folder, executor_process.ERROR)
             reason = (open(error_path).read().strip() if os.path.exists(error_path)
                       else f"the process ended with exit code {child.returncode} "
                            "(killed? out of memory?)")
@@ -145,35 +135,3 @@ class IsolatingBeamDagRunner(beam_dag_runner.BeamDagRunner):
     """BeamDagRunner whose heavy nodes run their executors in child processes."""
 
     _PIPELINE_NODE_DO_FN_CLS = IsolatingNodeDoFn
-
-
-def _child_main(folder: str, spec_type: str) -> int:
-    """The child: rebuild the execution, run TFX's operator for it, write its output."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    console = progress.console_stream()
-    if console is not None:
-        logging.getLogger().addHandler(run_log.warnings_handler(console))
-    try:
-        import components.artifacts  # noqa: F401 - custom artifact types deserialise as such
-
-        with open(os.path.join(folder, _SPEC), "rb") as handle:
-            spec = _SPEC_TYPES[spec_type].FromString(handle.read())
-        with open(os.path.join(folder, _INVOCATION), "rb") as handle:
-            invocation = execution_invocation_pb2.ExecutionInvocation.FromString(handle.read())
-        sys.argv = sys.argv[:1]  # TFX's operators pass argv[1:] to executors as extra flags
-        operator = launcher.DEFAULT_EXECUTOR_OPERATORS[type(spec)](executor_spec=spec)
-        output = operator.run_executor(data_types.ExecutionInfo.from_proto(invocation))
-        temporary = os.path.join(folder, _OUTPUT + ".partial")
-        with open(temporary, "wb") as handle:
-            handle.write(output.SerializeToString())
-        os.replace(temporary, os.path.join(folder, _OUTPUT))  # never a half-written output
-        return 0
-    except BaseException as error:  # noqa: BLE001 - reported to the parent, then exit 1
-        traceback.print_exc()
-        with open(os.path.join(folder, _ERROR), "w") as handle:
-            handle.write(f"{type(error).__name__}: {error}")
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1], sys.argv[2]))
