@@ -70,6 +70,32 @@ def batches(examples: tf.data.Dataset, batch_size: int, shuffle_buffer: int = 0,
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def recalibrate_batch_norm(model: tf_keras.Model, examples: tf.data.Dataset,
+                           max_examples: int, batch_size: int) -> int:
+    """Replaces every BatchNormalization layer's moving mean/variance with their exact
+    average over up to ``max_examples`` un-augmented training images ("precise BN",
+    Wu & Johnson 2021). Keras' moving averages (momentum 0.99, 0.999 in
+    keras.applications) still remember their initial values after a short run, so a
+    model that learned can evaluate at chance. Returns the number of images used (0 when
+    the model has no BatchNormalization layer)."""
+    layers = [layer for layer in model.submodules
+              if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    if not layers or max_examples <= 0:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    seen = 0
+    try:
+        for index, (images, _) in enumerate(examples.take(max_examples).batch(batch_size)):
+            for layer in layers:  # running mean over batches: weight 1/(index+1) for the new one
+                layer.momentum = index / (index + 1.0)
+            model(images, training=True)  # eager: BN reads its momentum at each call
+            seen += int(images.shape[0])
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return seen
+
+
 def class_weights(labels: np.ndarray, mode: str) -> Optional[Dict[int, float]]:
     """Per-class loss weights against imbalance (FER2013's Disgust has ~1.5 % of rows)."""
     if mode == "none":
@@ -196,6 +222,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     history = model.fit(train, validation_data=evaluation, epochs=recipe["epochs"],
                         class_weight=weights_by_class, callbacks=callbacks, verbose=2)
 
+    recalibrated = 0
+    if strategy.num_replicas_in_sync == 1:
+        recalibrated = recalibrate_batch_norm(
+            model, train_examples.shuffle(config.shuffle_buffer, seed=config.seed),
+            config.bn_recalibration_examples, recipe["batch_size"])
+    else:  # an eager forward pass is not a replica context: keep Keras' moving averages
+        logging.warning("BatchNormalization statistics not recalibrated under %d replicas",
+                        strategy.num_replicas_in_sync)
+    if recalibrated:
+        logging.info("BatchNormalization statistics recalibrated on %d training images",
+                     recalibrated)
+
     serving_dir = fn_args.serving_model_dir
     model.save(serving_dir, save_format="tf",
                signatures=signatures.make_serving_signatures(model, tf_transform_output))
@@ -210,6 +248,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         "replicas": strategy.num_replicas_in_sync,
         "train_examples": int(len(train_labels)),
         "class_weights": weights_by_class,
+        "bn_recalibrated_on": recalibrated,
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
         "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
         "images_per_second": (len(train_labels) / float(np.mean(seconds[1:] or seconds))

@@ -81,6 +81,11 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """Flags -> PipelineConfig (the only place flags meet configuration)."""
     run_root = args.run_root
+    trainer = _trainer_config(args)
+    # The embedded default's settings, except what a flag sets for every architecture.
+    synthetic = {arch: {key: value for key, value in settings.items()
+                        if getattr(trainer, key) is None}
+                 for arch, settings in config_lib.SYNTHETIC_DATA_TRAINING.items()}
     return config_lib.PipelineConfig(
         data_path=args.data or _default_data(run_root),
         pipeline_root=args.pipeline_root or os.path.join(run_root, "pipeline_root"),
@@ -89,9 +94,8 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
         architectures=args.architectures,
-        trainer=_trainer_config(args),
-        per_architecture=({} if args.data or args.epochs else
-                          {a: {"epochs": e} for a, e in config_lib.SYNTHETIC_DATA_EPOCHS.items()}),
+        trainer=trainer,
+        per_architecture={} if args.data or args.epochs else synthetic,
         min_accuracy=args.min_accuracy,
         beam_direct_running_mode=args.beam_mode,
         enable_cache=not args.no_cache)

@@ -254,3 +254,24 @@ def test_vgg_bn_recipe_follows_the_paper_and_augmentation_runs():
         tf.one_hot([2, 0, 6], features.NUM_CLASSES), probs)
     assert float(smoothed(tf.constant([2, 0, 6]), probs)) == pytest.approx(float(want))
 
+
+
+def test_batch_norm_recalibration_sets_the_exact_average_of_the_batch_statistics():
+    from components import trainer
+
+    inputs = keras.Input(shape=(3,))
+    normalised = keras.layers.BatchNormalization(momentum=0.99)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(normalised))
+    rng = np.random.default_rng(0)
+    data = rng.normal(loc=[5.0, -2.0, 0.5], scale=[2.0, 1.0, 0.1], size=(400, 3)).astype("float32")
+    examples = tf.data.Dataset.from_tensor_slices((data, np.zeros(400, "int64")))
+    used = trainer.recalibrate_batch_norm(model, examples, max_examples=300, batch_size=100)
+    layer = model.layers[1]
+    batches = data[:300].reshape(3, 100, 3)
+    assert used == 300 and layer.momentum == 0.99  # the layer's own momentum is back
+    np.testing.assert_allclose(layer.moving_mean.numpy(), batches.mean(axis=1).mean(axis=0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(layer.moving_variance.numpy(),
+                               batches.var(axis=1).mean(axis=0), rtol=1e-4)
+    plain = keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(2)])
+    assert trainer.recalibrate_batch_norm(plain, examples, 300, 100) == 0

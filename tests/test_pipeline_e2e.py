@@ -38,8 +38,8 @@ def run(tmp_path_factory):
         serving_dir=str(root / "serving"),
         metadata_path=str(root / "metadata.sqlite"),
         architectures=config_lib.ALL_ARCHITECTURES,
-        per_architecture={a: {"epochs": config_lib.SYNTHETIC_DATA_EPOCHS[a] if a == LEARNER
-                              else 1} for a in config_lib.ALL_ARCHITECTURES},
+        per_architecture={a: config_lib.SYNTHETIC_DATA_TRAINING[a] if a == LEARNER
+                          else {"epochs": 1} for a in config_lib.ALL_ARCHITECTURES},
         min_accuracy=0.3,
         beam_direct_running_mode="in_memory")
     console = io.StringIO()

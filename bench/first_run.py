@@ -1,0 +1,112 @@
+"""The first run a newcomer makes: ``fer-pipeline run`` on a fresh run root, then again.
+
+Prints the wall time and the peak memory of the whole process tree (the runner and its
+node processes; RSS summed over the tree, sampled from /proc every 0.2 s) for both runs,
+and the per-node seconds and peaks of the first run from its summary. Appends the
+result to docs/bench_results.jsonl.
+
+    python -m bench.first_run                      # the embedded default, like `make run`
+    python -m bench.first_run --data ../shared/data/fer2013.csv.gz
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional
+
+from bench import common
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+SAMPLE_SECONDS = 0.2
+
+
+def _children() -> Dict[int, List[int]]:
+    """pid -> child pids, for every process /proc shows."""
+    tree: Dict[int, List[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(name))
+    return tree
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants."""
+    tree, total, todo = _children(), 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(tree.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm") as handle:
+                total += int(handle.read().split()[1]) * _PAGE
+        except OSError:
+            pass
+    return total
+
+
+def run_and_measure(command: List[str]) -> Dict[str, float]:
+    """Runs ``command`` (its output goes to this console); wall seconds and peak tree RSS."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command)  # pylint: disable=consider-using-with
+    peak = {"bytes": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(SAMPLE_SECONDS):
+            peak["bytes"] = max(peak["bytes"], tree_rss_bytes(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = process.wait()
+    done.set()
+    sampler.join()
+    if code != 0:
+        raise SystemExit(f"{' '.join(command)} failed with exit code {code}")
+    return {"wall_s": time.perf_counter() - started, "peak_tree_rss_gb": peak["bytes"] / 2**30}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="fer2013 CSV; default: the embedded synthetic faces")
+    parser.add_argument("--run-root", help="default: a new temporary folder")
+    parser.add_argument("--results", default=common.DEFAULT_RESULTS)
+    args, passthrough = parser.parse_known_args(argv)
+    run_root = args.run_root or tempfile.mkdtemp(prefix="fer-first-run-")
+    if os.path.exists(os.path.join(run_root, "metadata.sqlite")):
+        raise SystemExit(f"{run_root} holds a previous run; the benchmark needs a fresh one")
+    command = [sys.executable, "-m", "pipeline.cli", "run", "--run-root", run_root,
+               *(["--data", args.data] if args.data else []), *passthrough]
+    rows, nodes = [], []
+    for label in ("first run", "second run (cache)"):
+        print(f"== {label}: {' '.join(command)}", flush=True)
+        rows.append({"run": label, **run_and_measure(command)})
+        if not nodes:  # the second run rewrites summary.json, with every node cached
+            with open(os.path.join(run_root, "summary.json")) as handle:
+                first = json.load(handle)
+            peaks = first.get("node_peak_rss_mib", {})
+            nodes = [{"node": node, "seconds": seconds,
+                      "peak_rss_gb": peaks[node] / 1024 if node in peaks else None}
+                     for node, seconds in first["node_seconds"].items()]
+            rows[0]["largest_node_gb"] = max(peaks.values(), default=0) / 1024
+            rows[0]["runner_gb"] = first.get("runner_peak_rss_mib", 0) / 1024
+    print(common.markdown_table(sorted(nodes, key=lambda n: -n["seconds"]),
+                                ["node", "seconds", "peak_rss_gb"]))
+    print(common.markdown_table(rows, ["run", "wall_s", "peak_tree_rss_gb", "largest_node_gb",
+                                       "runner_gb"]))
+    common.append_results(args.results, "first_run", rows,
+                          {"data": args.data or "embedded synthetic faces",
+                           "run_root": run_root, "nodes": nodes})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
