@@ -23,7 +23,7 @@ SYNTHETIC_DATA_TRAINING: Dict[str, Dict[str, Any]] = {
     "improved": {"epochs": 6},
     "vgg": {"epochs": 6},
     "vgg_bn": {"epochs": 3},
-    "mobilenet_v2": {"epochs": 4, "learning_rate": 1e-4},
+    "mobilenet_v2": {"epochs": 10},
     "resnet50": {"epochs": 4, "learning_rate": 3e-4},
 }
 DEFAULT_RUN_ROOT = "runs"  # relative to the working directory

@@ -4,11 +4,13 @@
 ``spec.pb`` (the executor spec) and ``invocation.pb`` (TFX's ExecutionInvocation) into
 the execution's tmp folder (the launcher deletes it afterwards); this process rebuilds
 the ExecutionInfo, runs TFX's own operator for the spec (Python class or Beam) and
-writes ``output.pb`` (ExecutorOutput) -- or ``error.txt`` and exit code 1. It imports
+writes ``output.pb`` (ExecutorOutput, with the process's peak RSS as the execution
+property ``peak_rss_mib``) -- or ``error.txt`` and exit code 1. It imports
 only what that executor needs, so it starts fast.
 """
 import logging
 import os
+import resource
 import sys
 import traceback
 from typing import Dict, Type
@@ -17,6 +19,16 @@ from components import progress
 from pipeline import run_log
 
 SPEC, INVOCATION, OUTPUT, ERROR = "spec.pb", "invocation.pb", "output.pb", "error.txt"
+PEAK_RSS_PROPERTY = "peak_rss_mib"  # on the node's MLMD execution
+
+
+def peak_rss_mib() -> int:
+    """This process's peak resident memory since its exec (VmHWM), or that of its largest
+    child process (e.g. Beam workers) if larger. Not the parent's ``wait4`` figure: Linux
+    counts the parent's pages the child had between fork and exec into that one."""
+    with open("/proc/self/status") as handle:
+        own_kib = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:"))
+    return max(own_kib, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) // 1024
 
 
 def spec_types() -> Dict[str, Type]:
@@ -57,6 +69,7 @@ def main(folder: str, spec_type: str) -> int:
         sys.argv = sys.argv[:1]  # TFX's operators pass argv[1:] to executors as extra flags
         operator = _operator_class(spec)(executor_spec=spec)
         output = operator.run_executor(data_types.ExecutionInfo.from_proto(invocation))
+        output.execution_properties[PEAK_RSS_PROPERTY].int_value = peak_rss_mib()
         temporary = os.path.join(folder, OUTPUT + ".partial")
         with open(temporary, "wb") as handle:
             handle.write(output.SerializeToString())

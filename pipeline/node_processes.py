@@ -5,8 +5,8 @@ models, tf.data caches and TFMA state of five Trainers and six Evaluators pile u
 (13.4 GB peak for the default run before this module). Kubeflow gives every node a pod;
 locally we give each heavy node (config.ISOLATED_NODE_TYPES) a process: the driver and
 publisher stay in the runner (one SQLite MLMD writer), only ``Executor.Do`` moves, and
-its memory goes back to the OS when the node ends. The child's peak RSS (``os.wait4``)
-is published as the execution's ``peak_rss_mib`` custom property.
+its memory goes back to the OS when the node ends. The child's peak RSS is published
+as the execution's ``peak_rss_mib`` custom property.
 
 The child's side and the files both sides exchange: pipeline/executor_process.py.
 """
@@ -22,7 +22,7 @@ from tfx.orchestration.portable import base_executor_operator, data_types, launc
 from tfx.proto.orchestration import execution_result_pb2
 
 from components import progress
-from pipeline import config as config_lib, executor_process, run_summary
+from pipeline import config as config_lib, executor_process
 
 
 class NodeProcessError(RuntimeError):
@@ -52,8 +52,7 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
         child = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-m", executor_process.__name__, folder,
              type(self._executor_spec).__name__], pass_fds=_console_fds())
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
+        child.wait()
         output_path = os.path.join(folder, executor_process.OUTPUT)
         if child.returncode != 0 or not os.path.exists(output_path):
             error_path = os.path.join(folder, executor_process.ERROR)
@@ -62,9 +61,7 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
                            "(killed? out of memory?)")
             raise NodeProcessError(f"{node_id} failed in its process: {reason}")
         with open(output_path, "rb") as handle:
-            output = execution_result_pb2.ExecutorOutput.FromString(handle.read())
-        output.execution_properties[run_summary.PEAK_RSS_PROPERTY].int_value = usage.ru_maxrss // 1024
-        return output
+            return execution_result_pb2.ExecutorOutput.FromString(handle.read())
 
 
 def _console_fds():

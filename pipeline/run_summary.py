@@ -11,10 +11,11 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import evaluation
+from pipeline import executor_process
 
 NodeOutputs = Dict[str, List[metadata_store_pb2.Artifact]]  # output key -> artifacts
 Outputs = Dict[str, NodeOutputs]  # node id -> its outputs
-PEAK_RSS_PROPERTY = "peak_rss_mib"  # set on executions by pipeline/node_processes.py
+PEAK_RSS_PROPERTY = executor_process.PEAK_RSS_PROPERTY
 
 
 def _latest_run(store: metadata_store.MetadataStore, pipeline_name: str

@@ -38,7 +38,7 @@ def test_executor_runs_in_another_process_whose_peak_memory_is_recorded(tmp_path
     pid, size = map(int, open(os.path.join(uri, "pid")).read().split())
     assert pid != os.getpid() and size == 300 << 20
     peak = output.execution_properties[run_summary.PEAK_RSS_PROPERTY].int_value
-    assert 300 <= peak < 3000  # the child's own peak, allocation included
+    assert 300 <= peak < 1500  # the child's own peak, allocation included, not this process's
     assert "out" in output.output_artifacts  # TFX's ExecutorOutput, as in-process
 
 

@@ -22,10 +22,9 @@ from serving import model_server
 pytestmark = pytest.mark.e2e
 ROWS = 1050
 LEARNER = "improved"
-# Peak RSS bounds (MiB), ~1.5x the largest measured on the 2 vCPU machine for this run
-# and for `make run` (docs/RESULTS.md): a regression of the memory fix fails here.
+# Peak RSS bound of any node's process (MiB): ~1.5x the largest measured on the 2 vCPU
+# machine, for this run and for `make run` (docs/RESULTS.md); a memory regression fails here.
 NODE_PEAK_RSS_BOUND_MIB = 1.5 * 2600
-RUNNER_PEAK_RSS_BOUND_MIB = 1.5 * 1100
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,6 @@ def test_heavy_nodes_ran_in_their_own_processes_within_the_memory_bounds(run):
                for a in config_lib.ALL_ARCHITECTURES)}
     assert set(peaks) == heavy  # the small nodes run in the runner process
     assert all(0 < mib <= NODE_PEAK_RSS_BOUND_MIB for mib in peaks.values()), peaks
-    assert summary["runner_peak_rss_mib"] <= RUNNER_PEAK_RSS_BOUND_MIB
 
 
 def test_console_shows_one_line_per_node_start_and_end(run):
