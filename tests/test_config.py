@@ -1,6 +1,11 @@
-"""Pipeline configuration: the DirectRunner mode picked for the machine."""
+"""Pipeline configuration: the DirectRunner mode picked for the machine, the embedded
+default's Trainer settings against flags, the summary table."""
+import argparse
+import os
+
 import pytest
 
+from pipeline import config as config_lib
 from pipeline.config import PipelineConfig, direct_running_mode
 
 
@@ -21,3 +26,43 @@ def test_an_explicit_mode_is_kept_on_any_machine():
 def test_an_unknown_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="beam mode must be one of auto, in_memory"):
         PipelineConfig("faces.csv", beam_direct_running_mode="multiprocessing").beam_pipeline_args()
+
+
+def _run_config(tmp_path, *flags):
+    from pipeline import cli
+
+    parser = argparse.ArgumentParser()
+    cli._add_run_args(parser)  # pylint: disable=protected-access
+    return cli.config_from_args(parser.parse_args(["--run-root", str(tmp_path), *flags]))
+
+
+def test_embedded_default_trains_each_architecture_with_its_demo_settings(tmp_path):
+    config = _run_config(tmp_path)  # no --data: the synthetic faces (written once)
+    assert os.path.exists(config.data_path)
+    for arch, settings in config_lib.SYNTHETIC_DATA_TRAINING.items():
+        trainer = config.trainer_for(arch)
+        assert {key: getattr(trainer, key) for key in settings} == settings, arch
+
+
+def test_flags_win_over_the_demo_settings_and_real_data_uses_the_recipes(tmp_path):
+    config = _run_config(tmp_path, "--learning-rate", "0.01")
+    resnet = config.trainer_for("resnet50")
+    assert resnet.learning_rate == 0.01
+    assert resnet.epochs == config_lib.SYNTHETIC_DATA_TRAINING["resnet50"]["epochs"]
+    real = _run_config(tmp_path, "--data", "fer2013.csv.gz")
+    assert real.per_architecture == {} and real.trainer_for("resnet50").epochs is None
+
+
+def test_summary_table_marks_cached_nodes_and_shows_peaks():
+    from pipeline import cli
+
+    table = cli.format_table({
+        "architectures": {"vgg": {"eval": {"accuracy": 0.5}, "blessed": True, "params": 10}},
+        "node_seconds": {"Trainer_vgg": 0.0, "Evaluator_vgg": 12.5},
+        "node_peak_rss_mib": {"Evaluator_vgg": 1536},
+        "selection": {"winner": "vgg", "best_candidate": "vgg"}, "test": {"accuracy": 0.25},
+        "seconds": 30.0, "runner_peak_rss_mib": 1024})
+    [row] = [line for line in table.splitlines() if line.startswith("vgg")]
+    assert "cached" in row and "12.5s  1.5GB" in row and "0.5000" in row
+    assert table.splitlines()[-1] == ("run: 30 s; peak memory: largest node process 1.5 GB, "
+                                      "runner process 1.0 GB")
