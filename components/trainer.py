@@ -26,6 +26,9 @@ from pipeline.config import TrainerConfig
 
 METADATA_DIR = "assets.extra"  # TF Serving ignores it; it travels with every push
 METADATA_FILE = "fer_model.json"
+# Each epoch's validation recalibrates BatchNormalization on this share of the images the
+# final recalibration uses (1/8 of 8,192 = 1,024 by default): cheap, and enough to judge.
+EPOCH_RECALIBRATION_SHARE = 8
 
 
 def read_model_metadata(serving_model_dir: str) -> Dict[str, Any]:
@@ -94,6 +97,21 @@ def recalibrate_batch_norm(model: tf_keras.Model, examples: tf.data.Dataset,
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
     return seen
+
+
+class BatchNormRecalibration(tf_keras.callbacks.Callback):
+    """Recalibrates BatchNormalization statistics (on ``examples`` images) when each
+    epoch's validation starts, so that val_accuracy -- and the early stopping and LR
+    schedule that watch it -- measure what the network learned, not how far Keras'
+    moving averages still lag behind (a model at 0.58 training accuracy validated at
+    exactly chance for 9 epochs and was stopped, measured on the embedded default)."""
+
+    def __init__(self, examples: tf.data.Dataset, count: int, batch_size: int):
+        super().__init__()
+        self._examples, self._count, self._batch_size = examples, count, batch_size
+
+    def on_test_begin(self, logs=None):
+        recalibrate_batch_norm(self.model, self._examples, self._count, self._batch_size)
 
 
 def class_weights(labels: np.ndarray, mode: str) -> Optional[Dict[int, float]]:
@@ -213,6 +231,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     timer = EpochTimer()
     callbacks = recipe_lib.make_callbacks(recipe) + [
         timer, tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
+    shuffled_train = train_examples.shuffle(config.shuffle_buffer, seed=config.seed)
+    if strategy.num_replicas_in_sync == 1:  # an eager forward pass is not a replica context
+        callbacks.append(BatchNormRecalibration(  # after EpochTimer: not part of the epoch time
+            shuffled_train, config.bn_recalibration_examples // EPOCH_RECALIBRATION_SHARE,
+            recipe["batch_size"]))
     console = progress.console_stream()
     if console is not None:
         callbacks.append(EpochProgress(config.architecture, recipe["epochs"], console))
@@ -224,9 +247,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     recalibrated = 0
     if strategy.num_replicas_in_sync == 1:
-        recalibrated = recalibrate_batch_norm(
-            model, train_examples.shuffle(config.shuffle_buffer, seed=config.seed),
-            config.bn_recalibration_examples, recipe["batch_size"])
+        recalibrated = recalibrate_batch_norm(model, shuffled_train,
+                                              config.bn_recalibration_examples, recipe["batch_size"])
     else:  # an eager forward pass is not a replica context: keep Keras' moving averages
         logging.warning("BatchNormalization statistics not recalibrated under %d replicas",
                         strategy.num_replicas_in_sync)

@@ -275,3 +275,28 @@ def test_batch_norm_recalibration_sets_the_exact_average_of_the_batch_statistics
                                batches.var(axis=1).mean(axis=0), rtol=1e-4)
     plain = keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(2)])
     assert trainer.recalibrate_batch_norm(plain, examples, 300, 100) == 0
+
+
+def test_validation_during_fit_sees_recalibrated_batch_norm_statistics():
+    from components import trainer
+
+    data = np.random.default_rng(1).normal(loc=4.0, size=(256, 2)).astype("float32")
+    examples = tf.data.Dataset.from_tensor_slices((data, np.zeros(256, "int64")))
+    means = {}
+    for recalibrate in (False, True):
+        inputs = keras.Input(shape=(2,))
+        normalised = keras.layers.BatchNormalization(momentum=0.99)(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(normalised))
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        seen = []
+
+        class Probe(keras.callbacks.Callback):
+            def on_test_begin(self, logs=None):
+                seen.append(model.layers[1].moving_mean.numpy().copy())
+
+        callbacks = ([trainer.BatchNormRecalibration(examples, 128, 64)] if recalibrate else [])
+        model.fit(examples.batch(64), validation_data=examples.batch(64), epochs=1, verbose=0,
+                  callbacks=callbacks + [Probe()])
+        means[recalibrate] = seen[0]
+    assert np.all(means[False] < 0.2)  # 4 steps at momentum 0.99: still near the initial 0
+    np.testing.assert_allclose(means[True], data[:128].mean(axis=0), atol=0.05)
