@@ -135,6 +135,8 @@ def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
     for key in ("epochs", "batch_size", "learning_rate"):
         if getattr(config, key) is not None:
             recipe[key] = getattr(config, key)
+    if config.augmentation is False:
+        recipe["augmentation"] = dict(recipe_lib.NO_AUGMENTATION)
     return recipe
 
 

@@ -35,7 +35,8 @@ def is_isolated(node_type_name: str) -> bool:
 
 
 class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
-    """Runs TFX's own operator for the spec (Python or Beam) in ``python -m`` this module."""
+    """Runs TFX's own operator for the spec (Python or Beam) in a new
+    ``python -m pipeline.executor_process`` and returns its ExecutorOutput."""
 
     SUPPORTED_EXECUTOR_SPEC_TYPE = list(executor_process.spec_types().values())
     SUPPORTED_PLATFORM_CONFIG_TYPE = []
@@ -52,20 +53,28 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
         child = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-m", executor_process.__name__, folder,
              type(self._executor_spec).__name__], pass_fds=_console_fds())
-        child.wait()
+        try:
+            child.wait()
+        except BaseException:  # e.g. Ctrl-C in the runner: the node's process goes too
+            child.kill()
+            child.wait()
+            raise
         output_path = os.path.join(folder, executor_process.OUTPUT)
         if child.returncode != 0 or not os.path.exists(output_path):
             error_path = os.path.join(folder, executor_process.ERROR)
-            reason = (open(error_path).read().strip() if os.path.exists(error_path)
-                      else f"the process ended with exit code {child.returncode} "
-                           "(killed? out of memory?)")
+            if os.path.exists(error_path):
+                with open(error_path) as handle:
+                    reason = handle.read().strip()
+            else:
+                reason = (f"the process ended with exit code {child.returncode} "
+                          "(killed? out of memory?)")
             raise NodeProcessError(f"{node_id} failed in its process: {reason}")
         with open(output_path, "rb") as handle:
             return execution_result_pb2.ExecutorOutput.FromString(handle.read())
 
 
 def _console_fds():
-    """The console's file descriptor (pipeline.console), so children can show progress."""
+    """The console's file descriptor (pipeline/run_log.py), so children can show progress."""
     fd = os.environ.get(progress.CONSOLE_FD_ENV)
     return (int(fd),) if fd and fd.isdigit() else ()
 

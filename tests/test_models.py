@@ -300,3 +300,15 @@ def test_validation_during_fit_sees_recalibrated_batch_norm_statistics():
         means[recalibrate] = seen[0]
     assert np.all(means[False] < 0.2)  # 4 steps at momentum 0.99: still near the initial 0
     np.testing.assert_allclose(means[True], data[:128].mean(axis=0), atol=0.05)
+
+
+def test_trainer_config_overrides_the_recipe_and_can_turn_augmentation_off():
+    from components import trainer
+    from pipeline.config import TrainerConfig
+
+    assert any(trainer.resolve_recipe(TrainerConfig(architecture="vgg_bn"))["augmentation"].values())
+    resolved = trainer.resolve_recipe(TrainerConfig(architecture="vgg_bn", epochs=3,
+                                                    learning_rate=0.02, augmentation=False))
+    assert resolved["epochs"] == 3 and resolved["learning_rate"] == 0.02
+    assert resolved["augmentation"] == recipe.NO_AUGMENTATION
+    assert resolved["optimizer"] == models.get_recipe("vgg_bn")["optimizer"]  # the rest is kept
