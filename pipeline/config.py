@@ -25,7 +25,7 @@ SYNTHETIC_DATA_TRAINING: Dict[str, Dict[str, Any]] = {
     "vgg": {"epochs": 6, "learning_rate": 5e-4},
     "vgg_bn": {"epochs": 3, "augmentation": False},
     "mobilenet_v2": {"epochs": 10},
-    "resnet50": {"epochs": 4, "learning_rate": 3e-4},
+    "resnet50": {"epochs": 6, "learning_rate": 3e-4},
 }
 DEFAULT_RUN_ROOT = "runs"  # relative to the working directory
 # DirectRunner modes; "auto" picks in_memory on machines with at most this many CPUs, where
