@@ -33,11 +33,13 @@ run: venv
 test: venv
 	$(BIN)/python -m pytest tests $(ARGS)
 
-# Benchmarks (docs/BENCHMARKS.md): real FER2013 ingest and training; serving needs a pushed model.
+# Benchmarks (docs/BENCHMARKS.md): the first run (time, memory), real FER2013 ingest and
+# training; serving needs a pushed model.
 BENCH_DATA ?= ../shared/data/fer2013.csv.gz
 BENCH_MODEL ?= runs/serving/fer
 BENCH_ARCHITECTURES ?= improved,vgg,vgg_bn,mobilenet_v2,resnet50
 bench: venv
+	$(BIN)/python -m bench.first_run
 	$(BIN)/python -m bench.ingest --data $(BENCH_DATA) --profile
 	$(BIN)/python -m bench.training --data $(BENCH_DATA) --architectures $(BENCH_ARCHITECTURES)
 	$(BIN)/python -m bench.serving --model-base-path $(BENCH_MODEL)

@@ -35,3 +35,18 @@ def test_results_append_and_render(tmp_path):
     table = common.markdown_table(rows, ["step", "seconds", "rows/s"]).splitlines()
     assert table[0] == "| step | seconds | rows/s |"
     assert table[2] == "| numpy | 1.235 | 35,887.0 |" and table[3] == "| seed | 12.5 | – |"
+
+
+def test_first_run_peak_covers_the_whole_process_tree():
+    import sys
+
+    from bench import first_run
+
+    # A parent that starts a child holding 300 MB: the tree's peak holds both.
+    child = "b = bytearray(b'x') * (300 << 20); import time; time.sleep(1.5)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    measured = first_run.run_and_measure([sys.executable, "-c", parent])
+    assert measured["peak_tree_rss_gb"] * 1024 >= 300
+    assert measured["wall_s"] >= 1.5
+    with pytest.raises(SystemExit, match="exit code 3"):
+        first_run.run_and_measure([sys.executable, "-c", "raise SystemExit(3)"])
