@@ -252,8 +252,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         recalibrated = recalibrate_batch_norm(model, shuffled_train,
                                               config.bn_recalibration_examples, recipe["batch_size"])
     else:  # an eager forward pass is not a replica context: keep Keras' moving averages
-        logging.warning("BatchNormalization statistics not recalibrated under %d replicas",
-                        strategy.num_replicas_in_sync)
+        logging.getLogger(__name__).warning(  # a module logger: the console shows it
+            "BatchNormalization statistics not recalibrated under %d replicas",
+            strategy.num_replicas_in_sync)
     if recalibrated:
         logging.info("BatchNormalization statistics recalibrated on %d training images",
                      recalibrated)

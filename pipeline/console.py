@@ -10,6 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 from components import evaluation
 from pipeline import run_summary
 
+
 class Console:
     """A node_processes.NodeListener printing one line per node start and end."""
 
@@ -64,7 +65,7 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
     if node_id.startswith("Trainer_") and "model" in single:
         history = run_summary.model_metadata(single["model"].uri).get("history", {})
         accuracy = history.get("val_accuracy") or [None]
-        return (f"{len(history.get('loss', []))} epochs, eval accuracy {accuracy[-1]:.3f}"
+        return (f"{len(history.get('loss', []))} epochs, last val accuracy {accuracy[-1]:.3f}"
                 if accuracy[-1] is not None else "")
     if "evaluation" in single:
         accuracy = evaluation.read_metrics(single["evaluation"].uri).get("accuracy")
