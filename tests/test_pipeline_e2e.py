@@ -3,7 +3,8 @@
 The real chain, nothing mocked: Beam ExampleGen, TFDV, TFT, Keras training, TFMA,
 the atomic Pusher, SQLite MLMD, then the local TF Serving stand-in over real gRPC.
 Sized to prove the chain, not to train: two architectures, ``improved`` trained long
-enough to be served and beat chance, ``resnet50`` (the largest model: its Trainer is the
+enough to be served and beat chance with a margin (10 epochs of the demo's 2,100 faces:
+at 6 epochs of 1,050 it stayed near chance in one of two CI runs), ``resnet50`` (the largest model: its Trainer is the
 default run's biggest process, which the memory bound below watches) for one epoch.
 Every architecture's training step, SavedModel and signatures: tests/test_models.py.
 """
@@ -22,7 +23,7 @@ from client import fer_client as client_lib
 from serving import model_server
 
 pytestmark = pytest.mark.e2e
-ROWS = 1050
+ROWS = 2100
 LEARNER = "improved"
 ARCHITECTURES = (LEARNER, "resnet50")
 # Peak RSS bound of any node's process (MiB): ~1.5x the largest measured on the 2 vCPU
@@ -40,8 +41,7 @@ def run(tmp_path_factory):
         serving_dir=str(root / "serving"),
         metadata_path=str(root / "metadata.sqlite"),
         architectures=ARCHITECTURES,
-        per_architecture={a: config_lib.SYNTHETIC_DATA_TRAINING[a] if a == LEARNER
-                          else {"epochs": 1} for a in ARCHITECTURES},
+        per_architecture={LEARNER: {"epochs": 10}, "resnet50": {"epochs": 1}},
         min_accuracy=0.3,
         beam_direct_running_mode="in_memory")
     console = io.StringIO()
@@ -85,14 +85,14 @@ def test_heavy_nodes_ran_in_their_own_processes_within_the_memory_bounds(run):
 def test_console_shows_one_line_per_node_start_and_end(run):
     config, summary, _, console = run
     lines = console.splitlines()
-    nodes = list(summary["node_seconds"])
-    assert len(lines) == 2 * len(nodes)
-    for node in nodes:
+    total = int(lines[0].split("/", 1)[1].split("]", 1)[0])  # "[ 1/16] ..."
+    assert len(lines) == 2 * total  # nothing else: no log lines on the console
+    for node in summary["node_seconds"]:
         [start] = [i for i, line in enumerate(lines) if f"] {node} " in line and "started" in line]
         [end] = [i for i, line in enumerate(lines) if f"] {node} " in line and " done " in line]
         assert start < end, node
     done = {line.split("] ", 1)[1].split()[0]: line for line in lines if " done " in line}
-    assert set(done) == set(nodes)
+    assert set(summary["node_seconds"]) <= set(done)
     assert f"{summary['ingest']['rows_valid']:,} rows valid" in done["Fer2013ExampleGen"]
     assert "val accuracy" in done[f"Trainer_{LEARNER}"] and "peak" in done[f"Trainer_{LEARNER}"]
     for arch, row in summary["architectures"].items():
