@@ -85,19 +85,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit(f"{run_root} holds a previous run; the benchmark needs a fresh one")
     command = [sys.executable, "-m", "pipeline.cli", "run", "--run-root", run_root,
                *(["--data", args.data] if args.data else []), *passthrough]
-    rows, nodes = [], []
-    for label in ("first run", "second run (cache)"):
-        print(f"== {label}: {' '.join(command)}", flush=True)
-        rows.append({"run": label, **run_and_measure(command)})
-        if not nodes:  # the second run rewrites summary.json, with every node cached
-            with open(os.path.join(run_root, "summary.json")) as handle:
-                first = json.load(handle)
-            peaks = first.get("node_peak_rss_mib", {})
-            nodes = [{"node": node, "seconds": seconds,
-                      "peak_rss_gb": peaks[node] / 1024 if node in peaks else None}
-                     for node, seconds in first["node_seconds"].items()]
-            rows[0]["largest_node_gb"] = max(peaks.values(), default=0) / 1024
-            rows[0]["runner_gb"] = first.get("runner_peak_rss_mib", 0) / 1024
+    print(f"== first run: {' '.join(command)}", flush=True)
+    first = {"run": "first run", **run_and_measure(command)}
+    with open(os.path.join(run_root, "summary.json")) as handle:  # before the second run
+        summary = json.load(handle)                                # rewrites it, all cached
+    peaks = summary.get("node_peak_rss_mib", {})
+    nodes = [{"node": node, "seconds": seconds,
+              "peak_rss_gb": peaks[node] / 1024 if node in peaks else None}
+             for node, seconds in summary["node_seconds"].items()]
+    first.update(largest_node_gb=max(peaks.values(), default=0) / 1024,
+                 runner_gb=summary.get("runner_peak_rss_mib", 0) / 1024)
+    print(f"== second run (cache): {' '.join(command)}", flush=True)
+    rows = [first, {"run": "second run (cache)", **run_and_measure(command)}]
     print(common.markdown_table(sorted(nodes, key=lambda n: -n["seconds"]),
                                 ["node", "seconds", "peak_rss_gb"]))
     print(common.markdown_table(rows, ["run", "wall_s", "peak_tree_rss_gb", "largest_node_gb",

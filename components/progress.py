@@ -1,6 +1,6 @@
 """Progress of long steps on the person's console, wherever the step runs.
 
-A runner that keeps the console for itself (pipeline/console.py sends every other byte
+A runner that keeps the console for itself (pipeline/run_log.py sends every other byte
 to the run's log file) names the console's file descriptor in ``$FER_CONSOLE_FD``; steps
 in child processes inherit it. Without that variable nothing is shown here (the step's
 own logging still goes wherever stdout/stderr go).
@@ -12,13 +12,19 @@ CONSOLE_FD_ENV = "FER_CONSOLE_FD"
 _WIDTH = 24  # characters of the progress bar
 
 
+def console_fd() -> Optional[int]:
+    """The console's file descriptor a runner named in ``$FER_CONSOLE_FD``, if any."""
+    fd = os.environ.get(CONSOLE_FD_ENV, "")
+    return int(fd) if fd.isdigit() else None
+
+
 def console_stream() -> Optional[TextIO]:
     """A line-buffered text stream on the console, or None when no runner offers one."""
-    fd = os.environ.get(CONSOLE_FD_ENV, "")
-    if not fd.isdigit():
+    fd = console_fd()
+    if fd is None:
         return None
     try:
-        return os.fdopen(os.dup(int(fd)), "w", buffering=1)
+        return os.fdopen(os.dup(fd), "w", buffering=1)
     except OSError:  # the descriptor was not inherited (e.g. a process started elsewhere)
         return None
 

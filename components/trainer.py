@@ -234,10 +234,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     callbacks = recipe_lib.make_callbacks(recipe) + [
         timer, tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
     shuffled_train = train_examples.shuffle(config.shuffle_buffer, seed=config.seed)
-    if strategy.num_replicas_in_sync == 1:  # an eager forward pass is not a replica context
+    recalibrates = strategy.num_replicas_in_sync == 1  # an eager pass is not a replica context
+    if recalibrates:
         callbacks.append(BatchNormRecalibration(  # after EpochTimer: not part of the epoch time
             shuffled_train, config.bn_recalibration_examples // EPOCH_RECALIBRATION_SHARE,
             recipe["batch_size"]))
+    else:  # keep Keras' moving averages
+        logging.getLogger(__name__).warning(  # a module logger: the console shows it
+            "BatchNormalization statistics not recalibrated under %d replicas",
+            strategy.num_replicas_in_sync)
     console = progress.console_stream()
     if console is not None:
         callbacks.append(EpochProgress(config.architecture, recipe["epochs"], console))
@@ -247,14 +252,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     history = model.fit(train, validation_data=evaluation, epochs=recipe["epochs"],
                         class_weight=weights_by_class, callbacks=callbacks, verbose=2)
 
-    recalibrated = 0
-    if strategy.num_replicas_in_sync == 1:
-        recalibrated = recalibrate_batch_norm(model, shuffled_train,
-                                              config.bn_recalibration_examples, recipe["batch_size"])
-    else:  # an eager forward pass is not a replica context: keep Keras' moving averages
-        logging.getLogger(__name__).warning(  # a module logger: the console shows it
-            "BatchNormalization statistics not recalibrated under %d replicas",
-            strategy.num_replicas_in_sync)
+    recalibrated = (recalibrate_batch_norm(model, shuffled_train,
+                                           config.bn_recalibration_examples, recipe["batch_size"])
+                    if recalibrates else 0)
     if recalibrated:
         logging.info("BatchNormalization statistics recalibrated on %d training images",
                      recalibrated)

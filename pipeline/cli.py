@@ -1,6 +1,6 @@
 """fer-pipeline: run locally (BeamDagRunner), compile for / submit to Kubeflow Pipelines."""
 import argparse
-import json
+import contextlib
 import logging
 import os
 import sys
@@ -128,21 +128,19 @@ def run_command(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     summary_json = args.summary_json or os.path.join(args.run_root, "summary.json")
     log = run_log.log_path(args.run_root)
+    if not args.verbose:
+        print(f"Full log of this run: {log}", flush=True)
     try:
-        if args.verbose:
-            from pipeline import local_runner
+        with (contextlib.nullcontext(sys.stdout) if args.verbose
+              else run_log.output_to_log(log)) as console:
+            try:
+                from pipeline import local_runner
 
-            summary = local_runner.run(config, summary_json, console=sys.stdout)
-        else:
-            print(f"Full log of this run: {log}", flush=True)
-            with run_log.output_to_log(log) as stream:
-                try:
-                    from pipeline import local_runner
-
-                    summary = local_runner.run(config, summary_json, console=stream)
-                except Exception:
+                summary = local_runner.run(config, summary_json, console=console)
+            except Exception:
+                if not args.verbose:
                     logging.exception("The run failed")  # the traceback, into the log
-                    raise
+                raise
     except Exception as error:  # pylint: disable=broad-except
         message = _known_failure(error)
         if message is None:

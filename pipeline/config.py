@@ -35,8 +35,8 @@ BEAM_MODES: Tuple[str, ...] = ("auto", "in_memory", "multi_threading", "multi_pr
 IN_MEMORY_MAX_CPUS = 2
 # Local runs give each node of these types (component class names) a process of its own
 # (pipeline/node_processes.py), so its memory is returned when it ends; the small nodes
-# run inside the runner process, where a child's start-up (~5 s of imports) would cost
-# more than the node.
+# run inside the runner process, where a child's start-up (~7 s of imports measured:
+# ExampleGen 5.9 s in the runner, 12.9 s in its own process) would cost more than the node.
 ISOLATED_NODE_TYPES: Tuple[str, ...] = (
     "Fer2013ExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator")
 
@@ -45,9 +45,10 @@ ISOLATED_NODE_TYPES: Tuple[str, ...] = (
 class TrainerConfig:
     """What one Trainer needs; travels as the Trainer's custom_config (JSON).
 
-    ``epochs``, ``batch_size``, ``learning_rate`` and ``augmentation`` override the architecture's recipe
-    (``RECIPE`` in components/models/<arch>.py: optimizer, LR schedule, augmentation,
-    label smoothing, early stopping) when set; None keeps the recipe's value.
+    ``epochs``, ``batch_size``, ``learning_rate`` and ``augmentation`` override the
+    architecture's recipe (``RECIPE`` in components/models/<arch>.py: optimizer, LR
+    schedule, augmentation, label smoothing, early stopping) when set; None keeps the
+    recipe's value.
     """
 
     architecture: str = DEFAULT_ARCHITECTURE
@@ -61,7 +62,8 @@ class TrainerConfig:
     xla: bool = False
     shuffle_buffer: int = 10_000
     # After training, BatchNormalization statistics are recomputed exactly over this many
-    # un-augmented training images (components/trainer.py); 0 keeps Keras' moving averages.
+    # un-augmented training images, and over an eighth of them before each epoch's
+    # validation (components/trainer.py); 0 keeps Keras' moving averages.
     bn_recalibration_examples: int = 8192
     seed: int = 42
 

@@ -50,9 +50,11 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
             handle.write(self._executor_spec.SerializeToString())
         with open(os.path.join(folder, executor_process.INVOCATION), "wb") as handle:
             handle.write(execution_info.to_proto().SerializeToString())
+        console = progress.console_fd()  # inherited, so the node can show its progress there
         child = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-m", executor_process.__name__, folder,
-             type(self._executor_spec).__name__], pass_fds=_console_fds())
+             type(self._executor_spec).__name__],
+            pass_fds=() if console is None else (console,))
         try:
             child.wait()
         except BaseException:  # e.g. Ctrl-C in the runner: the node's process goes too
@@ -71,12 +73,6 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
             raise NodeProcessError(f"{node_id} failed in its process: {reason}")
         with open(output_path, "rb") as handle:
             return execution_result_pb2.ExecutorOutput.FromString(handle.read())
-
-
-def _console_fds():
-    """The console's file descriptor (pipeline/run_log.py), so children can show progress."""
-    fd = os.environ.get(progress.CONSOLE_FD_ENV)
-    return (int(fd),) if fd and fd.isdigit() else ()
 
 
 class NodeListener(Protocol):

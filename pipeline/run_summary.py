@@ -39,44 +39,49 @@ def _latest_run(store: metadata_store.MetadataStore, pipeline_name: str
     return executions, node_of
 
 
+def _outputs_by_execution(store: metadata_store.MetadataStore, execution_ids: List[int]
+                          ) -> Dict[int, NodeOutputs]:
+    """execution id -> output key -> artifacts."""
+    events = [e for e in store.get_events_by_execution_ids(execution_ids)
+              if e.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in events}))}
+    grouped: Dict[int, NodeOutputs] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        grouped.setdefault(event.execution_id, {}).setdefault(key, []).append(
+            artifacts[event.artifact_id])
+    return grouped
+
+
+def _run_outputs(store: metadata_store.MetadataStore, node_of: Dict[int, str]) -> Outputs:
+    """node id -> output key -> artifacts, for the executions in ``node_of``."""
+    outputs: Outputs = {}
+    for execution_id, by_key in _outputs_by_execution(store, list(node_of)).items():
+        for key, artifacts in by_key.items():
+            outputs.setdefault(node_of[execution_id], {}).setdefault(key, []).extend(artifacts)
+    return outputs
+
+
 def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str) -> Outputs:
     """node id -> output key -> artifacts, for the newest run of a pipeline (cached steps too)."""
-    executions, node_of = _latest_run(store, pipeline_name)
-    events = store.get_events_by_execution_ids([e.id for e in executions])
-    artifacts = {a.id: a for a in store.get_artifacts_by_id(
-        list({ev.artifact_id for ev in events}))}
-    outputs: Outputs = {}
-    for event in events:
-        if event.type != metadata_store_pb2.Event.OUTPUT or event.execution_id not in node_of:
-            continue
-        key = event.path.steps[0].key if event.path.steps else ""
-        outputs.setdefault(node_of[event.execution_id], {}).setdefault(key, []).append(
-            artifacts[event.artifact_id])
-    return outputs
+    return _run_outputs(store, _latest_run(store, pipeline_name)[1])
 
 
 def execution_outputs(store: metadata_store.MetadataStore, execution_id: int) -> NodeOutputs:
     """Output key -> artifacts of one execution."""
-    events = [e for e in store.get_events_by_execution_ids([execution_id])
-              if e.type == metadata_store_pb2.Event.OUTPUT]
-    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    outputs: NodeOutputs = {}
-    for event in events:
-        key = event.path.steps[0].key if event.path.steps else ""
-        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
-    return outputs
+    return _outputs_by_execution(store, [execution_id]).get(execution_id, {})
 
 
-def node_peak_rss_mib(store: metadata_store.MetadataStore, pipeline_name: str) -> Dict[str, int]:
-    """Peak RSS (MiB) of each node of the newest run that ran in a process of its own."""
-    executions, node_of = _latest_run(store, pipeline_name)
+def _node_peak_rss_mib(executions: List[metadata_store_pb2.Execution],
+                       node_of: Dict[int, str]) -> Dict[str, int]:
+    """Peak RSS (MiB) of each node that ran in a process of its own."""
     return {node_of[e.id]: e.custom_properties[PEAK_RSS_PROPERTY].int_value
             for e in executions if e.id in node_of and PEAK_RSS_PROPERTY in e.custom_properties}
 
 
-def node_seconds(store: metadata_store.MetadataStore, pipeline_name: str) -> Dict[str, float]:
-    """Wall seconds each node of the newest run took, from its MLMD execution (0 if cached)."""
-    executions, node_of = _latest_run(store, pipeline_name)
+def _node_seconds(executions: List[metadata_store_pb2.Execution],
+                  node_of: Dict[int, str]) -> Dict[str, float]:
+    """Wall seconds each node took, from its MLMD execution (0 if cached)."""
     cached = metadata_store_pb2.Execution.CACHED
     return {node_of[e.id]: (0.0 if e.last_known_state == cached else round(
                 (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000.0, 1))
@@ -139,10 +144,11 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
 def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     """The run summary (JSON-serialisable) of the newest run in a SQLite MLMD store."""
     store = open_store(metadata_path)
-    outputs = latest_run_outputs(store, pipeline_name)
+    executions, node_of = _latest_run(store, pipeline_name)  # read once, used thrice
+    outputs = _run_outputs(store, node_of)
     summary: Dict[str, Any] = {"pipeline_name": pipeline_name,
-                               "node_seconds": node_seconds(store, pipeline_name),
-                               "node_peak_rss_mib": node_peak_rss_mib(store, pipeline_name)}
+                               "node_seconds": _node_seconds(executions, node_of),
+                               "node_peak_rss_mib": _node_peak_rss_mib(executions, node_of)}
 
     quarantine = _single(outputs, "Fer2013ExampleGen", "quarantine")
     if quarantine is not None:
