@@ -100,7 +100,6 @@ class ModelMetadata:
 
 def pixels_to_examples(pixels: np.ndarray) -> List[bytes]:
     """uint8-range [N, 48, 48] / [N, 48, 48, 1] / [N, 2304] -> serialized tf.Examples."""
-    from tensorflow.core.example import example_pb2
     array = np.asarray(pixels)
     if array.ndim == 2 and array.shape == (features.IMAGE_SIZE, features.IMAGE_SIZE):
         raise ValueError("pixels must be a batch: [N, 48, 48] or [N, 2304] (add [None])")
@@ -113,12 +112,7 @@ def pixels_to_examples(pixels: np.ndarray) -> List[bytes]:
     flat = array.reshape(array.shape[0], features.NUM_PIXELS).astype(np.int64)
     if flat.min() < 0 or flat.max() > 255:
         raise ValueError(f"pixels must be in 0..255, got {flat.min()}..{flat.max()}")
-    serialized = []
-    for row in flat:
-        example = example_pb2.Example()
-        example.features.feature[features.PIXELS_KEY].int64_list.value.extend(row.tolist())
-        serialized.append(example.SerializeToString())
-    return serialized
+    return [features.serving_example(row) for row in flat]
 
 
 def _predictions(outputs: Dict[str, np.ndarray], version: Optional[int]) -> List[Prediction]:

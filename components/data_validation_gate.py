@@ -2,7 +2,9 @@
 
 ExampleValidator only records anomalies; this component reads them (and the split
 names the curated schema expects) and fails the run with a readable summary unless an
-expert sets ``allow_anomalies``. Transform is wired to run after it.
+expert sets ``allow_anomalies``. Given DriftCheck's anomalies (components/drift_check.py)
+as ``drift``, it also fails on drift from the previous run's statistics unless
+``allow_drift`` (or ``allow_anomalies``) is set. Transform is wired to run after it.
 """
 import os
 from typing import Dict, List
@@ -15,6 +17,11 @@ from tfx.utils import io_utils
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 SPLIT_TAG_PREFIX = "split:"
+DRIFT_PREFIX = "[drift vs previous run] "
+# Custom properties of DriftCheck's anomalies read here (set by components/drift_check.py,
+# which takes the names from this module).
+DRIFT_BASELINE_PROPERTY = "drift_baseline"  # readable: what the statistics were compared with
+DRIFT_BASELINE_DIR_PROPERTY = "drift_baseline_dir"
 
 
 class DataValidationError(RuntimeError):
@@ -61,20 +68,47 @@ def load_anomalies(anomalies_artifact: types.Artifact) -> Dict[str, anomalies_pb
     return result
 
 
+def drift_problems(drift: types.Artifact) -> List[str]:
+    """DriftCheck's findings as problem lines, prefixed with :data:`DRIFT_PREFIX`."""
+    return [DRIFT_PREFIX + line for line in summarise(load_anomalies(drift), [])]
+
+
+def _drift_hint(drift: types.Artifact) -> str:
+    baseline = drift.get_string_custom_property(DRIFT_BASELINE_PROPERTY) or "unknown"
+    directory = drift.get_string_custom_property(DRIFT_BASELINE_DIR_PROPERTY) or "unknown"
+    return (f"\nThe train statistics drifted from the previous run's ({baseline} in the "
+            f"baseline directory {directory}). Check the new data; if the change is intended, "
+            "rerun with --allow-drift.")
+
+
 @tfx.dsl.components.component
 def DataValidationGate(
         anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
         schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
         allow_anomalies: tfx.dsl.components.Parameter[int] = 0,
+        drift: tfx.dsl.components.InputArtifact[
+            tfx.types.standard_artifacts.ExampleAnomalies] = None,
+        allow_drift: tfx.dsl.components.Parameter[int] = 0,
 ) -> tfx.dsl.components.OutputDict(problems=int):
-    """Fails with a readable summary when ExampleValidator found anomalies."""
+    """Fails with a readable summary when ExampleValidator (or DriftCheck) found anomalies."""
     schema_proto = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
     problems = summarise(load_anomalies(anomalies), expected_splits(schema_proto))
-    if problems and not allow_anomalies:
+    drifts = drift_problems(drift) if drift is not None else []
+    blocking = ([] if allow_anomalies else problems) + (
+        [] if allow_drift or allow_anomalies else drifts)
+    if blocking:
+        hints = ""
+        if problems and not allow_anomalies:
+            hints += ("\nFix the data, or update schemas/schema.pbtxt if the change is intended, "
+                      "or rerun with --allow-anomalies (experts only).")
+        if drifts and not (allow_drift or allow_anomalies):
+            hints += _drift_hint(drift)
         raise DataValidationError(
-            "Data validation failed; training was not started:\n  - " + "\n  - ".join(problems)
-            + "\nFix the data, or update schemas/schema.pbtxt if the change is intended, "
-              "or rerun with --allow-anomalies (experts only).")
+            "Data validation failed; training was not started:\n  - " + "\n  - ".join(blocking)
+            + hints)
     for line in problems:
         print(f"WARNING: anomaly allowed by --allow-anomalies: {line}")
-    return {"problems": len(problems)}
+    for line in drifts:
+        flag = "--allow-drift" if allow_drift else "--allow-anomalies"
+        print(f"WARNING: drift allowed by {flag}: {line}")
+    return {"problems": len(problems) + len(drifts)}

@@ -15,8 +15,12 @@ from components import baseline, features
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 
 
-def make_eval_config(min_accuracy: Optional[float]) -> tfma.EvalConfig:
+def make_eval_config(min_accuracy: Optional[float],
+                     slice_by_seen_in_train: bool = False) -> tfma.EvalConfig:
     """Accuracy overall and per emotion, confusion matrix; blessing thresholds.
+
+    ``slice_by_seen_in_train`` adds slices by ``features.SEEN_IN_TRAIN_KEY`` (the test
+    split: overall = as published, ``seen_in_train = 0`` = leakage-free).
 
     A model is blessed when its overall accuracy is at least ``min_accuracy`` and not
     worse than the baseline's (the currently served version; see components/baseline.py).
@@ -43,7 +47,9 @@ def make_eval_config(min_accuracy: Optional[float]) -> tfma.EvalConfig:
             label_key=features.LABEL_KEY,
             prediction_key=features.PROBABILITIES_OUTPUT)],
         slicing_specs=[tfma.SlicingSpec(),
-                       tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])],
+                       tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])] + (
+            [tfma.SlicingSpec(feature_keys=[features.SEEN_IN_TRAIN_KEY])]
+            if slice_by_seen_in_train else []),
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
             accuracy,
@@ -73,7 +79,12 @@ class Evaluator(tfx.components.Evaluator):
 
 
 def read_metrics(evaluation_uri: str) -> Dict[str, Any]:
-    """Overall and per-emotion accuracy, example count and confusion matrix of the candidate."""
+    """Overall and per-emotion accuracy, example count and confusion matrix of the candidate.
+
+    With slices by ``seen_in_train`` (the test evaluation), ``leakage_free`` holds the
+    accuracy and example count of the rows whose image is not in the train split, and
+    ``seen_in_train`` those of the rows whose image is (None when there are none).
+    """
     result: Dict[str, Any] = {"per_emotion_accuracy": {}}
     for metrics in tfma.load_metrics(evaluation_uri):
         slice_key = {s.column: s.int64_value for s in metrics.slice_key.single_slice_keys}
@@ -89,6 +100,10 @@ def read_metrics(evaluation_uri: str) -> Dict[str, Any]:
         elif features.LABEL_KEY in slice_key:
             label = int(slice_key[features.LABEL_KEY])
             result["per_emotion_accuracy"][features.EMOTIONS[label]] = accuracy
+        elif features.SEEN_IN_TRAIN_KEY in slice_key:
+            name = "seen_in_train" if slice_key[features.SEEN_IN_TRAIN_KEY] else "leakage_free"
+            result[name] = {"accuracy": accuracy,
+                            "example_count": int(values.get("example_count", 0))}
     result["confusion_matrix"] = confusion_matrix(evaluation_uri)
     return result
 

@@ -5,13 +5,24 @@ reads these names from here, so the contract lives in one place.
 """
 from typing import Tuple
 
+import numpy as np
+
 IMAGE_SIZE: int = 48
 NUM_PIXELS: int = IMAGE_SIZE * IMAGE_SIZE  # 2304
 IMAGE_SHAPE: Tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
-# Raw tf.Example features written by fer2013_example_gen.
-PIXELS_KEY = "pixels"  # int64 x 2304, 0..255, row-major 48x48 grayscale
+# Raw tf.Example features written by fer2013_example_gen. `pixels` is the model's only
+# input (the serving_default signature parses nothing else); the per-image statistics are
+# there for the schema and TFDV (blank, inverted, rescaled images, contrast drift).
+PIXELS_KEY = "pixels"  # bytes: 2304 uint8 values, row-major 48x48 grayscale
 LABEL_KEY = "emotion"  # int64, 0..6
+PIXEL_MEAN_KEY = "pixel_mean"  # float
+PIXEL_STD_KEY = "pixel_std"  # float (population std over the 2304 pixels)
+PIXEL_MIN_KEY = "pixel_min"  # int64
+PIXEL_MAX_KEY = "pixel_max"  # int64
+# int64 0/1: the same pixels also occur in the train split (set on eval/test rows; TFMA
+# slices the test figure by it: overall = as published, 0 = leakage-free).
+SEEN_IN_TRAIN_KEY = "seen_in_train"
 
 # Transformed features written by Transform.
 IMAGE_XF_KEY = "image_xf"  # float32 [48, 48, 1], z-score normalised
@@ -44,3 +55,30 @@ MAX_REQUEST_PIXELS = MAX_IMAGE_SIDE ** 2
 # GIF blocks read to find every frame (~4 MiB of full 255-byte data sub-blocks): the header
 # walk costs well under a second whatever the file holds.
 MAX_GIF_BLOCKS = 16_384
+
+
+def pixels_to_bytes(pixels) -> bytes:
+    """2304 values in 0..255 (any integer array-like) -> the `pixels` feature's bytes."""
+    values = np.asarray(pixels).ravel()
+    if values.size != NUM_PIXELS:
+        raise ValueError(f"expected {NUM_PIXELS} pixel values, got {values.size}")
+    if values.size and (values.min() < 0 or values.max() > 255):
+        raise ValueError("pixel values must be in 0..255")
+    return values.astype(np.uint8).tobytes()
+
+
+def pixels_from_bytes(data: bytes) -> np.ndarray:
+    """The `pixels` feature's bytes -> uint8 [48, 48]."""
+    if len(data) != NUM_PIXELS:
+        raise ValueError(f"a `{PIXELS_KEY}` value holds {NUM_PIXELS} bytes, got {len(data)}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+
+
+def serving_example(pixels) -> bytes:
+    """A serialized tf.Example for the serving_default signature: the `pixels` feature
+    only (2304 values in 0..255, any integer array-like)."""
+    from tensorflow.core.example import example_pb2  # lazy: the contract imports no TF
+
+    example = example_pb2.Example()
+    example.features.feature[PIXELS_KEY].bytes_list.value.append(pixels_to_bytes(pixels))
+    return example.SerializeToString()

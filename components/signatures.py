@@ -38,6 +38,16 @@ def decode_images_to_pixels(images: tf.Tensor) -> tf.Tensor:
                          fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
 
 
+_BYTE_VALUES = [bytes([value]) for value in range(256)]
+
+
+def pixels_to_bytes(pixels: tf.Tensor) -> tf.Tensor:
+    """int [N, 2304] pixel values in 0..255 -> [N, 1] strings of 2304 bytes: the
+    `pixels` feature as ExampleGen writes it (features.pixels_to_bytes in TensorFlow)."""
+    single_bytes = tf.gather(tf.constant(_BYTE_VALUES), tf.cast(pixels, tf.int32))
+    return tf.reshape(tf.strings.reduce_join(single_bytes, axis=-1), (-1, 1))
+
+
 def predictions(probabilities: tf.Tensor) -> Dict[str, tf.Tensor]:
     """The signature outputs derived from the softmax: probabilities, class id and name."""
     probabilities = tf.cast(probabilities, tf.float32)
@@ -53,8 +63,9 @@ def make_serving_signatures(model: tf.keras.Model,
                             tf_transform_output: tft.TFTransformOutput) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     """Returns {serving_default, serving_images} concrete functions for model.save()."""
     model.tft_layer = tf_transform_output.transform_features_layer()
-    raw_spec = tf_transform_output.raw_feature_spec()
-    raw_spec.pop(features.LABEL_KEY, None)
+    # The model's only input; the per-image statistics and the label are for TFDV/TFMA,
+    # and Transform supplies what a request leaves out.
+    raw_spec = {features.PIXELS_KEY: tf_transform_output.raw_feature_spec()[features.PIXELS_KEY]}
 
     def predict_raw(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         transformed = model.tft_layer(raw_features)
@@ -68,7 +79,7 @@ def make_serving_signatures(model: tf.keras.Model,
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
     def serve_images(images):
-        return predict_raw({features.PIXELS_KEY: decode_images_to_pixels(images)})
+        return predict_raw({features.PIXELS_KEY: pixels_to_bytes(decode_images_to_pixels(images))})
 
     return {
         features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),

@@ -1,4 +1,4 @@
-"""TensorFlow Transform user module: pixels -> normalised [48, 48, 1] float image.
+"""TensorFlow Transform user module: pixel bytes -> normalised [48, 48, 1] float image.
 
 Transform's graph is stored with every model (``tft_layer``), so training and both
 serving signatures apply exactly the same normalisation.
@@ -12,8 +12,14 @@ from components import features
 
 
 def pixels_to_image(pixels: tf.Tensor) -> tf.Tensor:
-    """[batch, 2304] pixel values -> float32 [batch, 48, 48, 1] (no normalisation)."""
-    return tf.reshape(tf.cast(pixels, tf.float32), (-1,) + features.IMAGE_SHAPE)
+    """`pixels` values ([batch] or [batch, 1] strings of 2304 bytes) -> float32
+    [batch, 48, 48, 1] (no normalisation); a value of another length fails clearly."""
+    check = tf.debugging.assert_equal(
+        tf.strings.length(pixels), features.NUM_PIXELS,
+        message=f"every `{features.PIXELS_KEY}` value must hold {features.NUM_PIXELS} bytes")
+    with tf.control_dependencies([check]):
+        values = tf.io.decode_raw(pixels, tf.uint8)
+    return tf.reshape(tf.cast(values, tf.float32), (-1,) + features.IMAGE_SHAPE)
 
 
 def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

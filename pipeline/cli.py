@@ -69,6 +69,13 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-quarantine-fraction", type=float, default=0.01)
     parser.add_argument("--allow-anomalies", action="store_true",
                         help="experts: train even when data validation finds anomalies")
+    parser.add_argument("--allow-drift", action="store_true",
+                        help="train even when the train split drifted from the previous "
+                             "run's statistics, and make this run the new reference")
+    quality = parser.add_argument_group(
+        "data quality policy (default: the safe one; dropped rows are kept in the quarantine)")
+    for flag, setting, what in _QUALITY_FLAGS:
+        quality.add_argument(flag, dest=setting, action="store_false", default=True, help=what)
     parser.add_argument("--no-cache", action="store_true", help="rerun every step")
     add_beam_mode_arg(parser)
     parser.add_argument("--summary-json",
@@ -76,6 +83,18 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true",
                         help="show the full TF/Beam/TFX log on the console instead of "
                              "writing it to <run-root>/logs/")
+
+
+# --flag -> the quality.Policy setting it turns off.
+_QUALITY_FLAGS = (
+    ("--keep-train-duplicates", "dedupe_train", "train on every copy of a duplicated image"),
+    ("--keep-conflicting-labels", "drop_conflicting_labels",
+     "train on images whose copies carry different labels"),
+    ("--keep-eval-leakage", "drop_eval_seen_in_train",
+     "keep eval images that also occur in train (model selection sees them)"),
+    ("--keep-blank-images", "drop_blank",
+     "keep blank frames (the schema still flags them: add --allow-anomalies)"),
+)
 
 
 def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
@@ -93,6 +112,9 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         metadata_path=args.metadata_path or os.path.join(run_root, "metadata.sqlite"),
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
+        quality_policy={setting: False for _, setting, _ in _QUALITY_FLAGS
+                        if not getattr(args, setting)},
+        allow_drift=args.allow_drift,
         architectures=args.architectures,
         trainer=trainer,
         per_architecture={} if args.data or args.epochs else synthetic,

@@ -124,6 +124,12 @@ class PipelineConfig:
     max_quarantine_fraction: float = 0.01
     unassigned_split_buckets: Tuple[int, int, int] = (8, 1, 1)  # train/eval/test, rows w/o Usage
     allow_anomalies: bool = False
+    # Data quality policy: overrides of components/fer2013_example_gen/quality.Policy
+    # (e.g. {"dedupe_train": False}); {} is the safe default policy.
+    quality_policy: Dict[str, bool] = dataclasses.field(default_factory=dict)
+    # Train even when the train split drifted from the previous run's (DriftCheck), and
+    # make this run's statistics the new reference.
+    allow_drift: bool = False
     # Training, blessing, selection
     architectures: Tuple[str, ...] = ALL_ARCHITECTURES
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)  # shared overrides
@@ -140,6 +146,12 @@ class PipelineConfig:
         """The Trainer config of one architecture: shared overrides, then its own."""
         return dataclasses.replace(self.trainer, architecture=architecture,
                                    **self.per_architecture.get(architecture, {}))
+
+    @property
+    def statistics_baseline_dir(self) -> str:
+        """Where each run's train statistics are kept for the next run's drift check:
+        beside the served models, the one place local and Kubeflow runs share."""
+        return os.path.join(self.serving_dir, "statistics", self.pipeline_name)
 
     @property
     def model_serving_dir(self) -> str:

@@ -68,15 +68,16 @@ def kubeflow_pipeline_config(config: PipelineConfig, kubeflow: KubeflowConfig) -
 def serving_volume_platform_spec(spec: Dict, kubeflow: KubeflowConfig) -> Optional[Dict]:
     """KFP's Kubernetes platform spec mounting the serving PVC into the steps that use it.
 
-    The Pusher writes <serving-dir>/<model>/<version>/ and each ServingBaseline reads the
-    served version, so both need the volume TF Serving reads (kubernetes/base/pvc.yaml).
+    The Pusher writes <serving-dir>/<model>/<version>/, each ServingBaseline reads the
+    served version and DriftCheck the previous run's statistics beside it, so they need
+    the volume TF Serving reads (kubernetes/base/pvc.yaml).
     """
     if not kubeflow.serving_pvc:
         return None
     executors = {
         name: {"pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": kubeflow.serving_dir}]}
         for name in spec["deploymentSpec"]["executors"]
-        if name.startswith(("AtomicPusher", "ServingBaseline"))}
+        if name.startswith(("AtomicPusher", "ServingBaseline", "DriftCheck"))}
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 

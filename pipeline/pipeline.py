@@ -1,9 +1,10 @@
 """create_pipeline(config): the ONE definition that the local and Kubeflow runners use.
 
-fer2013 CSV -> Fer2013ExampleGen (+quarantine) -> StatisticsGen -> ImportSchemaGen ->
-ExampleValidator -> DataValidationGate -> Transform -> per architecture: Trainer_<arch> ->
+fer2013 CSV -> Fer2013ExampleGen (+quarantine, data quality policy) -> StatisticsGen ->
+ImportSchemaGen -> ExampleValidator and DriftCheck (vs the previous run's statistics) ->
+DataValidationGate -> Transform -> per architecture: Trainer_<arch> ->
 ServingBaseline_<arch> -> Evaluator_<arch>; then ModelSelector (best blessed) ->
-Evaluator_test (PrivateTest, once) and, when blessed, AtomicPusher ->
+Evaluator_test (PrivateTest once: as published and leakage-free) and, when blessed, AtomicPusher ->
 <serving-dir>/<model-name>/<version>/; Report (HTML + PNGs) over all of it.
 """
 import os
@@ -16,7 +17,9 @@ from tfx.dsl.experimental.conditionals import conditional
 from components import evaluation
 from components.baseline import ServingBaseline
 from components.data_validation_gate import DataValidationGate
+from components.drift_check import DriftCheck
 from components.fer2013_example_gen import Fer2013ExampleGen, unassigned_rows_output_config
+from components.fer2013_example_gen.quality import Policy
 from components.model_selection import ModelSelector
 from components.report.component import ReportComponent
 from components.serving_push import AtomicPusher
@@ -31,15 +34,22 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
     example_gen = Fer2013ExampleGen(
         data_path=config.data_path,
         max_quarantine_fraction=config.max_quarantine_fraction,
-        output_config=unassigned_rows_output_config(*config.unassigned_split_buckets))
+        output_config=unassigned_rows_output_config(*config.unassigned_split_buckets),
+        quality_policy=Policy(**config.quality_policy))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(
         schema_file=os.path.join(config.schema_dir, "schema.pbtxt"))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
+                             schema=schema_gen.outputs["schema"],
+                             baseline_dir=config.statistics_baseline_dir,
+                             accept_drift=int(config.allow_drift))
     gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"],
                               schema=schema_gen.outputs["schema"],
-                              allow_anomalies=int(config.allow_anomalies))
+                              drift=drift_check.outputs["anomalies"],
+                              allow_anomalies=int(config.allow_anomalies),
+                              allow_drift=int(config.allow_drift))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=TRANSFORM_FN)
@@ -73,7 +83,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         examples=example_gen.outputs["examples"],
         example_splits=["test"],
         model=selector.outputs["model"],
-        eval_config=evaluation.make_eval_config(min_accuracy=None)).with_id("Evaluator_test")
+        eval_config=evaluation.make_eval_config(min_accuracy=None, slice_by_seen_in_train=True)
+    ).with_id("Evaluator_test")
     with conditional.Cond(
             selector.outputs["blessing"].future()[0].custom_property("blessed") == 1):
         pusher = AtomicPusher(
@@ -83,7 +94,8 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
                     base_directory=config.model_serving_dir)))
     report = ReportComponent(list(config.architectures), example_gen, example_validator,
                              schema_gen, trainers, evaluators, selector, test_evaluator)
-    return [example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
+    return [example_gen, statistics_gen, schema_gen, example_validator, drift_check, gate,
+            transform,
             *nodes, selector, test_evaluator, pusher, report]
 
 

@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Tuple
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -60,11 +61,9 @@ def _signature(name: str, function: Any) -> Signature:
 def _warmup_inputs() -> Dict[Tuple[str, str], tf.Tensor]:
     """One request per contract input (a blank 48x48 face), keyed by (input name, dtype)."""
     blank = tf.zeros(features.IMAGE_SHAPE, tf.uint8)
-    example = tf.train.Example(features=tf.train.Features(feature={
-        features.PIXELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
-            value=[0] * features.NUM_PIXELS))}))
     return {
-        (features.EXAMPLES_INPUT, "string"): tf.constant([example.SerializeToString()]),
+        (features.EXAMPLES_INPUT, "string"): tf.constant(
+            [features.serving_example(np.zeros(features.NUM_PIXELS, np.uint8))]),
         (features.IMAGES_INPUT, "string"): tf.constant([tf.io.encode_png(blank).numpy()]),
     }
 

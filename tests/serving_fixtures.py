@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from components import features, signatures
+from components import features, signatures, transform
 
 _TEMPLATES: Dict[int, str] = {}
 _TEMPLATE_ROOT: Optional[str] = None
@@ -45,7 +45,8 @@ def build_model(favourite: int) -> tf_keras.Model:
 
 def _signatures(model: tf_keras.Model) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     def outputs(pixels: tf.Tensor) -> Dict[str, tf.Tensor]:
-        image = tf.reshape(tf.cast(pixels, tf.float32), (-1,) + features.IMAGE_SHAPE)
+        """`pixels` as the tf.Example holds them (2304 bytes), decoded as Transform does."""
+        image = transform.pixels_to_image(pixels)
         probabilities = tf.cast(model(image, training=False), tf.float32)
         class_id = tf.argmax(probabilities, axis=-1)
         return {
@@ -54,7 +55,7 @@ def _signatures(model: tf_keras.Model) -> Dict[str, tf.types.experimental.Concre
             features.CLASS_NAME_OUTPUT: tf.gather(tf.constant(features.EMOTIONS), class_id),
         }
 
-    spec = {features.PIXELS_KEY: tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64)}
+    spec = {features.PIXELS_KEY: tf.io.FixedLenFeature([1], tf.string)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
     def serve_examples(examples):
@@ -62,7 +63,7 @@ def _signatures(model: tf_keras.Model) -> Dict[str, tf.types.experimental.Concre
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
     def serve_images(images):
-        return outputs(signatures.decode_images_to_pixels(images))
+        return outputs(signatures.pixels_to_bytes(signatures.decode_images_to_pixels(images)))
 
     return {
         features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),
@@ -105,10 +106,14 @@ def write_partial_version(base_dir: str, version: int, favourite: int = 0) -> st
 
 
 def example_bytes(pixels: np.ndarray) -> bytes:
-    """A serialized tf.Example with feature ``pixels`` (int64 x 2304)."""
-    example = tf.train.Example(features=tf.train.Features(feature={
-        features.PIXELS_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
-            value=np.asarray(pixels, np.int64).ravel()))}))
+    """A serialized tf.Example for serving_default (features.serving_example)."""
+    return features.serving_example(pixels)
+
+
+def raw_example_bytes(pixels: bytes) -> bytes:
+    """A tf.Example whose `pixels` holds any bytes at all (hostile requests)."""
+    example = tf.train.Example()
+    example.features.feature[features.PIXELS_KEY].bytes_list.value.append(pixels)
     return example.SerializeToString()
 
 

@@ -66,8 +66,15 @@ def test_examples_encode_pixels_and_label():
     assert len(encoded) == 2 and csv_rows.encode_examples([]) == []
     for row, data in zip(rows, encoded):
         feature = tf.train.Example.FromString(data).features.feature
-        assert list(feature[features.PIXELS_KEY].int64_list.value) == row.pixels.tolist()
+        [pixels] = feature[features.PIXELS_KEY].bytes_list.value
+        assert features.pixels_from_bytes(pixels).ravel().tolist() == row.pixels.tolist()
         assert list(feature[features.LABEL_KEY].int64_list.value) == [row.label]
+        values = row.pixels.astype(float)
+        assert feature[features.PIXEL_MEAN_KEY].float_list.value[0] == pytest.approx(values.mean(), rel=1e-6)
+        assert feature[features.PIXEL_STD_KEY].float_list.value[0] == pytest.approx(values.std(), rel=1e-6)
+        assert list(feature[features.PIXEL_MIN_KEY].int64_list.value) == [row.pixels.min()]
+        assert list(feature[features.PIXEL_MAX_KEY].int64_list.value) == [row.pixels.max()]
+        assert list(feature[features.SEEN_IN_TRAIN_KEY].int64_list.value) == [0]
 
 
 def test_quoted_fields_parse():
@@ -110,7 +117,8 @@ def test_example_bytes_round_trip():
     example = tf.train.Example.FromString(csv_rows.to_tf_example_bytes(row))
     feats = example.features.feature
     assert list(feats[features.LABEL_KEY].int64_list.value) == [2]
-    assert list(feats[features.PIXELS_KEY].int64_list.value) == row.pixels.tolist()
+    [pixels] = feats[features.PIXELS_KEY].bytes_list.value
+    assert features.pixels_from_bytes(pixels).ravel().tolist() == row.pixels.tolist()
 
 
 def test_header_with_a_byte_order_mark():

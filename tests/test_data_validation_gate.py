@@ -10,12 +10,13 @@ from tfx.components.statistics_gen import executor as stats_executor
 from tfx.types import artifact_utils, standard_artifacts
 
 from components import features
+from components.fer2013_example_gen import csv_rows
 from components.data_validation_gate import DataValidationError, DataValidationGate
 
 SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "..", "schemas")
 
 
-def write_examples(root, splits, bad_pixel=None, bad_label=None):
+def write_examples(root, splits, blank_image=False, bad_label=None):
     examples = standard_artifacts.Examples()
     examples.uri = str(root / "examples")
     examples.split_names = artifact_utils.encode_split_names(list(splits))
@@ -25,16 +26,15 @@ def write_examples(root, splits, bad_pixel=None, bad_label=None):
         os.makedirs(split_dir)
         options = tf.io.TFRecordOptions(compression_type="GZIP")
         with tf.io.TFRecordWriter(os.path.join(split_dir, "data.gz"), options) as writer:
-            for i in range(30):
-                pixels = rng.integers(0, 256, features.NUM_PIXELS)
-                label = i % 7
-                if split == "train" and i == 0:
-                    pixels[0] = bad_pixel if bad_pixel is not None else pixels[0]
-                    label = bad_label if bad_label is not None else label
-                example = tf.train.Example(features=tf.train.Features(feature={
-                    "pixels": tf.train.Feature(int64_list=tf.train.Int64List(value=pixels)),
-                    "emotion": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}))
-                writer.write(example.SerializeToString())
+            images = [rng.integers(0, 256, features.NUM_PIXELS) for _ in range(30)]
+            labels = [i % 7 for i in range(30)]
+            if split == "train" and blank_image:
+                images[0] = np.full(features.NUM_PIXELS, 7)  # a blank frame: std 0
+            if split == "train" and bad_label is not None:
+                labels[0] = bad_label
+            for record in csv_rows.encode_images(
+                    [features.pixels_to_bytes(p) for p in images], labels):
+                writer.write(record)
     return examples
 
 
@@ -63,11 +63,13 @@ def test_clean_data_passes(tmp_path):
     assert validate(tmp_path) == 0
 
 
-def test_pixel_out_of_domain_stops_the_pipeline(tmp_path):
+def test_blank_image_stops_the_pipeline(tmp_path):
+    """A blank frame (kept by a policy that lets them through) is outside the schema."""
     with pytest.raises(DataValidationError) as err:
-        validate(tmp_path, bad_pixel=300)
+        validate(tmp_path, blank_image=True)
     message = str(err.value)
-    assert "[train] feature 'pixels'" in message and "training was not started" in message
+    assert "[train] feature 'pixel_std'" in message and "training was not started" in message
+    assert "[train] feature 'pixel_max'" in message
 
 
 def test_label_out_of_domain_stops_the_pipeline(tmp_path):
@@ -81,4 +83,4 @@ def test_missing_split_stops_the_pipeline(tmp_path):
 
 
 def test_experts_can_allow_anomalies(tmp_path):
-    assert validate(tmp_path, allow=1, bad_pixel=300) >= 1
+    assert validate(tmp_path, allow=1, blank_image=True) >= 1

@@ -5,6 +5,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.proto import example_gen_pb2
@@ -18,8 +19,14 @@ from components.fer2013_example_gen import executor as gen_executor
 PIXELS = " ".join(str((i * 7) % 256) for i in range(features.NUM_PIXELS))
 
 
+def distinct_pixels(i):
+    """The pixel field of image number ``i``: every ``i`` gives another (random) face."""
+    return " ".join(map(str, np.random.RandomState(i).randint(0, 256, features.NUM_PIXELS)))
+
+
 def good_rows(n, usage_cycle=("Training", "Training", "PublicTest", "PrivateTest")):
-    return [f"{i % 7},{PIXELS},{usage_cycle[i % len(usage_cycle)]}" for i in range(n)]
+    return [f"{i % 7},{distinct_pixels(i)},{usage_cycle[i % len(usage_cycle)]}"
+            for i in range(n)]
 
 
 def run_executor(tmp_path, lines, name="fer.csv", bound=0.01, header="emotion,pixels,Usage"):
@@ -89,8 +96,7 @@ def test_too_many_bad_rows_fail_the_run_but_keep_the_quarantine(tmp_path):
 
 
 def test_rows_without_usage_column_use_the_hash_split(tmp_path):
-    lines = [f"{i % 7},{' '.join(str((i + j) % 256) for j in range(features.NUM_PIXELS))}"
-             for i in range(300)]
+    lines = [f"{i % 7},{distinct_pixels(i)}" for i in range(300)]
     examples, _ = run_executor(tmp_path, lines, header="emotion,pixels")
     counts = {s: count_records(examples.uri, s) for s in features.SPLITS}
     assert sum(counts.values()) == 300

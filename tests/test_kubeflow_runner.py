@@ -137,7 +137,7 @@ def test_every_step_runs_through_our_entrypoint_with_its_inputs_spec(package):
 def test_kfp_cache_is_off_where_the_result_depends_on_more_than_inputs(package):
     tasks = _documents(package)[0]["root"]["dag"]["tasks"]
     uncached = {n for n, t in tasks.items() if not t["cachingOptions"].get("enableCache")}
-    assert uncached == ({"Fer2013ExampleGen", "AtomicPusher"}
+    assert uncached == ({"Fer2013ExampleGen", "AtomicPusher", "DriftCheck"}
                         | {f"ServingBaseline_{a}" for a in config_lib.ALL_ARCHITECTURES})
 
 

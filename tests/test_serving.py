@@ -245,8 +245,8 @@ BAD_REQUESTS = {
     "corrupt example": (lambda: predict_request({"examples": strings(b"not an example")},
                                                 signature="serving_default"),
                         grpc.StatusCode.INVALID_ARGUMENT, "Could not parse example"),
-    "short example": (lambda: predict_request({"examples": strings(fx.example_bytes(
-        np.zeros(100)))}, signature="serving_default"), grpc.StatusCode.INVALID_ARGUMENT,
+    "short example": (lambda: predict_request({"examples": strings(fx.raw_example_bytes(
+        bytes(100)))}, signature="serving_default"), grpc.StatusCode.INVALID_ARGUMENT,
         "pixels"),
     "malformed tensor": (lambda: predict_request({"images": tensors.tensor_pb2.TensorProto(
         dtype=tensors.types_pb2.DT_STRING, tensor_shape={"dim": [{"size": 3}]},

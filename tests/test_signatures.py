@@ -12,6 +12,8 @@ from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 import hostile_images
+from tfx.utils import io_utils
+
 from components import features, models, signatures
 from components.transform import preprocessing_fn
 
@@ -21,11 +23,15 @@ def exported(tmp_path_factory):
     """An untrained improved CNN exported with both signatures, and its loaded SavedModel."""
     root = tmp_path_factory.mktemp("signatures")
     rng = np.random.default_rng(0)
-    raw = [{"pixels": rng.integers(0, 256, features.NUM_PIXELS).tolist(), "emotion": [i % 7]}
-           for i in range(14)]
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec({
-        "pixels": tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64),
-        "emotion": tf.io.FixedLenFeature([1], tf.int64)}))
+    images = rng.integers(0, 256, (14, features.NUM_PIXELS))
+    # Every raw feature of the curated schema (the per-image statistics too): serving
+    # requests carry only `pixels`, Transform supplies the rest.
+    raw = [{features.PIXELS_KEY: [features.pixels_to_bytes(p)], features.LABEL_KEY: [i % 7],
+            features.PIXEL_MEAN_KEY: [p.mean()], features.PIXEL_STD_KEY: [p.std()],
+            features.PIXEL_MIN_KEY: [p.min()], features.PIXEL_MAX_KEY: [p.max()],
+            features.SEEN_IN_TRAIN_KEY: [0]} for i, p in enumerate(images)]
+    metadata = dataset_metadata.DatasetMetadata(io_utils.SchemaReader().read(
+        os.path.join(os.path.dirname(__file__), "..", "schemas", "schema.pbtxt")))
     transform_dir = str(root / "transform")
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
         transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
@@ -72,10 +78,8 @@ def test_image_and_example_signatures_agree(exported):
     pixels = np.random.default_rng(2).integers(0, 256, (48, 48))
     by_image = exported.signatures[features.SERVING_IMAGES_SIGNATURE](
         images=tf.constant([encode(pixels, "PNG")]))
-    example = tf.train.Example(features=tf.train.Features(feature={
-        "pixels": tf.train.Feature(int64_list=tf.train.Int64List(value=pixels.ravel()))}))
     by_example = exported.signatures[features.SERVING_DEFAULT_SIGNATURE](
-        examples=tf.constant([example.SerializeToString()]))
+        examples=tf.constant([features.serving_example(pixels)]))
     check_outputs(by_example, 1)
     np.testing.assert_allclose(by_image["probabilities"].numpy(),
                                by_example["probabilities"].numpy(), rtol=1e-5, atol=1e-6)

@@ -2,6 +2,7 @@
 import tempfile
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
@@ -14,9 +15,10 @@ from components.transform import preprocessing_fn
 def test_pixels_become_z_scored_48x48x1_images_and_label_passes():
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, size=(20, features.NUM_PIXELS))
-    raw = [{"pixels": p.tolist(), "emotion": [i % 7]} for i, p in enumerate(pixels)]
+    raw = [{"pixels": [features.pixels_to_bytes(p)], "emotion": [i % 7]}
+           for i, p in enumerate(pixels)]
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec({
-        "pixels": tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64),
+        "pixels": tf.io.FixedLenFeature([1], tf.string),
         "emotion": tf.io.FixedLenFeature([1], tf.int64)}))
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
         (transformed, transformed_metadata), _ = (
@@ -36,7 +38,14 @@ def test_pixels_become_z_scored_48x48x1_images_and_label_passes():
 def test_pixels_to_image_keeps_row_major_layout():
     from components.transform import pixels_to_image
 
-    pixels = tf.constant([list(range(features.NUM_PIXELS))], tf.int64)
+    pixels = tf.constant([[features.pixels_to_bytes(np.arange(features.NUM_PIXELS) % 256)]])
     image = pixels_to_image(pixels).numpy()
     assert image.shape == (1, 48, 48, 1)
     assert image[0, 1, 0, 0] == 48.0 and image[0, 0, 47, 0] == 47.0
+
+
+def test_pixels_of_the_wrong_length_fail_clearly():
+    from components.transform import pixels_to_image
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must hold 2304 bytes"):
+        pixels_to_image(tf.constant([[b"\x01" * 100]]))

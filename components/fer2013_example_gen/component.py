@@ -15,7 +15,7 @@ from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
 from components import features
 from components.artifacts import QuarantinedRows
-from components.fer2013_example_gen import executor
+from components.fer2013_example_gen import executor, quality
 
 
 class Fer2013ExampleGenSpec(FileBasedExampleGenSpec):
@@ -24,6 +24,7 @@ class Fer2013ExampleGenSpec(FileBasedExampleGenSpec):
     PARAMETERS = {
         **FileBasedExampleGenSpec.PARAMETERS,
         executor.MAX_QUARANTINE_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
+        executor.QUALITY_POLICY_KEY: component_spec.ExecutionParameter(type=str),
     }
     OUTPUTS = {
         **FileBasedExampleGenSpec.OUTPUTS,
@@ -40,20 +41,23 @@ def unassigned_rows_output_config(train: int = 8, eval_: int = 1,
 
 
 class Fer2013ExampleGen(FileBasedExampleGen):
-    """Ingests a fer2013 CSV (plain or .gz): splits by Usage, quarantines bad rows.
+    """Ingests a fer2013 CSV (plain or .gz): splits by Usage, quarantines bad rows,
+    applies the data quality policy (duplicates, leakage, conflicting labels, blanks).
 
     Args:
       data_path: the CSV file (local path or a URI TFX's filesystem layer reads).
       max_quarantine_fraction: the run fails when more than this fraction of the
-        rows is malformed (default 1 %).
+        rows is malformed or blank (default 1 %).
       output_config: hash buckets for rows without Usage (default 8:1:1).
+      quality_policy: what each split keeps (default: quality.Policy()).
     """
 
     SPEC_CLASS = Fer2013ExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, data_path: str, max_quarantine_fraction: float = 0.01,
-                 output_config: Optional[example_gen_pb2.Output] = None):
+                 output_config: Optional[example_gen_pb2.Output] = None,
+                 quality_policy: Optional[quality.Policy] = None):
         if not 0.0 <= max_quarantine_fraction <= 1.0:
             raise ValueError(f"max_quarantine_fraction must be in [0, 1], "
                              f"got {max_quarantine_fraction}")
@@ -67,6 +71,7 @@ class Fer2013ExampleGen(FileBasedExampleGen):
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             max_quarantine_fraction=max_quarantine_fraction,
+            quality_policy=(quality_policy or quality.Policy()).to_json(),
             examples=channel.Channel(type=standard_artifacts.Examples),
             quarantine=channel.Channel(type=QuarantinedRows))
         # Skip FileBasedExampleGen.__init__ (it builds its own spec without quarantine).

@@ -310,27 +310,47 @@ def hash_split(pixels: np.ndarray, buckets: Sequence[Tuple[str, int]]) -> str:
 
 
 def to_tf_example_bytes(row: ParsedRow) -> bytes:
-    """Serializes a valid row as a tf.Example with `pixels` (int64 x2304) and `emotion`."""
+    """Serializes a valid row as a tf.Example (see :func:`encode_images`)."""
     return encode_examples([row])[0]
 
 
 def encode_examples(rows: Sequence[ParsedRow]) -> List[bytes]:
-    """Serializes valid rows as tf.Examples (`pixels` int64 x2304, `emotion` int64), in C++.
+    """Serializes valid rows as tf.Examples (see :func:`encode_images`), none seen in train."""
+    return encode_images([row.pixels.astype(np.uint8).tobytes() for row in rows],
+                         [row.label for row in rows])
 
-    The rows become one Arrow RecordBatch of list<int64> columns, which tfx_bsl's
-    encoder (TFX's own Arrow -> tf.Example coder) serializes without a Python loop.
+
+def encode_images(pixels: Sequence[bytes], labels: Sequence[int],
+                  seen_in_train: Optional[Sequence[int]] = None) -> List[bytes]:
+    """Serializes images as tf.Examples of the data contract (components/features.py):
+    `pixels` (2304 bytes), `emotion`, the per-image statistics and `seen_in_train`.
+
+    The rows become one Arrow RecordBatch, which tfx_bsl's encoder (TFX's own Arrow ->
+    tf.Example coder) serializes without a Python loop; the statistics are computed for
+    the whole batch at once.
     """
     import pyarrow as pa  # local imports: keep the parser importable without TFX
     from tfx_bsl.coders import example_coder
 
-    if not rows:
+    count = len(pixels)
+    if not count:
         return []
-    count = len(rows)
-    pixels = np.stack([row.pixels for row in rows]).astype(np.int64, copy=False).ravel()
-    labels = np.fromiter((row.label for row in rows), dtype=np.int64, count=count)
-    batch = pa.RecordBatch.from_arrays([
-        pa.ListArray.from_arrays(
-            pa.array(np.arange(count + 1, dtype=np.int32) * features.NUM_PIXELS), pa.array(pixels)),
-        pa.ListArray.from_arrays(pa.array(np.arange(count + 1, dtype=np.int32)), pa.array(labels)),
-    ], [features.PIXELS_KEY, features.LABEL_KEY])
+    images = np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(count, features.NUM_PIXELS)
+    offsets = pa.array(np.arange(count + 1, dtype=np.int32))
+
+    def column(values) -> pa.ListArray:  # one value per example
+        return pa.ListArray.from_arrays(
+            offsets, values if isinstance(values, pa.Array) else pa.array(values))
+
+    seen = np.zeros(count, np.int64) if seen_in_train is None else np.asarray(seen_in_train)
+    columns = {
+        features.PIXELS_KEY: column(pa.array(list(pixels), pa.binary())),
+        features.LABEL_KEY: column(np.asarray(labels, dtype=np.int64)),
+        features.PIXEL_MEAN_KEY: column(images.mean(axis=1, dtype=np.float64).astype(np.float32)),
+        features.PIXEL_STD_KEY: column(images.std(axis=1, dtype=np.float64).astype(np.float32)),
+        features.PIXEL_MIN_KEY: column(images.min(axis=1).astype(np.int64)),
+        features.PIXEL_MAX_KEY: column(images.max(axis=1).astype(np.int64)),
+        features.SEEN_IN_TRAIN_KEY: column(seen.astype(np.int64)),
+    }
+    batch = pa.RecordBatch.from_arrays(list(columns.values()), list(columns))
     return example_coder.RecordBatchToExamples(batch)

@@ -1,9 +1,15 @@
-"""Beam executor of Fer2013ExampleGen: CSV rows -> tf.Example splits + quarantine.
+"""Beam executor of Fer2013ExampleGen: CSV rows -> data quality -> tf.Example splits
++ quarantine.
 
 Reading a (possibly gzipped) CSV is sequential, so one DoFn streams each file with
 line numbers; a Reshuffle then fans the rows out to the workers that parse them.
-Valid rows become tf.Examples, written per split with TFX's own WriteSplit; rejected
-rows go, whole and with their line number and reason, to the quarantine artifact.
+Rejected rows go, whole and with their line number and reason, to the quarantine
+artifact. Valid rows are grouped by image (identical pixels, any split); the data
+quality policy (quality.py) decides per group what each split keeps, and what it drops
+goes to the quarantine too (``dropped-*.jsonl``, whole, with the reason). Kept rows
+become tf.Examples, written per split with TFX's own WriteSplit. The quarantine artifact
+also holds ``summary.json`` (counts) and ``quality.json`` (what the quality step found,
+with example images for the report).
 """
 import json
 import logging
@@ -22,14 +28,19 @@ from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
 from components import features
-from components.fer2013_example_gen import csv_rows
+from components.fer2013_example_gen import csv_rows, quality
 
 EXAMPLES_KEY = "examples"
 QUARANTINE_KEY = "quarantine"
 MAX_QUARANTINE_FRACTION_KEY = "max_quarantine_fraction"
+QUALITY_POLICY_KEY = "quality_policy"
 QUARANTINE_FILE_PREFIX = "quarantine"
+DROPPED_FILE_PREFIX = "dropped"
 SUMMARY_FILE = "summary.json"
+QUALITY_FILE = "quality.json"
 _COUNTS_FILE = "counts"
+_QUALITY_PARTIAL_FILE = "quality_counts"
+_ROWS, _DROPPED, _FACTS, _HASHES = "rows", "dropped", "facts", "hashes"
 
 
 class QuarantineBoundExceeded(RuntimeError):
@@ -81,26 +92,81 @@ def read_record_chunks(path: str, chunk_size: int = RECORDS_PER_CHUNK
             yield path, layout, records
 
 
+@beam.typehints.with_output_types(Tuple[str, quality.Row])  # main output (not the tagged)
 class _ParseChunk(beam.DoFn):
-    """Parses a chunk of rows; valid ones go to the main output as (split, example bytes)."""
+    """Parses a chunk of rows; valid ones go to the main output as (image key, Row)."""
 
     def __init__(self, buckets: List[Tuple[str, int]]):
         self._buckets = buckets
 
     def process(self, element):
         source, layout, records = element
-        valid: Dict[str, List[csv_rows.ParsedRow]] = {}
         for record in records:
             row = csv_rows.parse_row(record.text, layout, record.line, source,
                                      lines=record.lines, size=record.size)
             if isinstance(row, csv_rows.QuarantinedRow):
                 yield beam.pvalue.TaggedOutput(QUARANTINE_KEY, row.to_dict())
                 continue
+            pixels = row.pixels.astype("uint8").tobytes()
             split = row.split or csv_rows.hash_split(row.pixels, self._buckets)
-            valid.setdefault(split, []).append(row)
-        for split, rows in valid.items():
-            for example in csv_rows.encode_examples(rows):
-                yield split, example
+            yield quality.image_key(pixels), quality.Row(source, record.line, split, row.label,
+                                                         pixels)
+
+
+@beam.typehints.with_output_types(Tuple[str, bytes, int, int])  # main output
+class _ApplyPolicy(beam.DoFn):
+    """One group of identical images -> kept (split, pixels, label, seen_in_train) rows,
+    dropped rows (tagged), the group's facts and its difference hash (tagged)."""
+
+    def __init__(self, policy: quality.Policy):
+        self._policy = policy
+
+    def process(self, element):
+        _, rows = element
+        rows = list(rows)
+        stats = quality.image_stats(rows[0].pixels)
+        outcome = quality.decide(rows, self._policy, stats)
+        for row, seen in outcome.kept:
+            yield row.split, row.pixels, row.label, seen
+        for row, reason in outcome.dropped:
+            yield beam.pvalue.TaggedOutput(_DROPPED, quality.dropped_record(row, reason))
+        yield beam.pvalue.TaggedOutput(_FACTS, ("group", outcome.facts))
+        if not stats.blank:
+            yield beam.pvalue.TaggedOutput(
+                _HASHES, (quality.difference_hash(rows[0].pixels), quality.example_image(rows)))
+
+
+def _encode_batch(batch: List[Tuple[str, bytes, int, int]]) -> Iterator[Tuple[str, bytes]]:
+    splits, pixels, labels, seen = zip(*batch)
+    return zip(splits, csv_rows.encode_images(pixels, labels, seen))
+
+
+class _QualityCombineFn(beam.CombineFn):
+    """Adds up ("group", facts) and ("near", images) elements (quality.QualityCounts)."""
+
+    def create_accumulator(self):
+        return quality.QualityCounts.empty()
+
+    def add_input(self, accumulator, element):
+        kind, value = element
+        if kind == "group":
+            return quality.QualityCounts.add_group(accumulator, value)
+        return quality.QualityCounts.add_near_duplicates(accumulator, value)
+
+    def merge_accumulators(self, accumulators):
+        return quality.QualityCounts.merge(accumulators)
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+def _write_single_json(pcoll, label: str, directory: str, name: str):
+    """Writes the one element of ``pcoll`` as ``<directory>/<name>.json``."""
+    return (pcoll
+            | f"{label}Json" >> beam.Map(json.dumps, sort_keys=True)
+            | f"Write{label}" >> beam.io.WriteToText(
+                os.path.join(directory, name), num_shards=1, shard_name_template="",
+                file_name_suffix=".json"))
 
 
 def _hash_buckets(output_config: example_gen_pb2.Output) -> List[Tuple[str, int]]:
@@ -142,6 +208,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples.split_names = artifact_utils.encode_split_names(list(features.SPLITS))
         logging.info("Fer2013ExampleGen reading %s", files)
 
+        policy = quality.Policy.from_json(exec_properties.get(QUALITY_POLICY_KEY) or "")
         with self._make_beam_pipeline() as pipeline:
             parsed = (
                 pipeline
@@ -149,8 +216,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "ReadRecords" >> beam.FlatMap(read_record_chunks)
                 | "FanOut" >> beam.Reshuffle()
                 | "Parse" >> beam.ParDo(_ParseChunk(buckets)).with_outputs(
-                    QUARANTINE_KEY, main=EXAMPLES_KEY))
-            valid, rejected = parsed[EXAMPLES_KEY], parsed[QUARANTINE_KEY]
+                    QUARANTINE_KEY, main=_ROWS))
+            rejected = parsed[QUARANTINE_KEY]
+            decided = (
+                parsed[_ROWS]
+                | "GroupImages" >> beam.GroupByKey()
+                | "ApplyPolicy" >> beam.ParDo(_ApplyPolicy(policy)).with_outputs(
+                    _DROPPED, _FACTS, _HASHES, main=_ROWS))
+            valid = (decided[_ROWS]
+                     | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+                     | "Encode" >> beam.FlatMap(_encode_batch))
             by_split = valid | "BySplit" >> beam.Partition(
                 lambda kv, _: features.SPLITS.index(kv[0]), len(features.SPLITS))
             for index, split in enumerate(features.SPLITS):
@@ -159,53 +234,80 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                      | f"WriteSplit[{split}]" >> write_split.WriteSplit(
                          artifact_utils.get_split_uri([examples], split),
                          example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-            _ = (rejected
-                 | "QuarantineJson" >> beam.Map(json.dumps, sort_keys=True)
-                 | "WriteQuarantine" >> beam.io.WriteToText(
-                     os.path.join(quarantine.uri, QUARANTINE_FILE_PREFIX),
-                     file_name_suffix=".jsonl"))
-            split_counts = valid | "SplitKeys" >> beam.Map(lambda kv: f"split:{kv[0]}")
-            reason_counts = rejected | "ReasonKeys" >> beam.Map(lambda r: f"reason:{r['reason']}")
-            _ = ((split_counts, reason_counts)
-                 | "AllKeys" >> beam.Flatten()
-                 | "Count" >> beam.combiners.Count.PerElement()
-                 | "AsDict" >> beam.combiners.ToDict()
-                 | "CountsJson" >> beam.Map(json.dumps, sort_keys=True)
-                 | "WriteCounts" >> beam.io.WriteToText(
-                     os.path.join(quarantine.uri, _COUNTS_FILE), num_shards=1,
-                     shard_name_template="", file_name_suffix=".json"))
+            for name, rows, prefix in (("Quarantine", rejected, QUARANTINE_FILE_PREFIX),
+                                       ("Dropped", decided[_DROPPED], DROPPED_FILE_PREFIX)):
+                _ = (rows
+                     | f"{name}Json" >> beam.Map(json.dumps, sort_keys=True)
+                     | f"Write{name}" >> beam.io.WriteToText(
+                         os.path.join(quarantine.uri, prefix), file_name_suffix=".jsonl"))
+            near_duplicates = (decided[_HASHES]
+                               | "GroupHashes" >> beam.GroupByKey()
+                               | "NearDuplicates" >> beam.Map(lambda kv: ("near", list(kv[1]))))
+            _write_single_json(
+                (decided[_FACTS], near_duplicates)
+                | "AllFacts" >> beam.Flatten()
+                | "Quality" >> beam.CombineGlobally(_QualityCombineFn()),
+                "QualityCounts", quarantine.uri, _QUALITY_PARTIAL_FILE)
+            split_keys = valid | "SplitKeys" >> beam.Map(lambda kv: f"split:{kv[0]}")
+            reason_keys = rejected | "ReasonKeys" >> beam.Map(lambda r: f"reason:{r['reason']}")
+            dropped_keys = decided[_DROPPED] | "DropKeys" >> beam.Map(
+                lambda r: f"dropped:{r['reason']}")
+            _write_single_json(
+                (split_keys, reason_keys, dropped_keys)
+                | "AllKeys" >> beam.Flatten()
+                | "Count" >> beam.combiners.Count.PerElement()
+                | "AsDict" >> beam.combiners.ToDict(),
+                "Counts", quarantine.uri, _COUNTS_FILE)
 
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(
             examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-        summary = _summarise(quarantine.uri, files)
+        summary = _summarise(quarantine.uri, files, policy)
         _record(summary, examples, quarantine)
         _enforce_bound(summary, float(exec_properties[MAX_QUARANTINE_FRACTION_KEY]),
                        quarantine.uri)
 
 
-def _summarise(quarantine_uri: str, files: List[str]) -> Dict[str, Any]:
-    """Turns the counts file into the ingest summary and writes it beside the quarantine."""
-    counts_path = os.path.join(quarantine_uri, _COUNTS_FILE + ".json")
-    with fileio.open(counts_path, "r") as handle:
+def _pop_json(directory: str, name: str) -> Any:
+    """Reads and removes ``<directory>/<name>.json`` (an intermediate file of the run)."""
+    path = os.path.join(directory, name + ".json")
+    with fileio.open(path, "r") as handle:
         text = handle.read().strip()
-    fileio.remove(counts_path)
-    counts: Dict[str, int] = json.loads(text) if text else {}
+    fileio.remove(path)
+    return json.loads(text) if text else None
+
+
+def _summarise(quarantine_uri: str, files: List[str], policy: quality.Policy) -> Dict[str, Any]:
+    """Turns the counts files into the ingest summary and the quality report, both written
+    beside the quarantine."""
+    counts: Dict[str, int] = _pop_json(quarantine_uri, _COUNTS_FILE) or {}
+    found = _pop_json(quarantine_uri, _QUALITY_PARTIAL_FILE) or quality.QualityCounts.empty()
+
+    def by_prefix(prefix: str) -> Dict[str, int]:
+        return {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith(prefix)}
+
     splits = {s: counts.get(f"split:{s}", 0) for s in features.SPLITS}
-    reasons = {k.split(":", 1)[1]: v for k, v in sorted(counts.items()) if k.startswith("reason:")}
-    valid, quarantined = sum(splits.values()), sum(reasons.values())
+    reasons, dropped = by_prefix("reason:"), by_prefix("dropped:")
+    quality_report = quality.report(found, dropped, policy)
+    kept, quarantined = sum(splits.values()), sum(reasons.values())
     summary = {
         "files": files,
-        "rows_read": valid + quarantined,
-        "rows_valid": valid,
+        "rows_read": kept + sum(dropped.values()) + quarantined,
+        "rows_valid": kept + sum(dropped.values()),
         "rows_quarantined": quarantined,
         "quarantined_by_reason": reasons,
+        "rows_dropped": sum(dropped.values()),
+        "dropped_by_reason": dropped,
         "split_counts": splits,
+        "quality": quality_report["counts"],
         "quarantine_files": sorted(fileio.glob(
             os.path.join(quarantine_uri, QUARANTINE_FILE_PREFIX + "*"))),
+        "dropped_files": sorted(fileio.glob(
+            os.path.join(quarantine_uri, DROPPED_FILE_PREFIX + "*"))),
     }
-    with fileio.open(os.path.join(quarantine_uri, SUMMARY_FILE), "w") as handle:
-        handle.write(json.dumps(summary, indent=2, sort_keys=True))
+    for name, document in ((SUMMARY_FILE, summary), (QUALITY_FILE, quality_report)):
+        with fileio.open(os.path.join(quarantine_uri, name), "w") as handle:
+            handle.write(json.dumps(document, indent=2, sort_keys=True))
     return summary
 
 
@@ -214,23 +316,29 @@ def _record(summary: Dict[str, Any], examples: types.Artifact,
     """Stores the counts as MLMD custom properties, queryable without opening files."""
     for split, count in summary["split_counts"].items():
         examples.set_int_custom_property(f"num_examples_{split}", count)
-    for key in ("rows_read", "rows_valid", "rows_quarantined"):
+    for key in ("rows_read", "rows_valid", "rows_quarantined", "rows_dropped"):
         quarantine.set_int_custom_property(key, summary[key])
     quarantine.set_json_value_custom_property(
         "quarantined_by_reason", summary["quarantined_by_reason"])
+    quarantine.set_json_value_custom_property("data_quality", summary["quality"])
 
 
 def _enforce_bound(summary: Dict[str, Any], bound: float, quarantine_uri: str) -> None:
+    """Fails when too many rows are unusable: malformed, or blank frames."""
     rows = summary["rows_read"]
     if rows == 0:
         raise QuarantineBoundExceeded("the input holds no data rows at all")
-    fraction = summary["rows_quarantined"] / rows
-    if summary["rows_quarantined"]:
-        logging.warning("Quarantined %d of %d rows (%.3f%%) by reason %s: see %s",
-                        summary["rows_quarantined"], rows, 100 * fraction,
-                        summary["quarantined_by_reason"], quarantine_uri)
+    unusable = dict(summary["quarantined_by_reason"])
+    blank = summary["dropped_by_reason"].get(quality.BLANK_IMAGE, 0)
+    if blank:
+        unusable[quality.BLANK_IMAGE] = blank
+    count = sum(unusable.values())
+    fraction = count / rows
+    if count:
+        logging.warning("%d of %d rows (%.3f%%) are unusable, by reason %s: see %s",
+                        count, rows, 100 * fraction, unusable, quarantine_uri)
     if fraction > bound:
         raise QuarantineBoundExceeded(
-            f"{summary['rows_quarantined']} of {rows} rows ({100 * fraction:.2f}%) are "
-            f"malformed, above the bound of {100 * bound:.2f}%; reasons: "
-            f"{summary['quarantined_by_reason']}; rows with line numbers in {quarantine_uri}")
+            f"{count} of {rows} rows ({100 * fraction:.2f}%) are malformed or blank, above "
+            f"the bound of {100 * bound:.2f}%; reasons: {unusable}; rows with line numbers "
+            f"in {quarantine_uri}")

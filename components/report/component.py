@@ -1,7 +1,8 @@
 """Report: the TFX component that turns a run's artifacts into the HTML/PNG report.
 
 Inputs: the raw examples (class counts per split, sample faces), ExampleGen's quarantine
-summary, ExampleValidator's anomalies with the curated schema (validation outcome), each
+summary and data-quality findings (``quality.json``, absent in older runs),
+ExampleValidator's anomalies with the curated schema (validation outcome), each
 architecture's model / evaluation / blessing (curves, size, speed, metrics), the
 ModelSelector's blessing (selection.json) and the once-only test evaluation. Output: a
 ``Report`` artifact holding ``index.html``, its PNGs and ``report.json``.
@@ -9,7 +10,7 @@ ModelSelector's blessing (selection.json) and the once-only test evaluation. Out
 import json
 import os
 import tempfile
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -53,18 +54,23 @@ def sample_faces(examples: types.Artifact, split: str = "train",
                  per_emotion: int = SAMPLES_PER_EMOTION) -> Dict[str, List[np.ndarray]]:
     """The first ``per_emotion`` faces of each emotion in ``split`` (reading stops early)."""
     spec = {features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
-            features.PIXELS_KEY: tf.io.FixedLenFeature([features.NUM_PIXELS], tf.int64)}
+            features.PIXELS_KEY: tf.io.FixedLenFeature([], tf.string)}
     samples: Dict[str, List[np.ndarray]] = {e: [] for e in features.EMOTIONS}
     for batch in _batches(_split_files(examples, split), spec):
-        for label, pixels in zip(batch[features.LABEL_KEY].numpy(),
-                                 batch[features.PIXELS_KEY].numpy()):
+        for label, data in zip(batch[features.LABEL_KEY].numpy(),
+                               batch[features.PIXELS_KEY].numpy()):
             faces = samples[features.EMOTIONS[label]]
             if len(faces) < per_emotion:
-                faces.append(pixels.astype(np.uint8).reshape(features.IMAGE_SIZE,
-                                                             features.IMAGE_SIZE))
+                faces.append(features.pixels_from_bytes(data))
         if all(len(f) >= per_emotion for f in samples.values()):
             break
     return samples
+
+
+def data_quality(quarantine: types.Artifact) -> Optional[Dict[str, Any]]:
+    """ExampleGen's data-quality findings, or None for runs that did not write them."""
+    path = os.path.join(quarantine.uri, example_gen_executor.QUALITY_FILE)
+    return _read_json(path) if tf.io.gfile.exists(path) else None
 
 
 def validation_outcome(anomalies: types.Artifact, schema: types.Artifact) -> Dict[str, Any]:
@@ -104,14 +110,14 @@ class Executor(base_executor.BaseExecutor):
         def single(key: str) -> types.Artifact:
             return artifact_utils.get_single_instance(input_dict[key])
 
-        examples = single("examples")
+        examples, quarantine = single("examples"), single("quarantine")
         selection = _read_json(os.path.join(single("selection").uri,
                                             model_selection.SELECTION_FILE))
         data = {
             "samples": sample_faces(examples),
             "class_counts": class_counts(examples),
-            "ingest": _read_json(os.path.join(single("quarantine").uri,
-                                              example_gen_executor.SUMMARY_FILE)),
+            "ingest": _read_json(os.path.join(quarantine.uri, example_gen_executor.SUMMARY_FILE)),
+            "quality": data_quality(quarantine),
             "validation": validation_outcome(single("anomalies"), single("schema")),
             "architectures": {
                 arch: architecture_facts(a["model"], a["evaluation"], a["blessing"])

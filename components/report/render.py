@@ -7,19 +7,28 @@
       "class_counts": {split: [count per emotion]},
       "ingest":       {rows_read, rows_valid, rows_quarantined, quarantined_by_reason, ...},
       "validation":   {"splits": [...], "problems": [readable lines]},
+      "quality":      ExampleGen's quality.json or None (older runs): {"thresholds", "policy",
+                      "counts": {..., "dropped": {reason: rows}}, "examples": {category:
+                      [{"images": [{"pixels_b64", "members": [{line, split, label}]}]}]}},
       "architectures": {arch: {params, size_bytes, seconds_per_epoch, images_per_second,
                                weights, blessed, history: {loss, accuracy, val_loss,
                                val_accuracy}, eval: {accuracy, confusion_matrix}}},
       "selection":    {metric, winner, best_candidate},
-      "test":         {accuracy, example_count, confusion_matrix} or None,
+      "test":         {accuracy, example_count, confusion_matrix,
+                       leakage_free: {accuracy, example_count} (optional),
+                       seen_in_train: {accuracy, example_count} (optional)} or None,
     }
 
-and writes ``index.html`` with the sections of :data:`SECTIONS`, each PNG beside it, and
-``report.json`` (the data without the images). Drawing needs no display (Agg backend).
+and writes ``index.html`` with the sections of :data:`SECTIONS` (and those of
+:data:`OPTIONAL_SECTIONS` whose data is there), each PNG beside it, and ``report.json``
+(the data without the images and thumbnails). Drawing needs no display (Agg backend).
 """
+import base64
 import html
 import json
 import os
+import re
+import textwrap
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import matplotlib
@@ -39,9 +48,48 @@ SECTIONS = {
     "validation": "Data validation",
     "training-curves": "Training curves",
     "comparison": "Architecture comparison",
+    "test": "Test split, reported once",
     "confusion-matrix": "Confusion matrix of the chosen model",
 }
+OPTIONAL_SECTIONS = {"data-quality": "Data quality"}  # only when ExampleGen wrote quality.json
+_ORDER = [*SECTIONS][:3] + [*OPTIONAL_SECTIONS] + [*SECTIONS][3:]  # quality after validation
 _DPI = 100
+
+# quality.json: one short phrase per count ({...} filled from its "thresholds").
+_QUALITY_COUNTS = {
+    "rows": "rows examined",
+    "distinct_images": "distinct images (identical pixels = one image)",
+    "duplicate_groups": "images that occur in more than one row",
+    "extra_copies": "rows beyond the first of each repeated image",
+    "cross_split_groups": "images that occur in more than one split",
+    "train_overlap_groups": "images in train and also in eval or test",
+    "conflicting_label_groups": "images whose rows carry different labels",
+    "blank_images": "blank images (pixel std below {blank_std_below})",
+    "near_duplicate_groups": "groups of distinct near-identical images "
+                             "(Hamming distance at most {near_duplicate_hamming})",
+    "test_seen_in_train": "test rows whose image is also in train (kept, flagged)",
+}
+_QUALITY_DROPPED = {
+    "duplicate_in_train": "extra copies of an image within train",
+    "conflicting_labels": "rows of images with conflicting labels",
+    "eval_seen_in_train": "eval rows whose image is also in train",
+    "blank_image": "blank images",
+}
+_QUALITY_POLICY = {
+    "dedupe_train": "keep one row of an image repeated in train",
+    "drop_conflicting_labels": "drop images whose rows carry different labels",
+    "drop_eval_seen_in_train": "drop eval rows whose image is also in train",
+    "drop_blank": "drop blank images",
+}
+_QUALITY_EXAMPLES = {
+    "cross_split": "Images found in more than one split: one row per image, captioned with "
+                   "its rows (split:emotion@CSV line).",
+    "conflicting_labels": "Identical images whose rows carry different labels.",
+    "blank": "Blank images (pixel std below {blank_std_below}).",
+    "near_duplicates": "Near-duplicates: one row per group, its distinct images side by side.",
+}
+_THUMBS_PER_GROUP = 8
+_MEMBERS_PER_IMAGE = 4
 
 
 def _save(figure: "plt.Figure", out_dir: str, name: str) -> str:
@@ -71,6 +119,48 @@ def plot_samples(samples: Mapping[str, Sequence[np.ndarray]], out_dir: str) -> s
                 axis.axis("off")
         axes[row][0].set_ylabel(emotion, rotation=0, ha="right", va="center")
     return _save(figure, out_dir, "samples.png")
+
+
+def _face(image: Mapping[str, Any]) -> np.ndarray:
+    return features.pixels_from_bytes(base64.b64decode(image["pixels_b64"]))
+
+
+def _member(member: Mapping[str, Any]) -> str:
+    label = member.get("label")
+    emotion = features.EMOTIONS[label] if isinstance(label, int) and \
+        0 <= label < features.NUM_CLASSES else str(label)
+    return f"{member.get('split')}:{emotion}@{member.get('line')}"
+
+
+def _members_caption(members: Sequence[Mapping[str, Any]], rows: Optional[int] = None) -> str:
+    """``train:Happy@17, test:Sad@3021`` wrapped to a thumbnail's width; ``rows`` is the
+    image's row count when ``members`` lists only some of them."""
+    shown = members[:_MEMBERS_PER_IMAGE]
+    text = ", ".join(_member(m) for m in shown)
+    more = max(rows or 0, len(members)) - len(shown)
+    return textwrap.fill(text + (f" +{more} more" if more > 0 else ""), 30)
+
+
+def plot_quality_examples(category: str, groups: Sequence[Mapping[str, Any]],
+                          out_dir: str) -> str:
+    """One row per group: its images side by side, each captioned with its rows."""
+    rows = [list(group.get("images") or [])[:_THUMBS_PER_GROUP] for group in groups]
+    columns = max([len(images) for images in rows] + [1])
+    captions = [[_members_caption(i.get("members") or [], i.get("rows")) for i in images]
+                for images in rows]
+    lines = max([c.count("\n") + 1 for row in captions for c in row] + [1])
+    figure, axes = plt.subplots(len(rows), columns, squeeze=False,
+                                figsize=(1.9 * columns + 0.4, (1.3 + 0.16 * lines) * len(rows)))
+    for row, images in enumerate(rows):
+        for column, axis in enumerate(axes[row]):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column >= len(images):
+                axis.axis("off")
+                continue
+            axis.imshow(_face(images[column]), cmap="gray", vmin=0, vmax=255)
+            axis.set_xlabel(captions[row][column], fontsize=7)
+    return _save(figure, out_dir, f"quality_{re.sub(r'[^A-Za-z0-9_-]', '_', category)}.png")
 
 
 def plot_class_counts(class_counts: Mapping[str, Sequence[int]], out_dir: str) -> str:
@@ -183,6 +273,68 @@ def _img(name: str, alt: str) -> str:
     return f"<img src='{html.escape(name)}' alt='{html.escape(alt)}'>"
 
 
+def _rows_table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    header = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+    return "<table>" + header + "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows) + "</table>"
+
+
+def _fill(text: str, thresholds: Mapping[str, Any]) -> str:
+    """``text`` with its ``{threshold}`` fields filled ("?" for thresholds not given)."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(thresholds.get(m.group(1), "?")), text)
+
+
+def _quality_counts_table(quality: Mapping[str, Any]) -> str:
+    """Each count with its meaning, the rows dropped per reason, then the policy."""
+    thresholds = quality.get("thresholds") or {}
+    counts = dict(quality.get("counts") or {})
+    dropped = counts.pop("dropped", None) or {}
+    rows = [(key, value, _fill(_QUALITY_COUNTS.get(key, ""), thresholds))
+            for key, value in counts.items()]
+    rows += [(f"dropped: {key}", value, _QUALITY_DROPPED.get(key, ""))
+             for key, value in dropped.items()]
+    rows += [(f"policy: {key}", "yes" if value else "no", _QUALITY_POLICY.get(key, ""))
+             for key, value in (quality.get("policy") or {}).items()]
+    return _rows_table(["finding", "value", "meaning"], rows)
+
+
+def _quality_html(quality: Mapping[str, Any], out_dir: str) -> str:
+    """The counts table and one captioned thumbnail sheet per non-empty example category."""
+    thresholds = quality.get("thresholds") or {}
+    parts = [_quality_counts_table(quality)]
+    for category, groups in (quality.get("examples") or {}).items():
+        if not groups:
+            continue
+        caption = _fill(_QUALITY_EXAMPLES.get(category, category), thresholds)
+        parts.append(f"<h3>{html.escape(category)}</h3><p>{html.escape(caption)}</p>"
+                     + _img(plot_quality_examples(category, groups, out_dir), category))
+    return "".join(parts)
+
+
+def _without_thumbnails(quality: Mapping[str, Any]) -> Dict[str, Any]:
+    """quality.json for report.json: the members of each example, not their pixels."""
+    def group_facts(group: Mapping[str, Any]) -> Dict[str, Any]:
+        return {**group, "images": [{k: v for k, v in image.items() if k != "pixels_b64"}
+                                    for image in group.get("images") or []]}
+
+    return {**quality, "examples": {category: [group_facts(g) for g in groups] for category,
+                                    groups in (quality.get("examples") or {}).items()}}
+
+
+def _test_html(test: Mapping[str, Any]) -> str:
+    """PrivateTest as published and leakage-free, side by side ("–" when not measured)."""
+    figures = (test, test.get("leakage_free") or {})
+    rows = [("accuracy", *[_number(f.get("accuracy"), ".4f") for f in figures]),
+            ("examples", *[_number(f.get("example_count"), ",") for f in figures])]
+    table = _rows_table(["", "PrivateTest as published", "PrivateTest, leakage-free"], rows)
+    seen = test.get("seen_in_train")
+    note = "" if not seen else (
+        f"<p>Test rows whose image is also in train: {_number(seen.get('example_count'), ',')}"
+        f" (accuracy {_number(seen.get('accuracy'), '.4f')}).</p>")
+    return table + note
+
+
 def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
     """Writes the PNGs, ``index.html`` and ``report.json`` under ``out_dir``; returns the page."""
     os.makedirs(out_dir, exist_ok=True)
@@ -200,6 +352,8 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
         + f"<td>{sum(row)}</td></tr>" for s, row in counts.items()) + "</table>"
     body["class-counts"] = _img(plot_class_counts(counts, out_dir), "class counts") + table
     body["validation"] = _validation_html(data.get("ingest") or {}, data.get("validation") or {})
+    if data.get("quality"):
+        body["data-quality"] = _quality_html(data["quality"], out_dir)
     body["training-curves"] = "".join(
         f"<h3>{html.escape(arch)}</h3>"
         + _img(plot_history(arch, info.get("history") or {}, out_dir), f"{arch} curves")
@@ -217,6 +371,7 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
             f"{_number(chosen_eval.get('accuracy'), '.4f')})", out_dir, "confusion_eval.png"),
             "confusion matrix, eval"))
     test = data.get("test") or {}
+    body["test"] = _test_html(test)
     if test.get("confusion_matrix"):
         matrices.append(_img(plot_confusion(
             test["confusion_matrix"], f"{chosen}: test split, reported once (accuracy "
@@ -229,14 +384,17 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
             "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
             ".ok{color:#060}.bad{color:#a00}img{max-width:100%}</style></head><body>",
             "<h1>FER2013 pipeline report</h1>"]
-    page += [f"<section id='{key}'><h2>{title}</h2>{body[key]}</section>"
-             for key, title in SECTIONS.items()]
+    titles = {**SECTIONS, **OPTIONAL_SECTIONS}
+    page += [f"<section id='{key}'><h2>{titles[key]}</h2>{body[key]}</section>"
+             for key in _ORDER if key in body]
     page.append("</body></html>")
     index = os.path.join(out_dir, INDEX_FILE)
     with open(index, "w") as handle:
         handle.write("\n".join(page))
     serialisable = {k: v for k, v in data.items() if k != "samples"}
     serialisable["comparison"] = rows
+    if data.get("quality"):
+        serialisable["quality"] = _without_thumbnails(data["quality"])
     with open(os.path.join(out_dir, DATA_FILE), "w") as handle:
         json.dump(serialisable, handle, indent=2, default=str)
     return index
