@@ -6,8 +6,9 @@ In one run, on the same file: (a) the seed notebook's loop (csv rows, ``int()`` 
 into a numpy array), (b) numpy parsing every pixel field in one C call, (c) the
 ExampleGen row parser in-process (``csv_rows.parse_row`` + ``encode_examples``, no Beam),
 and (d) the pipeline itself through TFX's BeamDagRunner from Fer2013ExampleGen to
-Transform (StatisticsGen, ImportSchemaGen, ExampleValidator, DataValidationGate), with
-each component's time from ML Metadata. ``--profile`` adds a cProfile of (c).
+Transform (the data quality step inside the ExampleGen; StatisticsGen, ImportSchemaGen,
+ExampleValidator, DriftCheck, DataValidationGate), with each component's time from ML
+Metadata (for the nodes that run in a process of their own, that includes its start-up). ``--profile`` adds a cProfile of (c).
 """
 import argparse
 import cProfile
@@ -28,7 +29,7 @@ from pipeline import cli
 from pipeline.config import direct_running_mode
 
 INGEST_NODES = ("Fer2013ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-                "DataValidationGate", "Transform")
+                "DriftCheck", "DataValidationGate", "Transform")
 
 
 def seed_loop(path: str) -> np.ndarray:

@@ -203,10 +203,15 @@ def format_table(summary: dict) -> str:
                      f"{round(row['images_per_second']) if row.get('images_per_second') else '-'!s:>7}"
                      f"{node(f'Trainer_{arch}')}{node(f'Evaluator_{arch}')}")
     selection = summary.get("selection") or {}
-    test = (summary.get("test") or {}).get("accuracy")
+    test = summary.get("test") or {}
+
+    def accuracy_of(metrics: dict) -> str:
+        return "-" if metrics.get("accuracy") is None else f"{metrics['accuracy']:.4f}"
+
     lines.append(f"selected: {selection.get('winner') or 'none (nothing blessed)'}; "
-                 f"test (PrivateTest) accuracy of {selection.get('best_candidate')}: "
-                 f"{'-' if test is None else f'{test:.4f}'}")
+                 f"PrivateTest accuracy of {selection.get('best_candidate')}: "
+                 f"{accuracy_of(test)} as published, "
+                 f"{accuracy_of(test.get('leakage_free') or {})} leakage-free")
     if "seconds" in summary:
         largest = max(peaks.values(), default=0)
         lines.append(f"run: {summary['seconds']:.0f} s; peak memory: largest node process "

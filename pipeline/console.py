@@ -60,16 +60,28 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
     single = {key: artifacts[-1] for key, artifacts in outputs.items() if artifacts}
     custom = run_summary.custom_property
     if "quarantine" in single:
-        rows = {k: custom(single["quarantine"], k) for k in ("rows_valid", "rows_quarantined")}
-        return f"{rows['rows_valid']:,} rows valid, {rows['rows_quarantined']:,} quarantined"
+        rows = {k: custom(single["quarantine"], k) or 0
+                for k in ("rows_valid", "rows_quarantined", "rows_dropped")}
+        found = custom(single["quarantine"], "data_quality") or {}
+        return (f"{rows['rows_valid']:,} rows valid, {rows['rows_quarantined']:,} quarantined, "
+                f"{rows['rows_dropped']:,} dropped by the quality policy "
+                f"({found.get('extra_copies', 0):,} duplicate copies, "
+                f"{found.get('train_overlap_groups', 0):,} images in train and eval/test)")
+    if node_id == "DriftCheck" and "anomalies" in single:
+        drifted = custom(single["anomalies"], "drifted_features") or 0
+        baseline = custom(single["anomalies"], "drift_baseline")
+        return f"{drifted} drifted feature(s) vs {baseline}" if drifted else f"no drift vs {baseline}"
     if node_id.startswith("Trainer_") and "model" in single:
         history = run_summary.model_metadata(single["model"].uri).get("history", {})
         accuracy = history.get("val_accuracy") or [None]
         return (f"{len(history.get('loss', []))} epochs, last val accuracy {accuracy[-1]:.3f}"
                 if accuracy[-1] is not None else "")
     if "evaluation" in single:
-        accuracy = evaluation.read_metrics(single["evaluation"].uri).get("accuracy")
+        metrics = evaluation.read_metrics(single["evaluation"].uri)
+        accuracy = metrics.get("accuracy")
         text = f"accuracy {accuracy:.3f}" if accuracy is not None else "no accuracy"
+        if metrics.get("leakage_free"):
+            text += f" (leakage-free {metrics['leakage_free']['accuracy']:.3f})"
         if "blessing" in single and node_id != "Evaluator_test":
             text += ", blessed" if custom(single["blessing"], "blessed") == 1 else ", NOT blessed"
         return text

@@ -52,7 +52,10 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
                               allow_drift=int(config.allow_drift))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=TRANSFORM_FN)
+        preprocessing_fn=TRANSFORM_FN,
+        # StatisticsGen has the raw statistics; post-transform statistics of 2,304 floats
+        # per image would be computed and never read.
+        disable_statistics=True)
     transform.add_upstream_node(gate)  # no training on data that failed validation
 
     trainers, evaluators, nodes = {}, {}, []

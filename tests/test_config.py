@@ -60,9 +60,11 @@ def test_summary_table_marks_cached_nodes_and_shows_peaks():
         "architectures": {"vgg": {"eval": {"accuracy": 0.5}, "blessed": True, "params": 10}},
         "node_seconds": {"Trainer_vgg": 0.0, "Evaluator_vgg": 12.5},
         "node_peak_rss_mib": {"Evaluator_vgg": 1536},
-        "selection": {"winner": "vgg", "best_candidate": "vgg"}, "test": {"accuracy": 0.25},
+        "selection": {"winner": "vgg", "best_candidate": "vgg"},
+        "test": {"accuracy": 0.25, "leakage_free": {"accuracy": 0.125}},
         "seconds": 30.0, "runner_peak_rss_mib": 1024})
     [row] = [line for line in table.splitlines() if line.startswith("vgg")]
     assert "cached" in row and "12.5s  1.5GB" in row and "0.5000" in row
+    assert "0.2500 as published, 0.1250 leakage-free" in table
     assert table.splitlines()[-1] == ("run: 30 s; peak memory: largest node process 1.5 GB, "
                                       "runner process 1.0 GB")

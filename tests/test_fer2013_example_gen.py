@@ -40,7 +40,7 @@ def run_executor(tmp_path, lines, name="fer.csv", bound=0.01, header="emotion,pi
     return run_executor_on(tmp_path, data, bound)
 
 
-def run_executor_on(tmp_path, data, bound):
+def run_executor_on(tmp_path, data, bound, policy=None):
     name = os.path.basename(data)
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
@@ -53,6 +53,8 @@ def run_executor_on(tmp_path, data, bound):
         "output_config": proto_utils.proto_to_json(unassigned_rows_output_config()),
         "max_quarantine_fraction": bound,
     }
+    if policy is not None:
+        exec_properties["quality_policy"] = policy.to_json()
     gen_executor.Executor().Do({}, {"examples": [examples], "quarantine": [quarantine]},
                                exec_properties)
     return examples, quarantine

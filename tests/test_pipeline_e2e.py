@@ -68,6 +68,11 @@ def test_summary_reports_every_link(run):
     blessed = {a: r["eval"]["accuracy"] for a, r in summary["architectures"].items() if r["blessed"]}
     assert winner == max(blessed, key=blessed.get)
     assert summary["test"]["example_count"] == ingest["split_counts"]["test"]
+    # PrivateTest as published and leakage-free: the slices add up to the whole split.
+    seen = (summary["test"].get("seen_in_train") or {}).get("example_count", 0)
+    assert summary["test"]["leakage_free"]["example_count"] + seen == ingest["split_counts"]["test"]
+    assert seen == ingest["quality"]["test_seen_in_train"]
+    assert ingest["quality"]["rows"] == ingest["rows_valid"]
     assert summary["pushed"]
     assert json.load(open(root / "summary.json"))["pushed_path"] == summary["pushed_path"]
 
@@ -94,6 +99,9 @@ def test_console_shows_one_line_per_node_start_and_end(run):
     done = {line.split("] ", 1)[1].split()[0]: line for line in lines if " done " in line}
     assert set(summary["node_seconds"]) <= set(done)
     assert f"{summary['ingest']['rows_valid']:,} rows valid" in done["Fer2013ExampleGen"]
+    assert "dropped by the quality policy" in done["Fer2013ExampleGen"]
+    assert "no drift vs nothing (first run" in done["DriftCheck"]
+    assert "leakage-free" in done["Evaluator_test"]
     assert "val accuracy" in done[f"Trainer_{LEARNER}"] and "peak" in done[f"Trainer_{LEARNER}"]
     for arch, row in summary["architectures"].items():
         accuracy = f"accuracy {row['eval']['accuracy']:.3f}"
@@ -153,7 +161,7 @@ def test_report_covers_the_run(run):
 
     _, summary, _, _ = run
     page = open(summary["report"]).read()
-    for section in render.SECTIONS:
+    for section in (*render.SECTIONS, "data-quality"):
         assert f"<section id='{section}'>" in page, section
     comparison = re.search(r"<section id='comparison'>(.*?)</section>", page, re.S).group(1)
     for arch in ARCHITECTURES:
