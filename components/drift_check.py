@@ -54,16 +54,11 @@ DRIFT_TYPES = frozenset(value for name, value in _Type.items() if name.startswit
 
 def published_versions(baseline_dir: str) -> List[int]:
     """Complete statistics versions in ``baseline_dir``, oldest first."""
-    if not fileio.exists(baseline_dir):
-        return []
-    names = [name.rstrip("/") for name in fileio.listdir(baseline_dir)]
-    return sorted(int(name) for name in names if name.isascii() and name.isdigit()
-                  and fileio.exists(os.path.join(baseline_dir, name, STATS_FILE)))
+    return serving_push.pushed_versions(baseline_dir, marker=STATS_FILE)
 
 
 def latest_version(baseline_dir: str) -> Optional[int]:
-    versions = published_versions(baseline_dir)
-    return versions[-1] if versions else None
+    return serving_push.latest_version(baseline_dir, marker=STATS_FILE)
 
 
 def load_version(baseline_dir: str, version: int) -> statistics_pb2.DatasetFeatureStatisticsList:

@@ -30,21 +30,22 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
-def pushed_versions(model_base_path: str) -> List[int]:
-    """Complete versions under a model base path, oldest first (temp dirs excluded)."""
+def pushed_versions(model_base_path: str, marker: str = "saved_model.pb") -> List[int]:
+    """Complete versions under a base path, oldest first (temp dirs excluded): numeric
+    directories holding ``marker`` (a SavedModel's, or another file pushed atomically)."""
     if not fileio.exists(model_base_path):
         return []
     versions = []
     for name in fileio.listdir(model_base_path):
         name = name.rstrip("/")
         if name.isascii() and name.isdigit() and fileio.exists(
-                os.path.join(model_base_path, name, "saved_model.pb")):
+                os.path.join(model_base_path, name, marker)):
             versions.append(int(name))
     return sorted(versions)
 
 
-def latest_version(model_base_path: str) -> Optional[int]:
-    versions = pushed_versions(model_base_path)
+def latest_version(model_base_path: str, marker: str = "saved_model.pb") -> Optional[int]:
+    versions = pushed_versions(model_base_path, marker)
     return versions[-1] if versions else None
 
 
