@@ -65,8 +65,9 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
         found = custom(single["quarantine"], "data_quality") or {}
         return (f"{rows['rows_valid']:,} rows valid, {rows['rows_quarantined']:,} quarantined, "
                 f"{rows['rows_dropped']:,} dropped by the quality policy "
-                f"({found.get('extra_copies', 0):,} duplicate copies, "
-                f"{found.get('train_overlap_groups', 0):,} images in train and eval/test)")
+                f"({int(found.get('extra_copies', 0)):,} duplicate copies, "
+                f"{int(found.get('train_overlap_groups', 0)):,} images shared by train and "
+                "eval/test)")  # MLMD keeps JSON numbers as floats
     if node_id == "DriftCheck" and "anomalies" in single:
         drifted = custom(single["anomalies"], "drifted_features") or 0
         baseline = custom(single["anomalies"], "drift_baseline")
