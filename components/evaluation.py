@@ -10,7 +10,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 
-from components import baseline, features
+from components import baseline, features, scores
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 
@@ -79,7 +79,8 @@ class Evaluator(tfx.components.Evaluator):
 
 
 def read_metrics(evaluation_uri: str) -> Dict[str, Any]:
-    """Overall and per-emotion accuracy, example count and confusion matrix of the candidate.
+    """Overall and per-emotion accuracy (= recall), example count, confusion matrix and
+    macro-F1 of the candidate.
 
     With slices by ``seen_in_train`` (the test evaluation), ``leakage_free`` holds the
     accuracy and example count of the rows whose image is not in the train split, and
@@ -104,7 +105,8 @@ def read_metrics(evaluation_uri: str) -> Dict[str, Any]:
             name = "seen_in_train" if slice_key[features.SEEN_IN_TRAIN_KEY] else "leakage_free"
             result[name] = {"accuracy": accuracy,
                             "example_count": int(values.get("example_count", 0))}
-    result["confusion_matrix"] = confusion_matrix(evaluation_uri)
+    result["confusion_matrix"] = matrix = confusion_matrix(evaluation_uri)
+    result["macro_f1"] = scores.macro_f1(matrix) if matrix else None
     return result
 
 

@@ -31,6 +31,9 @@ LABEL_XF_KEY = LABEL_KEY  # the label passes through Transform unchanged
 EMOTIONS: Tuple[str, ...] = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 NUM_CLASSES: int = len(EMOTIONS)
 
+# Eval metrics a run may select models by (keys of evaluation.read_metrics; higher is better).
+SELECTION_METRICS: Tuple[str, ...] = ("accuracy", "macro_f1")
+
 # fer2013 `Usage` column -> TFX split name.
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "eval", "PrivateTest": "test"}
 SPLITS: Tuple[str, ...] = ("train", "eval", "test")

@@ -16,9 +16,10 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, evaluation
+from components import candidates, evaluation, features
 
 SELECTION_FILE = "selection.json"
+SELECTION_METRICS = features.SELECTION_METRICS
 
 
 def directory_bytes(path: str) -> int:
@@ -48,7 +49,7 @@ class Executor(base_executor.BaseExecutor):
             rows.append({
                 "architecture": arch,
                 "blessed": artifacts["blessing"].get_int_custom_property("blessed") == 1,
-                "metrics": {"accuracy": metrics.get("accuracy")},
+                "metrics": {name: metrics.get(name) for name in SELECTION_METRICS},
                 "size_bytes": directory_bytes(model_dir),
                 "model_dir": model_dir,
             })
@@ -75,6 +76,8 @@ class Executor(base_executor.BaseExecutor):
 def ModelSelector(architectures: List[str], trainers: Dict[str, Any], evaluators: Dict[str, Any],
                   metric: str = "accuracy") -> base_component.BaseComponent:
     """Builds the selector for these architectures' Trainer and Evaluator nodes."""
+    if metric not in SELECTION_METRICS:
+        raise ValueError(f"selection metric must be one of {SELECTION_METRICS}, got {metric!r}")
     spec_class = candidates.make_spec_class(
         "ModelSelectorSpec",
         parameters={"metric": component_spec.ExecutionParameter(type=str)},

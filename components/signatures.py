@@ -3,7 +3,7 @@
 Both apply the Transform graph (``tft_layer``) and return the same outputs, so TFMA,
 TF Serving's Predict API and image clients all see one contract (components/features.py).
 """
-from typing import Dict
+from typing import Dict, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -59,9 +59,30 @@ def predictions(probabilities: tf.Tensor) -> Dict[str, tf.Tensor]:
     }
 
 
-def make_serving_signatures(model: tf.keras.Model,
-                            tf_transform_output: tft.TFTransformOutput) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    """Returns {serving_default, serving_images} concrete functions for model.save()."""
+# Test-time augmentations by name (components/models/recipe.py TTA_TRANSFORMS), on
+# [N, 48, 48, 1] images.
+TEST_TIME_TRANSFORMS = {"horizontal_flip": tf.image.flip_left_right}
+
+
+def averaged_probabilities(model: tf.keras.Model, image: tf.Tensor,
+                           test_time_augmentation: Sequence[str] = ()) -> tf.Tensor:
+    """The model's softmax on ``image``, averaged with its softmax on each transformed copy."""
+    probabilities = [tf.cast(model(image, training=False), tf.float32)]
+    for name in test_time_augmentation:
+        copy = TEST_TIME_TRANSFORMS[name](image)
+        probabilities.append(tf.cast(model(copy, training=False), tf.float32))
+    return tf.add_n(probabilities) / float(len(probabilities))
+
+
+def make_serving_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+                            test_time_augmentation: Sequence[str] = ()
+                            ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    """Returns {serving_default, serving_images} concrete functions for model.save(); both
+    average over ``test_time_augmentation`` (names of TEST_TIME_TRANSFORMS)."""
+    unknown = set(test_time_augmentation) - set(TEST_TIME_TRANSFORMS)
+    if unknown:
+        raise ValueError(f"unknown test-time augmentation {sorted(unknown)}; "
+                         f"known: {sorted(TEST_TIME_TRANSFORMS)}")
     model.tft_layer = tf_transform_output.transform_features_layer()
     # The model's only input; the per-image statistics and the label are for TFDV/TFMA,
     # and Transform supplies what a request leaves out.
@@ -69,7 +90,8 @@ def make_serving_signatures(model: tf.keras.Model,
 
     def predict_raw(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         transformed = model.tft_layer(raw_features)
-        return predictions(model(transformed[features.IMAGE_XF_KEY], training=False))
+        return predictions(averaged_probabilities(model, transformed[features.IMAGE_XF_KEY],
+                                                  test_time_augmentation))
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])

@@ -137,6 +137,9 @@ def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
             recipe[key] = getattr(config, key)
     if config.augmentation is False:
         recipe["augmentation"] = dict(recipe_lib.NO_AUGMENTATION)
+    if config.test_time_augmentation is not None:
+        recipe["test_time_augmentation"] = (list(recipe_lib.TTA_TRANSFORMS)
+                                            if config.test_time_augmentation else [])
     return recipe
 
 
@@ -261,7 +264,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     serving_dir = fn_args.serving_model_dir
     model.save(serving_dir, save_format="tf",
-               signatures=signatures.make_serving_signatures(model, tf_transform_output))
+               signatures=signatures.make_serving_signatures(
+                   model, tf_transform_output, recipe["test_time_augmentation"]))
     seconds = timer.seconds
     metadata = {
         "architecture": config.architecture,

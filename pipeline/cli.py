@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
+from components import features
 from pipeline import config as config_lib
 
 DEFAULT_SYNTHETIC_ROWS = 2100
@@ -42,13 +43,21 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, help="override every recipe's LR")
     parser.add_argument("--weights", help="transfer backbones: imagenet or a local .h5 file "
                                           "(default: random init)")
+    parser.add_argument("--test-time-augmentation", choices=("on", "off"),
+                        help="serve every model with (on) or without (off) horizontal-flip "
+                             "test-time augmentation (default: each recipe's)")
     parser.add_argument("--min-accuracy", type=float, default=0.3,
                         help="absolute eval-accuracy bound for blessing")
+    parser.add_argument("--selection-metric", default="accuracy",
+                        choices=features.SELECTION_METRICS,
+                        help="how ModelSelector ranks the blessed candidates on eval")
 
 
 def _trainer_config(args: argparse.Namespace) -> config_lib.TrainerConfig:
+    tta = {"on": True, "off": False, None: None}[args.test_time_augmentation]
     return config_lib.TrainerConfig(epochs=args.epochs, batch_size=args.batch_size,
-                                    learning_rate=args.learning_rate, weights=args.weights)
+                                    learning_rate=args.learning_rate, weights=args.weights,
+                                    test_time_augmentation=tta)
 
 
 def add_beam_mode_arg(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         trainer=trainer,
         per_architecture={} if args.data or args.epochs else synthetic,
         min_accuracy=args.min_accuracy,
+        selection_metric=args.selection_metric,
         beam_direct_running_mode=args.beam_mode,
         enable_cache=not args.no_cache)
 
@@ -256,6 +266,7 @@ def compile_command(args: argparse.Namespace) -> int:
         trainer=dataclasses.replace(defaults.trainer, gpus=args.trainer_gpus))
     config = config_lib.PipelineConfig(
         data_path=args.data, min_accuracy=args.min_accuracy, architectures=args.architectures,
+        selection_metric=args.selection_metric,
         trainer=_trainer_config(args))
     try:
         print(f"Compiled {kubeflow_runner.compile_pipeline(config, kubeflow, args.output)}")

@@ -45,7 +45,8 @@ ISOLATED_NODE_TYPES: Tuple[str, ...] = (
 class TrainerConfig:
     """What one Trainer needs; travels as the Trainer's custom_config (JSON).
 
-    ``epochs``, ``batch_size``, ``learning_rate`` and ``augmentation`` override the
+    ``epochs``, ``batch_size``, ``learning_rate``, ``augmentation`` and
+    ``test_time_augmentation`` override the
     architecture's recipe (``RECIPE`` in components/models/<arch>.py: optimizer, LR
     schedule, augmentation, label smoothing, early stopping) when set; None keeps the
     recipe's value.
@@ -56,6 +57,9 @@ class TrainerConfig:
     batch_size: Optional[int] = None
     learning_rate: Optional[float] = None
     augmentation: Optional[bool] = None  # False: none; None/True: the recipe's
+    # Test-time augmentation of the served model: None: the recipe's; False: none; True:
+    # every transform components/models/recipe.py knows (TTA_TRANSFORMS).
+    test_time_augmentation: Optional[bool] = None
     weights: Optional[str] = None  # None / 'imagenet' / path to a local .h5 (transfer models)
     class_weighting: str = "sqrt_balanced"  # none | balanced | sqrt_balanced (for Disgust)
     mixed_precision: str = "auto"  # auto (on when a GPU is visible) | on | off

@@ -23,7 +23,22 @@ def _artifact(kind, uri):
     return artifact
 
 
-def _candidate(root, arch, accuracy, blessed, size_bytes):
+def _write_confusion_matrix(evaluation_uri, matrix):
+    """TFMA's plots file with the overall slice's multi-class confusion matrix."""
+    plots = metrics_for_slice_pb2.PlotsForSlice()
+    entry = plots.plot_keys_and_values.add()
+    cm = entry.value.multi_class_confusion_matrix_at_thresholds.matrices.add()
+    for actual, row in enumerate(matrix):
+        for predicted, count in enumerate(row):
+            cell = cm.entries.add()
+            cell.actual_class_id, cell.predicted_class_id = actual, predicted
+            cell.num_weighted_examples = count
+    with tf.io.TFRecordWriter(os.path.join(evaluation_uri,
+                                           "plots-00000-of-00001.tfrecord")) as writer:
+        writer.write(plots.SerializeToString())
+
+
+def _candidate(root, arch, accuracy, blessed, size_bytes, matrix=None):
     """A Trainer model (SavedModel-shaped dir of ``size_bytes``), TFMA metrics, a blessing."""
     model = _artifact(standard_artifacts.Model, root / arch / "model")
     serving = os.path.join(model.uri, "Format-Serving")
@@ -38,6 +53,8 @@ def _candidate(root, arch, accuracy, blessed, size_bytes):
     with tf.io.TFRecordWriter(os.path.join(evaluation.uri,
                                            "metrics-00000-of-00001.tfrecord")) as writer:
         writer.write(metrics.SerializeToString())
+    if matrix is not None:
+        _write_confusion_matrix(evaluation.uri, matrix)
     blessing = _artifact(standard_artifacts.ModelBlessing, root / arch / "blessing")
     blessing.set_int_custom_property("blessed", int(blessed))
     return {candidates.input_name("model", arch): [model],
@@ -45,13 +62,14 @@ def _candidate(root, arch, accuracy, blessed, size_bytes):
             candidates.input_name("blessing", arch): [blessing]}
 
 
-def _select(root, table):
+def _select(root, table, metric="accuracy", matrices=None):
     inputs = {}
     for arch, (accuracy, blessed, size) in table.items():
-        inputs.update(_candidate(root, arch, accuracy, blessed, size))
+        inputs.update(_candidate(root, arch, accuracy, blessed, size,
+                                 (matrices or {}).get(arch)))
     outputs = {"model": [_artifact(standard_artifacts.Model, root / "out" / "model")],
                "blessing": [_artifact(standard_artifacts.ModelBlessing, root / "out" / "blessing")]}
-    model_selection.Executor().Do(inputs, outputs, {"metric": "accuracy"})
+    model_selection.Executor().Do(inputs, outputs, {"metric": metric})
     blessing = outputs["blessing"][0]
     with open(os.path.join(blessing.uri, model_selection.SELECTION_FILE)) as handle:
         return outputs["model"][0], blessing, json.load(handle)
@@ -100,3 +118,30 @@ def test_nothing_is_pushed_when_no_candidate_is_blessed(tmp_path):
 def test_no_candidates_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no candidates"):
         _select(tmp_path, {})
+
+
+def _matrix(diagonal, off):
+    """7x7 counts: ``diagonal[c]`` right for class c, ``off[c]`` of it predicted as class 0."""
+    matrix = [[0] * 7 for _ in range(7)]
+    for c in range(7):
+        matrix[c][c] += diagonal[c]
+        matrix[c][0] += off[c]
+    return matrix
+
+
+@pytest.mark.parametrize("metric, winner", [("accuracy", "majority"), ("macro_f1", "balanced")])
+def test_the_selection_metric_decides(tmp_path, metric, winner):
+    """'majority' gets more right by predicting class 0; 'balanced' gets every class."""
+    majority = _matrix([90, 0, 0, 0, 0, 0, 0], [0, 10, 10, 10, 10, 10, 10])  # acc 0.6
+    balanced = _matrix([60, 7, 7, 7, 7, 7, 7], [30, 3, 3, 3, 3, 3, 3])
+    accuracy = {"majority": 0.6, "balanced": 0.5}  # TFMA's figure, as the Evaluator writes it
+    _, _, selection = _select(tmp_path / metric, {a: (accuracy[a], True, 100) for a in accuracy},
+                              metric=metric, matrices={"majority": majority, "balanced": balanced})
+    assert selection["winner"] == winner and selection["metric"] == metric
+    f1 = {c["architecture"]: c["metrics"]["macro_f1"] for c in selection["candidates"]}
+    assert f1["balanced"] > f1["majority"] > 0
+
+
+def test_an_unknown_selection_metric_is_refused():
+    with pytest.raises(ValueError, match="selection metric must be one of"):
+        model_selection.ModelSelector([], {}, {}, metric="auc")

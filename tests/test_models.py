@@ -312,3 +312,20 @@ def test_trainer_config_overrides_the_recipe_and_can_turn_augmentation_off():
     assert resolved["epochs"] == 3 and resolved["learning_rate"] == 0.02
     assert resolved["augmentation"] == recipe.NO_AUGMENTATION
     assert resolved["optimizer"] == models.get_recipe("vgg_bn")["optimizer"]  # the rest is kept
+
+
+def test_test_time_augmentation_follows_the_recipe_unless_the_config_says():
+    from components import trainer
+    from pipeline.config import TrainerConfig
+
+    own = trainer.resolve_recipe(TrainerConfig(architecture="improved"))
+    assert own["test_time_augmentation"] == models.get_recipe("improved")["test_time_augmentation"]
+    off = trainer.resolve_recipe(TrainerConfig(architecture="improved", test_time_augmentation=False))
+    on = trainer.resolve_recipe(TrainerConfig(architecture="improved", test_time_augmentation=True))
+    assert off["test_time_augmentation"] == [] and on["test_time_augmentation"] == ["horizontal_flip"]
+
+
+def test_recipe_with_an_unknown_test_time_augmentation_is_refused():
+    bad = dict(models.get_recipe("vgg"), test_time_augmentation=["ten_crop"])
+    with pytest.raises(ValueError, match="unknown test_time_augmentation"):
+        recipe.validate_recipe(bad, "vgg")

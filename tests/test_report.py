@@ -13,7 +13,8 @@ from PIL import Image
 from tfx.types import artifact_utils, standard_artifacts
 
 from components import features
-from components.report import component, render, scores
+from components import scores
+from components.report import component, render
 
 
 def test_recall_precision_f1_from_confusion_matrix():

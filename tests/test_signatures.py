@@ -128,3 +128,25 @@ def test_a_request_of_too_many_pixels_is_refused(exported):
         exported.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant([bomb, bomb]))
     check_outputs(exported.signatures[features.SERVING_IMAGES_SIGNATURE](
         images=tf.constant([bomb])), 1)
+
+
+def test_test_time_augmentation_averages_the_flipped_image():
+    """The served probabilities are the mean over the image and its mirror image."""
+    import tf_keras
+
+    model = tf_keras.Sequential([tf_keras.layers.Flatten(input_shape=features.IMAGE_SHAPE),
+                                 tf_keras.layers.Dense(features.NUM_CLASSES, activation="softmax")])
+    image = tf.constant(np.random.default_rng(5).normal(size=(3, 48, 48, 1)), tf.float32)
+    plain = model(image).numpy()
+    mirrored = model(tf.image.flip_left_right(image)).numpy()
+    assert not np.allclose(plain, mirrored)  # the model is not flip-invariant
+    np.testing.assert_allclose(signatures.averaged_probabilities(model, image).numpy(), plain,
+                               rtol=1e-6)
+    np.testing.assert_allclose(
+        signatures.averaged_probabilities(model, image, ["horizontal_flip"]).numpy(),
+        (plain + mirrored) / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_test_time_augmentation_is_refused():
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        signatures.make_serving_signatures(None, None, ["ten_crop"])

@@ -70,6 +70,7 @@ RECIPE = {
         "random_erasing": 0.5,
     },
     "early_stopping_patience": 40,
+    "test_time_augmentation": ["horizontal_flip"],  # the paper: ten-crop TTA; flip here
 }
 
 

@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
 from components import features  # noqa: E402
-from components.report import scores  # noqa: E402
+from components import scores  # noqa: E402
 
 INDEX_FILE = "index.html"
 DATA_FILE = "report.json"
