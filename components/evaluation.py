@@ -42,7 +42,9 @@ def make_eval_config(min_accuracy: Optional[float],
         # that each reload the SavedModel (24 reloads measured for one 35-example eval).
         options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
         model_specs=[tfma.ModelSpec(
-            model_type=tfma.TF_KERAS,  # known: saves TFMA a model load to find it out
+            # Known, which saves TFMA a model load to find it out. Generic (the serving
+            # signature), not Keras: a candidate or the served baseline may be an ensemble.
+            model_type=tfma.TF_GENERIC,
             signature_name=features.SERVING_DEFAULT_SIGNATURE,
             label_key=features.LABEL_KEY,
             prediction_key=features.PROBABILITIES_OUTPUT)],

@@ -3,8 +3,10 @@
 Both apply the Transform graph (``tft_layer``) and return the same outputs, so TFMA,
 TF Serving's Predict API and image clients all see one contract (components/features.py).
 """
-from typing import Dict, Sequence
+import time
+from typing import Callable, Dict, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -107,3 +109,22 @@ def make_serving_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTr
         features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),
         features.SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),
     }
+
+
+LATENCY_BATCH = 64  # serialized examples per timed call of serving_default
+LATENCY_REPEATS = 5
+
+
+def latency_ms(serve_examples: Callable[..., Dict[str, tf.Tensor]]) -> float:
+    """Median milliseconds of one serving_default call on LATENCY_BATCH random faces
+    (after a warm-up call), recorded in fer_model.json for the report's comparison."""
+    rng = np.random.default_rng(0)
+    batch = tf.constant([features.serving_example(rng.integers(0, 256, features.NUM_PIXELS))
+                         for _ in range(LATENCY_BATCH)])
+    serve_examples(**{features.EXAMPLES_INPUT: batch})
+    times = []
+    for _ in range(LATENCY_REPEATS):
+        start = time.perf_counter()
+        serve_examples(**{features.EXAMPLES_INPUT: batch})
+        times.append(1000.0 * (time.perf_counter() - start))
+    return float(np.median(times))

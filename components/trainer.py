@@ -8,9 +8,7 @@ split. Input: the transformed TFRecords through tf.data (parse per batch, cache,
 augment in parallel, prefetch). Output: a SavedModel with both serving signatures, and
 ``assets.extra/fer_model.json`` (history, timing, params, weights source) beside it.
 """
-import json
 import logging
-import os
 import time
 from typing import Any, Dict, List, Optional, TextIO
 
@@ -20,24 +18,13 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components import features, models, progress, signatures
+from components import features, model_metadata, models, progress, signatures
 from components.models import recipe as recipe_lib
 from pipeline.config import TrainerConfig
 
-METADATA_DIR = "assets.extra"  # TF Serving ignores it; it travels with every push
-METADATA_FILE = "fer_model.json"
 # Each epoch's validation recalibrates BatchNormalization on this share of the images the
 # final recalibration uses (1/8 of 8,192 = 1,024 by default): cheap, and enough to judge.
 EPOCH_RECALIBRATION_SHARE = 8
-
-
-def read_model_metadata(serving_model_dir: str) -> Dict[str, Any]:
-    """The ``fer_model.json`` saved with a model (params, weights, history, timing); {} if none."""
-    path = os.path.join(serving_model_dir, METADATA_DIR, METADATA_FILE)
-    if not tf.io.gfile.exists(path):
-        return {}
-    with tf.io.gfile.GFile(path) as handle:
-        return json.load(handle)
 
 
 def _files(patterns: List[str]) -> List[str]:
@@ -263,9 +250,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                      recalibrated)
 
     serving_dir = fn_args.serving_model_dir
-    model.save(serving_dir, save_format="tf",
-               signatures=signatures.make_serving_signatures(
-                   model, tf_transform_output, recipe["test_time_augmentation"]))
+    serving = signatures.make_serving_signatures(model, tf_transform_output,
+                                                 recipe["test_time_augmentation"])
+    model.save(serving_dir, save_format="tf", signatures=serving)
     seconds = timer.seconds
     metadata = {
         "architecture": config.architecture,
@@ -278,15 +265,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         "train_examples": int(len(train_labels)),
         "class_weights": weights_by_class,
         "bn_recalibrated_on": recalibrated,
+        "serving_latency_ms": signatures.latency_ms(
+            serving[features.SERVING_DEFAULT_SIGNATURE]),
+        "latency_batch": signatures.LATENCY_BATCH,
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
         "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
         "images_per_second": (len(train_labels) / float(np.mean(seconds[1:] or seconds))
                               if seconds else None),
     }
-    extra_dir = os.path.join(serving_dir, METADATA_DIR)
-    tf.io.gfile.makedirs(extra_dir)
-    with tf.io.gfile.GFile(os.path.join(extra_dir, METADATA_FILE), "w") as handle:
-        json.dump(metadata, handle, indent=2)
+    model_metadata.write(serving_dir, metadata)
     logging.info("Saved %s (%d params, weights: %s, %.1f images/s) to %s", config.architecture,
                  metadata["params"], weights_source, metadata["images_per_second"] or 0,
                  serving_dir)

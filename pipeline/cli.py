@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from components import features
+from components import features, node_ids
 from pipeline import config as config_lib
 
 DEFAULT_SYNTHETIC_ROWS = 2100
@@ -48,6 +48,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                              "test-time augmentation (default: each recipe's)")
     parser.add_argument("--min-accuracy", type=float, default=0.3,
                         help="absolute eval-accuracy bound for blessing")
+    parser.add_argument("--no-ensemble", dest="ensemble", action="store_false",
+                        help="no ensemble candidate (the blessed architectures averaged)")
     parser.add_argument("--selection-metric", default="accuracy",
                         choices=features.SELECTION_METRICS,
                         help="how ModelSelector ranks the blessed candidates on eval")
@@ -129,6 +131,7 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         per_architecture={} if args.data or args.epochs else synthetic,
         min_accuracy=args.min_accuracy,
         selection_metric=args.selection_metric,
+        ensemble=args.ensemble,
         beam_direct_running_mode=args.beam_mode,
         enable_cache=not args.no_cache)
 
@@ -211,7 +214,7 @@ def format_table(summary: dict) -> str:
         lines.append(f"{arch:<14}{'-' if accuracy is None else f'{accuracy:.4f}':>9}"
                      f"{'yes' if row.get('blessed') else 'no':>8}{row.get('params')!s:>12}"
                      f"{round(row['images_per_second']) if row.get('images_per_second') else '-'!s:>7}"
-                     f"{node(f'Trainer_{arch}')}{node(f'Evaluator_{arch}')}")
+                     f"{node(node_ids.model_node(arch))}{node(node_ids.evaluator(arch))}")
     selection = summary.get("selection") or {}
     test = summary.get("test") or {}
 
@@ -266,7 +269,7 @@ def compile_command(args: argparse.Namespace) -> int:
         trainer=dataclasses.replace(defaults.trainer, gpus=args.trainer_gpus))
     config = config_lib.PipelineConfig(
         data_path=args.data, min_accuracy=args.min_accuracy, architectures=args.architectures,
-        selection_metric=args.selection_metric,
+        selection_metric=args.selection_metric, ensemble=args.ensemble,
         trainer=_trainer_config(args))
     try:
         print(f"Compiled {kubeflow_runner.compile_pipeline(config, kubeflow, args.output)}")

@@ -38,7 +38,7 @@ IN_MEMORY_MAX_CPUS = 2
 # run inside the runner process, where a child's start-up (~7 s of imports measured:
 # ExampleGen 5.9 s in the runner, 12.9 s in its own process) would cost more than the node.
 ISOLATED_NODE_TYPES: Tuple[str, ...] = (
-    "Fer2013ExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator")
+    "Fer2013ExampleGen", "StatisticsGen", "Transform", "Trainer", "EnsembleBuilder", "Evaluator")
 
 
 @dataclasses.dataclass
@@ -140,7 +140,10 @@ class PipelineConfig:
     # Per-architecture overrides on top of `trainer`, e.g. {"resnet50": {"epochs": 5}}.
     per_architecture: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
     min_accuracy: float = 0.3
-    selection_metric: str = "accuracy"
+    selection_metric: str = "accuracy"  # one of components/features.py SELECTION_METRICS
+    # With two or more architectures, one more candidate averages the blessed ones
+    # (components/ensemble.py).
+    ensemble: bool = True
     # Beam
     beam_direct_running_mode: str = "auto"  # one of BEAM_MODES
     beam_num_workers: int = 0  # 0 = one per CPU

@@ -7,7 +7,7 @@ from typing import Dict, Optional, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import evaluation
+from components import evaluation, node_ids
 from pipeline import run_summary
 
 
@@ -72,6 +72,8 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
         drifted = custom(single["anomalies"], "drifted_features") or 0
         baseline = custom(single["anomalies"], "drift_baseline")
         return f"{drifted} drifted feature(s) vs {baseline}" if drifted else f"no drift vs {baseline}"
+    if node_id == node_ids.ENSEMBLE_BUILDER and "model" in single:
+        return run_summary.model_metadata(single["model"].uri).get("weights", "")
     if node_id.startswith("Trainer_") and "model" in single:
         history = run_summary.model_metadata(single["model"].uri).get("history", {})
         accuracy = history.get("val_accuracy") or [None]

@@ -20,6 +20,9 @@ from pipeline.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 BEAM_COMPONENTS = ("Fer2013ExampleGen", "StatisticsGen", "Transform", "Evaluator")
+# Steps that get the Beam steps' (larger) resources: those, and the ensemble builder,
+# which loads every candidate model.
+LARGE_STEPS = BEAM_COMPONENTS + ("EnsembleBuilder",)
 
 
 def resource_spec(resources: Resources) -> ResourceSpec:
@@ -44,13 +47,14 @@ def beam_pipeline_args(kubeflow: KubeflowConfig) -> List[str]:
 
 def attach_resources(components: List[base_component.BaseComponent],
                      kubeflow: KubeflowConfig) -> None:
-    """Trainers get the GPU spec, Beam steps theirs, every other step the default."""
+    """Trainers get the GPU spec, Beam steps and the ensemble builder theirs, every other
+    step the default."""
     for component in components:
         if not isinstance(component, base_component.BaseComponent):
             continue
         if component.id.startswith("Trainer"):
             resources = kubeflow.trainer
-        elif component.id.split(".")[0] in BEAM_COMPONENTS:
+        elif component.id.split("_")[0] in LARGE_STEPS:
             resources = kubeflow.beam_step
         else:
             resources = kubeflow.default_step

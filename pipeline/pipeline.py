@@ -3,7 +3,8 @@
 fer2013 CSV -> Fer2013ExampleGen (+quarantine, data quality policy) -> StatisticsGen ->
 ImportSchemaGen -> ExampleValidator and DriftCheck (vs the previous run's statistics) ->
 DataValidationGate -> Transform -> per architecture: Trainer_<arch> ->
-ServingBaseline_<arch> -> Evaluator_<arch>; then ModelSelector (best blessed) ->
+ServingBaseline_<arch> -> Evaluator_<arch>; EnsembleBuilder (the blessed candidates
+averaged) -> ServingBaseline_ensemble -> Evaluator_ensemble; then ModelSelector (best blessed) ->
 Evaluator_test (PrivateTest once: as published and leakage-free) and, when blessed, AtomicPusher ->
 <serving-dir>/<model-name>/<version>/; Report (HTML + PNGs) over all of it.
 """
@@ -14,10 +15,11 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 from tfx.dsl.experimental.conditionals import conditional
 
-from components import evaluation
+from components import evaluation, node_ids
 from components.baseline import ServingBaseline
 from components.data_validation_gate import DataValidationGate
 from components.drift_check import DriftCheck
+from components.ensemble import ENSEMBLE, EnsembleBuilder
 from components.fer2013_example_gen import Fer2013ExampleGen, unassigned_rows_output_config
 from components.fer2013_example_gen.quality import Policy
 from components.model_selection import ModelSelector
@@ -58,29 +60,37 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         disable_statistics=True)
     transform.add_upstream_node(gate)  # no training on data that failed validation
 
+    def evaluate(candidate: str, model: base_node.BaseNode) -> List[base_node.BaseNode]:
+        """ServingBaseline_<candidate> and Evaluator_<candidate> (eval split, blessing)."""
+        baseline = ServingBaseline(candidate=model.outputs["model"],
+                                   model_base_path=config.model_serving_dir
+                                   ).with_id(node_ids.serving_baseline(candidate))
+        evaluators[candidate] = evaluation.Evaluator(
+            examples=example_gen.outputs["examples"],
+            example_splits=["eval"],
+            model=model.outputs["model"],
+            baseline_model=baseline.outputs["baseline"],
+            eval_config=evaluation.make_eval_config(config.min_accuracy)
+        ).with_id(node_ids.evaluator(candidate))
+        return [model, baseline, evaluators[candidate]]
+
     trainers, evaluators, nodes = {}, {}, []
     for arch in config.architectures:
-        trainer = tfx.components.Trainer(
+        trainers[arch] = tfx.components.Trainer(
             run_fn=RUN_FN,
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
-            custom_config=config.trainer_for(arch).to_custom_config()).with_id(f"Trainer_{arch}")
-        baseline = ServingBaseline(candidate=trainer.outputs["model"],
-                                   model_base_path=config.model_serving_dir
-                                   ).with_id(f"ServingBaseline_{arch}")
-        evaluator = evaluation.Evaluator(
-            examples=example_gen.outputs["examples"],
-            example_splits=["eval"],
-            model=trainer.outputs["model"],
-            baseline_model=baseline.outputs["baseline"],
-            eval_config=evaluation.make_eval_config(config.min_accuracy)
-        ).with_id(f"Evaluator_{arch}")
-        trainers[arch], evaluators[arch] = trainer, evaluator
-        nodes += [trainer, baseline, evaluator]
+            custom_config=config.trainer_for(arch).to_custom_config()
+        ).with_id(node_ids.model_node(arch))
+        nodes += evaluate(arch, trainers[arch])
+    if config.ensemble and len(config.architectures) > 1:
+        trainers[ENSEMBLE] = EnsembleBuilder(list(config.architectures), dict(trainers),
+                                             dict(evaluators))
+        nodes += evaluate(ENSEMBLE, trainers[ENSEMBLE])
+    candidates = list(trainers)  # every architecture, and the ensemble
 
-    selector = ModelSelector(list(config.architectures), trainers, evaluators,
-                             metric=config.selection_metric)
+    selector = ModelSelector(candidates, trainers, evaluators, metric=config.selection_metric)
     # PrivateTest, measured once, for the selected model only.
     test_evaluator = evaluation.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -95,7 +105,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(
                     base_directory=config.model_serving_dir)))
-    report = ReportComponent(list(config.architectures), example_gen, example_validator,
+    report = ReportComponent(candidates, example_gen, example_validator,
                              schema_gen, trainers, evaluators, selector, test_evaluator)
     return [example_gen, statistics_gen, schema_gen, example_validator, drift_check, gate,
             transform,

@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import evaluation
+from components import evaluation, node_ids
+from components import model_metadata as metadata_file
 from pipeline import executor_process
 
 NodeOutputs = Dict[str, List[metadata_store_pb2.Artifact]]  # output key -> artifacts
@@ -108,27 +109,27 @@ def model_metadata(model_uri: str) -> Dict[str, Any]:
     """The Trainer's assets.extra/fer_model.json (params, weights, history, timing)."""
     from tfx.utils import path_utils
 
-    from components import trainer  # the file layout is the Trainer's
-
-    return trainer.read_model_metadata(path_utils.serving_model_path(model_uri))
+    return metadata_file.read(path_utils.serving_model_path(model_uri))
 
 
 def architecture_summary(outputs: Outputs, arch: str) -> Dict[str, Any]:
     """Eval metrics, blessing, baseline and training facts of one architecture's candidate."""
     result: Dict[str, Any] = {}
-    model = _single(outputs, f"Trainer_{arch}", "model")
+    model = _single(outputs, node_ids.model_node(arch), "model")
     if model is not None:
         meta = model_metadata(model.uri)
         result.update(model_uri=model.uri, params=meta.get("params"), weights=meta.get("weights"),
                       seconds_per_epoch=meta.get("seconds_per_epoch"),
                       images_per_second=meta.get("images_per_second"),
+                      serving_latency_ms=meta.get("serving_latency_ms"),
+                      members=meta.get("members"),
                       epochs_run=len(meta.get("history", {}).get("loss", [])))
-    evaluation_artifact = _single(outputs, f"Evaluator_{arch}", "evaluation")
+    evaluation_artifact = _single(outputs, node_ids.evaluator(arch), "evaluation")
     if evaluation_artifact is not None:
         result["eval"] = evaluation.read_metrics(evaluation_artifact.uri)
-    blessing = _single(outputs, f"Evaluator_{arch}", "blessing")
+    blessing = _single(outputs, node_ids.evaluator(arch), "blessing")
     result["blessed"] = bool(blessing is not None and custom_property(blessing, "blessed") == 1)
-    baseline = _single(outputs, f"ServingBaseline_{arch}", "baseline")
+    baseline = _single(outputs, node_ids.serving_baseline(arch), "baseline")
     result["baseline"] = custom_property(baseline, "baseline_source") if baseline else None
     return result
 
@@ -155,6 +156,8 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
         with open(os.path.join(quarantine.uri, "summary.json")) as handle:
             summary["ingest"] = json.load(handle)
     architectures = sorted(node[len("Trainer_"):] for node in outputs if node.startswith("Trainer_"))
+    if node_ids.ENSEMBLE_BUILDER in outputs:
+        architectures.append(node_ids.ENSEMBLE)
     summary["architectures"] = {arch: architecture_summary(outputs, arch) for arch in architectures}
 
     selection = _single(outputs, "ModelSelector", "blessing")

@@ -43,6 +43,11 @@ def test_every_trainer_requests_gpus_and_beam_steps_get_cpu(package):
     for name, container in executors.items():
         assert container["image"] == "registry.example/fer:1.0"
         assert "cpuLimit" in container.get("resources", {})
+    beam_cpus = config_lib.KubeflowConfig().beam_step.cpu
+    for task in ("EnsembleBuilder", "Evaluator_vgg", "Transform"):  # load models or run Beam
+        label = spec.root.dag.tasks[task].component_ref.name
+        resources = executors[spec.components[label].executor_label]["resources"]
+        assert float(resources["cpuLimit"]) == beam_cpus, task
 
 
 def test_components_are_referenced_by_module_path(package):
@@ -138,7 +143,8 @@ def test_kfp_cache_is_off_where_the_result_depends_on_more_than_inputs(package):
     tasks = _documents(package)[0]["root"]["dag"]["tasks"]
     uncached = {n for n, t in tasks.items() if not t["cachingOptions"].get("enableCache")}
     assert uncached == ({"Fer2013ExampleGen", "AtomicPusher", "DriftCheck"}
-                        | {f"ServingBaseline_{a}" for a in config_lib.ALL_ARCHITECTURES})
+                        | {f"ServingBaseline_{a}" for a in (*config_lib.ALL_ARCHITECTURES,
+                                                             "ensemble")})
 
 
 def test_beam_workers_follow_the_pod_cpu_limit(package):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import features
+from components import features, node_ids
 from pipeline import config as config_lib
 from pipeline import local_runner, synthetic_faces
 from client import fer_client as client_lib
@@ -55,18 +55,26 @@ def test_summary_reports_every_link(run):
     assert ingest["rows_read"] == ROWS and ingest["rows_quarantined"] == 0
     assert sum(ingest["split_counts"].values()) == ROWS
     assert all(ingest["split_counts"][s] > 0 for s in features.SPLITS)
-    assert set(summary["architectures"]) == set(ARCHITECTURES)
+    assert set(summary["architectures"]) == {*ARCHITECTURES, node_ids.ENSEMBLE}
     for arch, row in summary["architectures"].items():
         assert row["eval"]["example_count"] == ingest["split_counts"]["eval"], arch
         matrix = np.array(row["eval"]["confusion_matrix"])
         assert matrix.shape == (7, 7) and matrix.sum() == ingest["split_counts"]["eval"], arch
-        assert row["params"] > 0 and row["weights"] == "random init", arch
+        assert row["params"] > 0 and row["serving_latency_ms"] > 0, arch
+    for arch in ARCHITECTURES:
+        assert summary["architectures"][arch]["weights"] == "random init", arch
+    # The ensemble averages the blessed architectures (all of them when none is blessed).
+    blessed_archs = [a for a in ARCHITECTURES if summary["architectures"][a]["blessed"]]
+    ensemble = summary["architectures"][node_ids.ENSEMBLE]
+    assert ensemble["members"] == (blessed_archs or list(ARCHITECTURES))
+    assert ensemble["params"] == sum(summary["architectures"][a]["params"]
+                                     for a in ensemble["members"])
     improved = summary["architectures"][LEARNER]
     assert improved["eval"]["accuracy"] > 2 / features.NUM_CLASSES  # well above chance
     assert set(improved["eval"]["per_emotion_accuracy"]) == set(features.EMOTIONS)
     winner = summary["selection"]["winner"]
     blessed = {a: r["eval"]["accuracy"] for a, r in summary["architectures"].items() if r["blessed"]}
-    assert winner == max(blessed, key=blessed.get)
+    assert blessed[winner] == max(blessed.values())  # ties go to the smaller model
     assert summary["test"]["example_count"] == ingest["split_counts"]["test"]
     # PrivateTest as published and leakage-free: the slices add up to the whole split.
     seen = (summary["test"].get("seen_in_train") or {}).get("example_count", 0)
@@ -81,6 +89,7 @@ def test_heavy_nodes_ran_in_their_own_processes_within_the_memory_bounds(run):
     _, summary, _, _ = run
     peaks = summary["node_peak_rss_mib"]
     heavy = {"Fer2013ExampleGen", "StatisticsGen", "Transform", "Evaluator_test",
+             node_ids.ENSEMBLE_BUILDER, node_ids.evaluator(node_ids.ENSEMBLE),
              *(f"{node}_{a}" for node in ("Trainer", "Evaluator")
                for a in ARCHITECTURES)}
     assert set(peaks) == heavy  # the small nodes run in the runner process
@@ -164,7 +173,7 @@ def test_report_covers_the_run(run):
     for section in (*render.SECTIONS, "data-quality"):
         assert f"<section id='{section}'>" in page, section
     comparison = re.search(r"<section id='comparison'>(.*?)</section>", page, re.S).group(1)
-    for arch in ARCHITECTURES:
+    for arch in (*ARCHITECTURES, node_ids.ENSEMBLE):
         assert f"<td>{arch}" in comparison, arch
     assert f"{summary['selection']['winner']} ★" in comparison
     folder = os.path.dirname(summary["report"])

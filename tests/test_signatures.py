@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from PIL import Image
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
 import hostile_images
 from tfx.utils import io_utils

@@ -125,10 +125,6 @@ def make_callbacks(recipe: Mapping[str, Any]) -> List[keras.callbacks.Callback]:
     """ReduceLROnPlateau and EarlyStopping (restoring the best weights) as the recipe asks.
     Monitors assume the trainer names its accuracy metric ``accuracy``."""
     callbacks: List[keras.callbacks.Callback] = []
-    unknown_tta = set(recipe["test_time_augmentation"]) - set(TTA_TRANSFORMS)
-    if unknown_tta:
-        raise ValueError(f"{name}: unknown test_time_augmentation {sorted(unknown_tta)}; "
-                         f"known: {list(TTA_TRANSFORMS)}")
     schedule = recipe["lr_schedule"]
     if schedule is not None:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(

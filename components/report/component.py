@@ -19,7 +19,8 @@ from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, data_validation_gate, evaluation, features, model_selection
+from components import (candidates, data_validation_gate, evaluation, features,
+                        model_metadata, model_selection)
 from components.fer2013_example_gen import executor as example_gen_executor
 from components.artifacts import QuarantinedRows, Report
 from components.report import render
@@ -82,14 +83,14 @@ def validation_outcome(anomalies: types.Artifact, schema: types.Artifact) -> Dic
 
 def architecture_facts(model: types.Artifact, evaluation_artifact: types.Artifact,
                        blessing: types.Artifact) -> Dict[str, Any]:
-    from components import trainer  # the metadata file is the Trainer's
-
+    """Size, speed, training history (fer_model.json), eval metrics and blessing."""
     model_dir = path_utils.serving_model_path(model.uri)
-    meta = trainer.read_model_metadata(model_dir)
+    meta = model_metadata.read(model_dir)
     return {
         "params": meta.get("params"), "weights": meta.get("weights"),
         "seconds_per_epoch": meta.get("seconds_per_epoch"),
         "images_per_second": meta.get("images_per_second"),
+        "serving_latency_ms": meta.get("serving_latency_ms"),
         "history": meta.get("history", {}),
         "size_bytes": model_selection.directory_bytes(model_dir),
         "eval": evaluation.read_metrics(evaluation_artifact.uri),

@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
 from components import features  # noqa: E402
-from components import scores  # noqa: E402
+from components import scores, signatures  # noqa: E402
 
 INDEX_FILE = "index.html"
 DATA_FILE = "report.json"
@@ -213,7 +213,8 @@ def plot_confusion(matrix: Sequence[Sequence[int]], title: str, out_dir: str, na
 
 
 def comparison_rows(architectures: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    """One row per architecture: size, speed, eval accuracy, macro-F1, per-class recall."""
+    """One row per architecture: size, speed (training; serving latency of a batch),
+    eval accuracy, macro-F1, per-class recall."""
     rows = []
     for arch, info in architectures.items():
         evaluation = info.get("eval") or {}
@@ -226,6 +227,7 @@ def comparison_rows(architectures: Mapping[str, Mapping[str, Any]]) -> List[Dict
             "images_per_second": info.get("images_per_second"),
             "epochs": len((info.get("history") or {}).get("loss", [])),
             "weights": info.get("weights"),
+            "latency_ms": info.get("serving_latency_ms"),
             "accuracy": evaluation.get("accuracy"),
             "macro_f1": scores.macro_f1(matrix) if matrix else None,
             "recall": scores.per_class_scores(matrix)["recall"] if matrix else None,
@@ -240,14 +242,15 @@ def _number(value: Optional[float], fmt: str) -> str:
 
 def _comparison_table(rows: List[Dict[str, Any]], winner: Optional[str]) -> str:
     head = ["architecture", "params", "size (MB)", "s/epoch", "images/s", "epochs", "weights",
-            "eval accuracy", "macro-F1", "blessed"] + [f"recall {e}" for e in features.EMOTIONS]
+            f"serving ms / {signatures.LATENCY_BATCH}", "eval accuracy", "macro-F1", "blessed"] + [f"recall {e}" for e in features.EMOTIONS]
     lines = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for row in rows:
         recall = row["recall"] or [None] * len(features.EMOTIONS)
         cells = [row["architecture"] + (" ★" if row["architecture"] == winner else ""),
                  _number(row["params"], ","), _number(row["size_mb"], ".1f"),
                  _number(row["seconds_per_epoch"], ".1f"), _number(row["images_per_second"], ",.0f"),
-                 str(row["epochs"]), row["weights"] or "–", _number(row["accuracy"], ".4f"),
+                 str(row["epochs"]), row["weights"] or "–", _number(row["latency_ms"], ".1f"),
+                 _number(row["accuracy"], ".4f"),
                  _number(row["macro_f1"], ".4f"), "yes" if row["blessed"] else "no"]
         cells += [_number(value, ".3f") for value in recall]
         lines.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")

@@ -1,0 +1,31 @@
+"""``fer_model.json``: the facts saved inside every model this pipeline exports.
+
+Trainer and EnsembleBuilder write it next to the SavedModel (``assets.extra/``, which TF
+Serving ignores, so it travels with every push); the run summary, the report and the
+model selection read it without importing TensorFlow-heavy modules.
+"""
+import json
+import os
+from typing import Any, Dict
+
+from tfx.dsl.io import fileio
+
+METADATA_DIR = "assets.extra"
+METADATA_FILE = "fer_model.json"
+
+
+def read(serving_model_dir: str) -> Dict[str, Any]:
+    """The metadata saved with a model (params, weights, history, timing); {} if none."""
+    path = os.path.join(serving_model_dir, METADATA_DIR, METADATA_FILE)
+    if not fileio.exists(path):
+        return {}
+    with fileio.open(path, "r") as handle:
+        return json.load(handle)
+
+
+def write(serving_model_dir: str, metadata: Dict[str, Any]) -> None:
+    """Saves ``metadata`` with the model in ``serving_model_dir``."""
+    extra_dir = os.path.join(serving_model_dir, METADATA_DIR)
+    fileio.makedirs(extra_dir)
+    with fileio.open(os.path.join(extra_dir, METADATA_FILE), "w") as handle:
+        handle.write(json.dumps(metadata, indent=2))
