@@ -20,7 +20,7 @@ def test_accuracy_bound_and_baseline_rule_apply_to_the_overall_slice_only():
     assert [list(s.feature_keys) for s in config.slicing_specs] == [[], [features.LABEL_KEY]]
     # Only the configured metrics: the Keras-compiled ones cost a model reload per combiner.
     assert config.options.include_default_metrics.value is False
-    assert spec.model_type == "tf_keras"
+    assert spec.model_type == "tf_generic"  # candidates and baselines may be ensembles
 
 
 def test_test_split_config_measures_without_blessing():
