@@ -20,7 +20,7 @@ from tfx import v1 as tfx
 
 from components import features, model_metadata, models, progress, signatures
 from components.models import recipe as recipe_lib
-from pipeline.config import TrainerConfig
+from components.trainer_config import TrainerConfig
 
 # Each epoch's validation recalibrates BatchNormalization on this share of the images the
 # final recalibration uses (1/8 of 8,192 = 1,024 by default): cheap, and enough to judge.

@@ -2,17 +2,19 @@
 
 Runners and the CLI build a :class:`PipelineConfig` (defaults below, overridden by
 flags); ``pipeline.pipeline.create_pipeline`` turns it into TFX components. Components
-receive the part they need (e.g. :class:`TrainerConfig` as the Trainer's custom_config).
-This module imports nothing heavy, so components may read it too.
+receive the part they need (e.g. :class:`TrainerConfig`, the schema of the Trainer's
+custom_config, which the trainer owns: components/trainer_config.py). Imports go one way:
+this module reads components, never the reverse.
 """
 import dataclasses
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from components.trainer_config import TrainerConfig  # noqa: F401 (the pipeline builds them)
+
 DEFAULT_PIPELINE_NAME = "fer2013"
 DEFAULT_MODEL_NAME = "fer"
-DEFAULT_ARCHITECTURE = "improved"
 # Every architecture of components/models; each trains in its own Trainer.
 ALL_ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50", "vgg", "improved", "vgg_bn")
 # Trainer settings on the embedded synthetic faces (`make run` without --data), on top
@@ -39,48 +41,6 @@ IN_MEMORY_MAX_CPUS = 2
 # ExampleGen 5.9 s in the runner, 12.9 s in its own process) would cost more than the node.
 ISOLATED_NODE_TYPES: Tuple[str, ...] = (
     "Fer2013ExampleGen", "StatisticsGen", "Transform", "Trainer", "EnsembleBuilder", "Evaluator")
-
-
-@dataclasses.dataclass
-class TrainerConfig:
-    """What one Trainer needs; travels as the Trainer's custom_config (JSON).
-
-    ``epochs``, ``batch_size``, ``learning_rate``, ``augmentation`` and
-    ``test_time_augmentation`` override the
-    architecture's recipe (``RECIPE`` in components/models/<arch>.py: optimizer, LR
-    schedule, augmentation, label smoothing, early stopping) when set; None keeps the
-    recipe's value.
-    """
-
-    architecture: str = DEFAULT_ARCHITECTURE
-    epochs: Optional[int] = None
-    batch_size: Optional[int] = None
-    learning_rate: Optional[float] = None
-    augmentation: Optional[bool] = None  # False: none; None/True: the recipe's
-    # Test-time augmentation of the served model: None: the recipe's; False: none; True:
-    # every transform components/models/recipe.py knows (TTA_TRANSFORMS).
-    test_time_augmentation: Optional[bool] = None
-    weights: Optional[str] = None  # None / 'imagenet' / path to a local .h5 (transfer models)
-    class_weighting: str = "sqrt_balanced"  # none | balanced | sqrt_balanced (for Disgust)
-    mixed_precision: str = "auto"  # auto (on when a GPU is visible) | on | off
-    xla: bool = False
-    shuffle_buffer: int = 10_000
-    # After training, BatchNormalization statistics are recomputed exactly over this many
-    # un-augmented training images, and over an eighth of them before each epoch's
-    # validation (components/trainer.py); 0 keeps Keras' moving averages.
-    bn_recalibration_examples: int = 8192
-    seed: int = 42
-
-    def to_custom_config(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_custom_config(cls, custom_config: Optional[Dict[str, Any]]) -> "TrainerConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(custom_config or {}) - known
-        if unknown:
-            raise ValueError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**(custom_config or {}))
 
 
 @dataclasses.dataclass
