@@ -3,15 +3,17 @@
 TFX's Resolver nodes (LatestBlessedModelStrategy) do not run on open-source Kubeflow
 Pipelines, so the baseline comes from the one place both runners share: the serving
 directory. The latest complete version there is copied into this component's Model
-artifact. With nothing pushed yet, the candidate itself becomes the baseline, so
-"not worse than the baseline" holds trivially and only the absolute bound decides.
+artifact. With nothing pushed yet, or when the served model predates the current data contract
+(features.DATA_CONTRACT_VERSION: it cannot parse this run's examples), the candidate
+itself becomes the baseline, so "not worse than the baseline" holds trivially and only
+the absolute bound decides.
 """
 import os
 
 from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
-from components import serving_push
+from components import features, model_metadata, serving_push
 
 SOURCE_PROPERTY = "baseline_source"
 IS_CANDIDATE_PROPERTY = "is_candidate"  # 1: no served model, the candidate is its own baseline
@@ -25,7 +27,14 @@ def ServingBaseline(
 ) -> None:
     """Copies the served model (or, on a first push, the candidate) into `baseline`."""
     version = serving_push.latest_version(model_base_path)
-    if version is None:
+    if version is not None and not model_metadata.reads_current_examples(
+            os.path.join(model_base_path, str(version))):
+        print(f"Served version {version} predates data contract "
+              f"{features.DATA_CONTRACT_VERSION} (it parses other tf.Examples): "
+              "it cannot be evaluated on this run's data")
+        label = f"served version {version} is not comparable: candidate compared with itself"
+        source, version = path_utils.serving_model_path(candidate.uri), None
+    elif version is None:
         source = path_utils.serving_model_path(candidate.uri)
         label = "none pushed yet: candidate compared with itself"
     else:

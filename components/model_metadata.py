@@ -10,6 +10,8 @@ from typing import Any, Dict
 
 from tfx.dsl.io import fileio
 
+from components import features
+
 METADATA_DIR = "assets.extra"
 METADATA_FILE = "fer_model.json"
 
@@ -24,8 +26,14 @@ def read(serving_model_dir: str) -> Dict[str, Any]:
 
 
 def write(serving_model_dir: str, metadata: Dict[str, Any]) -> None:
-    """Saves ``metadata`` with the model in ``serving_model_dir``."""
+    """Saves ``metadata`` (and the data contract version) with the model."""
     extra_dir = os.path.join(serving_model_dir, METADATA_DIR)
     fileio.makedirs(extra_dir)
     with fileio.open(os.path.join(extra_dir, METADATA_FILE), "w") as handle:
-        handle.write(json.dumps(metadata, indent=2))
+        handle.write(json.dumps({**metadata, "data_contract": features.DATA_CONTRACT_VERSION},
+                                indent=2))
+
+
+def reads_current_examples(serving_model_dir: str) -> bool:
+    """Whether the model parses the tf.Examples this pipeline writes now."""
+    return read(serving_model_dir).get("data_contract") == features.DATA_CONTRACT_VERSION

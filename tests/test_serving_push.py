@@ -3,13 +3,15 @@ import os
 
 from tfx.types import standard_artifacts
 
-from components import baseline, serving_push
+from components import baseline, model_metadata, serving_push
 
 
-def _saved_model_dir(path, content=b"model"):
+def _saved_model_dir(path, content=b"model", current_contract=True):
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "saved_model.pb"), "wb") as handle:
         handle.write(content)
+    if current_contract:  # as the Trainer saves it; older models lack the version
+        model_metadata.write(str(path), {})
     return str(path)
 
 
@@ -58,6 +60,16 @@ def test_baseline_is_the_served_version_or_the_candidate_before_any_push(tmp_pat
     out, content = _run_baseline(tmp_path / "again", base)
     assert content == b"served-9"
     assert out.get_string_custom_property(baseline.SOURCE_PROPERTY) == "served version 9"
+
+
+def test_a_served_model_of_an_older_data_contract_is_not_the_baseline(tmp_path):
+    """A version pushed before pixels became bytes cannot parse this run's examples."""
+    base = tmp_path / "fer"
+    _saved_model_dir(base / "5", b"old-5", current_contract=False)
+    out, content = _run_baseline(tmp_path, base)
+    assert content == b"candidate"
+    assert out.get_int_custom_property(baseline.IS_CANDIDATE_PROPERTY) == 1
+    assert "not comparable" in out.get_string_custom_property(baseline.SOURCE_PROPERTY)
 
 
 def test_reservations_count_as_taken_versions(tmp_path):
