@@ -55,6 +55,22 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
                         help="how ModelSelector ranks the blessed candidates on eval")
 
 
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    """Drift and data quality policy flags, for local runs and compiled packages alike."""
+    parser.add_argument("--allow-drift", action="store_true",
+                        help="train even when the train split drifted from the previous "
+                             "run's statistics, and make this run the new reference")
+    quality = parser.add_argument_group(
+        "data quality policy (default: the safe one; dropped rows are kept in the quarantine)")
+    for flag, setting, what in _QUALITY_FLAGS:
+        quality.add_argument(flag, dest=setting, action="store_false", default=True, help=what)
+
+
+def _quality_policy(args: argparse.Namespace) -> Dict[str, bool]:
+    """The policy settings the flags turned off (config.PipelineConfig.quality_policy)."""
+    return {setting: False for _, setting, _ in _QUALITY_FLAGS if not getattr(args, setting)}
+
+
 def _trainer_config(args: argparse.Namespace) -> config_lib.TrainerConfig:
     tta = {"on": True, "off": False, None: None}[args.test_time_augmentation]
     return config_lib.TrainerConfig(epochs=args.epochs, batch_size=args.batch_size,
@@ -77,16 +93,10 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serving-dir", help="default: <run-root>/serving")
     parser.add_argument("--metadata-path", help="SQLite MLMD; default: <run-root>/metadata.sqlite")
     _add_training_args(parser)
+    _add_data_args(parser)
     parser.add_argument("--max-quarantine-fraction", type=float, default=0.01)
     parser.add_argument("--allow-anomalies", action="store_true",
                         help="experts: train even when data validation finds anomalies")
-    parser.add_argument("--allow-drift", action="store_true",
-                        help="train even when the train split drifted from the previous "
-                             "run's statistics, and make this run the new reference")
-    quality = parser.add_argument_group(
-        "data quality policy (default: the safe one; dropped rows are kept in the quarantine)")
-    for flag, setting, what in _QUALITY_FLAGS:
-        quality.add_argument(flag, dest=setting, action="store_false", default=True, help=what)
     parser.add_argument("--no-cache", action="store_true", help="rerun every step")
     add_beam_mode_arg(parser)
     parser.add_argument("--summary-json",
@@ -123,8 +133,7 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         metadata_path=args.metadata_path or os.path.join(run_root, "metadata.sqlite"),
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
-        quality_policy={setting: False for _, setting, _ in _QUALITY_FLAGS
-                        if not getattr(args, setting)},
+        quality_policy=_quality_policy(args),
         allow_drift=args.allow_drift,
         architectures=args.architectures,
         trainer=trainer,
@@ -254,6 +263,7 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trainer-gpus", type=int, default=defaults.trainer.gpus,
                         help="nvidia.com/gpu per Trainer pod (0 = CPU)")
     _add_training_args(parser)
+    _add_data_args(parser)
 
 
 def compile_command(args: argparse.Namespace) -> int:
@@ -270,6 +280,7 @@ def compile_command(args: argparse.Namespace) -> int:
     config = config_lib.PipelineConfig(
         data_path=args.data, min_accuracy=args.min_accuracy, architectures=args.architectures,
         selection_metric=args.selection_metric, ensemble=args.ensemble,
+        quality_policy=_quality_policy(args), allow_drift=args.allow_drift,
         trainer=_trainer_config(args))
     try:
         print(f"Compiled {kubeflow_runner.compile_pipeline(config, kubeflow, args.output)}")

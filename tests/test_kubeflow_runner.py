@@ -220,3 +220,20 @@ def test_entrypoint_types_untyped_inputs_and_drops_launcher_outputs():
     assert kfp_entrypoint.repair_executor_input(typed, spec)["inputs"] == typed["inputs"]
     with pytest.raises(ValueError, match="has no type"):
         kfp_entrypoint.repair_executor_input(copy.deepcopy(executor_input), {})
+
+
+def test_drift_and_quality_flags_reach_the_compiled_package(tmp_path):
+    """--allow-drift and the quality policy flags work for Kubeflow runs too."""
+    import json
+
+    import yaml
+
+    output = str(tmp_path / "flags.yaml")
+    assert cli.main(["compile", "--output", output, "--allow-drift",
+                     "--keep-train-duplicates"]) == 0
+    tasks = next(yaml.safe_load_all(open(output)))["root"]["dag"]["tasks"]
+    drift = tasks["DriftCheck"]["inputs"]["parameters"]["accept_drift"]["runtimeValue"]["constant"]
+    gate = tasks["DataValidationGate"]["inputs"]["parameters"]["allow_drift"]["runtimeValue"]
+    policy = tasks["Fer2013ExampleGen"]["inputs"]["parameters"]["quality_policy"]["runtimeValue"]
+    assert int(drift) == 1 and int(gate["constant"]) == 1
+    assert json.loads(policy["constant"])["dedupe_train"] is False
