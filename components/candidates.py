@@ -38,6 +38,11 @@ def group_by_architecture(
     return dict(sorted(grouped.items()))
 
 
+def is_blessed(artifacts: Mapping[str, types.Artifact]) -> bool:
+    """Whether a candidate's Evaluator blessed it (its ``blessing`` artifact)."""
+    return artifacts["blessing"].get_int_custom_property("blessed") == 1
+
+
 def make_spec_class(name: str, parameters: Dict, inputs: Dict,
                     outputs: Dict) -> Type[component_spec.ComponentSpec]:
     """A ComponentSpec subclass built for one pipeline's architectures."""

@@ -63,8 +63,7 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
         grouped = candidates.group_by_architecture(input_dict)
-        blessed = [a for a, arts in grouped.items()
-                   if arts["blessing"].get_int_custom_property("blessed") == 1]
+        blessed = [a for a, arts in grouped.items() if candidates.is_blessed(arts)]
         members = blessed or list(grouped)
         member_dirs = [path_utils.serving_model_path(grouped[a]["model"].uri) for a in members]
         model = artifact_utils.get_single_instance(output_dict["model"])

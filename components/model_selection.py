@@ -48,7 +48,7 @@ class Executor(base_executor.BaseExecutor):
             metrics = evaluation.read_metrics(artifacts["evaluation"].uri)
             rows.append({
                 "architecture": arch,
-                "blessed": artifacts["blessing"].get_int_custom_property("blessed") == 1,
+                "blessed": candidates.is_blessed(artifacts),
                 "metrics": {name: metrics.get(name) for name in SELECTION_METRICS},
                 "size_bytes": directory_bytes(model_dir),
                 "model_dir": model_dir,

@@ -7,7 +7,7 @@ from typing import Dict, Optional, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import evaluation, node_ids
+from components import drift_check, evaluation, node_ids
 from pipeline import run_summary
 
 
@@ -69,8 +69,8 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
                 f"{int(found.get('train_overlap_groups', 0)):,} images shared by train and "
                 "eval/test)")  # MLMD keeps JSON numbers as floats
     if node_id == "DriftCheck" and "anomalies" in single:
-        drifted = custom(single["anomalies"], "drifted_features") or 0
-        baseline = custom(single["anomalies"], "drift_baseline")
+        drifted = custom(single["anomalies"], drift_check.DRIFTED_PROPERTY) or 0
+        baseline = custom(single["anomalies"], drift_check.BASELINE_PROPERTY)
         return f"{drifted} drifted feature(s) vs {baseline}" if drifted else f"no drift vs {baseline}"
     if node_id == node_ids.ENSEMBLE_BUILDER and "model" in single:
         return run_summary.model_metadata(single["model"].uri).get("weights", "")

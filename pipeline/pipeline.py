@@ -85,8 +85,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         ).with_id(node_ids.model_node(arch))
         nodes += evaluate(arch, trainers[arch])
     if config.ensemble and len(config.architectures) > 1:
-        trainers[ENSEMBLE] = EnsembleBuilder(list(config.architectures), dict(trainers),
-                                             dict(evaluators))
+        trainers[ENSEMBLE] = EnsembleBuilder(list(config.architectures), trainers, evaluators)
         nodes += evaluate(ENSEMBLE, trainers[ENSEMBLE])
     candidates = list(trainers)  # every architecture, and the ensemble
 

@@ -122,16 +122,16 @@ class _ApplyPolicy(beam.DoFn):
         self._policy = policy
 
     def process(self, element):
-        _, rows = element
+        key, rows = element
         rows = list(rows)
-        stats = quality.image_stats(rows[0].pixels)
-        outcome = quality.decide(rows, self._policy, stats)
+        blank = quality.is_blank(rows[0].pixels)
+        outcome = quality.decide(rows, self._policy, blank)
         for row, seen in outcome.kept:
             yield row.split, row.pixels, row.label, seen
         for row, reason in outcome.dropped:
-            yield beam.pvalue.TaggedOutput(_DROPPED, quality.dropped_record(row, reason))
+            yield beam.pvalue.TaggedOutput(_DROPPED, quality.dropped_record(row, reason, key))
         yield beam.pvalue.TaggedOutput(_FACTS, ("group", outcome.facts))
-        if not stats.blank:
+        if not blank:
             yield beam.pvalue.TaggedOutput(
                 _HASHES, (quality.difference_hash(rows[0].pixels), quality.example_image(rows)))
 

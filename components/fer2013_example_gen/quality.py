@@ -80,22 +80,10 @@ class Row:
         return {"line": self.line, "split": self.split, "label": self.label}
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageStats:
-    mean: float
-    std: float
-    min: int
-    max: int
-
-    @property
-    def blank(self) -> bool:
-        return self.std < BLANK_STD_BELOW
-
-
-def image_stats(pixels: bytes) -> ImageStats:
-    values = np.frombuffer(pixels, dtype=np.uint8)
-    return ImageStats(mean=float(values.mean()), std=float(values.std()),
-                      min=int(values.min()), max=int(values.max()))
+def is_blank(pixels: bytes) -> bool:
+    """A blank (near-constant) frame: pixel std below BLANK_STD_BELOW. (The examples'
+    per-image statistics are computed for whole batches, in csv_rows.encode_images.)"""
+    return float(np.frombuffer(pixels, dtype=np.uint8).std()) < BLANK_STD_BELOW
 
 
 def image_key(pixels: bytes) -> str:
@@ -127,17 +115,17 @@ class Outcome:
     facts: Dict[str, Any]  # counted by QualityCounts
 
 
-def decide(rows: Sequence[Row], policy: Policy,
-           stats: Optional[ImageStats] = None) -> Outcome:
-    """Applies the policy to one group of rows with identical pixels."""
+def decide(rows: Sequence[Row], policy: Policy, blank: Optional[bool] = None) -> Outcome:
+    """Applies the policy to one group of rows with identical pixels (``blank``: whether
+    they are a blank frame, computed here when not given)."""
     rows = sorted(rows, key=lambda r: (features.SPLITS.index(r.split), r.line))
-    stats = stats or image_stats(rows[0].pixels)
+    blank = is_blank(rows[0].pixels) if blank is None else blank
     splits = {r.split for r in rows}
     conflicting = len({r.label for r in rows}) > 1
     kept: List[Tuple[Row, int]] = []
     dropped: List[Tuple[Row, str]] = []
     train = [r for r in rows if r.split == _TRAIN]
-    if stats.blank and policy.drop_blank:
+    if blank and policy.drop_blank:
         dropped = [(r, BLANK_IMAGE) for r in rows]
         train = []
     elif conflicting and policy.drop_conflicting_labels and train:
@@ -149,17 +137,17 @@ def decide(rows: Sequence[Row], policy: Policy,
     kept += [(r, 0) for r in train]
     trained_on = int(bool(train))
     for row in rows:
-        if row.split == _TRAIN or (stats.blank and policy.drop_blank):
+        if row.split == _TRAIN or (blank and policy.drop_blank):
             continue
         if row.split == _EVAL and trained_on and policy.drop_eval_seen_in_train:
             dropped.append((row, EVAL_SEEN_IN_TRAIN))
         else:
             kept.append((row, trained_on))
     facts = {"rows": len(rows), "splits": sorted(splits), "conflicting": conflicting,
-             "blank_rows": len(rows) if stats.blank else 0,
+             "blank_rows": len(rows) if blank else 0,
              "first_line": rows[0].line,
              "test_seen_in_train": sum(s for r, s in kept if r.split == _TEST)}
-    if len(rows) > 1 or stats.blank:  # worth showing: carry the picture
+    if len(rows) > 1 or blank:  # worth showing: carry the picture
         facts["image"] = example_image(rows)
     return Outcome(kept=kept, dropped=dropped, facts=facts)
 
@@ -170,11 +158,12 @@ def example_image(rows: Sequence[Row]) -> Dict[str, Any]:
             "rows": len(rows), "members": [r.member() for r in rows[:MEMBERS_PER_EXAMPLE]]}
 
 
-def dropped_record(row: Row, reason: str) -> Dict[str, Any]:
-    """A dropped row, whole: the quarantine keeps enough to restore it as a CSV row."""
+def dropped_record(row: Row, reason: str, key: str) -> Dict[str, Any]:
+    """A dropped row, whole: the quarantine keeps enough to restore it as a CSV row
+    (``key``: its group's image_key)."""
     pixels = np.frombuffer(row.pixels, dtype=np.uint8)
     return {"source": row.source, "line": row.line, "split": row.split, "label": row.label,
-            "reason": reason, "image": image_key(row.pixels),
+            "reason": reason, "image": key,
             "pixels": " ".join(map(str, pixels.tolist()))}
 
 
