@@ -23,8 +23,8 @@ ALL_ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50", "vgg", "improv
 # CNNs at chance for 6+ epochs, vgg_bn's augmentation keeps it at chance for 3, resnet50
 # learns faster at 3e-4 than at its fine-tuning 1e-4 (measured: docs/RESULTS.md).
 SYNTHETIC_DATA_TRAINING: Dict[str, Dict[str, Any]] = {
-    "improved": {"epochs": 6},
-    "vgg": {"epochs": 6, "learning_rate": 5e-4},
+    "improved": {"epochs": 6, "augmentation": False},
+    "vgg": {"epochs": 6, "learning_rate": 5e-4, "augmentation": False},
     "vgg_bn": {"epochs": 3, "augmentation": False},
     "mobilenet_v2": {"epochs": 10},
     "resnet50": {"epochs": 6, "learning_rate": 3e-4},

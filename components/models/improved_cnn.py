@@ -5,23 +5,23 @@ Layout (3x3 'same' ReLU convs, 2x2 max pools; spatial 48 -> 24 -> 12 -> 6 -> 3):
     conv32, pool, conv64 x2, pool, conv64 x2, pool, conv128 x3, pool,
     dropout 0.5, flatten (3*3*128 = 1152), dense128 relu, dense7 softmax
 
-Recipe: the seed's — Adam (lr 1e-3, the Keras default), batch 64, up to 50 epochs,
-constant learning rate, no weight decay, no label smoothing, no augmentation (the seed
-trained on the raw images), early stopping after 10 epochs without val_accuracy gain.
+Recipe: ``generalising_recipe`` (components/models/recipe.py), 40 epochs from Adam 5e-4:
+the seed's (constant rate, raw images, up to 50 epochs) reached training accuracy 0.95
+against 0.58 on PublicTest (docs/RESULTS.md).
 """
 from typing import Optional, Tuple
 
 import tf_keras as keras
 
 from components.models import _common
-from components.models.recipe import seed_recipe
+from components.models.recipe import generalising_recipe
 
 NAME = "improved"
 PARAMS = 647_111
 
 # The seed used Adam at 1e-3; on small data that stalls this plain CNN at chance
 # (measured, docs/RESULTS.md), 5e-4 learns reliably.
-RECIPE = seed_recipe(epochs=50, learning_rate=5e-4, early_stopping_patience=10)
+RECIPE = generalising_recipe(epochs=40, learning_rate=5e-4)
 
 
 def build_with_source(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
