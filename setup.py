@@ -1,4 +1,4 @@
-"""Installs the FER2013 TFX pipeline (packages pipeline, components, serving, client)."""
+"""Installs the FER2013 TFX pipeline (packages fer_data, components, pipeline, serving, client)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -7,7 +7,8 @@ setup(
     description="Facial emotion recognition on FER2013 as a TFX pipeline "
                 "(Beam, TFDV, TFT, Keras, TFMA, Kubeflow, TF Serving)",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
+    packages=find_packages(include=["fer_data", "fer_data.*", "pipeline", "pipeline.*",
+                                    "components", "components.*",
                                     "serving", "serving.*", "client", "client.*"]),
     package_data={"": ["*.pbtxt"]},
     # The exact, tested versions of everything are in requirements.lock
@@ -28,7 +29,7 @@ setup(
     ],
     entry_points={"console_scripts": [
         "fer-pipeline=pipeline.cli:main",
-        "fer-make-data=pipeline.synthetic_faces:main",
+        "fer-make-data=fer_data.synthetic_faces:main",
         "fer-serve=serving.cli:serve_main",
         "fer-client=client.cli:client_main",
     ]},

@@ -1,7 +1,5 @@
 """What every benchmark shares: the machine, the results file, tables, timing."""
 import datetime
-import gzip
-import io
 import json
 import os
 import platform
@@ -13,11 +11,6 @@ from typing import Any, Dict, Iterator, List, Mapping, Sequence
 
 DEFAULT_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "docs", "bench_results.jsonl")
-
-
-def open_text(path: str) -> io.TextIOBase:
-    """A CSV, plain or gzipped, as text."""
-    return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
 
 
 def machine() -> Dict[str, Any]:

@@ -4,7 +4,7 @@
 
 In one run, on the same file: (a) the seed notebook's loop (csv rows, ``int()`` per pixel
 into a numpy array), (b) numpy parsing every pixel field in one C call, (c) the
-ExampleGen row parser in-process (``csv_rows.parse_row`` + ``encode_examples``, no Beam),
+ExampleGen row parser in-process (``fer2013_csv.parse_row`` + ``encode_examples``, no Beam),
 and (d) the pipeline itself through TFX's BeamDagRunner from Fer2013ExampleGen to
 Transform (the data quality step inside the ExampleGen; StatisticsGen, ImportSchemaGen,
 ExampleValidator, DriftCheck, DataValidationGate), with each component's time from ML
@@ -24,7 +24,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 from bench import common
-from components.fer2013_example_gen import csv_rows
+from fer_data import fer2013_csv
 from pipeline import cli
 from pipeline.config import direct_running_mode
 
@@ -35,7 +35,7 @@ INGEST_NODES = ("Fer2013ExampleGen", "StatisticsGen", "ImportSchemaGen", "Exampl
 def seed_loop(path: str) -> np.ndarray:
     """The notebook's way: every pixel through ``int()``, one row at a time."""
     images = []
-    with common.open_text(path) as handle:
+    with fer2013_csv.open_text(path) as handle:
         for row in csv.DictReader(handle):
             images.append(np.array([int(p) for p in row["pixels"].split(" ")]).reshape(48, 48))
     return np.array(images)
@@ -43,7 +43,7 @@ def seed_loop(path: str) -> np.ndarray:
 
 def numpy_parse(path: str) -> np.ndarray:
     """All pixel fields joined and parsed by numpy in one C call."""
-    with common.open_text(path) as handle:
+    with fer2013_csv.open_text(path) as handle:
         handle.readline()
         fields = [line.split(",")[1] for line in handle]
     return np.fromstring(" ".join(fields), dtype=np.uint8, sep=" ").reshape(-1, 48, 48)
@@ -52,17 +52,17 @@ def numpy_parse(path: str) -> np.ndarray:
 def row_parser(path: str) -> int:
     """The ExampleGen's own parse + tf.Example encoding, in chunks, without Beam."""
     count = 0
-    with common.open_text(path) as handle:
-        layout = csv_rows.parse_header(handle.readline())
-        chunk: List[csv_rows.ParsedRow] = []
+    with fer2013_csv.open_text(path) as handle:
+        layout = fer2013_csv.parse_header(handle.readline())
+        chunk: List[fer2013_csv.ParsedRow] = []
         for number, text in enumerate(handle, start=2):
-            row = csv_rows.parse_row(text, layout, number)
-            if isinstance(row, csv_rows.ParsedRow):
+            row = fer2013_csv.parse_row(text, layout, number)
+            if isinstance(row, fer2013_csv.ParsedRow):
                 chunk.append(row)
             if len(chunk) == 256:
-                count += len(csv_rows.encode_examples(chunk))
+                count += len(fer2013_csv.encode_examples(chunk))
                 chunk = []
-        count += len(csv_rows.encode_examples(chunk))
+        count += len(fer2013_csv.encode_examples(chunk))
     return count
 
 

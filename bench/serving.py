@@ -26,7 +26,7 @@ from bench import common
 def face_pngs(count: int = 64) -> List[bytes]:
     from PIL import Image
 
-    from pipeline import synthetic_faces
+    from fer_data import synthetic_faces
 
     rng = np.random.default_rng(0)
     images = []

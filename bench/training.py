@@ -18,20 +18,18 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from bench import common
-from components import features
-
-TRAINING = "Training"
+from fer_data import features, fer2013_csv
 
 
 def training_arrays(path: str, limit: int) -> Tuple[np.ndarray, np.ndarray]:
     """The first ``limit`` Training rows as ([N,48,48,1] float32 / 255, labels)."""
     labels: List[int] = []
     fields: List[str] = []
-    with common.open_text(path) as handle:
+    with fer2013_csv.open_text(path) as handle:
         handle.readline()
         for line in handle:
             emotion, pixels, usage = line.rstrip("\r\n").split(",")
-            if usage == TRAINING:
+            if usage == fer2013_csv.TRAINING:
                 labels.append(int(emotion))
                 fields.append(pixels)
                 if len(labels) == limit:

@@ -93,7 +93,7 @@ def _batches(items: Iterator[Any], size: int) -> Iterator[List[Any]]:
 
 
 def _format_prediction(name: str, prediction: Any, expected: Optional[str]) -> str:
-    from components import features
+    from fer_data import features
     probabilities = " ".join(f"{e}={p:.3f}"
                              for e, p in zip(features.EMOTIONS, prediction.probabilities))
     extra = f" (expected {expected})" if expected else ""
@@ -119,7 +119,7 @@ def _blame(err: Any, batch: List[Any]) -> Any:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from components import features
+    from fer_data import features
     from client.fer_client import ClientError
     from client.input_files import read_inputs
     if args.batch_size < 1:
@@ -180,7 +180,7 @@ def _metadata(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from components import features
+    from fer_data import features
     from client import bench
     from client.fer_client import pixels_to_examples
     from client.input_files import read_inputs, synthetic_png

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import grpc
 import numpy as np
 
-from components import features
+from fer_data import features
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the largest answer this client accepts
 

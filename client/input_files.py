@@ -1,6 +1,5 @@
 """Reads fer-client inputs: image files, and fer2013 CSV files (``emotion,pixels,Usage``)."""
 import csv
-import gzip
 import io
 import os
 from dataclasses import dataclass
@@ -8,7 +7,7 @@ from typing import Iterator, List, Optional
 
 import numpy as np
 
-from components import features
+from fer_data import features, fer2013_csv
 
 
 class InputFileError(ValueError):
@@ -31,6 +30,7 @@ class InputItem:
 
 
 def is_csv(path: str) -> bool:
+    """CSV files by name: .csv or .csv.gz (any case)."""
     return path.lower().endswith((".csv", ".csv.gz"))
 
 
@@ -49,18 +49,18 @@ def _parse_pixels(text: str, where: str) -> np.ndarray:
 
 def read_csv(path: str) -> Iterator[InputItem]:
     """Rows of a fer2013 CSV (header with a ``pixels`` column; ``emotion`` optional)."""
-    opener = gzip.open if path.lower().endswith(".gz") else open
+    pixels_column = fer2013_csv.PIXELS_COLUMN
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        with fer2013_csv.open_text(path) as handle:
             reader = csv.DictReader(handle)
-            if not reader.fieldnames or features.PIXELS_KEY not in reader.fieldnames:
-                raise InputFileError(f"{path}: not a fer2013 CSV (no '{features.PIXELS_KEY}' "
+            if not reader.fieldnames or pixels_column not in reader.fieldnames:
+                raise InputFileError(f"{path}: not a fer2013 CSV (no '{pixels_column}' "
                                      f"column in header {reader.fieldnames})")
             for number, row in enumerate(reader, start=1):
                 where = f"{path} row {number}"
-                pixels = _parse_pixels(row.get(features.PIXELS_KEY) or "", where)
+                pixels = _parse_pixels(row.get(pixels_column) or "", where)
                 expected = None
-                label = (row.get(features.LABEL_KEY) or "").strip()
+                label = (row.get(fer2013_csv.LABEL_COLUMN) or "").strip()
                 if label.isdigit() and int(label) < features.NUM_CLASSES:
                     expected = features.EMOTIONS[int(label)]
                 yield InputItem(file=path, row=number, pixels=pixels, expected=expected)

@@ -15,7 +15,7 @@ ARTIFACT_TYPES = ("QuarantinedRows", "Report")  # components/artifacts.py
 def __getattr__(name: str):
     """``components.<ArtifactType>``, the import path each custom artifact's title names.
 
-    Lazy, so that importing a light module of this package (e.g. components.features)
+    Lazy, so that importing a light module of this package (e.g. components.trainer_config)
     does not import TFX.
     """
     if name in ARTIFACT_TYPES:

@@ -13,7 +13,8 @@ import os
 from tfx import v1 as tfx
 from tfx.utils import io_utils, path_utils
 
-from components import features, model_metadata, serving_push
+from components import model_metadata, serving_push
+from fer_data import features
 
 SOURCE_PROPERTY = "baseline_source"
 IS_CANDIDATE_PROPERTY = "is_candidate"  # 1: no served model, the candidate is its own baseline

@@ -18,7 +18,9 @@ from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, features, model_metadata, node_ids, signatures
+from components import candidates, model_metadata, node_ids, signatures
+
+from fer_data import features
 
 ENSEMBLE = node_ids.ENSEMBLE
 

@@ -10,7 +10,9 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 
-from components import baseline, features, scores
+from components import baseline, scores
+
+from fer_data import features
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 

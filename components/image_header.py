@@ -6,13 +6,13 @@ a 400 KB PNG can declare 20000x20000 pixels and a 27 KB GIF a 6000x6000 second f
 height from the PNG (IHDR), JPEG (``tf.image.extract_jpeg_shape``), BMP (info header) and
 GIF headers, walking every GIF block so that each frame is seen, and fails with
 INVALID_ARGUMENT when the bytes, a side or the frame count exceed the data contract's
-bounds (components/features.py). Pure graph ops: it runs wherever the SavedModel runs.
+bounds (fer_data/features.py). Pure graph ops: it runs wherever the SavedModel runs.
 """
 from typing import Tuple
 
 import tensorflow as tf
 
-from components import features
+from fer_data import features
 
 _PNG, _JPEG, _GIF, _BMP = b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM"
 _PAD = b"\x00" * 32  # header reads (offsets < 28) past the end see zeros, not an error

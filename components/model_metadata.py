@@ -10,7 +10,7 @@ from typing import Any, Dict
 
 from tfx.dsl.io import fileio
 
-from components import features
+from fer_data import features
 
 METADATA_DIR = "assets.extra"
 METADATA_FILE = "fer_model.json"

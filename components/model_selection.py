@@ -16,7 +16,9 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, evaluation, features
+from components import candidates, evaluation
+
+from fer_data import features
 
 SELECTION_FILE = "selection.json"
 SELECTION_METRICS = features.SELECTION_METRICS

@@ -1,7 +1,7 @@
 """Serving signatures: serialized tf.Example and encoded image bytes.
 
 Both apply the Transform graph (``tft_layer``) and return the same outputs, so TFMA,
-TF Serving's Predict API and image clients all see one contract (components/features.py).
+TF Serving's Predict API and image clients all see one contract (fer_data/features.py).
 """
 import time
 from typing import Callable, Dict, Sequence
@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features, image_header
+from components import image_header
+from fer_data import features
 
 
 def _decode(image_bytes: tf.Tensor) -> tf.Tensor:

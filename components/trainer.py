@@ -18,7 +18,8 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components import features, model_metadata, models, progress, signatures
+from components import model_metadata, models, progress, signatures
+from fer_data import features
 from components.models import recipe as recipe_lib
 from components.trainer_config import TrainerConfig
 

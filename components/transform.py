@@ -8,7 +8,7 @@ from typing import Dict
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features
+from fer_data import features
 
 
 def pixels_to_image(pixels: tf.Tensor) -> tf.Tensor:

@@ -6,7 +6,8 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from components import features, node_ids
+from components import node_ids
+from fer_data import features
 from pipeline import config as config_lib
 
 DEFAULT_SYNTHETIC_ROWS = 2100
@@ -14,7 +15,7 @@ DEFAULT_SYNTHETIC_ROWS = 2100
 
 def _default_data(run_root: str) -> str:
     """The embedded default: synthetic fer2013 faces, generated once per run root."""
-    from pipeline import synthetic_faces
+    from fer_data import synthetic_faces
 
     path = os.path.join(run_root, "data", "synthetic_fer2013.csv")
     if not os.path.exists(path):
@@ -148,7 +149,7 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
 def _known_failure(error: BaseException) -> Optional[str]:
     """The readable message of a data/validation failure, however deeply Beam wrapped it."""
     from components.data_validation_gate import DataValidationError
-    from components.fer2013_example_gen.csv_rows import CsvHeaderError
+    from fer_data.fer2013_csv import CsvHeaderError
     from components.fer2013_example_gen.executor import QuarantineBoundExceeded
 
     names = [cls.__name__ for cls in (DataValidationError, QuarantineBoundExceeded,

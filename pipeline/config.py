@@ -100,7 +100,7 @@ class PipelineConfig:
     # Per-architecture overrides on top of `trainer`, e.g. {"resnet50": {"epochs": 5}}.
     per_architecture: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
     min_accuracy: float = 0.3
-    selection_metric: str = "accuracy"  # one of components/features.py SELECTION_METRICS
+    selection_metric: str = "accuracy"  # one of fer_data/features.py SELECTION_METRICS
     # With two or more architectures, one more candidate averages the blessed ones
     # (components/ensemble.py).
     ensemble: bool = True

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from components import features
+from fer_data import features
 from serving import errors
 from serving.limits import Limits
 from serving.servable import Servable, Signature

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from components import features
+from fer_data import features
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Tiny SavedModels that obey the serving contract of components/features.py.
+"""Tiny SavedModels that obey the serving contract of fer_data/features.py.
 
 ``write_version(base, version, favourite)`` writes ``<base>/<version>/`` the way the
 pipeline's AtomicPusher does (hidden temp dir, then rename). The model's output
@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from components import features, signatures, transform
+from components import signatures, transform
+from fer_data import features
 
 _TEMPLATES: Dict[int, str] = {}
 _TEMPLATE_ROOT: Optional[str] = None

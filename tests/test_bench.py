@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from bench import common, ingest, training
-from pipeline import synthetic_faces
+from fer_data import synthetic_faces
 
 
 def test_seed_numpy_and_row_parsers_agree(tmp_path):

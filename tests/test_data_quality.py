@@ -12,7 +12,7 @@ from tfx.components.statistics_gen import executor as stats_executor
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-from components import features
+from fer_data import features
 from components.drift_check import DriftCheck
 from components.fer2013_example_gen import quality
 from components.fer2013_example_gen import executor as gen_executor

@@ -9,8 +9,8 @@ from tfx.components.example_validator import executor as validator_executor
 from tfx.components.statistics_gen import executor as stats_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import features
-from components.fer2013_example_gen import csv_rows
+from fer_data import features
+from fer_data import fer2013_csv
 from components.data_validation_gate import DataValidationError, DataValidationGate
 
 SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "..", "schemas")
@@ -32,7 +32,7 @@ def write_examples(root, splits, blank_image=False, bad_label=None):
                 images[0] = np.full(features.NUM_PIXELS, 7)  # a blank frame: std 0
             if split == "train" and bad_label is not None:
                 labels[0] = bad_label
-            for record in csv_rows.encode_images(
+            for record in fer2013_csv.encode_images(
                     [features.pixels_to_bytes(p) for p in images], labels):
                 writer.write(record)
     return examples

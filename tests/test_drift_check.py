@@ -11,7 +11,9 @@ from tfx.components.example_validator import executor as validator_executor
 from tfx.types import artifact_utils, channel_utils, standard_artifacts
 from tfx.utils import io_utils
 
-from components import data_validation_gate, drift_check, features
+from components import data_validation_gate, drift_check
+
+from fer_data import features
 from components.data_validation_gate import DataValidationError, DataValidationGate
 from components.drift_check import DriftCheck
 

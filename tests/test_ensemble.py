@@ -8,7 +8,8 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 import serving_fixtures as fx
-from components import candidates, ensemble, features, model_metadata
+from components import candidates, ensemble, model_metadata
+from fer_data import features
 
 
 def _candidate(root, arch, favourite, blessed, params=10):

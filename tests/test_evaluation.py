@@ -1,7 +1,9 @@
 """The blessing rule: the accuracy bound applies to the overall slice, not to each emotion."""
 import pytest
 
-from components import evaluation, features
+from components import evaluation
+
+from fer_data import features
 
 
 def test_accuracy_bound_and_baseline_rule_apply_to_the_overall_slice_only():

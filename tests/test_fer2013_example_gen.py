@@ -12,7 +12,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components import features
+from fer_data import features
 from components.fer2013_example_gen import QuarantinedRows, unassigned_rows_output_config
 from components.fer2013_example_gen import executor as gen_executor
 

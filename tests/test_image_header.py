@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import features, image_header
+from components import image_header
+from fer_data import features
 import hostile_images
 
 size_of = tf.function(image_header.image_size)

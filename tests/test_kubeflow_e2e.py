@@ -9,8 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from components import features
-from pipeline import cli, kfp_package, synthetic_faces
+from fer_data import features
+from pipeline import cli, kfp_package
+from fer_data import synthetic_faces
 from pipeline import config as config_lib
 from pipeline.pipeline import create_pipeline
 from client import fer_client as client_lib

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components import features, models
+from components import models
+from fer_data import features
 from components.models import _transfer, improved_cnn, mobilenet_v2_transfer, recipe, vgg_bn
 
 EXPECTED_PARAMS = {

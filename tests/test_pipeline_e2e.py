@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import features, node_ids
+from components import node_ids
+from fer_data import features
 from pipeline import config as config_lib
-from pipeline import local_runner, synthetic_faces
+from pipeline import local_runner
+from fer_data import synthetic_faces
 from client import fer_client as client_lib
 from serving import model_server
 

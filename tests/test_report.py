@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import features
+from fer_data import features
 from components import scores
 from components.report import component, render
 

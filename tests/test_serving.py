@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_service_pb2_grpc)
 
 import serving_fixtures as fx
-from components import features
+from fer_data import features
 from client import bench, tensors
 from client import cli as client_cli
 from client.fer_client import ClientError, FerClient, RestFerClient

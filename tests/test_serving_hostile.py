@@ -18,7 +18,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 import hostile_images
 import serving_fixtures as fx
-from components import features
+from fer_data import features
 from client.fer_client import FerClient
 from serving.limits import Limits
 

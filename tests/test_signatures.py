@@ -14,7 +14,8 @@ from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 import hostile_images
 from tfx.utils import io_utils
 
-from components import features, models, signatures
+from components import models, signatures
+from fer_data import features
 from components.transform import preprocessing_fn
 
 

@@ -5,10 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from components import features
-from pipeline import synthetic_faces
+from fer_data import features, fer2013_csv, synthetic_faces
 
-USAGES = set(features.USAGE_TO_SPLIT)
+USAGES = set(fer2013_csv.USAGE_TO_SPLIT)
 
 
 def read_csv(path):
@@ -61,14 +60,14 @@ def test_csv_has_fer2013_format(tmp_path):
 
 
 def test_rows_are_accepted_by_the_ingestion_parser(tmp_path):
-    from components.fer2013_example_gen import csv_rows
+    from fer_data import fer2013_csv
 
     path = synthetic_faces.write_csv(str(tmp_path / "faces.csv"), num_rows=70, seed=1)
     with open(path, encoding="ascii") as f:
-        layout = csv_rows.parse_header(f.readline())
-        parsed = [csv_rows.parse_row(line, layout, line=i + 2) for i, line in enumerate(f)]
-    assert all(isinstance(row, csv_rows.ParsedRow) for row in parsed), \
-        [row for row in parsed if not isinstance(row, csv_rows.ParsedRow)][:1]
+        layout = fer2013_csv.parse_header(f.readline())
+        parsed = [fer2013_csv.parse_row(line, layout, line=i + 2) for i, line in enumerate(f)]
+    assert all(isinstance(row, fer2013_csv.ParsedRow) for row in parsed), \
+        [row for row in parsed if not isinstance(row, fer2013_csv.ParsedRow)][:1]
     assert {row.split for row in parsed} == set(features.SPLITS)
 
 
@@ -148,7 +147,7 @@ def test_cli_writes_and_reports_splits(tmp_path, capsys):
     out = capsys.readouterr().out
     assert path in out
     for usage, count in (("Training", 21), ("PublicTest", 7), ("PrivateTest", 7)):
-        assert f"{usage} ({features.USAGE_TO_SPLIT[usage]}): {count} rows" in out
+        assert f"{usage} ({fer2013_csv.USAGE_TO_SPLIT[usage]}): {count} rows" in out
     _, rows = read_csv(path)
     assert len(rows) == 35
     with pytest.raises(SystemExit):

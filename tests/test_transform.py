@@ -8,7 +8,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components import features
+from fer_data import features
 from components.transform import preprocessing_fn
 
 

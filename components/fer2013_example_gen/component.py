@@ -13,7 +13,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, component_spec, standard_artifacts
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
-from components import features
+from fer_data import features
 from components.artifacts import QuarantinedRows
 from components.fer2013_example_gen import executor, quality
 

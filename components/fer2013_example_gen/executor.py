@@ -27,8 +27,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
-from components import features
-from components.fer2013_example_gen import csv_rows, quality
+from fer_data import features
+from components.fer2013_example_gen import quality
+from fer_data import fer2013_csv
 
 EXAMPLES_KEY = "examples"
 QUARANTINE_KEY = "quarantine"
@@ -71,18 +72,18 @@ class _BoundedLines:
 
 
 def read_record_chunks(path: str, chunk_size: int = RECORDS_PER_CHUNK
-                       ) -> Iterator[Tuple[str, csv_rows.Layout, List[csv_rows.Record]]]:
+                       ) -> Iterator[Tuple[str, fer2013_csv.Layout, List[fer2013_csv.Record]]]:
     """Yields (source, header layout, records) for the data records of a CSV(.gz)."""
     # Beam's filesystems read local paths and gs:// / s3:// / hdfs:// alike, and
     # decompress .gz by extension.
     with FileSystems.open(path) as stream:
         lines = _BoundedLines(stream)
-        header = lines.readline(csv_rows.MAX_RECORD_BYTES).decode("utf-8", errors="replace")
+        header = lines.readline(fer2013_csv.MAX_RECORD_BYTES).decode("utf-8", errors="replace")
         if not header:
-            raise csv_rows.CsvHeaderError(f"{path}: file is empty, expected a fer2013 header")
-        layout = csv_rows.parse_header(header, source=path)
-        records: List[csv_rows.Record] = []
-        for record in csv_rows.read_records(lines.readline, first_line=2,
+            raise fer2013_csv.CsvHeaderError(f"{path}: file is empty, expected a fer2013 header")
+        layout = fer2013_csv.parse_header(header, source=path)
+        records: List[fer2013_csv.Record] = []
+        for record in fer2013_csv.read_records(lines.readline, first_line=2,
                                             num_columns=layout.num_columns):
             records.append(record)
             if len(records) == chunk_size:
@@ -102,13 +103,13 @@ class _ParseChunk(beam.DoFn):
     def process(self, element):
         source, layout, records = element
         for record in records:
-            row = csv_rows.parse_row(record.text, layout, record.line, source,
+            row = fer2013_csv.parse_row(record.text, layout, record.line, source,
                                      lines=record.lines, size=record.size)
-            if isinstance(row, csv_rows.QuarantinedRow):
+            if isinstance(row, fer2013_csv.QuarantinedRow):
                 yield beam.pvalue.TaggedOutput(QUARANTINE_KEY, row.to_dict())
                 continue
             pixels = row.pixels.astype("uint8").tobytes()
-            split = row.split or csv_rows.hash_split(row.pixels, self._buckets)
+            split = row.split or fer2013_csv.hash_split(row.pixels, self._buckets)
             yield quality.image_key(pixels), quality.Row(source, record.line, split, row.label,
                                                          pixels)
 
@@ -138,7 +139,7 @@ class _ApplyPolicy(beam.DoFn):
 
 def _encode_batch(batch: List[Tuple[str, bytes, int, int]]) -> Iterator[Tuple[str, bytes]]:
     splits, pixels, labels, seen = zip(*batch)
-    return zip(splits, csv_rows.encode_images(pixels, labels, seen))
+    return zip(splits, fer2013_csv.encode_images(pixels, labels, seen))
 
 
 class _QualityCombineFn(beam.CombineFn):

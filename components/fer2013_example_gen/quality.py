@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from components import features
+from fer_data import features
 
 # An image whose pixels' standard deviation is below this is a blank frame.
 BLANK_STD_BELOW = 1.0
@@ -82,7 +82,7 @@ class Row:
 
 def is_blank(pixels: bytes) -> bool:
     """A blank (near-constant) frame: pixel std below BLANK_STD_BELOW. (The examples'
-    per-image statistics are computed for whole batches, in csv_rows.encode_images.)"""
+    per-image statistics are computed for whole batches, in fer2013_csv.encode_images.)"""
     return float(np.frombuffer(pixels, dtype=np.uint8).std()) < BLANK_STD_BELOW
 
 

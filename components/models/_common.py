@@ -5,7 +5,7 @@ from typing import Optional
 
 import tf_keras as keras
 
-from components import features
+from fer_data import features
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, List, Mapping
 import tensorflow as tf
 import tf_keras as keras
 
-from components import features
+from fer_data import features
 
 RECIPE_KEYS = frozenset({
     "epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "weight_decay",

@@ -23,7 +23,7 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components import features
+from fer_data import features
 from components.models import _common, _transfer
 from components.models.recipe import seed_recipe
 

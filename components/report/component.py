@@ -19,8 +19,11 @@ from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import (candidates, data_validation_gate, evaluation, features,
-                        model_metadata, model_selection)
+from components import (candidates, data_validation_gate, evaluation, model_metadata,
+
+                        model_selection)
+
+from fer_data import features
 from components.fer2013_example_gen import executor as example_gen_executor
 from components.artifacts import QuarantinedRows, Report
 from components.report import render

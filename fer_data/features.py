@@ -38,8 +38,6 @@ NUM_CLASSES: int = len(EMOTIONS)
 # Eval metrics a run may select models by (keys of evaluation.read_metrics; higher is better).
 SELECTION_METRICS: Tuple[str, ...] = ("accuracy", "macro_f1")
 
-# fer2013 `Usage` column -> TFX split name.
-USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "eval", "PrivateTest": "test"}
 SPLITS: Tuple[str, ...] = ("train", "eval", "test")
 
 # Serving contract (both signatures return the same outputs).

@@ -1,19 +1,22 @@
-"""Parsing of fer2013 CSV rows into tf.Examples, with a reason for every rejected row.
+"""The fer2013 file format: its columns, usages and header, gz-aware opening, and the
+parsing of its rows, with a reason for every rejected row.
 
 Pure functions (no Beam, no TFX) so that every quarantine reason is unit-testable.
 A row is either a :class:`ParsedRow` (pixels, label, usage) or a :class:`QuarantinedRow`
 that keeps the raw text, its line number and why it was rejected: no data is dropped
 silently.
 """
+import contextlib
 import csv
 import dataclasses
+import gzip
 import hashlib
 import io
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple, Union
 
 import numpy as np
 
-from components import features
+from fer_data import features
 
 # Quarantine reasons (stable codes: they appear in summaries and dashboards).
 BROKEN_QUOTING = "broken_csv_quoting"
@@ -30,14 +33,45 @@ REASONS: Tuple[str, ...] = (
     BROKEN_QUOTING, WRONG_COLUMN_COUNT, EMPTY_ROW, NON_NUMERIC_LABEL, LABEL_OUT_OF_RANGE,
     WRONG_PIXEL_COUNT, NON_NUMERIC_PIXEL, PIXEL_OUT_OF_RANGE, UNKNOWN_USAGE, LINE_TOO_LONG)
 
-REQUIRED_COLUMNS = ("emotion", "pixels")
+LABEL_COLUMN = "emotion"  # 0..6, features.EMOTIONS order
+PIXELS_COLUMN = "pixels"  # 2304 space-separated ints, row-major 48x48
 USAGE_COLUMN = "Usage"
+REQUIRED_COLUMNS = (LABEL_COLUMN, PIXELS_COLUMN)
 COLUMNS = REQUIRED_COLUMNS + (USAGE_COLUMN,)
+HEADER = ",".join(COLUMNS)
+# `Usage` value -> TFX split name (the protocol: train on Training, choose on PublicTest,
+# report PrivateTest once).
+TRAINING, PUBLIC_TEST, PRIVATE_TEST = "Training", "PublicTest", "PrivateTest"
+USAGE_TO_SPLIT: Dict[str, str] = {TRAINING: "train", PUBLIC_TEST: "eval", PRIVATE_TEST: "test"}
+USAGES: Tuple[str, ...] = tuple(USAGE_TO_SPLIT)
 # A valid record is under 10 KB (2304 pixels of up to 3 digits); a longer one is read no
 # further than this, quarantined as line_too_long and keeps only its first characters.
 MAX_RECORD_BYTES = 64 * 1024
 KEPT_TEXT_CHARS = 1024
 BOM = "\ufeff"
+
+
+def is_gzip(path: str) -> bool:
+    """A path ending in .gz is read and written gzip-compressed."""
+    return path.lower().endswith(".gz")
+
+
+def open_text(path: str) -> TextIO:
+    """A fer2013 CSV, plain or gzipped, for reading as text (newlines untranslated)."""
+    if is_gzip(path):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+@contextlib.contextmanager
+def create_text(path: str, gzipped: Optional[bool] = None) -> Iterator[TextIO]:
+    """A new CSV for writing as text; gzip (by default when the name says so) with a fixed
+    header (mtime 0, no file name), so the same rows give the same bytes."""
+    with open(path, "wb") as raw:
+        gzipped = is_gzip(path) if gzipped is None else gzipped
+        stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if gzipped else raw
+        with io.TextIOWrapper(stream, encoding="ascii", newline="") as text:
+            yield text
 
 
 class CsvHeaderError(ValueError):
@@ -115,8 +149,8 @@ def parse_header(text: str, source: str = "<csv>") -> Layout:
             f"{source}: header {names!r} lacks required column(s) {missing}; {expected}")
     return Layout(
         num_columns=len(names),
-        emotion=names.index("emotion"),
-        pixels=names.index("pixels"),
+        emotion=names.index(LABEL_COLUMN),
+        pixels=names.index(PIXELS_COLUMN),
         usage=names.index(USAGE_COLUMN) if USAGE_COLUMN in names else None)
 
 
@@ -248,10 +282,10 @@ def parse_usage(field: str) -> Optional[str]:
     usage = field.strip()
     if not usage:
         return None
-    if usage not in features.USAGE_TO_SPLIT:
+    if usage not in USAGE_TO_SPLIT:
         raise _Reject(UNKNOWN_USAGE,
-                      f"Usage {usage[:30]!r} is not one of {sorted(features.USAGE_TO_SPLIT)}")
-    return features.USAGE_TO_SPLIT[usage]
+                      f"Usage {usage[:30]!r} is not one of {sorted(USAGE_TO_SPLIT)}")
+    return USAGE_TO_SPLIT[usage]
 
 
 class _Reject(Exception):
@@ -322,7 +356,7 @@ def encode_examples(rows: Sequence[ParsedRow]) -> List[bytes]:
 
 def encode_images(pixels: Sequence[bytes], labels: Sequence[int],
                   seen_in_train: Optional[Sequence[int]] = None) -> List[bytes]:
-    """Serializes images as tf.Examples of the data contract (components/features.py):
+    """Serializes images as tf.Examples of the data contract (fer_data/features.py):
     `pixels` (2304 bytes), `emotion`, the per-image statistics and `seen_in_train`.
 
     The rows become one Arrow RecordBatch, which tfx_bsl's encoder (TFX's own Arrow ->

@@ -2,47 +2,47 @@
 import numpy as np
 import pytest
 
-from components import features
-from components.fer2013_example_gen import csv_rows
+from fer_data import features
+from fer_data import fer2013_csv
 
-LAYOUT = csv_rows.parse_header("emotion,pixels,Usage\n")
+LAYOUT = fer2013_csv.parse_header("emotion,pixels,Usage\n")
 PIXELS = " ".join(str(i % 256) for i in range(features.NUM_PIXELS))
 
 
 def parse(text, layout=LAYOUT):
-    return csv_rows.parse_row(text, layout, line=7, source="f.csv")
+    return fer2013_csv.parse_row(text, layout, line=7, source="f.csv")
 
 
 def test_valid_row_maps_usage_to_split():
-    for usage, split in features.USAGE_TO_SPLIT.items():
+    for usage, split in fer2013_csv.USAGE_TO_SPLIT.items():
         row = parse(f"3,{PIXELS},{usage}\n")
-        assert isinstance(row, csv_rows.ParsedRow)
+        assert isinstance(row, fer2013_csv.ParsedRow)
         assert row.label == 3 and row.split == split
         assert row.pixels.shape == (features.NUM_PIXELS,)
         assert row.pixels[:3].tolist() == [0, 1, 2]
 
 
 @pytest.mark.parametrize("text,reason", [
-    (f"3,{PIXELS} 5,Training", csv_rows.WRONG_PIXEL_COUNT),
-    ("3,1 2 3,Training", csv_rows.WRONG_PIXEL_COUNT),
-    (f"3,{PIXELS.replace('7', 'x', 1)},Training", csv_rows.NON_NUMERIC_PIXEL),
-    (f"3,{PIXELS.replace('10', '1.5', 1)},Training", csv_rows.NON_NUMERIC_PIXEL),
-    (f"3,{PIXELS.replace('255', '256', 1)},Training", csv_rows.PIXEL_OUT_OF_RANGE),
-    (f"3,{PIXELS.replace('0', '-1', 1)},Training", csv_rows.PIXEL_OUT_OF_RANGE),
+    (f"3,{PIXELS} 5,Training", fer2013_csv.WRONG_PIXEL_COUNT),
+    ("3,1 2 3,Training", fer2013_csv.WRONG_PIXEL_COUNT),
+    (f"3,{PIXELS.replace('7', 'x', 1)},Training", fer2013_csv.NON_NUMERIC_PIXEL),
+    (f"3,{PIXELS.replace('10', '1.5', 1)},Training", fer2013_csv.NON_NUMERIC_PIXEL),
+    (f"3,{PIXELS.replace('255', '256', 1)},Training", fer2013_csv.PIXEL_OUT_OF_RANGE),
+    (f"3,{PIXELS.replace('0', '-1', 1)},Training", fer2013_csv.PIXEL_OUT_OF_RANGE),
     (f"3,{PIXELS.replace('12', '99999999999999999999', 1)},Training",
-     csv_rows.PIXEL_OUT_OF_RANGE),  # beyond int64
-    (f"7,{PIXELS},Training", csv_rows.LABEL_OUT_OF_RANGE),
-    (f"-1,{PIXELS},Training", csv_rows.LABEL_OUT_OF_RANGE),
-    (f"happy,{PIXELS},Training", csv_rows.NON_NUMERIC_LABEL),
-    (f"3,{PIXELS},Validation", csv_rows.UNKNOWN_USAGE),
-    (f'3,"{PIXELS},Training', csv_rows.BROKEN_QUOTING),
-    (f"3,{PIXELS}", csv_rows.WRONG_COLUMN_COUNT),
-    (f"3,{PIXELS},Training,extra", csv_rows.WRONG_COLUMN_COUNT),
-    ("   ", csv_rows.EMPTY_ROW),
+     fer2013_csv.PIXEL_OUT_OF_RANGE),  # beyond int64
+    (f"7,{PIXELS},Training", fer2013_csv.LABEL_OUT_OF_RANGE),
+    (f"-1,{PIXELS},Training", fer2013_csv.LABEL_OUT_OF_RANGE),
+    (f"happy,{PIXELS},Training", fer2013_csv.NON_NUMERIC_LABEL),
+    (f"3,{PIXELS},Validation", fer2013_csv.UNKNOWN_USAGE),
+    (f'3,"{PIXELS},Training', fer2013_csv.BROKEN_QUOTING),
+    (f"3,{PIXELS}", fer2013_csv.WRONG_COLUMN_COUNT),
+    (f"3,{PIXELS},Training,extra", fer2013_csv.WRONG_COLUMN_COUNT),
+    ("   ", fer2013_csv.EMPTY_ROW),
 ])
 def test_malformed_rows_are_quarantined_with_reason(text, reason):
     row = parse(text + "\n")
-    assert isinstance(row, csv_rows.QuarantinedRow)
+    assert isinstance(row, fer2013_csv.QuarantinedRow)
     assert row.reason == reason
     assert row.line == 7 and row.source == "f.csv"
     assert row.text == text  # the raw row is kept whole
@@ -54,7 +54,7 @@ def test_fast_and_token_paths_agree(separator):
     """Digits-and-spaces rows take the C fast path; others the token path; same values."""
     text = separator.join(str(i % 256) for i in range(features.NUM_PIXELS))
     row = parse(f"3,{text},Training")
-    assert isinstance(row, csv_rows.ParsedRow)
+    assert isinstance(row, fer2013_csv.ParsedRow)
     assert row.pixels.tolist() == [i % 256 for i in range(features.NUM_PIXELS)]
 
 
@@ -62,8 +62,8 @@ def test_examples_encode_pixels_and_label():
     import tensorflow as tf
 
     rows = [parse(f"{label},{PIXELS},Training") for label in (0, 6)]
-    encoded = csv_rows.encode_examples(rows)
-    assert len(encoded) == 2 and csv_rows.encode_examples([]) == []
+    encoded = fer2013_csv.encode_examples(rows)
+    assert len(encoded) == 2 and fer2013_csv.encode_examples([]) == []
     for row, data in zip(rows, encoded):
         feature = tf.train.Example.FromString(data).features.feature
         [pixels] = feature[features.PIXELS_KEY].bytes_list.value
@@ -79,32 +79,32 @@ def test_examples_encode_pixels_and_label():
 
 def test_quoted_fields_parse():
     row = parse(f'"3","{PIXELS}","PrivateTest"')
-    assert isinstance(row, csv_rows.ParsedRow) and row.split == "test"
+    assert isinstance(row, fer2013_csv.ParsedRow) and row.split == "test"
 
 
 def test_missing_usage_value_goes_to_hash_split():
     row = parse(f"3,{PIXELS},")
-    assert isinstance(row, csv_rows.ParsedRow) and row.split is None
+    assert isinstance(row, fer2013_csv.ParsedRow) and row.split is None
 
 
 def test_header_without_usage_and_reordered_columns():
-    layout = csv_rows.parse_header("pixels,emotion\r\n")
+    layout = fer2013_csv.parse_header("pixels,emotion\r\n")
     assert layout.usage is None
-    row = csv_rows.parse_row(f"{PIXELS},5", layout, line=2)
-    assert isinstance(row, csv_rows.ParsedRow) and row.label == 5 and row.split is None
+    row = fer2013_csv.parse_row(f"{PIXELS},5", layout, line=2)
+    assert isinstance(row, fer2013_csv.ParsedRow) and row.label == 5 and row.split is None
 
 
 def test_header_missing_required_column_is_a_clear_error():
-    with pytest.raises(csv_rows.CsvHeaderError, match="pixels"):
-        csv_rows.parse_header("emotion,Usage\n", source="bad.csv")
+    with pytest.raises(fer2013_csv.CsvHeaderError, match="pixels"):
+        fer2013_csv.parse_header("emotion,Usage\n", source="bad.csv")
 
 
 def test_hash_split_is_deterministic_and_follows_weights():
     buckets = [("train", 8), ("eval", 1), ("test", 1)]
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(2000, features.NUM_PIXELS))
-    splits = [csv_rows.hash_split(img, buckets) for img in images]
-    assert splits == [csv_rows.hash_split(img, buckets) for img in images]
+    splits = [fer2013_csv.hash_split(img, buckets) for img in images]
+    assert splits == [fer2013_csv.hash_split(img, buckets) for img in images]
     share = splits.count("train") / len(splits)
     assert 0.75 < share < 0.85
     assert {"eval", "test"} <= set(splits)
@@ -114,7 +114,7 @@ def test_example_bytes_round_trip():
     import tensorflow as tf
 
     row = parse(f"2,{PIXELS},Training")
-    example = tf.train.Example.FromString(csv_rows.to_tf_example_bytes(row))
+    example = tf.train.Example.FromString(fer2013_csv.to_tf_example_bytes(row))
     feats = example.features.feature
     assert list(feats[features.LABEL_KEY].int64_list.value) == [2]
     [pixels] = feats[features.PIXELS_KEY].bytes_list.value
@@ -122,24 +122,24 @@ def test_example_bytes_round_trip():
 
 
 def test_header_with_a_byte_order_mark():
-    layout = csv_rows.parse_header("\ufeffemotion,pixels,Usage\r\n")
+    layout = fer2013_csv.parse_header("\ufeffemotion,pixels,Usage\r\n")
     assert (layout.emotion, layout.pixels, layout.usage) == (0, 1, 2)
 
 
 def test_records_span_quoted_newlines_and_long_lines_are_cut():
     import io
 
-    text = (f'1,"{PIXELS[:100]}\n{PIXELS[100:]}",Training\n' + "x" * (3 * csv_rows.MAX_RECORD_BYTES)
+    text = (f'1,"{PIXELS[:100]}\n{PIXELS[100:]}",Training\n' + "x" * (3 * fer2013_csv.MAX_RECORD_BYTES)
             + "\n\n" + f"2,{PIXELS},PublicTest\n\n\n")
-    records = list(csv_rows.read_records(io.BytesIO(text.encode()).readline))
+    records = list(fer2013_csv.read_records(io.BytesIO(text.encode()).readline))
     assert [(r.line, r.lines) for r in records] == [(2, 2), (4, 1), (5, 1), (6, 1)]
-    assert isinstance(parse(records[0].text), csv_rows.ParsedRow)
+    assert isinstance(parse(records[0].text), fer2013_csv.ParsedRow)
     long = records[1]
-    assert long.size == 3 * csv_rows.MAX_RECORD_BYTES + 1
-    assert len(long.text) == csv_rows.MAX_RECORD_BYTES + 1  # no more is held in memory
-    row = csv_rows.parse_row(long.text, LAYOUT, long.line, size=long.size)
-    assert row.reason == csv_rows.LINE_TOO_LONG and len(row.text) == csv_rows.KEPT_TEXT_CHARS
-    assert csv_rows.parse_row(records[2].text, LAYOUT, 5).reason == csv_rows.EMPTY_ROW
+    assert long.size == 3 * fer2013_csv.MAX_RECORD_BYTES + 1
+    assert len(long.text) == fer2013_csv.MAX_RECORD_BYTES + 1  # no more is held in memory
+    row = fer2013_csv.parse_row(long.text, LAYOUT, long.line, size=long.size)
+    assert row.reason == fer2013_csv.LINE_TOO_LONG and len(row.text) == fer2013_csv.KEPT_TEXT_CHARS
+    assert fer2013_csv.parse_row(records[2].text, LAYOUT, 5).reason == fer2013_csv.EMPTY_ROW
 
 
 def test_a_stray_quote_spoils_its_own_row_only():
@@ -147,9 +147,9 @@ def test_a_stray_quote_spoils_its_own_row_only():
 
     rows = [f"{i % 7},{PIXELS},Training\n" for i in range(24)]
     rows[3] = f'1,"{PIXELS},Training\n'  # the quote never closes
-    records = list(csv_rows.read_records(io.BytesIO("".join(rows).encode()).readline,
+    records = list(fer2013_csv.read_records(io.BytesIO("".join(rows).encode()).readline,
                                          num_columns=LAYOUT.num_columns))
     assert [r.line for r in records] == list(range(2, 26)) and all(r.lines == 1 for r in records)
-    parsed = [csv_rows.parse_row(r.text, LAYOUT, r.line, size=r.size) for r in records]
-    bad = [p for p in parsed if isinstance(p, csv_rows.QuarantinedRow)]
-    assert [(b.line, b.reason) for b in bad] == [(5, csv_rows.BROKEN_QUOTING)]
+    parsed = [fer2013_csv.parse_row(r.text, LAYOUT, r.line, size=r.size) for r in records]
+    bad = [p for p in parsed if isinstance(p, fer2013_csv.QuarantinedRow)]
+    assert [(b.line, b.reason) for b in bad] == [(5, fer2013_csv.BROKEN_QUOTING)]

@@ -13,21 +13,16 @@ one of Training / PublicTest / PrivateTest. A path ending in ``.gz`` is gzip-com
 """
 import argparse
 import collections
-import contextlib
 import dataclasses
-import gzip
-import io
 import math
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from components import features
+from fer_data import features, fer2013_csv
 
-HEADER = "emotion,pixels,Usage"
-USAGES: Tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 SUPERSAMPLE = 4  # faces are drawn at 4x and box-filtered down: smooth, anti-aliased lines
 CANVAS = features.IMAGE_SIZE * SUPERSAMPLE
 
@@ -287,11 +282,11 @@ def draw_face(emotion: int, rng: np.random.Generator) -> np.ndarray:
 
 def split_counts(num_rounds: int, usage_fractions: Sequence[float]) -> List[int]:
     """Rounds per Usage: proportional, at least one for every positive fraction when possible."""
-    if len(usage_fractions) != len(USAGES) or min(usage_fractions) < 0 or sum(usage_fractions) <= 0:
+    if len(usage_fractions) != len(fer2013_csv.USAGES) or min(usage_fractions) < 0 or sum(usage_fractions) <= 0:
         raise ValueError(f"usage_fractions must be 3 non-negative numbers, got {usage_fractions}")
     total = float(sum(usage_fractions))
     counts = [int(math.floor(num_rounds * f / total)) for f in usage_fractions]
-    by_remainder = sorted(range(len(USAGES)),
+    by_remainder = sorted(range(len(fer2013_csv.USAGES)),
                           key=lambda i: num_rounds * usage_fractions[i] / total - counts[i],
                           reverse=True)
     for i in by_remainder[:num_rounds - sum(counts)]:
@@ -313,10 +308,10 @@ def assign_labels(num_rows: int, seed: int,
     """
     num_classes = features.NUM_CLASSES
     full_rounds, rest = divmod(num_rows, num_classes)
-    counts = split_counts(full_rounds, usage_fractions) if full_rounds else [0] * len(USAGES)
-    round_usages = [usage for usage, n in zip(USAGES, counts) for _ in range(n)]
+    counts = split_counts(full_rounds, usage_fractions) if full_rounds else [0] * len(fer2013_csv.USAGES)
+    round_usages = [usage for usage, n in zip(fer2013_csv.USAGES, counts) for _ in range(n)]
     labels = [(emotion, usage) for usage in round_usages for emotion in range(num_classes)]
-    labels += [(emotion, USAGES[0]) for emotion in range(rest)]
+    labels += [(emotion, fer2013_csv.USAGES[0]) for emotion in range(rest)]
     order = np.random.default_rng([seed, 1]).permutation(len(labels))
     return [labels[i] for i in order]
 
@@ -339,15 +334,6 @@ def generate_rows(num_rows: int, seed: int = 0, usage_fractions: Sequence[float]
         yield emotion, pixels_to_string(draw_face(emotion, rng)), usage
 
 
-@contextlib.contextmanager
-def _open_text(path: str, gzipped: bool) -> Iterator[TextIO]:
-    """A text file for writing; gzip with a fixed header (mtime 0, no name): reproducible bytes."""
-    with open(path, "wb") as raw:
-        stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if gzipped else raw
-        with io.TextIOWrapper(stream, encoding="ascii", newline="") as text:
-            yield text
-
-
 def write_csv(path: str, num_rows: int = 2100, seed: int = 0) -> str:
     """Writes a fer2013-format CSV (gzip when ``path`` ends in .gz) and returns ``path``.
 
@@ -358,8 +344,8 @@ def write_csv(path: str, num_rows: int = 2100, seed: int = 0) -> str:
     os.makedirs(parent, exist_ok=True)
     tmp_path = f"{path}.tmp{os.getpid()}"
     try:
-        with _open_text(tmp_path, gzipped=path.endswith(".gz")) as f:
-            f.write(HEADER + "\n")
+        with fer2013_csv.create_text(tmp_path, gzipped=fer2013_csv.is_gzip(path)) as f:
+            f.write(fer2013_csv.HEADER + "\n")
             for emotion, pixels, usage in generate_rows(num_rows, seed):
                 f.write(f"{emotion},{pixels},{usage}\n")
         os.replace(tmp_path, path)
@@ -372,11 +358,10 @@ def write_csv(path: str, num_rows: int = 2100, seed: int = 0) -> str:
 def count_rows(path: str) -> Dict[str, collections.Counter]:
     """Per-Usage class counts of a fer2013 CSV (for the CLI report)."""
     counts: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="ascii") as f:
+    with fer2013_csv.open_text(path) as f:
         next(f)
         for line in f:
-            emotion, _, usage = line.rstrip("\n").split(",")
+            emotion, _, usage = line.rstrip("\r\n").split(",")
             counts[usage][int(emotion)] += 1
     return counts
 
@@ -394,9 +379,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--rows must be >= 0")
     path = write_csv(args.output, num_rows=args.rows, seed=args.seed)
     print(f"Wrote {args.rows} synthetic faces (seed {args.seed}) to {path}")
-    for usage, per_class in sorted(count_rows(path).items(), key=lambda kv: USAGES.index(kv[0])):
+    counts = count_rows(path)
+    for usage, per_class in sorted(counts.items(), key=lambda kv: fer2013_csv.USAGES.index(kv[0])):
         classes = ", ".join(f"{features.EMOTIONS[e]} {n}" for e, n in sorted(per_class.items()))
-        print(f"  {usage} ({features.USAGE_TO_SPLIT[usage]}): {sum(per_class.values())} rows"
+        print(f"  {usage} ({fer2013_csv.USAGE_TO_SPLIT[usage]}): {sum(per_class.values())} rows"
               f" [{classes}]")
     return 0
 
