@@ -21,6 +21,7 @@ from tfx import v1 as tfx
 from components import model_metadata, models, progress, signatures
 from fer_data import features
 from components.models import recipe as recipe_lib
+from components.models import training
 from components.trainer_config import TrainerConfig
 
 # Each epoch's validation recalibrates BatchNormalization on this share of the images the
@@ -211,18 +212,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     strategy = distribution_strategy()
     with strategy.scope():
         model, weights_source = models.build_model(config.architecture, weights=config.weights)
-        model.compile(optimizer=recipe_lib.make_optimizer(recipe),
-                      loss=recipe_lib.make_loss(recipe),
+        model.compile(optimizer=training.make_optimizer(recipe),
+                      loss=training.make_loss(recipe),
                       metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                       jit_compile=config.xla)
     model.summary(print_fn=logging.info)
-    augmentation = (recipe_lib.make_augmentation(recipe, seed=config.seed)
+    augmentation = (training.make_augmentation(recipe, seed=config.seed)
                     if any(recipe["augmentation"].values()) else None)
     train = batches(train_examples, recipe["batch_size"], config.shuffle_buffer, config.seed,
                     augmentation)
     evaluation = batches(eval_examples, recipe["batch_size"])
     timer = EpochTimer()
-    callbacks = recipe_lib.make_callbacks(recipe) + [
+    callbacks = training.make_callbacks(recipe) + [
         timer, tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
     shuffled_train = train_examples.shuffle(config.shuffle_buffer, seed=config.seed)
     recalibrates = strategy.num_replicas_in_sync == 1  # an eager pass is not a replica context

@@ -26,19 +26,19 @@ def _default_data(run_root: str) -> str:
 
 def _architectures(text: str) -> Tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = set(names) - set(config_lib.ALL_ARCHITECTURES)
+    unknown = set(names) - set(config_lib.ARCHITECTURES)
     if not names or unknown:
         raise argparse.ArgumentTypeError(
             f"unknown architecture(s) {sorted(unknown)}; choose from "
-            f"{','.join(config_lib.ALL_ARCHITECTURES)}")
+            f"{','.join(config_lib.ARCHITECTURES)}")
     return names
 
 
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--architectures", type=_architectures,
-                        default=config_lib.ALL_ARCHITECTURES,
+                        default=config_lib.ARCHITECTURES,
                         help="comma-separated, each in its own Trainer (default: all: "
-                             f"{','.join(config_lib.ALL_ARCHITECTURES)})")
+                             f"{','.join(config_lib.ARCHITECTURES)})")
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
     parser.add_argument("--batch-size", type=int, help="override every recipe's batch size")
     parser.add_argument("--learning-rate", type=float, help="override every recipe's LR")

@@ -11,12 +11,11 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from components.models import ARCHITECTURES
 from components.trainer_config import TrainerConfig  # noqa: F401 (the pipeline builds them)
 
 DEFAULT_PIPELINE_NAME = "fer2013"
 DEFAULT_MODEL_NAME = "fer"
-# Every architecture of components/models; each trains in its own Trainer.
-ALL_ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50", "vgg", "improved", "vgg_bn")
 # Trainer settings on the embedded synthetic faces (`make run` without --data), on top
 # of each recipe: enough for every architecture to learn visibly above chance (blessed at
 # min_accuracy 0.3) in minutes on 2 CPUs, robust to the seed: Adam 1e-3 can leave the plain
@@ -95,7 +94,7 @@ class PipelineConfig:
     # make this run's statistics the new reference.
     allow_drift: bool = False
     # Training, blessing, selection
-    architectures: Tuple[str, ...] = ALL_ARCHITECTURES
+    architectures: Tuple[str, ...] = ARCHITECTURES  # each trains in its own Trainer
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)  # shared overrides
     # Per-architecture overrides on top of `trainer`, e.g. {"resnet50": {"epochs": 5}}.
     per_architecture: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)

@@ -91,7 +91,7 @@ def test_pusher_and_baselines_mount_the_serving_volume(package):
     executors = platform.platforms["kubernetes"].deployment_spec.executors
     mounted = {name for name in executors}
     assert "AtomicPusher_executor" in mounted
-    assert {f"ServingBaseline_{a}_executor" for a in config_lib.ALL_ARCHITECTURES} <= mounted
+    assert {f"ServingBaseline_{a}_executor" for a in config_lib.ARCHITECTURES} <= mounted
     mount = executors["AtomicPusher_executor"]["pvcMount"][0]
     assert (mount["constant"], mount["mountPath"]) == ("fer-models", "/models")
 
@@ -143,7 +143,7 @@ def test_kfp_cache_is_off_where_the_result_depends_on_more_than_inputs(package):
     tasks = _documents(package)[0]["root"]["dag"]["tasks"]
     uncached = {n for n, t in tasks.items() if not t["cachingOptions"].get("enableCache")}
     assert uncached == ({"Fer2013ExampleGen", "AtomicPusher", "DriftCheck"}
-                        | {f"ServingBaseline_{a}" for a in (*config_lib.ALL_ARCHITECTURES,
+                        | {f"ServingBaseline_{a}" for a in (*config_lib.ARCHITECTURES,
                                                              "ensemble")})
 
 

@@ -1,7 +1,9 @@
 """The model zoo: exact parameter counts, the image_xf -> probabilities contract, one
 training step each, gray->RGB in the graph, weights loading and the loud 'random init'
 fallback, SavedModel round trips, and the RECIPE contract."""
+import hashlib
 import logging
+import os
 import socket
 import time
 
@@ -12,7 +14,7 @@ import tf_keras as keras
 
 from components import models
 from fer_data import features
-from components.models import _transfer, improved_cnn, mobilenet_v2_transfer, recipe, vgg_bn
+from components.models import improved, mobilenet_v2, recipe, training, transfer, vgg_bn
 
 EXPECTED_PARAMS = {
     "improved": 647_111,
@@ -41,7 +43,7 @@ def _closed_port_url(fname):
 
 def test_registry_names_and_unknown_name():
     assert set(models.ARCHITECTURES) == set(EXPECTED_PARAMS)
-    assert all(callable(build) for build in models.ARCHITECTURES.values())
+    assert all(models.module(name).__name__.endswith(f".{name}") for name in models.ARCHITECTURES)
     with pytest.raises(ValueError, match="unknown architecture 'alexnet'.*improved.*vgg_bn"):
         models.build_model("alexnet")
     with pytest.raises(ValueError, match="valid names"):
@@ -80,7 +82,7 @@ def test_params_contract_and_one_training_step(name):
     if name in models.TRANSFER_ARCHITECTURES:  # gray -> RGB happens inside the graph
         assert model.input.shape[-1] == 1
         assert tuple(model.get_layer("gray_to_rgb").output.shape) == (None, 48, 48, 3)
-        assert tuple(_transfer.backbone_of(model).input.shape) == (None, 48, 48, 3)
+        assert tuple(transfer.backbone_of(model).input.shape) == (None, 48, 48, 3)
         assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
         np.testing.assert_array_equal(
             keras.Model(model.input, model.get_layer("gray_to_rgb").output)(x[:1])[0].numpy(),
@@ -88,7 +90,7 @@ def test_params_contract_and_one_training_step(name):
 
 
 def test_vgg_layout_reaches_the_seed_count():
-    model = models.ARCHITECTURES["vgg"]()
+    model = models.build_model("vgg")[0]
     assert tuple(model.get_layer(index=-3).input.shape) == (None, 2, 2, 128)  # flatten in
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.kernel_size for c in convs] == [(3, 3)] * 8
@@ -97,12 +99,12 @@ def test_vgg_layout_reaches_the_seed_count():
 
 
 def test_vgg_bn_structure():
-    model = models.ARCHITECTURES["vgg_bn"]()
+    model = models.build_model("vgg_bn")[0]
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
     assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 10
     assert tuple(model.get_layer(index=-10).input.shape) == (None, 3, 3, 512)  # flatten in
-    wide = vgg_bn.build(dense_units=4096)
+    wide, _ = vgg_bn.build(dense_units=4096)
     assert wide.count_params() > 40_000_000
 
 
@@ -110,7 +112,7 @@ def test_mixed_precision_keeps_float32_probabilities():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         for name in ("improved", "vgg_bn"):
-            model = models.ARCHITECTURES[name]()
+            model = models.build_model(name)[0]
             assert model.layers[-2].compute_dtype == "float16"
             assert model.output.dtype == tf.float32
             assert model(_images(2)).dtype == tf.float32
@@ -120,8 +122,8 @@ def test_mixed_precision_keeps_float32_probabilities():
 
 def test_imagenet_unavailable_falls_back_loudly_to_random_init(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache
-    monkeypatch.setattr(mobilenet_v2_transfer, "IMAGENET_URL",
-                        _closed_port_url(mobilenet_v2_transfer.IMAGENET_FILE))
+    monkeypatch.setattr(mobilenet_v2, "IMAGENET_URL",
+                        _closed_port_url(mobilenet_v2.IMAGENET_FILE))
     start = time.monotonic()
     with caplog.at_level(logging.WARNING):
         model, source = models.build_model("mobilenet_v2", weights="imagenet")
@@ -130,42 +132,60 @@ def test_imagenet_unavailable_falls_back_loudly_to_random_init(monkeypatch, tmp_
     assert model.count_params() == EXPECTED_PARAMS["mobilenet_v2"]
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING
                 and "FALLING BACK TO RANDOM INIT" in r.getMessage()]
-    assert warnings and mobilenet_v2_transfer.IMAGENET_FILE in warnings[0].getMessage()
+    assert warnings and mobilenet_v2.IMAGENET_FILE in warnings[0].getMessage()
 
 
-def test_probe_never_hangs():
+def test_download_never_hangs_and_leaves_no_partial_file(tmp_path):
+    target = str(tmp_path / "models" / "w.h5")
     # A server that accepts connections but never answers (like a silent proxy).
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         start = time.monotonic()
-        reason = _transfer._probe(f"http://127.0.0.1:{silent.getsockname()[1]}/w.h5", 0.5)
-        assert reason is not None and time.monotonic() - start < 3
+        with pytest.raises(RuntimeError, match="cannot download"):
+            transfer.download(f"http://127.0.0.1:{silent.getsockname()[1]}/w.h5", target,
+                              timeout_s=0.5)
+        assert time.monotonic() - start < 3
     start = time.monotonic()
-    assert "cannot reach" in _transfer._probe(_closed_port_url("w.h5"), 5)
+    with pytest.raises(RuntimeError, match="cannot download"):
+        transfer.download(_closed_port_url("w.h5"), target, timeout_s=5)
     assert time.monotonic() - start < 3
+    assert os.listdir(tmp_path / "models") == []
+    assert socket.getdefaulttimeout() is None  # nothing process-wide was changed
+
+
+def test_download_checks_the_hash(tmp_path):
+    source = tmp_path / "w.h5"
+    source.write_bytes(b"weights")
+    url = source.as_uri()
+    with pytest.raises(RuntimeError, match="hash"):
+        transfer.download(url, str(tmp_path / "cache" / "w.h5"), file_hash="0" * 32)
+    assert not (tmp_path / "cache" / "w.h5").exists()
+    md5 = hashlib.md5(b"weights").hexdigest()
+    assert transfer.download(url, str(tmp_path / "cache" / "w.h5"), file_hash=md5)
+    assert (tmp_path / "cache" / "w.h5").read_bytes() == b"weights"
 
 
 def test_imagenet_file_in_keras_cache_is_used(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(mobilenet_v2_transfer, "IMAGENET_URL",
-                        _closed_port_url(mobilenet_v2_transfer.IMAGENET_FILE))
-    reference = mobilenet_v2_transfer.build_backbone()
+    monkeypatch.setattr(mobilenet_v2, "IMAGENET_URL",
+                        _closed_port_url(mobilenet_v2.IMAGENET_FILE))
+    reference = mobilenet_v2.build_backbone()
     (tmp_path / "models").mkdir()
-    reference.save_weights(str(tmp_path / "models" / mobilenet_v2_transfer.IMAGENET_FILE))
+    reference.save_weights(str(tmp_path / "models" / mobilenet_v2.IMAGENET_FILE))
     model, source = models.build_model("mobilenet_v2", weights="imagenet")
     assert source == "imagenet"
-    np.testing.assert_array_equal(_transfer.backbone_of(model).get_layer("Conv1").kernel.numpy(),
+    np.testing.assert_array_equal(transfer.backbone_of(model).get_layer("Conv1").kernel.numpy(),
                                   reference.get_layer("Conv1").kernel.numpy())
 
 
 def test_local_backbone_weights_file(tmp_path):
-    reference = mobilenet_v2_transfer.build_backbone()
+    reference = mobilenet_v2.build_backbone()
     path = str(tmp_path / "mobilenet_v2_notop.h5")
     reference.save_weights(path)
     model, source = models.build_model("mobilenet_v2", weights=path)
     assert source == f"file:{path}"
-    backbone = _transfer.backbone_of(model)
+    backbone = transfer.backbone_of(model)
     for layer in ("Conv1", "block_16_project", "Conv_1_bn"):
         for got, want in zip(backbone.get_layer(layer).get_weights(),
                              reference.get_layer(layer).get_weights()):
@@ -187,18 +207,18 @@ def test_weights_file_with_other_structure_loads_by_name(tmp_path):
     source, target = net(extra=False), net(extra=True)
     path = str(tmp_path / "partial.h5")
     source.save_weights(path)
-    _transfer._load_file(target, path)
+    transfer._load_file(target, path)
     np.testing.assert_array_equal(target.get_layer("a").kernel.numpy(),
                                   source.get_layer("a").kernel.numpy())
     unrelated = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="zzz")])
     with pytest.raises(ValueError, match="no layer"):
-        _transfer._load_file(unrelated, path)
+        transfer._load_file(unrelated, path)
 
 
 def test_scratch_models_weights_argument(tmp_path):
     with pytest.raises(ValueError, match="no ImageNet weights"):
         models.build_model("improved", weights="imagenet")
-    reference = improved_cnn.build()
+    reference = improved.build()[0]
     path = str(tmp_path / "improved.h5")
     reference.save_weights(path)
     model, source = models.build_model("improved", weights=path)
@@ -224,12 +244,34 @@ def test_recipes_share_one_schema(name):
     r = models.get_recipe(name)
     assert set(r) == recipe.RECIPE_KEYS
     assert set(r["augmentation"]) == recipe.AUGMENTATION_KEYS
-    optimizer = recipe.make_optimizer(r)
+    optimizer = training.make_optimizer(r)
     assert float(optimizer.learning_rate) == pytest.approx(r["learning_rate"])
-    recipe.make_callbacks(r)
-    loss = recipe.make_loss(r)
+    training.make_callbacks(r)
+    loss = training.make_loss(r)
     probs = tf.fill([2, features.NUM_CLASSES], 1.0 / features.NUM_CLASSES)
     assert float(loss(tf.constant([0, 3]), probs)) == pytest.approx(np.log(7), rel=1e-4)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    lrs = [recipe.cosine_learning_rate(e, 10, 1e-3, 1, 1e-5) for e in range(10)]
+    assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))  # strictly decreasing after warm-up
+    assert 1e-5 < lrs[-1] < 1e-4
+    assert recipe.cosine_learning_rate(10, 10, 1e-3, 1, 1e-5) == pytest.approx(1e-5)
+
+
+def test_generalising_recipe_trains_with_its_schedule():
+    """improved and vgg: augmentation, label smoothing and the cosine LR reach Keras."""
+    r = dict(models.get_recipe("vgg"), epochs=3)
+    assert r["lr_schedule"]["name"] == "cosine" and r["label_smoothing"] == 0.1
+    assert r["augmentation"]["horizontal_flip"] and r["augmentation"]["translation"] > 0
+    model = keras.Sequential([keras.Input(features.IMAGE_SHAPE), keras.layers.Flatten(),
+                              keras.layers.Dense(features.NUM_CLASSES, activation="softmax")])
+    model.compile(training.make_optimizer(r), training.make_loss(r))
+    history = model.fit(_images(16), _labels(16), epochs=3, verbose=0,
+                        callbacks=training.make_callbacks(r)[:1])
+    assert history.history["lr"] == pytest.approx(
+        [recipe.cosine_learning_rate(e, 3, 1e-3, 1, 1e-5) for e in range(3)])
 
 
 def test_vgg_bn_recipe_follows_the_paper_and_augmentation_runs():
@@ -237,19 +279,20 @@ def test_vgg_bn_recipe_follows_the_paper_and_augmentation_runs():
     assert r["optimizer"] == {"name": "sgd", "momentum": 0.9, "nesterov": True}
     assert r["learning_rate"] == 0.01 and r["batch_size"] == 64 and r["weight_decay"] == 1e-4
     assert r["lr_schedule"]["name"] == "reduce_on_plateau"
-    optimizer = recipe.make_optimizer(r)
+    optimizer = training.make_optimizer(r)
     assert optimizer.nesterov and optimizer.weight_decay == 1e-4
-    names = {type(c).__name__ for c in recipe.make_callbacks(r)}
+    names = {type(c).__name__ for c in training.make_callbacks(r)}
     assert names == {"ReduceLROnPlateau", "EarlyStopping"}
 
-    augment = recipe.make_augmentation(r, seed=1)
+    augment = training.make_augmentation(r, seed=1)
     x = _images(4)
     out = augment(x, training=True).numpy()
     assert out.shape == x.shape and not np.allclose(out, x)
-    np.testing.assert_array_equal(recipe.make_augmentation(models.get_recipe("improved"))(
+    no_augmentation = models.get_recipe("mobilenet_v2")  # the seed's recipe
+    np.testing.assert_array_equal(training.make_augmentation(no_augmentation)(
         x, training=True).numpy(), x)
 
-    smoothed = recipe.make_loss({**r, "label_smoothing": 0.1})
+    smoothed = training.make_loss({**r, "label_smoothing": 0.1})
     probs = tf.nn.softmax(tf.constant(np.random.default_rng(0).normal(size=(3, 7)), tf.float32))
     want = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(
         tf.one_hot([2, 0, 6], features.NUM_CLASSES), probs)

@@ -43,10 +43,9 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components.models import _common
+from components.models import common
 
 NAME = "vgg_bn"
-PARAMS = 10_472_519  # with the default dense_units=1024
 STAGE_FILTERS = (64, 128, 256, 512)
 DENSE_UNITS = 1024
 CONV_DROPOUT = 0.1
@@ -80,11 +79,11 @@ def _conv_bn_relu(x, filters: int):
     return keras.layers.ReLU()(x)
 
 
-def build_with_source(weights: Optional[str] = None, dense_units: int = DENSE_UNITS,
+def build(weights: Optional[str] = None, dense_units: int = DENSE_UNITS,
                       conv_dropout: float = CONV_DROPOUT,
                       dense_dropout: float = DENSE_DROPOUT) -> Tuple[keras.Model, str]:
     """(model, weights_source). weights: None, or a path to this model's own weights file."""
-    inputs = _common.image_input()
+    inputs = common.image_input()
     x = inputs
     for filters in STAGE_FILTERS:  # 48 -> 24 -> 12 -> 6 -> 3
         x = _conv_bn_relu(x, filters)
@@ -98,9 +97,5 @@ def build_with_source(weights: Optional[str] = None, dense_units: int = DENSE_UN
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)
         x = keras.layers.Dropout(dense_dropout)(x)
-    model = keras.Model(inputs, _common.probabilities(x), name=NAME)
-    return model, _common.load_scratch_weights(model, weights)
-
-
-def build(weights: Optional[str] = None, **kwargs) -> keras.Model:
-    return build_with_source(weights, **kwargs)[0]
+    model = keras.Model(inputs, common.probabilities(x), name=NAME)
+    return model, common.load_scratch_weights(model, weights)

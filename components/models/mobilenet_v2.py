@@ -15,7 +15,7 @@ Layout::
 MobileNetV2 downsamples by 32 with 'same'-style padding: 48 -> 24 -> 12 -> 6 -> 3 -> 2.
 ImageNet weights: keras only publishes them for 96..224 px inputs; like
 keras.applications we load the 224 px notop file (conv weights do not depend on the
-input size). Weights semantics and the 'random init' fallback: see _transfer.
+input size). Weights semantics and the 'random init' fallback: see transfer.
 
 Note: the input is the z-score normalised image (about [-2, 2]), not MobileNetV2's
 [-1, 1] preprocessing; fine-tuning the whole network (the seed's setting) absorbs the
@@ -30,11 +30,10 @@ from typing import Optional, Tuple
 import tf_keras as keras
 
 from fer_data import features
-from components.models import _common, _transfer
+from components.models import common, transfer
 from components.models.recipe import seed_recipe
 
 NAME = "mobilenet_v2"
-PARAMS = 5_835_975
 ALPHA = 1.0
 IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
@@ -51,20 +50,16 @@ def build_backbone() -> keras.Model:
         include_top=False, weights=None)
 
 
-def build_with_source(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
+def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
     """(model, weights_source); weights: None | 'imagenet' | path to a notop .h5 file."""
     backbone = build_backbone()
-    source = _transfer.load_backbone_weights(backbone, weights, IMAGENET_FILE, IMAGENET_URL,
+    source = transfer.load_backbone_weights(backbone, weights, IMAGENET_FILE, IMAGENET_URL,
                                              IMAGENET_HASH)
-    inputs = _common.image_input()
-    x = backbone(_transfer.gray_to_rgb(inputs))
+    inputs = common.image_input()
+    x = backbone(transfer.gray_to_rgb(inputs))
     x = keras.layers.Conv2D(128, 3, padding="same", activation="relu")(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(1024, activation="relu")(x)
     x = keras.layers.Dense(1024, activation="relu")(x)
     x = keras.layers.Dense(512, activation="relu")(x)
-    return keras.Model(inputs, _common.probabilities(x), name=NAME), source
-
-
-def build(weights: Optional[str] = None) -> keras.Model:
-    return build_with_source(weights)[0]
+    return keras.Model(inputs, common.probabilities(x), name=NAME), source

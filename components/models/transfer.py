@@ -5,11 +5,10 @@
 * ``None``        -> random init; weights_source ``"random init"``.
 * ``"imagenet"``  -> the ImageNet notop file keras.applications itself uses: same file
   name, same URL, same cache (``~/.keras/models``, or ``$KERAS_HOME/models`` when that
-  variable is set), fetched with ``tf_keras.utils.get_file``. A cached file is used
-  without touching the network. Otherwise an HTTP HEAD probe of the URL runs first
-  (at most ``FER_WEIGHTS_PROBE_TIMEOUT_S``, default 5 s, in a daemon thread, so no
-  internet / no DNS / a silent proxy never hangs the build), then the download with a
-  60 s per-operation socket timeout.
+  variable is set). A cached file is used without touching the network. Otherwise it is
+  downloaded (:func:`download`: a timeout on this one connection, not a process-wide
+  socket default, so a refused or silent server fails in ``DOWNLOAD_TIMEOUT_S``), checked
+  against its hash and moved into the cache whole.
   If the file cannot be had (offline, HTTP error, bad hash, unreadable file) the
   backbone keeps its random init, a loud WARNING says so and why, and
   weights_source is ``"random init"``; the trainer records that in the model metadata.
@@ -21,10 +20,10 @@
 The backbone is always built with ``weights=None`` and then loaded, so one build serves
 every case.
 """
+import hashlib
 import logging
 import os
-import socket
-import threading
+import shutil
 import urllib.error
 import urllib.request
 from typing import Optional
@@ -32,12 +31,13 @@ from typing import Optional
 import numpy as np
 import tf_keras as keras
 
-from components.models._common import FILE_PREFIX, IMAGENET, RANDOM_INIT, check_weights
+from components.models.common import FILE_PREFIX, IMAGENET, RANDOM_INIT, check_weights
 
 logger = logging.getLogger(__name__)
 
-PROBE_TIMEOUT_S = float(os.environ.get("FER_WEIGHTS_PROBE_TIMEOUT_S", "5"))
-DOWNLOAD_SOCKET_TIMEOUT_S = 60.0  # per socket operation while downloading
+# Connect and every read of a weights download (not the DNS lookup, which the operating
+# system's resolver bounds).
+DOWNLOAD_TIMEOUT_S = float(os.environ.get("FER_WEIGHTS_TIMEOUT_S", "30"))
 
 
 def gray_to_rgb(x):
@@ -55,57 +55,46 @@ def backbone_of(model: keras.Model) -> keras.Model:
 
 
 def keras_cache_dir() -> str:
-    """The directory whose ``models/`` holds downloaded weights: ``$KERAS_HOME`` when set
-    (tf_keras' own get_file ignores that variable; we pass it explicitly), else
-    ``~/.keras``; like get_file, ``/tmp/.keras`` when that is not writable."""
+    """The directory whose ``models/`` holds downloaded weights: ``$KERAS_HOME`` when set,
+    else ``~/.keras``; like keras' get_file, ``/tmp/.keras`` when that is not writable."""
     cache_dir = os.path.expanduser(
         os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"))
     return cache_dir if os.access(cache_dir, os.W_OK) else os.path.join("/tmp", ".keras")
 
 
-def _probe(url: str, timeout_s: float) -> Optional[str]:
-    """None when the URL answers an HTTP HEAD request within timeout_s, else the reason.
-    Runs in a daemon thread so that even a stuck DNS lookup (which ignores socket
-    timeouts) cannot block the caller longer than timeout_s."""
-    result = {}
-
-    def head():
-        try:
-            request = urllib.request.Request(url, method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout_s):  # noqa: S310 - https URL
-                result["ok"] = True
-        except urllib.error.HTTPError as err:
-            result["error"] = f"{url} answered HTTP {err.code} {err.reason}"
-        except Exception as err:  # noqa: BLE001 - URLError, timeouts, ...
-            result["error"] = f"cannot reach {url} ({getattr(err, 'reason', err)})"
-
-    thread = threading.Thread(target=head, daemon=True, name="imagenet-weights-probe")
-    thread.start()
-    thread.join(timeout_s + 0.5)
-    if result.get("ok"):
-        return None
-    return result.get("error", f"no answer from {url} within {timeout_s:g} s")
+def download(url: str, path: str, file_hash: Optional[str] = None,
+             timeout_s: float = DOWNLOAD_TIMEOUT_S) -> str:
+    """Downloads ``url`` to ``path`` (via a temporary file in the same folder, so ``path``
+    is never half-written) and checks ``file_hash`` (md5 for 32 hex digits, else sha256);
+    RuntimeError saying why on any failure."""
+    tmp = f"{path}.part{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        if file_hash:
+            digest = hashlib.md5() if len(file_hash) == 32 else hashlib.sha256()
+            with open(tmp, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != file_hash:
+                raise RuntimeError(f"{url}: hash {digest.hexdigest()} != expected {file_hash}")
+        os.replace(tmp, path)
+        return path
+    except urllib.error.HTTPError as err:
+        raise RuntimeError(f"{url} answered HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, OSError) as err:
+        raise RuntimeError(f"cannot download {url} ({getattr(err, 'reason', err)})") from err
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def fetch_imagenet_file(fname: str, url: str, file_hash: Optional[str]) -> str:
-    """Path of the cached ImageNet weights file, downloaded into the Keras cache if
+    """Path of the ImageNet weights file in the Keras cache, downloaded there first if
     needed; raises RuntimeError saying why it cannot be had."""
-    cache_dir = keras_cache_dir()
-    cached = os.path.join(cache_dir, "models", fname)
-    if not os.path.exists(cached):
-        reason = _probe(url, PROBE_TIMEOUT_S)
-        if reason:
-            raise RuntimeError(f"{fname} is not in the Keras cache ({cached}) and cannot be "
-                               f"downloaded: {reason}")
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT_S)  # a stalled download errors out
-    try:
-        return keras.utils.get_file(fname, url, cache_subdir="models", file_hash=file_hash,
-                                    cache_dir=cache_dir)
-    except Exception as err:  # get_file raises bare Exception for URL errors
-        raise RuntimeError(f"download of {url} failed: {err}") from err
-    finally:
-        socket.setdefaulttimeout(previous)
+    cached = os.path.join(keras_cache_dir(), "models", fname)
+    return cached if os.path.exists(cached) else download(url, cached, file_hash)
 
 
 def _load_file(backbone: keras.Model, path: str) -> None:

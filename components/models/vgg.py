@@ -25,11 +25,10 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components.models import _common
+from components.models import common
 from components.models.recipe import generalising_recipe
 
 NAME = "vgg"
-PARAMS = 528_295
 
 RECIPE = generalising_recipe(epochs=40, learning_rate=1e-3)
 
@@ -38,9 +37,9 @@ STAGES = ((32, "same", "same"), (64, "same", "valid"), (96, "same", "valid"),
           (128, "same", "same"))
 
 
-def build_with_source(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
+def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
     """(model, weights_source). weights: None, or a path to this model's own weights file."""
-    inputs = _common.image_input()
+    inputs = common.image_input()
     x = inputs
     for filters, first, second in STAGES:
         x = keras.layers.Conv2D(filters, 3, padding=first, activation="relu")(x)
@@ -49,9 +48,5 @@ def build_with_source(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
         x = keras.layers.Dropout(0.25)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, activation="relu")(x)
-    model = keras.Model(inputs, _common.probabilities(x), name=NAME)
-    return model, _common.load_scratch_weights(model, weights)
-
-
-def build(weights: Optional[str] = None) -> keras.Model:
-    return build_with_source(weights)[0]
+    model = keras.Model(inputs, common.probabilities(x), name=NAME)
+    return model, common.load_scratch_weights(model, weights)

@@ -9,7 +9,7 @@ Layout::
     -> Dense 7 softmax                    7,175
                               total  25,693,063
 
-Weights semantics and the 'random init' fallback: see _transfer. The ImageNet notop
+Weights semantics and the 'random init' fallback: see transfer. The ImageNet notop
 file is checked against keras.applications' own hash.
 
 Note: ResNet50's ImageNet weights expect caffe-style inputs (BGR, mean-subtracted,
@@ -24,11 +24,10 @@ from typing import Optional, Tuple
 import tf_keras as keras
 
 from fer_data import features
-from components.models import _common, _transfer
+from components.models import common, transfer
 from components.models.recipe import seed_recipe
 
 NAME = "resnet50"
-PARAMS = 25_693_063
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
                 + IMAGENET_FILE)
@@ -44,17 +43,13 @@ def build_backbone() -> keras.Model:
         weights=None)
 
 
-def build_with_source(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
+def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
     """(model, weights_source); weights: None | 'imagenet' | path to a notop .h5 file."""
     backbone = build_backbone()
-    source = _transfer.load_backbone_weights(backbone, weights, IMAGENET_FILE, IMAGENET_URL,
+    source = transfer.load_backbone_weights(backbone, weights, IMAGENET_FILE, IMAGENET_URL,
                                              IMAGENET_HASH)
-    inputs = _common.image_input()
-    x = backbone(_transfer.gray_to_rgb(inputs))
+    inputs = common.image_input()
+    x = backbone(transfer.gray_to_rgb(inputs))
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dense(1024, activation="relu")(x)
-    return keras.Model(inputs, _common.probabilities(x), name=NAME), source
-
-
-def build(weights: Optional[str] = None) -> keras.Model:
-    return build_with_source(weights)[0]
+    return keras.Model(inputs, common.probabilities(x), name=NAME), source
