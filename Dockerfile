@@ -5,9 +5,10 @@
 #   fer-pipeline compile --image REGISTRY/fer-pipeline:TAG ...
 #
 # Base image: gcr.io/tfx-oss-public/tfx:1.16.0, the image TFX ships for Kubeflow.
-#  * Python 3.10 (conda, /opt/conda): requirements.lock is a `pip freeze` of a
-#    Python 3.10 environment (cp310 wheels). tensorflow/tensorflow:2.16.x(-gpu) is not
-#    an option: its Python is 3.11.
+#  * Python 3.10 (conda, /opt/conda): requirements.lock pins, from a Python 3.10
+#    environment (cp310 wheels), the runtime dependencies only (the closure of setup.py's
+#    install_requires). tensorflow/tensorflow:2.16.x(-gpu) is not an option: its Python is
+#    3.11.
 #  * GPU-capable: built on Google's Deep Learning image tf2-gpu.2-16.py310 (CUDA and cuDNN
 #    for TensorFlow 2.16), so the Trainer step can use the nvidia.com/gpu it requests.
 #  * It already holds tfx 1.16.0 and its stack, so installing the lock over it mostly
@@ -32,7 +33,8 @@ RUN python -c 'import sys; assert sys.version_info[:2] == (3, 10), sys.version'
 WORKDIR /pipeline
 
 # Dependencies first (own layer: rebuilt only when the lock changes). --no-deps: the
-# lock is complete and exact, pip must not resolve anything on its own.
+# lock is complete and exact, pip must not resolve anything on its own. Only the runtime
+# lock: requirements-dev.lock (pytest, kubernetes-validate, ruff, mypy) is not in the image.
 COPY requirements.lock ./
 RUN python -m pip install --upgrade pip==24.2 \
  && python -m pip install --no-deps -r requirements.lock

@@ -13,17 +13,21 @@ DOCKER ?= docker
 IMAGE ?= fer-pipeline
 TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: venv run test bench image clean
+.PHONY: venv run test lint bench image clean
 
 venv: $(VENV)/.installed
 
-# Idempotent: reinstalls only when the lock or setup.py changed.
-$(VENV)/.installed: requirements.lock setup.py
+# Idempotent: reinstalls only when a lock or setup.py changed. requirements.lock is the
+# runtime (what the image installs too); requirements-dev.lock adds test and lint tools on top.
+# editable_mode=compat: pyproject.toml makes `-e .` a PEP 660 install; compat keeps the repo
+# root on sys.path as `setup.py develop` did (bench and tests, not packaged, import from anywhere).
+$(VENV)/.installed: requirements.lock requirements-dev.lock setup.py
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON310) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip==24.2 setuptools==70.3.0 wheel==0.44.0
 	$(BIN)/python -m pip install -q --no-deps -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -q --no-deps -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $@
 
 # The main job on the embedded default (synthetic faces); ARGS="--data ../shared/data/fer2013.csv.gz" for real data.
@@ -32,6 +36,12 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest tests $(ARGS)
+
+# Lint, format check and type check of the core modules (settings in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Benchmarks (docs/BENCHMARKS.md): the first run (time, memory), real FER2013 ingest and
 # training; serving needs a pushed model.

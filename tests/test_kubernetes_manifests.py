@@ -610,6 +610,25 @@ def test_dockerfile_base_matches_the_locked_tfx():
             assert args.split()[0].split(":")[-1].split("@")[0] == tfx
 
 
+def locked_names(lock: str) -> List[str]:
+    """The normalised package names a lock pins (`name==version` lines, comments skipped)."""
+    pins = [line.strip() for line in (ROOT / lock).read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+==\S+", pin) for pin in pins), lock
+    return [re.sub(r"[-_.]+", "-", pin.split("==")[0]).lower() for pin in pins]
+
+
+def test_the_image_installs_the_runtime_lock_only():
+    """Test and lint tools live in requirements-dev.lock, which the image never sees."""
+    for name, args in dockerfile_instructions():
+        assert "requirements-dev" not in args, f"{name} {args}: the dev lock is not for the image"
+    runtime, dev = locked_names("requirements.lock"), locked_names("requirements-dev.lock")
+    assert not {"pytest", "pytest-timeout", "kubernetes-validate", "ruff", "mypy"} & set(runtime)
+    assert {"pytest", "kubernetes-validate", "ruff", "mypy"} <= set(dev)
+    assert len(set(runtime)) == len(runtime) and len(set(dev)) == len(dev)
+    assert not set(runtime) & set(dev), "a package is pinned in both locks"
+
+
 def test_dockerignore_keeps_local_state_out():
     ignored = {line.strip().rstrip("/") for line in
                (ROOT / ".dockerignore").read_text().splitlines()
