@@ -25,8 +25,7 @@ import numpy as np
 
 from bench import common
 from fer_data import fer2013_csv
-from pipeline import cli
-from pipeline.config import direct_running_mode
+from pipeline.config import BEAM_MODES, direct_running_mode
 
 INGEST_NODES = ("Fer2013ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                 "DriftCheck", "DataValidationGate", "Transform")
@@ -97,7 +96,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="fer2013 CSV (.csv or .csv.gz)")
-    cli.add_beam_mode_arg(parser)
+    parser.add_argument("--beam-mode", default=BEAM_MODES[0], choices=BEAM_MODES,
+                        help="DirectRunner mode of the Beam steps (pipeline/config.py)")
     parser.add_argument("--skip-pipeline", action="store_true", help="only (a)-(c)")
     parser.add_argument("--profile", action="store_true", help="cProfile the row parser")
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)

@@ -13,6 +13,8 @@ import sys
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
+from fer_data import features
+
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_DEADLINE = 0, 1, 2, 3, 4
 _EXIT_BY_CODE = {"UNAVAILABLE": EXIT_UNAVAILABLE, "DEADLINE_EXCEEDED": EXIT_DEADLINE}
 
@@ -27,7 +29,7 @@ def _client_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default=None,
                         help="HOST:PORT (default localhost:8500, or localhost:8501 with --rest)")
-    common.add_argument("--model-name", default="fer")
+    common.add_argument("--model-name", default=features.MODEL_NAME)
     which = common.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, default=None, help="a specific version")
     which.add_argument("--version-label", default=None, help="a version label, e.g. stable")

@@ -138,7 +138,7 @@ def _predictions(outputs: Dict[str, np.ndarray], version: Optional[int]) -> List
 class _BaseClient:
     """What the gRPC and REST clients share: options, retries, input preparation."""
 
-    def __init__(self, server: str, model_name: str = "fer", timeout: float = 10.0,
+    def __init__(self, server: str, model_name: str = features.MODEL_NAME, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.2, version: Optional[int] = None,
                  version_label: Optional[str] = None) -> None:
         if version is not None and version_label:
@@ -220,7 +220,7 @@ class _BaseClient:
 class FerClient(_BaseClient):
     """gRPC client (PredictionService / ModelService) for the FER model."""
 
-    def __init__(self, server: str, model_name: str = "fer", timeout: float = 10.0,
+    def __init__(self, server: str, model_name: str = features.MODEL_NAME, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.2, tls: bool = False,
                  root_certs: Optional[bytes] = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -331,7 +331,7 @@ class FerClient(_BaseClient):
 class RestFerClient(_BaseClient):
     """The same API over TF Serving's REST API (``host:8501``), using ``requests``."""
 
-    def __init__(self, server: str, model_name: str = "fer", timeout: float = 10.0,
+    def __init__(self, server: str, model_name: str = features.MODEL_NAME, timeout: float = 10.0,
                  retries: int = 3, backoff: float = 0.2, tls: bool = False,
                  root_certs: Optional[str] = None, version: Optional[int] = None,
                  version_label: Optional[str] = None) -> None:

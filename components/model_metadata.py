@@ -9,6 +9,7 @@ import os
 from typing import Any, Dict
 
 from tfx.dsl.io import fileio
+from tfx.utils import path_utils
 
 from fer_data import features
 
@@ -32,6 +33,20 @@ def write(serving_model_dir: str, metadata: Dict[str, Any]) -> None:
     with fileio.open(os.path.join(extra_dir, METADATA_FILE), "w") as handle:
         handle.write(json.dumps({**metadata, "data_contract": features.DATA_CONTRACT_VERSION},
                                 indent=2))
+
+
+# What the run summary and the report show of every candidate, as saved by its trainer.
+FACT_KEYS = ("params", "weights", "seconds_per_epoch", "images_per_second",
+             "serving_latency_ms", "members")
+
+
+def model_facts(model_uri: str) -> Dict[str, Any]:
+    """A Model artifact's facts: :data:`FACT_KEYS` (None when not saved), its training
+    ``history`` and the number of epochs it ran."""
+    meta = read(path_utils.serving_model_path(model_uri))
+    history = meta.get("history", {})
+    return {**{key: meta.get(key) for key in FACT_KEYS}, "history": history,
+            "epochs_run": len(history.get("loss", []))}
 
 
 def reads_current_examples(serving_model_dir: str) -> bool:

@@ -41,6 +41,7 @@ SELECTION_METRICS: Tuple[str, ...] = ("accuracy", "macro_f1")
 SPLITS: Tuple[str, ...] = ("train", "eval", "test")
 
 # Serving contract (both signatures return the same outputs).
+MODEL_NAME = "fer"  # the served model: <serving dir>/fer/<version>, ModelSpec.name
 SERVING_DEFAULT_SIGNATURE = "serving_default"  # input: serialized tf.Example
 SERVING_IMAGES_SIGNATURE = "serving_images"  # input: encoded image bytes (PNG/JPEG/BMP/GIF)
 EXAMPLES_INPUT = "examples"

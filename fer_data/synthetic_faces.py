@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from fer_data import features, fer2013_csv
 
+DEFAULT_ROWS = 2100  # the embedded default dataset: 1,680 / 210 / 210 faces
 SUPERSAMPLE = 4  # faces are drawn at 4x and box-filtered down: smooth, anti-aliased lines
 CANVAS = features.IMAGE_SIZE * SUPERSAMPLE
 
@@ -334,7 +335,7 @@ def generate_rows(num_rows: int, seed: int = 0, usage_fractions: Sequence[float]
         yield emotion, pixels_to_string(draw_face(emotion, rng)), usage
 
 
-def write_csv(path: str, num_rows: int = 2100, seed: int = 0) -> str:
+def write_csv(path: str, num_rows: int = DEFAULT_ROWS, seed: int = 0) -> str:
     """Writes a fer2013-format CSV (gzip when ``path`` ends in .gz) and returns ``path``.
 
     The file is written under a temporary name and renamed, so a crash never leaves a
@@ -372,7 +373,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog="fer-make-data",
         description="Write a synthetic fer2013-format CSV of procedurally drawn faces.")
     parser.add_argument("--output", required=True, help="CSV path (.csv, or .csv.gz for gzip)")
-    parser.add_argument("--rows", type=int, default=2100, help="number of faces (default 2100)")
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
+                        help=f"number of faces (default {DEFAULT_ROWS})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
     if args.rows < 0:

@@ -10,7 +10,8 @@ from components import node_ids
 from fer_data import features
 from pipeline import config as config_lib
 
-DEFAULT_SYNTHETIC_ROWS = 2100
+DEFAULTS = config_lib.PipelineConfig  # the flags' defaults are the configuration's
+DEFAULT_PACKAGE = "fer_pipeline.yaml"  # what compile writes and submit reads
 
 
 def _default_data(run_root: str) -> str:
@@ -19,8 +20,8 @@ def _default_data(run_root: str) -> str:
 
     path = os.path.join(run_root, "data", "synthetic_fer2013.csv")
     if not os.path.exists(path):
-        synthetic_faces.write_csv(path, num_rows=DEFAULT_SYNTHETIC_ROWS, seed=0)
-        print(f"No --data given: wrote {DEFAULT_SYNTHETIC_ROWS} synthetic faces to {path}")
+        synthetic_faces.write_csv(path, seed=0)
+        print(f"No --data given: wrote {synthetic_faces.DEFAULT_ROWS} synthetic faces to {path}")
     return path
 
 
@@ -47,11 +48,11 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-time-augmentation", choices=("on", "off"),
                         help="serve every model with (on) or without (off) horizontal-flip "
                              "test-time augmentation (default: each recipe's)")
-    parser.add_argument("--min-accuracy", type=float, default=0.3,
+    parser.add_argument("--min-accuracy", type=float, default=DEFAULTS.min_accuracy,
                         help="absolute eval-accuracy bound for blessing")
     parser.add_argument("--no-ensemble", dest="ensemble", action="store_false",
                         help="no ensemble candidate (the blessed architectures averaged)")
-    parser.add_argument("--selection-metric", default="accuracy",
+    parser.add_argument("--selection-metric", default=DEFAULTS.selection_metric,
                         choices=features.SELECTION_METRICS,
                         help="how ModelSelector ranks the blessed candidates on eval")
 
@@ -79,13 +80,6 @@ def _trainer_config(args: argparse.Namespace) -> config_lib.TrainerConfig:
                                     test_time_augmentation=tta)
 
 
-def add_beam_mode_arg(parser: argparse.ArgumentParser) -> None:
-    """``--beam-mode``: the DirectRunner mode (config.BEAM_MODES), shared with bench/."""
-    parser.add_argument("--beam-mode", default="auto", choices=config_lib.BEAM_MODES,
-                        help="DirectRunner mode; auto: in_memory on <= 2 CPUs, "
-                             "else multi_processing")
-
-
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="fer2013 CSV (.csv or .csv.gz); default: synthetic faces")
     parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
@@ -95,11 +89,15 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metadata-path", help="SQLite MLMD; default: <run-root>/metadata.sqlite")
     _add_training_args(parser)
     _add_data_args(parser)
-    parser.add_argument("--max-quarantine-fraction", type=float, default=0.01)
+    parser.add_argument("--max-quarantine-fraction", type=float,
+                        default=DEFAULTS.max_quarantine_fraction)
     parser.add_argument("--allow-anomalies", action="store_true",
                         help="experts: train even when data validation finds anomalies")
     parser.add_argument("--no-cache", action="store_true", help="rerun every step")
-    add_beam_mode_arg(parser)
+    parser.add_argument("--beam-mode", default=DEFAULTS.beam_direct_running_mode,
+                        choices=config_lib.BEAM_MODES,
+                        help="DirectRunner mode; auto: in_memory on <= 2 CPUs, "
+                             "else multi_processing")
     parser.add_argument("--summary-json",
                         help="where the run summary goes (default: <run-root>/summary.json)")
     parser.add_argument("--verbose", action="store_true",
@@ -123,10 +121,6 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """Flags -> PipelineConfig (the only place flags meet configuration)."""
     run_root = args.run_root
     trainer = _trainer_config(args)
-    # The embedded default's settings, except what a flag sets for every architecture.
-    synthetic = {arch: {key: value for key, value in settings.items()
-                        if getattr(trainer, key) is None}
-                 for arch, settings in config_lib.SYNTHETIC_DATA_TRAINING.items()}
     return config_lib.PipelineConfig(
         data_path=args.data or _default_data(run_root),
         pipeline_root=args.pipeline_root or os.path.join(run_root, "pipeline_root"),
@@ -138,7 +132,8 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         allow_drift=args.allow_drift,
         architectures=args.architectures,
         trainer=trainer,
-        per_architecture={} if args.data or args.epochs else synthetic,
+        per_architecture=config_lib.per_architecture_training(
+            trainer, embedded_data=not args.data),
         min_accuracy=args.min_accuracy,
         selection_metric=args.selection_metric,
         ensemble=args.ensemble,
@@ -245,7 +240,7 @@ def format_table(summary: dict) -> str:
 
 def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     defaults = config_lib.KubeflowConfig()
-    parser.add_argument("--output", default="fer_pipeline.yaml", help="KFP package (.yaml)")
+    parser.add_argument("--output", default=DEFAULT_PACKAGE, help="KFP package (.yaml)")
     parser.add_argument("--image", default=defaults.image,
                         help="container image with this project (see Dockerfile)")
     parser.add_argument("--data", default=defaults.data_path, help="fer2013 CSV URI in the cluster")
@@ -345,8 +340,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     compile_parser.set_defaults(handler=compile_command)
     submit_parser = commands.add_parser("submit", help="submit a compiled package with kfp")
     submit_parser.add_argument("--host", required=True, help="KFP API endpoint URL")
-    submit_parser.add_argument("--package", default="fer_pipeline.yaml")
-    submit_parser.add_argument("--experiment", default="fer2013")
+    submit_parser.add_argument("--package", default=DEFAULT_PACKAGE)
+    submit_parser.add_argument("--experiment", default=config_lib.DEFAULT_PIPELINE_NAME)
     submit_parser.add_argument("--run-name")
     submit_parser.add_argument("--namespace")
     submit_parser.add_argument("--param", action="append", default=[], help="k=v")

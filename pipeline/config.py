@@ -12,10 +12,11 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from components.models import ARCHITECTURES
-from components.trainer_config import TrainerConfig  # noqa: F401 (the pipeline builds them)
+from components.trainer_config import TrainerConfig
+from fer_data import features
 
 DEFAULT_PIPELINE_NAME = "fer2013"
-DEFAULT_MODEL_NAME = "fer"
+DEFAULT_MODEL_NAME = features.MODEL_NAME
 # Trainer settings on the embedded synthetic faces (`make run` without --data), on top
 # of each recipe: enough for every architecture to learn visibly above chance (blessed at
 # min_accuracy 0.3) in minutes on 2 CPUs, robust to the seed: Adam 1e-3 can leave the plain
@@ -28,6 +29,20 @@ SYNTHETIC_DATA_TRAINING: Dict[str, Dict[str, Any]] = {
     "mobilenet_v2": {"epochs": 10},
     "resnet50": {"epochs": 6, "learning_rate": 3e-4},
 }
+
+
+def per_architecture_training(trainer: TrainerConfig,
+                              embedded_data: bool) -> Dict[str, Dict[str, Any]]:
+    """Per-architecture trainer settings of a run: on the embedded synthetic faces,
+    SYNTHETIC_DATA_TRAINING except what ``trainer`` (the flags) sets for every
+    architecture; none when the run has its own data or sets the epochs itself."""
+    if not embedded_data or trainer.epochs is not None:
+        return {}
+    return {arch: {key: value for key, value in settings.items()
+                   if getattr(trainer, key) is None}
+            for arch, settings in SYNTHETIC_DATA_TRAINING.items()}
+
+
 DEFAULT_RUN_ROOT = "runs"  # relative to the working directory
 # DirectRunner modes; "auto" picks in_memory on machines with at most this many CPUs, where
 # starting worker processes costs more than they gain (full FER2013 ExampleGen -> Transform

@@ -7,7 +7,7 @@ from typing import Dict, Optional, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import drift_check, evaluation, node_ids
+from components import drift_check, evaluation, model_metadata, node_ids
 from pipeline import run_summary
 
 
@@ -73,9 +73,9 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
         baseline = custom(single["anomalies"], drift_check.BASELINE_PROPERTY)
         return f"{drifted} drifted feature(s) vs {baseline}" if drifted else f"no drift vs {baseline}"
     if node_id == node_ids.ENSEMBLE_BUILDER and "model" in single:
-        return run_summary.model_metadata(single["model"].uri).get("weights", "")
+        return model_metadata.model_facts(single["model"].uri)["weights"] or ""
     if node_id.startswith("Trainer_") and "model" in single:
-        history = run_summary.model_metadata(single["model"].uri).get("history", {})
+        history = model_metadata.model_facts(single["model"].uri)["history"]
         accuracy = history.get("val_accuracy") or [None]
         return (f"{len(history.get('loss', []))} epochs, last val accuracy {accuracy[-1]:.3f}"
                 if accuracy[-1] is not None else "")

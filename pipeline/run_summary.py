@@ -11,7 +11,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import evaluation, node_ids
-from components import model_metadata as metadata_file
+from components import model_metadata
 from pipeline import executor_process
 
 NodeOutputs = Dict[str, List[metadata_store_pb2.Artifact]]  # output key -> artifacts
@@ -105,25 +105,14 @@ def _single(outputs: Outputs, node: str, key: str) -> Optional[metadata_store_pb
     return found[-1] if found else None
 
 
-def model_metadata(model_uri: str) -> Dict[str, Any]:
-    """The Trainer's assets.extra/fer_model.json (params, weights, history, timing)."""
-    from tfx.utils import path_utils
-
-    return metadata_file.read(path_utils.serving_model_path(model_uri))
-
-
 def architecture_summary(outputs: Outputs, arch: str) -> Dict[str, Any]:
     """Eval metrics, blessing, baseline and training facts of one architecture's candidate."""
     result: Dict[str, Any] = {}
     model = _single(outputs, node_ids.model_node(arch), "model")
     if model is not None:
-        meta = model_metadata(model.uri)
-        result.update(model_uri=model.uri, params=meta.get("params"), weights=meta.get("weights"),
-                      seconds_per_epoch=meta.get("seconds_per_epoch"),
-                      images_per_second=meta.get("images_per_second"),
-                      serving_latency_ms=meta.get("serving_latency_ms"),
-                      members=meta.get("members"),
-                      epochs_run=len(meta.get("history", {}).get("loss", [])))
+        facts = model_metadata.model_facts(model.uri)
+        facts.pop("history")
+        result.update(model_uri=model.uri, **facts)
     evaluation_artifact = _single(outputs, node_ids.evaluator(arch), "evaluation")
     if evaluation_artifact is not None:
         result["eval"] = evaluation.read_metrics(evaluation_artifact.uri)

@@ -15,6 +15,7 @@ import threading
 import warnings
 from typing import Dict, List, Optional, Sequence
 
+from fer_data import features
 from serving import tf_serving_config
 from serving.limits import Limits
 
@@ -37,7 +38,7 @@ def _serve_parser() -> argparse.ArgumentParser:
                     "is on PATH, otherwise the project's local TF Serving stand-in.")
     parser.add_argument("--model-base-path", required=True,
                         help="directory holding the numeric version directories")
-    parser.add_argument("--model-name", default="fer")
+    parser.add_argument("--model-name", default=features.MODEL_NAME)
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
     parser.add_argument("--rest-port", type=int, default=None,
                         help="REST API port (TF Serving uses 8501); default: no REST")

@@ -17,6 +17,7 @@ from typing import Optional
 
 import grpc
 
+from fer_data import features
 from serving.grpc_services import add_services
 from serving.inference import PredictionCore
 from serving.limits import Limits
@@ -67,7 +68,7 @@ def _bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def start_server(model_base_path: str, model_name: str = "fer", port: int = 0,
+def start_server(model_base_path: str, model_name: str = features.MODEL_NAME, port: int = 0,
                  rest_port: Optional[int] = None, host: str = "127.0.0.1",
                  poll_seconds: float = 1.0, limits: Optional[Limits] = None) -> ModelServer:
     """Loads the newest version, then serves gRPC on ``host:port`` (0 = any free port).

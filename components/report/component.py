@@ -87,15 +87,9 @@ def validation_outcome(anomalies: types.Artifact, schema: types.Artifact) -> Dic
 def architecture_facts(model: types.Artifact, evaluation_artifact: types.Artifact,
                        blessing: types.Artifact) -> Dict[str, Any]:
     """Size, speed, training history (fer_model.json), eval metrics and blessing."""
-    model_dir = path_utils.serving_model_path(model.uri)
-    meta = model_metadata.read(model_dir)
     return {
-        "params": meta.get("params"), "weights": meta.get("weights"),
-        "seconds_per_epoch": meta.get("seconds_per_epoch"),
-        "images_per_second": meta.get("images_per_second"),
-        "serving_latency_ms": meta.get("serving_latency_ms"),
-        "history": meta.get("history", {}),
-        "size_bytes": model_selection.directory_bytes(model_dir),
+        **model_metadata.model_facts(model.uri),
+        "size_bytes": model_selection.directory_bytes(path_utils.serving_model_path(model.uri)),
         "eval": evaluation.read_metrics(evaluation_artifact.uri),
         "blessed": blessing.get_int_custom_property("blessed") == 1,
     }
