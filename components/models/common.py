@@ -1,7 +1,7 @@
 """Pieces every architecture shares: the input, the float32 softmax head, weights_source."""
 import logging
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import tf_keras as keras
 
@@ -32,6 +32,13 @@ def check_weights(weights) -> Optional[str]:
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"weights must be None, 'imagenet' or a path, got {weights!r}")
     return os.fspath(weights)
+
+
+def scratch_model(inputs, x, name: str, weights: Optional[str]) -> Tuple[keras.Model, str]:
+    """(model, weights_source) of a from-scratch CNN: the softmax head on ``x``, then
+    :func:`load_scratch_weights`."""
+    model = keras.Model(inputs, probabilities(x), name=name)
+    return model, load_scratch_weights(model, weights)
 
 
 def load_scratch_weights(model: keras.Model, weights: Optional[str]) -> str:

@@ -52,11 +52,8 @@ def build_backbone() -> keras.Model:
 
 def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
     """(model, weights_source); weights: None | 'imagenet' | path to a notop .h5 file."""
-    backbone = build_backbone()
-    source = transfer.load_backbone_weights(backbone, weights, IMAGENET_FILE, IMAGENET_URL,
-                                             IMAGENET_HASH)
-    inputs = common.image_input()
-    x = backbone(transfer.gray_to_rgb(inputs))
+    inputs, x, source = transfer.on_gray_images(build_backbone(), weights, IMAGENET_FILE,
+                                                IMAGENET_URL, IMAGENET_HASH)
     x = keras.layers.Conv2D(128, 3, padding="same", activation="relu")(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(1024, activation="relu")(x)

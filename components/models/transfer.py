@@ -26,11 +26,12 @@ import os
 import shutil
 import urllib.error
 import urllib.request
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import tf_keras as keras
 
+from components.models import common
 from components.models.common import FILE_PREFIX, IMAGENET, RANDOM_INIT, check_weights
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,16 @@ def fetch_imagenet_file(fname: str, url: str, file_hash: Optional[str]) -> str:
     needed; raises RuntimeError saying why it cannot be had."""
     cached = os.path.join(keras_cache_dir(), "models", fname)
     return cached if os.path.exists(cached) else download(url, cached, file_hash)
+
+
+def on_gray_images(backbone: keras.Model, weights: Optional[str], fname: str, url: str,
+                   file_hash: Optional[str]) -> Tuple[Any, Any, str]:
+    """(model input, backbone output, weights_source): ``weights`` applied to
+    ``backbone`` (see the module docstring), which then reads the model's gray input
+    repeated to three channels."""
+    source = load_backbone_weights(backbone, weights, fname, url, file_hash)
+    inputs = common.image_input()
+    return inputs, backbone(gray_to_rgb(inputs)), source
 
 
 def _load_file(backbone: keras.Model, path: str) -> None:

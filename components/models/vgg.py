@@ -48,5 +48,4 @@ def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
         x = keras.layers.Dropout(0.25)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, activation="relu")(x)
-    model = keras.Model(inputs, common.probabilities(x), name=NAME)
-    return model, common.load_scratch_weights(model, weights)
+    return common.scratch_model(inputs, x, NAME, weights)

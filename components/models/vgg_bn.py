@@ -97,5 +97,4 @@ def build(weights: Optional[str] = None, dense_units: int = DENSE_UNITS,
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)
         x = keras.layers.Dropout(dense_dropout)(x)
-    model = keras.Model(inputs, common.probabilities(x), name=NAME)
-    return model, common.load_scratch_weights(model, weights)
+    return common.scratch_model(inputs, x, NAME, weights)
