@@ -34,7 +34,8 @@ $(VENV)/.installed: requirements.lock requirements-dev.lock setup.py
 run: venv
 	$(BIN)/fer-pipeline run --summary-json runs/summary.json $(ARGS)
 
-test: venv
+# Lint, format and type checks first (seconds), then the tests.
+test: venv lint
 	$(BIN)/python -m pytest tests $(ARGS)
 
 # Lint, format check and type check of the core modules (settings in pyproject.toml).

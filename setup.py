@@ -1,15 +1,27 @@
 """Installs the FER2013 TFX pipeline (packages fer_data, components, pipeline, serving, client)."""
+
 from setuptools import find_packages, setup
 
 setup(
     name="fer-pipeline",
     version="0.1.0",
     description="Facial emotion recognition on FER2013 as a TFX pipeline "
-                "(Beam, TFDV, TFT, Keras, TFMA, Kubeflow, TF Serving)",
+    "(Beam, TFDV, TFT, Keras, TFMA, Kubeflow, TF Serving)",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["fer_data", "fer_data.*", "pipeline", "pipeline.*",
-                                    "components", "components.*",
-                                    "serving", "serving.*", "client", "client.*"]),
+    packages=find_packages(
+        include=[
+            "fer_data",
+            "fer_data.*",
+            "pipeline",
+            "pipeline.*",
+            "components",
+            "components.*",
+            "serving",
+            "serving.*",
+            "client",
+            "client.*",
+        ]
+    ),
     package_data={"": ["*.pbtxt"]},
     # The exact, tested versions of everything are in requirements.lock
     # (`make venv` installs it with --no-deps); these are the direct needs.
@@ -27,10 +39,12 @@ setup(
         "pillow",
         "matplotlib",
     ],
-    entry_points={"console_scripts": [
-        "fer-pipeline=pipeline.cli:main",
-        "fer-make-data=fer_data.synthetic_faces:main",
-        "fer-serve=serving.cli:serve_main",
-        "fer-client=client.cli:client_main",
-    ]},
+    entry_points={
+        "console_scripts": [
+            "fer-pipeline=pipeline.cli:main",
+            "fer-make-data=fer_data.synthetic_faces:main",
+            "fer-serve=serving.cli:serve_main",
+            "fer-client=client.cli:client_main",
+        ]
+    },
 )

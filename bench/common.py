@@ -1,4 +1,5 @@
 """What every benchmark shares: the machine, the results file, tables, timing."""
+
 import datetime
 import json
 import os
@@ -9,8 +10,9 @@ import time
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Mapping, Sequence
 
-DEFAULT_RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "docs", "bench_results.jsonl")
+DEFAULT_RESULTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "bench_results.jsonl"
+)
 
 
 def machine() -> Dict[str, Any]:
@@ -18,8 +20,9 @@ def machine() -> Dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle
-                       if line.startswith("model name"))
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     memory_gib = None
@@ -29,8 +32,13 @@ def machine() -> Dict[str, Any]:
         memory_gib = round(kib / 2**20, 1)
     except (OSError, StopIteration):
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory_gib,
-            "python": platform.python_version(), "host": platform.node()}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+        "host": platform.node(),
+    }
     if "tensorflow" in sys.modules:
         tf = sys.modules["tensorflow"]
         info["tensorflow"] = tf.__version__
@@ -40,17 +48,27 @@ def machine() -> Dict[str, Any]:
 
 def command_line() -> str:
     """How this benchmark was started, as one shell line."""
-    return "python -m " + shlex.join([sys.modules["__main__"].__spec__.name
-                                      if getattr(sys.modules["__main__"], "__spec__", None)
-                                      else sys.argv[0]] + sys.argv[1:])
+    return "python -m " + shlex.join(
+        [
+            sys.modules["__main__"].__spec__.name
+            if getattr(sys.modules["__main__"], "__spec__", None)
+            else sys.argv[0]
+        ]
+        + sys.argv[1:]
+    )
 
 
-def append_results(path: str, bench: str, rows: Sequence[Mapping[str, Any]],
-                   extra: Mapping[str, Any] = ()) -> Dict[str, Any]:
+def append_results(
+    path: str, bench: str, rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any] = ()
+) -> Dict[str, Any]:
     """Appends one JSON line {bench, date, command, machine, rows, ...} to ``path``."""
-    record = {"bench": bench, "date": datetime.datetime.now(datetime.timezone.utc)
-              .isoformat(timespec="seconds"), "command": command_line(),
-              "machine": machine(), "rows": list(rows)}
+    record = {
+        "bench": bench,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "machine": machine(),
+        "rows": list(rows),
+    }
     clashes = set(record) & set(dict(extra))
     if clashes:
         raise ValueError(f"extra keys {sorted(clashes)} would overwrite the record's own")

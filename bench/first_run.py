@@ -8,6 +8,7 @@ result to docs/bench_results.jsonl.
     python -m bench.first_run                      # the embedded default, like `make run`
     python -m bench.first_run --data ../shared/data/fer2013.csv.gz
 """
+
 import argparse
 import json
 import os
@@ -83,27 +84,51 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_root = args.run_root or tempfile.mkdtemp(prefix="fer-first-run-")
     if os.path.exists(os.path.join(run_root, "metadata.sqlite")):
         raise SystemExit(f"{run_root} holds a previous run; the benchmark needs a fresh one")
-    command = [sys.executable, "-m", "pipeline.cli", "run", "--run-root", run_root,
-               *(["--data", args.data] if args.data else []), *passthrough]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "run",
+        "--run-root",
+        run_root,
+        *(["--data", args.data] if args.data else []),
+        *passthrough,
+    ]
     print(f"== first run: {' '.join(command)}", flush=True)
     first = {"run": "first run", **run_and_measure(command)}
     with open(os.path.join(run_root, "summary.json")) as handle:  # before the second run
-        summary = json.load(handle)                                # rewrites it, all cached
+        summary = json.load(handle)  # rewrites it, all cached
     peaks = summary.get("node_peak_rss_mib", {})
-    nodes = [{"node": node, "seconds": seconds,
-              "peak_rss_gb": peaks[node] / 1024 if node in peaks else None}
-             for node, seconds in summary["node_seconds"].items()]
-    first.update(largest_node_gb=max(peaks.values(), default=0) / 1024,
-                 runner_gb=summary.get("runner_peak_rss_mib", 0) / 1024)
+    nodes = [
+        {
+            "node": node,
+            "seconds": seconds,
+            "peak_rss_gb": peaks[node] / 1024 if node in peaks else None,
+        }
+        for node, seconds in summary["node_seconds"].items()
+    ]
+    first.update(
+        largest_node_gb=max(peaks.values(), default=0) / 1024,
+        runner_gb=summary.get("runner_peak_rss_mib", 0) / 1024,
+    )
     print(f"== second run (cache): {' '.join(command)}", flush=True)
     rows = [first, {"run": "second run (cache)", **run_and_measure(command)}]
-    print(common.markdown_table(sorted(nodes, key=lambda n: -n["seconds"]),
-                                ["node", "seconds", "peak_rss_gb"]))
-    print(common.markdown_table(rows, ["run", "wall_s", "peak_tree_rss_gb", "largest_node_gb",
-                                       "runner_gb"]))
-    common.append_results(args.results, "first_run", rows,
-                          {"data": args.data or "embedded synthetic faces",
-                           "run_root": run_root, "nodes": nodes})
+    print(
+        common.markdown_table(
+            sorted(nodes, key=lambda n: -n["seconds"]), ["node", "seconds", "peak_rss_gb"]
+        )
+    )
+    print(
+        common.markdown_table(
+            rows, ["run", "wall_s", "peak_tree_rss_gb", "largest_node_gb", "runner_gb"]
+        )
+    )
+    common.append_results(
+        args.results,
+        "first_run",
+        rows,
+        {"data": args.data or "embedded synthetic faces", "run_root": run_root, "nodes": nodes},
+    )
     return 0
 
 

@@ -8,8 +8,10 @@ ExampleGen row parser in-process (``fer2013_csv.parse_row`` + ``encode_examples`
 and (d) the pipeline itself through TFX's BeamDagRunner from Fer2013ExampleGen to
 Transform (the data quality step inside the ExampleGen; StatisticsGen, ImportSchemaGen,
 ExampleValidator, DriftCheck, DataValidationGate), with each component's time from ML
-Metadata (for the nodes that run in a process of their own, that includes its start-up). ``--profile`` adds a cProfile of (c).
+Metadata (for the nodes that run in a process of their own, that includes its start-up).
+``--profile`` adds a cProfile of (c).
 """
+
 import argparse
 import cProfile
 import csv
@@ -27,8 +29,15 @@ from bench import common
 from fer_data import fer2013_csv
 from pipeline.config import BEAM_MODES, direct_running_mode
 
-INGEST_NODES = ("Fer2013ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
-                "DriftCheck", "DataValidationGate", "Transform")
+INGEST_NODES = (
+    "Fer2013ExampleGen",
+    "StatisticsGen",
+    "ImportSchemaGen",
+    "ExampleValidator",
+    "DriftCheck",
+    "DataValidationGate",
+    "Transform",
+)
 
 
 def seed_loop(path: str) -> np.ndarray:
@@ -73,10 +82,12 @@ def pipeline_ingest(path: str, beam_mode: str) -> Dict[str, Any]:
     root = tempfile.mkdtemp(prefix="fer-bench-ingest-")
     try:
         config = PipelineConfig(
-            data_path=os.path.abspath(path), pipeline_root=os.path.join(root, "pipeline_root"),
+            data_path=os.path.abspath(path),
+            pipeline_root=os.path.join(root, "pipeline_root"),
             serving_dir=os.path.join(root, "serving"),
             metadata_path=os.path.join(root, "metadata.sqlite"),
-            beam_direct_running_mode=beam_mode)
+            beam_direct_running_mode=beam_mode,
+        )
         return local_runner.run(config, last_node="Transform")
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -93,11 +104,16 @@ def profile_row_parser(path: str, top: int = 15) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="fer2013 CSV (.csv or .csv.gz)")
-    parser.add_argument("--beam-mode", default=BEAM_MODES[0], choices=BEAM_MODES,
-                        help="DirectRunner mode of the Beam steps (pipeline/config.py)")
+    parser.add_argument(
+        "--beam-mode",
+        default=BEAM_MODES[0],
+        choices=BEAM_MODES,
+        help="DirectRunner mode of the Beam steps (pipeline/config.py)",
+    )
     parser.add_argument("--skip-pipeline", action="store_true", help="only (a)-(c)")
     parser.add_argument("--profile", action="store_true", help="cProfile the row parser")
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)
@@ -128,22 +144,31 @@ def main(argv=None) -> int:
         node_seconds = {n: summary["node_seconds"].get(n, 0.0) for n in INGEST_NODES}
         for node, seconds in node_seconds.items():
             timings[f"pipeline: {node}"] = seconds
-        timings["pipeline: ExampleGen → Transform (sum of components)"] = sum(
-            node_seconds.values())
+        timings["pipeline: ExampleGen → Transform (sum of components)"] = sum(node_seconds.values())
         timings["pipeline: whole BeamDagRunner run (incl. start-up)"] = t["seconds"]
 
     seed_seconds = timings["seed loop (int() per pixel)"]
     numpy_seconds = timings["numpy, one C parse"]
-    table = [{"step": step, "seconds": seconds,
-              "rows/s": rows / seconds if seconds else None,
-              "× seed loop": seed_seconds / seconds if seconds else None,
-              "× numpy time": seconds / numpy_seconds if seconds else None}
-             for step, seconds in timings.items()]
+    table = [
+        {
+            "step": step,
+            "seconds": seconds,
+            "rows/s": rows / seconds if seconds else None,
+            "× seed loop": seed_seconds / seconds if seconds else None,
+            "× numpy time": seconds / numpy_seconds if seconds else None,
+        }
+        for step, seconds in timings.items()
+    ]
     print(f"\nIngest of {rows:,} rows ({args.data}), {beam_mode} DirectRunner\n")
-    print(common.markdown_table(table, ["step", "seconds", "rows/s", "× seed loop",
-                                        "× numpy time"]))
-    common.append_results(args.results, "ingest", table,
-                          {"row_count": rows, "data": args.data, "beam_mode": beam_mode})
+    print(
+        common.markdown_table(table, ["step", "seconds", "rows/s", "× seed loop", "× numpy time"])
+    )
+    common.append_results(
+        args.results,
+        "ingest",
+        table,
+        {"row_count": rows, "data": args.data, "beam_mode": beam_mode},
+    )
     if args.profile:
         print("\ncProfile of the in-process row parser (cumulative):\n")
         print(profile_row_parser(args.data))

@@ -9,6 +9,7 @@ concurrent clients x ``--requests`` each (p50/p95/p99 latency), and batches of
 ``--batch-size`` images (images/s) — each without and with server-side batching.
 The images are synthetic faces (PNG, 48x48) sent to the ``serving_images`` signature.
 """
+
 import argparse
 import io
 import os
@@ -41,8 +42,13 @@ def start_fer_serve(model_base_path: str, port: int, batching: bool) -> Dict[str
     """Starts fer-serve; returns {process, seconds until a version is AVAILABLE}."""
     from client.fer_client import FerClient
 
-    command = [os.path.join(os.path.dirname(sys.executable), "fer-serve"),
-               "--model-base-path", model_base_path, "--port", str(port)]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "fer-serve"),
+        "--model-base-path",
+        model_base_path,
+        "--port",
+        str(port),
+    ]
     if batching:
         command.append("--enable-batching")
     log = tempfile.TemporaryFile()  # a pipe could fill up and stall the server
@@ -71,16 +77,26 @@ def load(port: int, clients: int, requests: int, batch_size: int, payloads: List
     from client.fer_client import FerClient
 
     address = f"127.0.0.1:{port}"
-    return bench.run_bench(address, clients, requests,
-                           make_client=lambda: FerClient(address, retries=0, timeout=30.0),
-                           payloads=payloads, batch_size=batch_size, max_seconds=600.0)
+    return bench.run_bench(
+        address,
+        clients,
+        requests,
+        make_client=lambda: FerClient(address, retries=0, timeout=30.0),
+        payloads=payloads,
+        batch_size=batch_size,
+        max_seconds=600.0,
+    )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-base-path", required=True,
-                        help="directory of numeric versions (what the Pusher writes)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model-base-path",
+        required=True,
+        help="directory of numeric versions (what the Pusher writes)",
+    )
     parser.add_argument("--port", type=int, default=8600)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=2000, help="per client, single images")
@@ -90,33 +106,44 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)
     args = parser.parse_args(argv)
     if not os.path.isdir(args.model_base_path):
-        raise SystemExit(f"bench: no model at {args.model_base_path}; run the pipeline first "
-                         "(make run) and pass its serving dir, e.g. runs/serving/fer")
+        raise SystemExit(
+            f"bench: no model at {args.model_base_path}; run the pipeline first "
+            "(make run) and pass its serving dir, e.g. runs/serving/fer"
+        )
 
     payloads = face_pngs()
     rows = []
     for batching in (False, True):
         server = start_fer_serve(args.model_base_path, args.port, batching)
         try:
-            for clients, requests, batch in ((args.clients, args.requests, 1),
-                                             (args.batched_clients, args.batched_requests,
-                                              args.batch_size)):
+            for clients, requests, batch in (
+                (args.clients, args.requests, 1),
+                (args.batched_clients, args.batched_requests, args.batch_size),
+            ):
                 result = load(args.port, clients, requests, batch, payloads)
                 print(("server batching: " if batching else "") + result.summary(), flush=True)
-                rows.append({"server batching": batching, "clients": clients,
-                             "requests/client": requests, "batch": batch,
-                             "ok": result.ok, "errors": result.errors,
-                             "requests/s": result.requests_per_s,
-                             "images/s": result.images_per_s, "p50 ms": result.p50_ms,
-                             "p95 ms": result.p95_ms, "p99 ms": result.p99_ms,
-                             "start to AVAILABLE s": server["ready_seconds"]})
+                rows.append(
+                    {
+                        "server batching": batching,
+                        "clients": clients,
+                        "requests/client": requests,
+                        "batch": batch,
+                        "ok": result.ok,
+                        "errors": result.errors,
+                        "requests/s": result.requests_per_s,
+                        "images/s": result.images_per_s,
+                        "p50 ms": result.p50_ms,
+                        "p95 ms": result.p95_ms,
+                        "p99 ms": result.p99_ms,
+                        "start to AVAILABLE s": server["ready_seconds"],
+                    }
+                )
         finally:
             server["process"].terminate()
             server["process"].wait(30)
     print("\nServing through fer-serve (gRPC, serving_images)\n")
     print(common.markdown_table(rows, list(rows[0])))
-    common.append_results(args.results, "serving", rows,
-                          {"model_base_path": args.model_base_path})
+    common.append_results(args.results, "serving", rows, {"model_base_path": args.model_base_path})
     return 0 if all(r["errors"] == 0 for r in rows) else 1
 
 

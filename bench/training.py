@@ -10,6 +10,7 @@ steps each; images/s is measured on the second (the first builds graphs and cach
 The Transform output comes from running the pipeline up to Transform under ``--run-root``
 (cached after the first time).
 """
+
 import argparse
 import os
 import sys
@@ -35,8 +36,10 @@ def training_arrays(path: str, limit: int) -> Tuple[np.ndarray, np.ndarray]:
                 if len(labels) == limit:
                     break
     images = np.fromstring(" ".join(fields), dtype=np.uint8, sep=" ")
-    return (images.reshape((-1,) + features.IMAGE_SHAPE).astype(np.float32) / 255.0,
-            np.array(labels, dtype=np.int64))
+    return (
+        images.reshape((-1,) + features.IMAGE_SHAPE).astype(np.float32) / 255.0,
+        np.array(labels, dtype=np.int64),
+    )
 
 
 def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
@@ -46,20 +49,21 @@ def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
     from pipeline import local_runner, run_summary
     from pipeline.config import PipelineConfig
 
-    config = PipelineConfig(data_path=os.path.abspath(data),
-                            pipeline_root=os.path.join(run_root, "pipeline_root"),
-                            serving_dir=os.path.join(run_root, "serving"),
-                            metadata_path=os.path.join(run_root, "metadata.sqlite"))
+    config = PipelineConfig(
+        data_path=os.path.abspath(data),
+        pipeline_root=os.path.join(run_root, "pipeline_root"),
+        serving_dir=os.path.join(run_root, "serving"),
+        metadata_path=os.path.join(run_root, "metadata.sqlite"),
+    )
     local_runner.run(config, last_node="Transform")
     outputs = run_summary.latest_run_outputs(
-        run_summary.open_store(config.metadata_path), config.pipeline_name)["Transform"]
+        run_summary.open_store(config.metadata_path), config.pipeline_name
+    )["Transform"]
     examples = outputs["transformed_examples"][-1]
-    split_names = artifact_utils.decode_split_names(
-        examples.properties["split_names"].string_value)
+    split_names = artifact_utils.decode_split_names(examples.properties["split_names"].string_value)
     if "train" not in split_names:
         raise SystemExit(f"bench: Transform output has no train split ({split_names})")
-    return (os.path.join(examples.uri, "Split-train", "*"),
-            outputs["transform_graph"][-1].uri)
+    return (os.path.join(examples.uri, "Split-train", "*"), outputs["transform_graph"][-1].uri)
 
 
 def _compiled(architecture: str):
@@ -68,9 +72,11 @@ def _compiled(architecture: str):
     from components import models
 
     model, _ = models.build_model(architecture, weights=None)
-    model.compile(optimizer=tf_keras.optimizers.Adam(1e-3),
-                  loss=tf_keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=tf_keras.optimizers.Adam(1e-3),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -83,14 +89,18 @@ def images_per_second(architecture: str, fit_input: Dict, images: int) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", required=True, help="fer2013 CSV (.csv or .csv.gz)")
     parser.add_argument("--architectures", default="improved,vgg")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=100, help="steps per measured epoch")
-    parser.add_argument("--run-root", default="runs/bench",
-                        help="pipeline root/metadata for the Transform output (cached)")
+    parser.add_argument(
+        "--run-root",
+        default="runs/bench",
+        help="pipeline root/metadata for the Transform output (cached)",
+    )
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)
     args = parser.parse_args(argv)
 
@@ -103,7 +113,9 @@ def main(argv=None) -> int:
     train_glob, graph_dir = transform_outputs(args.data, args.run_root)
     pipeline_data = trainer.batches(
         trainer.load_examples([train_glob], tft.TFTransformOutput(graph_dir)).take(images),
-        args.batch_size, shuffle_buffer=images)
+        args.batch_size,
+        shuffle_buffer=images,
+    )
     x, y = training_arrays(args.data, images)
     if len(y) < images:
         raise SystemExit(f"bench: only {len(y)} Training rows, need {images}")
@@ -111,13 +123,23 @@ def main(argv=None) -> int:
     for architecture in [a.strip() for a in args.architectures.split(",") if a.strip()]:
         pipeline_rate = images_per_second(architecture, {"x": pipeline_data}, images)
         seed_rate = images_per_second(
-            architecture, {"x": x, "y": y, "batch_size": args.batch_size, "shuffle": True}, images)
-        rows.append({"architecture": architecture, "batch": args.batch_size,
-                     "steps": args.steps, "pipeline input, images/s": pipeline_rate,
-                     "seed numpy fit, images/s": seed_rate,
-                     "pipeline / seed": pipeline_rate / seed_rate})
-        print(f"{architecture}: pipeline {pipeline_rate:,.0f} images/s, "
-              f"numpy fit {seed_rate:,.0f} images/s", flush=True)
+            architecture, {"x": x, "y": y, "batch_size": args.batch_size, "shuffle": True}, images
+        )
+        rows.append(
+            {
+                "architecture": architecture,
+                "batch": args.batch_size,
+                "steps": args.steps,
+                "pipeline input, images/s": pipeline_rate,
+                "seed numpy fit, images/s": seed_rate,
+                "pipeline / seed": pipeline_rate / seed_rate,
+            }
+        )
+        print(
+            f"{architecture}: pipeline {pipeline_rate:,.0f} images/s, "
+            f"numpy fit {seed_rate:,.0f} images/s",
+            flush=True,
+        )
     gpus = tf.config.list_physical_devices("GPU")
     print(f"\nTraining throughput, {'GPU ' + str(gpus) if gpus else 'CPU only'}\n")
     print(common.markdown_table(rows, list(rows[0]) if rows else ["architecture"]))

@@ -5,6 +5,7 @@ calls of ``batch_size`` inputs (1 = single-image mode) and record each call's la
 Targets other than 127.0.0.0/8, ::1 and localhost are refused; clients, requests, batch
 size and duration are capped, and a run stops at ``max_seconds`` whatever is left.
 """
+
 import ipaddress
 import socket
 import threading
@@ -47,13 +48,15 @@ class BenchResult:
 
     def summary(self) -> str:
         codes = ", ".join(f"{c} {n}" for c, n in sorted(self.error_codes.items()))
-        return (f"{self.clients} clients x {self.requests_per_client} requests, batch "
-                f"{self.batch_size}: {self.ok}/{self.sent} ok in {self.seconds:.1f} s; "
-                f"{self.requests_per_s:.0f} req/s ({self.images_per_s:.0f} images/s); latency "
-                f"p50 {self.p50_ms:.1f} ms, p95 {self.p95_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, "
-                f"max {self.max_ms:.1f} ms; errors {self.errors}"
-                + (f" ({codes})" if codes else "")
-                + ("; stopped at the time cap" if self.stopped_at_time_cap else ""))
+        return (
+            f"{self.clients} clients x {self.requests_per_client} requests, batch "
+            f"{self.batch_size}: {self.ok}/{self.sent} ok in {self.seconds:.1f} s; "
+            f"{self.requests_per_s:.0f} req/s ({self.images_per_s:.0f} images/s); latency "
+            f"p50 {self.p50_ms:.1f} ms, p95 {self.p95_ms:.1f} ms, p99 {self.p99_ms:.1f} ms, "
+            f"max {self.max_ms:.1f} ms; errors {self.errors}"
+            + (f" ({codes})" if codes else "")
+            + ("; stopped at the time cap" if self.stopped_at_time_cap else "")
+        )
 
 
 def split_host_port(server: str) -> Tuple[str, int]:
@@ -71,34 +74,43 @@ def check_loopback(server: str) -> None:
     """Raises ValueError unless every address ``server`` names is a loopback address."""
     host, port = split_host_port(server)
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port,
-                                                               type=socket.SOCK_STREAM)}
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except socket.gaierror as err:
         raise ValueError(f"cannot resolve {host!r}: {err.strerror}") from None
-    outside = sorted(a for a in addresses
-                     if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
+    outside = sorted(a for a in addresses if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
     if not addresses or outside:
-        raise ValueError(f"bench only targets loopback addresses (127.0.0.0/8, ::1, localhost); "
-                         f"{host} is {', '.join(outside or ['unresolvable'])}")
+        raise ValueError(
+            f"bench only targets loopback addresses (127.0.0.0/8, ::1, localhost); "
+            f"{host} is {', '.join(outside or ['unresolvable'])}"
+        )
 
 
-def check_bounds(clients: int, requests_per_client: int, batch_size: int,
-                 max_seconds: float) -> None:
+def check_bounds(
+    clients: int, requests_per_client: int, batch_size: int, max_seconds: float
+) -> None:
     if not 1 <= clients <= MAX_CLIENTS:
         raise ValueError(f"clients must be 1..{MAX_CLIENTS}, got {clients}")
     if requests_per_client < 1 or clients * requests_per_client > MAX_TOTAL_REQUESTS:
-        raise ValueError(f"clients x requests must be 1..{MAX_TOTAL_REQUESTS}, "
-                         f"got {clients * requests_per_client}")
+        raise ValueError(
+            f"clients x requests must be 1..{MAX_TOTAL_REQUESTS}, "
+            f"got {clients * requests_per_client}"
+        )
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch size must be 1..{MAX_BATCH_SIZE}, got {batch_size}")
     if not 0 < max_seconds <= MAX_SECONDS:
         raise ValueError(f"max seconds must be in (0, {MAX_SECONDS:g}], got {max_seconds}")
 
 
-def run_bench(server: str, clients: int, requests_per_client: int,
-              make_client: Callable[[], Any], payloads: Sequence[bytes], batch_size: int = 1,
-              send: Optional[Callable[[Any, List[bytes]], Any]] = None,
-              max_seconds: float = 120.0) -> BenchResult:
+def run_bench(
+    server: str,
+    clients: int,
+    requests_per_client: int,
+    make_client: Callable[[], Any],
+    payloads: Sequence[bytes],
+    batch_size: int = 1,
+    send: Optional[Callable[[Any, List[bytes]], Any]] = None,
+    max_seconds: float = 120.0,
+) -> BenchResult:
     """Runs the load; ``make_client()`` builds one client per thread (its retries should be 0).
 
     ``send(client, batch)`` defaults to ``client.predict_images(batch)``.
@@ -108,8 +120,10 @@ def run_bench(server: str, clients: int, requests_per_client: int,
     if not payloads:
         raise ValueError("bench needs at least one payload")
     send = send or (lambda client, batch: client.predict_images(batch))
-    batches = [[payloads[(i * batch_size + j) % len(payloads)] for j in range(batch_size)]
-               for i in range(max(1, len(payloads)))]
+    batches = [
+        [payloads[(i * batch_size + j) % len(payloads)] for j in range(batch_size)]
+        for i in range(max(1, len(payloads)))
+    ]
     latencies: List[List[float]] = [[] for _ in range(clients)]
     codes: List[Counter] = [Counter() for _ in range(clients)]
     sent = [0] * clients
@@ -163,11 +177,20 @@ def run_bench(server: str, clients: int, requests_per_client: int,
     total = sum(sent)
     pct = (lambda q: float(np.percentile(all_latencies, q))) if ok else (lambda q: 0.0)
     return BenchResult(
-        server=server, clients=clients, requests_per_client=requests_per_client,
-        batch_size=batch_size, sent=total, ok=ok, errors=total - ok,
-        error_codes=dict(error_codes), seconds=seconds,
+        server=server,
+        clients=clients,
+        requests_per_client=requests_per_client,
+        batch_size=batch_size,
+        sent=total,
+        ok=ok,
+        errors=total - ok,
+        error_codes=dict(error_codes),
+        seconds=seconds,
         requests_per_s=ok / seconds if seconds else 0.0,
         images_per_s=ok * batch_size / seconds if seconds else 0.0,
-        p50_ms=pct(50), p95_ms=pct(95), p99_ms=pct(99),
+        p50_ms=pct(50),
+        p95_ms=pct(95),
+        p99_ms=pct(99),
         max_ms=float(all_latencies.max()) if ok else 0.0,
-        stopped_at_time_cap=stopped.is_set())
+        stopped_at_time_cap=stopped.is_set(),
+    )

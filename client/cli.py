@@ -5,6 +5,7 @@ benchmark. Failures print one line on stderr and exit non-zero: 1 the server ref
 request (NOT_FOUND, INVALID_ARGUMENT, ...), 2 usage or local input error, 3 server
 unavailable, 4 deadline exceeded.
 """
+
 import argparse
 import json
 import os
@@ -27,38 +28,55 @@ def _quiet_tensorflow() -> None:
 
 def _client_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", default=None,
-                        help="HOST:PORT (default localhost:8500, or localhost:8501 with --rest)")
+    common.add_argument(
+        "--server",
+        default=None,
+        help="HOST:PORT (default localhost:8500, or localhost:8501 with --rest)",
+    )
     common.add_argument("--model-name", default=features.MODEL_NAME)
     which = common.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, default=None, help="a specific version")
     which.add_argument("--version-label", default=None, help="a version label, e.g. stable")
-    common.add_argument("--signature", default=None,
-                        help="signature (default: serving_images for images, serving_default "
-                             "for CSV rows)")
+    common.add_argument(
+        "--signature",
+        default=None,
+        help="signature (default: serving_images for images, serving_default for CSV rows)",
+    )
     common.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
-    common.add_argument("--retries", type=int, default=3,
-                        help="retries when the server is unavailable (exponential backoff)")
+    common.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="retries when the server is unavailable (exponential backoff)",
+    )
     common.add_argument("--json", action="store_true", help="print JSON")
     common.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     common.add_argument("--tls", action="store_true", help="TLS (https for --rest)")
     common.add_argument("--root-certs", default=None, help="PEM file of trusted CA certificates")
 
     parser = argparse.ArgumentParser(
-        prog="fer-client", description="Talk to the FER model on TF Serving (or the stand-in).",
+        prog="fer-client",
+        description="Talk to the FER model on TF Serving (or the stand-in).",
         epilog="exit status: 0 ok, 1 refused by the server, 2 usage or input error, "
-               "3 server unavailable, 4 deadline exceeded")
+        "3 server unavailable, 4 deadline exceeded",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    predict = commands.add_parser("predict", parents=[common],
-                                  help="predict images (PNG/JPEG/BMP/GIF) or fer2013 CSV rows")
+    predict = commands.add_parser(
+        "predict", parents=[common], help="predict images (PNG/JPEG/BMP/GIF) or fer2013 CSV rows"
+    )
     predict.add_argument("files", nargs="+", metavar="FILE")
     predict.add_argument("--batch-size", type=int, default=64, help="inputs per request")
     commands.add_parser("status", parents=[common], help="version states (GetModelStatus)")
     commands.add_parser("metadata", parents=[common], help="signatures (GetModelMetadata)")
-    bench = commands.add_parser("bench", parents=[common],
-                                help="bounded load test of a loopback server")
-    bench.add_argument("files", nargs="*", metavar="FILE",
-                       help="images or CSV files to send (default: synthetic 48x48 PNGs)")
+    bench = commands.add_parser(
+        "bench", parents=[common], help="bounded load test of a loopback server"
+    )
+    bench.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="images or CSV files to send (default: synthetic 48x48 PNGs)",
+    )
     bench.add_argument("--clients", type=int, default=8, help="concurrent clients (threads)")
     bench.add_argument("--requests", type=int, default=100, help="requests per client")
     bench.add_argument("--batch-size", type=int, default=1, help="inputs per request")
@@ -68,18 +86,33 @@ def _client_parser() -> argparse.ArgumentParser:
 
 def _make_client(args: argparse.Namespace, retries: Optional[int] = None) -> Any:
     from client.fer_client import FerClient, RestFerClient
+
     retries = args.retries if retries is None else retries
     if args.rest:
-        return RestFerClient(args.server, model_name=args.model_name, timeout=args.timeout,
-                             retries=retries, tls=args.tls, root_certs=args.root_certs,
-                             version=args.version, version_label=args.version_label)
+        return RestFerClient(
+            args.server,
+            model_name=args.model_name,
+            timeout=args.timeout,
+            retries=retries,
+            tls=args.tls,
+            root_certs=args.root_certs,
+            version=args.version,
+            version_label=args.version_label,
+        )
     root_certs = None
     if args.root_certs:
         with open(args.root_certs, "rb") as handle:
             root_certs = handle.read()
-    return FerClient(args.server, model_name=args.model_name, timeout=args.timeout,
-                     retries=retries, tls=args.tls, root_certs=root_certs,
-                     version=args.version, version_label=args.version_label)
+    return FerClient(
+        args.server,
+        model_name=args.model_name,
+        timeout=args.timeout,
+        retries=retries,
+        tls=args.tls,
+        root_certs=root_certs,
+        version=args.version,
+        version_label=args.version_label,
+    )
 
 
 def _batches(items: Iterator[Any], size: int) -> Iterator[List[Any]]:
@@ -96,8 +129,10 @@ def _batches(items: Iterator[Any], size: int) -> Iterator[List[Any]]:
 
 def _format_prediction(name: str, prediction: Any, expected: Optional[str]) -> str:
     from fer_data import features
-    probabilities = " ".join(f"{e}={p:.3f}"
-                             for e, p in zip(features.EMOTIONS, prediction.probabilities))
+
+    probabilities = " ".join(
+        f"{e}={p:.3f}" for e, p in zip(features.EMOTIONS, prediction.probabilities)
+    )
     extra = f" (expected {expected})" if expected else ""
     version = f" [v{prediction.version}]" if prediction.version else ""
     return f"{name}: {prediction.label}{extra}{version}  {probabilities}"
@@ -106,6 +141,7 @@ def _format_prediction(name: str, prediction: Any, expected: Optional[str]) -> s
 def _blame(err: Any, batch: List[Any]) -> Any:
     """Names the input file(s) a refused request was about (``images[3]`` -> its file)."""
     from client.fer_client import ClientError
+
     if err.code not in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"):
         return err
     match = re.search(r"\b(?:images|examples)\[(\d+)\]", err.message)
@@ -121,9 +157,10 @@ def _blame(err: Any, batch: List[Any]) -> Any:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from fer_data import features
     from client.fer_client import ClientError
     from client.input_files import read_inputs
+    from fer_data import features
+
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     results = []
@@ -133,11 +170,13 @@ def _predict(args: argparse.Namespace) -> int:
                 if batch[0].image is not None:
                     predictions = client.predict_images(
                         [i.image for i in batch],
-                        signature=args.signature or features.SERVING_IMAGES_SIGNATURE)
+                        signature=args.signature or features.SERVING_IMAGES_SIGNATURE,
+                    )
                 else:
                     predictions = client.predict_pixels(
                         np.stack([i.pixels for i in batch]),
-                        signature=args.signature or features.SERVING_DEFAULT_SIGNATURE)
+                        signature=args.signature or features.SERVING_DEFAULT_SIGNATURE,
+                    )
             except ClientError as err:
                 raise _blame(err, batch) from None
             for item, prediction in zip(batch, predictions):
@@ -157,12 +196,18 @@ def _status(args: argparse.Namespace) -> int:
     with _make_client(args) as client:
         states = client.status()
     if args.json:
-        print(json.dumps({"model": args.model_name,
-                          "versions": [s.as_dict() for s in states]}, indent=2))
+        print(
+            json.dumps(
+                {"model": args.model_name, "versions": [s.as_dict() for s in states]}, indent=2
+            )
+        )
         return EXIT_OK
     for state in states:
-        error = (f" ({state.error_code}: {state.error_message})"
-                 if state.error_code != "OK" or state.error_message else "")
+        error = (
+            f" ({state.error_code}: {state.error_message})"
+            if state.error_code != "OK" or state.error_message
+            else ""
+        )
         print(f"{args.model_name} version {state.version}: {state.state}{error}")
     return EXIT_OK
 
@@ -182,10 +227,11 @@ def _metadata(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from fer_data import features
     from client import bench
     from client.fer_client import pixels_to_examples
     from client.input_files import read_inputs, synthetic_png
+    from fer_data import features
+
     bench.check_loopback(args.server)
     bench.check_bounds(args.clients, args.requests, args.batch_size, args.max_seconds)
     items = list(read_inputs(args.files)) if args.files else []
@@ -202,16 +248,26 @@ def _bench(args: argparse.Namespace) -> int:
         send = lambda client, batch: client.predict_images(batch, signature=signature)  # noqa: E731
     with _make_client(args) as probe:  # fail fast, with one clear line, if nobody answers
         probe.status()
-    result = bench.run_bench(args.server, args.clients, args.requests,
-                             make_client=lambda: _make_client(args, retries=0),
-                             payloads=payloads, batch_size=args.batch_size, send=send,
-                             max_seconds=args.max_seconds)
+    result = bench.run_bench(
+        args.server,
+        args.clients,
+        args.requests,
+        make_client=lambda: _make_client(args, retries=0),
+        payloads=payloads,
+        batch_size=args.batch_size,
+        send=send,
+        max_seconds=args.max_seconds,
+    )
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.summary())
     return EXIT_OK if result.errors == 0 else EXIT_REFUSED
 
 
 _COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
-    "predict": _predict, "status": _status, "metadata": _metadata, "bench": _bench}
+    "predict": _predict,
+    "status": _status,
+    "metadata": _metadata,
+    "bench": _bench,
+}
 
 
 def client_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -222,6 +278,7 @@ def client_main(argv: Optional[Sequence[str]] = None) -> int:
     _quiet_tensorflow()
     from client.fer_client import ClientError
     from client.input_files import InputFileError
+
     try:
         return _COMMANDS[args.command](args)
     except ClientError as err:
@@ -237,7 +294,8 @@ def client_main(argv: Optional[Sequence[str]] = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_REFUSED
     except Exception as err:  # noqa: BLE001 - one line, never a traceback
-        print(f"fer-client: error: unexpected {type(err).__name__}: "
-              f"{' '.join(str(err).split())}", file=sys.stderr)
+        print(
+            f"fer-client: error: unexpected {type(err).__name__}: {' '.join(str(err).split())}",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
-

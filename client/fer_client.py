@@ -10,6 +10,7 @@ with the same methods. Calls retry only on UNAVAILABLE, with exponential backoff
 each attempt has a deadline; failures raise :class:`ClientError` (a status code and a
 one-line message).
 """
+
 import base64
 import json
 import time
@@ -24,10 +25,20 @@ from fer_data import features
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the largest answer this client accepts
 
 # HTTP status -> canonical code name, for the REST client (TF Serving's mapping, reversed).
-_CODE_BY_HTTP = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                 404: "NOT_FOUND", 409: "ABORTED", 413: "RESOURCE_EXHAUSTED",
-                 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
-                 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_CODE_BY_HTTP = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "RESOURCE_EXHAUSTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 
 
 class ClientError(Exception):
@@ -50,8 +61,12 @@ class Prediction:
     version: Optional[int] = None
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"label": self.label, "class_id": self.class_id, "version": self.version,
-                "probabilities": dict(zip(features.EMOTIONS, self.probabilities))}
+        return {
+            "label": self.label,
+            "class_id": self.class_id,
+            "version": self.version,
+            "probabilities": dict(zip(features.EMOTIONS, self.probabilities)),
+        }
 
 
 @dataclass(frozen=True)
@@ -93,9 +108,15 @@ class ModelMetadata:
     def as_dict(self) -> Dict[str, Any]:
         def tensors(infos: Dict[str, TensorInfo]) -> Dict[str, Any]:
             return {n: {"dtype": t.dtype, "shape": list(t.shape)} for n, t in infos.items()}
-        return {"name": self.name, "version": self.version,
-                "signatures": {n: {"inputs": tensors(s.inputs), "outputs": tensors(s.outputs)}
-                               for n, s in self.signatures.items()}}
+
+        return {
+            "name": self.name,
+            "version": self.version,
+            "signatures": {
+                n: {"inputs": tensors(s.inputs), "outputs": tensors(s.outputs)}
+                for n, s in self.signatures.items()
+            },
+        }
 
 
 def pixels_to_examples(pixels: np.ndarray) -> List[bytes]:
@@ -103,10 +124,14 @@ def pixels_to_examples(pixels: np.ndarray) -> List[bytes]:
     array = np.asarray(pixels)
     if array.ndim == 2 and array.shape == (features.IMAGE_SIZE, features.IMAGE_SIZE):
         raise ValueError("pixels must be a batch: [N, 48, 48] or [N, 2304] (add [None])")
-    if array.ndim < 2 or array.shape[0] == 0 or (
-            int(np.prod(array.shape[1:])) != features.NUM_PIXELS):
-        raise ValueError(f"pixels must be [N, 48, 48] or [N, 2304] with N >= 1, "
-                         f"got shape {list(array.shape)}")
+    if (
+        array.ndim < 2
+        or array.shape[0] == 0
+        or (int(np.prod(array.shape[1:])) != features.NUM_PIXELS)
+    ):
+        raise ValueError(
+            f"pixels must be [N, 48, 48] or [N, 2304] with N >= 1, got shape {list(array.shape)}"
+        )
     if array.dtype.kind not in "iub" and not np.all(np.equal(np.mod(array, 1), 0)):
         raise ValueError("pixels must be integers 0..255")
     flat = array.reshape(array.shape[0], features.NUM_PIXELS).astype(np.int64)
@@ -119,8 +144,10 @@ def _predictions(outputs: Dict[str, np.ndarray], version: Optional[int]) -> List
     try:
         probabilities = np.asarray(outputs[features.PROBABILITIES_OUTPUT], dtype=np.float64)
     except KeyError:
-        raise ClientError("INTERNAL", f"the answer has no {features.PROBABILITIES_OUTPUT!r} "
-                                      f"output (got {sorted(outputs)})") from None
+        raise ClientError(
+            "INTERNAL",
+            f"the answer has no {features.PROBABILITIES_OUTPUT!r} output (got {sorted(outputs)})",
+        ) from None
     class_ids = outputs.get(features.CLASS_ID_OUTPUT)
     if class_ids is None:
         class_ids = probabilities.argmax(axis=-1)
@@ -130,17 +157,30 @@ def _predictions(outputs: Dict[str, np.ndarray], version: Optional[int]) -> List
         class_id = int(class_ids[i])
         label = names[i] if names is not None else features.EMOTIONS[class_id]
         label = label.decode("utf-8") if isinstance(label, bytes) else str(label)
-        results.append(Prediction(label=label, class_id=class_id,
-                                  probabilities=tuple(float(p) for p in row), version=version))
+        results.append(
+            Prediction(
+                label=label,
+                class_id=class_id,
+                probabilities=tuple(float(p) for p in row),
+                version=version,
+            )
+        )
     return results
 
 
 class _BaseClient:
     """What the gRPC and REST clients share: options, retries, input preparation."""
 
-    def __init__(self, server: str, model_name: str = features.MODEL_NAME, timeout: float = 10.0,
-                 retries: int = 3, backoff: float = 0.2, version: Optional[int] = None,
-                 version_label: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        model_name: str = features.MODEL_NAME,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+    ) -> None:
         if version is not None and version_label:
             raise ValueError("give a version or a version label, not both")
         if timeout <= 0 or retries < 0 or backoff < 0:
@@ -153,8 +193,9 @@ class _BaseClient:
         self.version = version
         self.version_label = version_label
 
-    def _choice(self, version: Optional[int], version_label: Optional[str]
-                ) -> Tuple[Optional[int], Optional[str]]:
+    def _choice(
+        self, version: Optional[int], version_label: Optional[str]
+    ) -> Tuple[Optional[int], Optional[str]]:
         if version is not None or version_label:
             if version is not None and version_label:
                 raise ValueError("give a version or a version label, not both")
@@ -170,41 +211,58 @@ class _BaseClient:
             except ClientError as err:
                 if err.code != "UNAVAILABLE" or attempt >= self.retries:
                     if err.code == "UNAVAILABLE" and attempt:
-                        raise ClientError(err.code, f"{err.message} (after {attempt} "
-                                                    f"retr{'y' if attempt == 1 else 'ies'})")
+                        raise ClientError(
+                            err.code,
+                            f"{err.message} (after {attempt} retr{'y' if attempt == 1 else 'ies'})",
+                        ) from err
                     raise
-                time.sleep(self.backoff * (2 ** attempt))
+                time.sleep(self.backoff * (2**attempt))
                 attempt += 1
 
-    def predict_images(self, images: Sequence[bytes], version: Optional[int] = None,
-                       version_label: Optional[str] = None,
-                       signature: str = features.SERVING_IMAGES_SIGNATURE) -> List[Prediction]:
+    def predict_images(
+        self,
+        images: Sequence[bytes],
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+        signature: str = features.SERVING_IMAGES_SIGNATURE,
+    ) -> List[Prediction]:
         """Encoded PNG/JPEG/BMP/GIF images (any size, colour or gray) -> predictions."""
         images = [bytes(i) for i in images]
         if not images:
             raise ValueError("predict_images needs at least one image")
         return self._predict(features.IMAGES_INPUT, images, signature, version, version_label)
 
-    def predict_pixels(self, pixels: np.ndarray, version: Optional[int] = None,
-                       version_label: Optional[str] = None,
-                       signature: str = features.SERVING_DEFAULT_SIGNATURE) -> List[Prediction]:
+    def predict_pixels(
+        self,
+        pixels: np.ndarray,
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+        signature: str = features.SERVING_DEFAULT_SIGNATURE,
+    ) -> List[Prediction]:
         """48x48 gray pixels ([N, 48, 48] or [N, 2304], 0..255), sent as tf.Examples."""
-        return self.predict_examples(pixels_to_examples(pixels), version, version_label,
-                                     signature)
+        return self.predict_examples(pixels_to_examples(pixels), version, version_label, signature)
 
-    def predict_examples(self, examples: Sequence[bytes], version: Optional[int] = None,
-                         version_label: Optional[str] = None,
-                         signature: str = features.SERVING_DEFAULT_SIGNATURE
-                         ) -> List[Prediction]:
+    def predict_examples(
+        self,
+        examples: Sequence[bytes],
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+        signature: str = features.SERVING_DEFAULT_SIGNATURE,
+    ) -> List[Prediction]:
         """Serialized tf.Examples (feature ``pixels``) -> predictions."""
         examples = [bytes(e) for e in examples]
         if not examples:
             raise ValueError("predict_examples needs at least one example")
-        return self._predict(features.EXAMPLES_INPUT, examples, signature, version,
-                             version_label)
+        return self._predict(features.EXAMPLES_INPUT, examples, signature, version, version_label)
 
-    def _predict(self, input_name: str, values: List[bytes], signature: str,
-                 version: Optional[int], version_label: Optional[str]) -> List[Prediction]:
+    def _predict(
+        self,
+        input_name: str,
+        values: List[bytes],
+        signature: str,
+        version: Optional[int],
+        version_label: Optional[str],
+    ) -> List[Prediction]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -220,15 +278,26 @@ class _BaseClient:
 class FerClient(_BaseClient):
     """gRPC client (PredictionService / ModelService) for the FER model."""
 
-    def __init__(self, server: str, model_name: str = features.MODEL_NAME, timeout: float = 10.0,
-                 retries: int = 3, backoff: float = 0.2, tls: bool = False,
-                 root_certs: Optional[bytes] = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 version: Optional[int] = None, version_label: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        model_name: str = features.MODEL_NAME,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        tls: bool = False,
+        root_certs: Optional[bytes] = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+    ) -> None:
         super().__init__(server, model_name, timeout, retries, backoff, version, version_label)
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
-        options = [("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.max_receive_message_length", max_message_bytes)]
+
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
         if tls:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certs)
             self._channel = grpc.secure_channel(server, credentials, options=options)
@@ -243,21 +312,23 @@ class FerClient(_BaseClient):
                 return method(request, timeout=self.timeout)
             except grpc.RpcError as err:
                 raise self._error(err) from None
+
         return self._with_retries(call)
 
     def _error(self, err: grpc.RpcError) -> ClientError:
         code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
         details = (err.details() if hasattr(err, "details") else "") or ""
         if code == grpc.StatusCode.UNAVAILABLE:
-            return ClientError(code.name, f"cannot reach the model server at {self.server}: "
-                                          f"{details}")
+            return ClientError(
+                code.name, f"cannot reach the model server at {self.server}: {details}"
+            )
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return ClientError(code.name, f"no answer from {self.server} within "
-                                          f"{self.timeout:g} s")
+            return ClientError(code.name, f"no answer from {self.server} within {self.timeout:g} s")
         return ClientError(code.name, details or code.name)
 
-    def _spec(self, spec: Any, version: Optional[int], version_label: Optional[str],
-              signature: str = "") -> None:
+    def _spec(
+        self, spec: Any, version: Optional[int], version_label: Optional[str], signature: str = ""
+    ) -> None:
         spec.name = self.model_name
         version, version_label = self._choice(version, version_label)
         if version is not None:
@@ -267,13 +338,19 @@ class FerClient(_BaseClient):
         if signature:
             spec.signature_name = signature
 
-    def predict(self, inputs: Dict[str, np.ndarray], signature: str = "",
-                version: Optional[int] = None, version_label: Optional[str] = None,
-                output_filter: Sequence[str] = ()) -> Tuple[Dict[str, np.ndarray], int]:
+    def predict(
+        self,
+        inputs: Dict[str, np.ndarray],
+        signature: str = "",
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+        output_filter: Sequence[str] = (),
+    ) -> Tuple[Dict[str, np.ndarray], int]:
         """Raw Predict: {input: array} -> ({output: array}, version that answered)."""
         from tensorflow_serving.apis import predict_pb2
 
         from client import tensors
+
         request = predict_pb2.PredictRequest(output_filter=list(output_filter))
         self._spec(request.model_spec, version, version_label, signature)
         for name, array in inputs.items():
@@ -282,32 +359,47 @@ class FerClient(_BaseClient):
         outputs = {name: tensors.to_ndarray(proto) for name, proto in response.outputs.items()}
         return outputs, response.model_spec.version.value
 
-    def _predict(self, input_name: str, values: List[bytes], signature: str,
-                 version: Optional[int], version_label: Optional[str]) -> List[Prediction]:
+    def _predict(
+        self,
+        input_name: str,
+        values: List[bytes],
+        signature: str,
+        version: Optional[int],
+        version_label: Optional[str],
+    ) -> List[Prediction]:
         array = np.empty(len(values), dtype=object)
         array[:] = values
         outputs, served = self.predict({input_name: array}, signature, version, version_label)
         return _predictions(outputs, served)
 
-    def status(self, version: Optional[int] = None, version_label: Optional[str] = None
-               ) -> List[VersionStatus]:
+    def status(
+        self, version: Optional[int] = None, version_label: Optional[str] = None
+    ) -> List[VersionStatus]:
         """GetModelStatus: every version's state (AVAILABLE, END, ...), newest first."""
-        from tensorflow_serving.apis import get_model_status_pb2
         from tensorflow.core.protobuf import error_codes_pb2
+        from tensorflow_serving.apis import get_model_status_pb2
+
         request = get_model_status_pb2.GetModelStatusRequest()
         self._spec(request.model_spec, version, version_label)
         response = self._rpc(self._model_stub.GetModelStatus, request)
         state_name = get_model_status_pb2.ModelVersionStatus.State.Name
-        return [VersionStatus(version=s.version, state=state_name(s.state),
-                              error_code=error_codes_pb2.Code.Name(s.status.error_code),
-                              error_message=s.status.error_message)
-                for s in response.model_version_status]
+        return [
+            VersionStatus(
+                version=s.version,
+                state=state_name(s.state),
+                error_code=error_codes_pb2.Code.Name(s.status.error_code),
+                error_message=s.status.error_message,
+            )
+            for s in response.model_version_status
+        ]
 
-    def metadata(self, version: Optional[int] = None, version_label: Optional[str] = None
-                 ) -> ModelMetadata:
+    def metadata(
+        self, version: Optional[int] = None, version_label: Optional[str] = None
+    ) -> ModelMetadata:
         """GetModelMetadata: the signatures of the version (default: latest)."""
         from tensorflow.core.framework import types_pb2
         from tensorflow_serving.apis import get_model_metadata_pb2
+
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         self._spec(request.model_spec, version, version_label)
         response = self._rpc(self._predict_stub.GetModelMetadata, request)
@@ -316,13 +408,22 @@ class FerClient(_BaseClient):
             raise ClientError("INTERNAL", "metadata['signature_def'] is not a SignatureDefMap")
 
         def infos(tensor_map: Any) -> Dict[str, TensorInfo]:
-            return {n: TensorInfo(types_pb2.DataType.Name(t.dtype)[3:].lower(),
-                                  tuple(d.size for d in t.tensor_shape.dim))
-                    for n, t in sorted(tensor_map.items())}
+            return {
+                n: TensorInfo(
+                    types_pb2.DataType.Name(t.dtype)[3:].lower(),
+                    tuple(d.size for d in t.tensor_shape.dim),
+                )
+                for n, t in sorted(tensor_map.items())
+            }
+
         return ModelMetadata(
-            name=response.model_spec.name, version=response.model_spec.version.value,
-            signatures={n: SignatureInfo(infos(s.inputs), infos(s.outputs))
-                        for n, s in sorted(signature_map.signature_def.items())})
+            name=response.model_spec.name,
+            version=response.model_spec.version.value,
+            signatures={
+                n: SignatureInfo(infos(s.inputs), infos(s.outputs))
+                for n, s in sorted(signature_map.signature_def.items())
+            },
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -331,12 +432,21 @@ class FerClient(_BaseClient):
 class RestFerClient(_BaseClient):
     """The same API over TF Serving's REST API (``host:8501``), using ``requests``."""
 
-    def __init__(self, server: str, model_name: str = features.MODEL_NAME, timeout: float = 10.0,
-                 retries: int = 3, backoff: float = 0.2, tls: bool = False,
-                 root_certs: Optional[str] = None, version: Optional[int] = None,
-                 version_label: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        model_name: str = features.MODEL_NAME,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        tls: bool = False,
+        root_certs: Optional[str] = None,
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+    ) -> None:
         super().__init__(server, model_name, timeout, retries, backoff, version, version_label)
         import requests
+
         self._requests = requests
         self._session = requests.Session()
         self._base = f"{'https' if tls else 'http'}://{server}/v1/models/{model_name}"
@@ -355,14 +465,18 @@ class RestFerClient(_BaseClient):
 
         def call() -> Any:
             try:
-                response = self._session.request(method, url, json=body, timeout=self.timeout,
-                                                 verify=self._verify)
+                response = self._session.request(
+                    method, url, json=body, timeout=self.timeout, verify=self._verify
+                )
             except requests.Timeout:
-                raise ClientError("DEADLINE_EXCEEDED", f"no answer from {self.server} within "
-                                                       f"{self.timeout:g} s") from None
+                raise ClientError(
+                    "DEADLINE_EXCEEDED", f"no answer from {self.server} within {self.timeout:g} s"
+                ) from None
             except requests.ConnectionError as err:
-                raise ClientError("UNAVAILABLE", f"cannot reach the model server at "
-                                                 f"{self.server}: {type(err).__name__}") from None
+                raise ClientError(
+                    "UNAVAILABLE",
+                    f"cannot reach the model server at {self.server}: {type(err).__name__}",
+                ) from None
             try:
                 payload = response.json()
             except ValueError:
@@ -372,49 +486,80 @@ class RestFerClient(_BaseClient):
                 message = payload.get("error") if isinstance(payload, dict) else None
                 raise ClientError(code, message or f"HTTP {response.status_code}")
             return payload
+
         return self._with_retries(call)
 
-    def _predict(self, input_name: str, values: List[bytes], signature: str,
-                 version: Optional[int], version_label: Optional[str]) -> List[Prediction]:
-        body = {"signature_name": signature,
-                "instances": [{input_name: {"b64": base64.b64encode(v).decode("ascii")}}
-                              for v in values]}
+    def _predict(
+        self,
+        input_name: str,
+        values: List[bytes],
+        signature: str,
+        version: Optional[int],
+        version_label: Optional[str],
+    ) -> List[Prediction]:
+        body = {
+            "signature_name": signature,
+            "instances": [
+                {input_name: {"b64": base64.b64encode(v).decode("ascii")}} for v in values
+            ],
+        }
         payload = self._http("POST", self._url(version, version_label, ":predict"), body)
         predictions = payload.get("predictions") if isinstance(payload, dict) else None
         if not isinstance(predictions, list) or not all(isinstance(p, dict) for p in predictions):
             raise ClientError("INTERNAL", f"unexpected answer: {json.dumps(payload)[:200]}")
-        outputs = {name: np.asarray([p.get(name) for p in predictions], dtype=object)
-                   for name in predictions[0]} if predictions else {}
+        outputs = (
+            {
+                name: np.asarray([p.get(name) for p in predictions], dtype=object)
+                for name in predictions[0]
+            }
+            if predictions
+            else {}
+        )
         if features.PROBABILITIES_OUTPUT in outputs:
             outputs[features.PROBABILITIES_OUTPUT] = np.asarray(
-                [p[features.PROBABILITIES_OUTPUT] for p in predictions], dtype=np.float64)
+                [p[features.PROBABILITIES_OUTPUT] for p in predictions], dtype=np.float64
+            )
         version, _ = self._choice(version, version_label)
         return _predictions(outputs, version)
 
-    def status(self, version: Optional[int] = None, version_label: Optional[str] = None
-               ) -> List[VersionStatus]:
+    def status(
+        self, version: Optional[int] = None, version_label: Optional[str] = None
+    ) -> List[VersionStatus]:
         payload = self._http("GET", self._url(version, version_label))
-        return [VersionStatus(version=int(s["version"]), state=s["state"],
-                              error_code=s.get("status", {}).get("error_code", "OK"),
-                              error_message=s.get("status", {}).get("error_message", ""))
-                for s in payload.get("model_version_status", [])]
+        return [
+            VersionStatus(
+                version=int(s["version"]),
+                state=s["state"],
+                error_code=s.get("status", {}).get("error_code", "OK"),
+                error_message=s.get("status", {}).get("error_message", ""),
+            )
+            for s in payload.get("model_version_status", [])
+        ]
 
-    def metadata(self, version: Optional[int] = None, version_label: Optional[str] = None
-                 ) -> ModelMetadata:
+    def metadata(
+        self, version: Optional[int] = None, version_label: Optional[str] = None
+    ) -> ModelMetadata:
         payload = self._http("GET", self._url(version, version_label, "/metadata"))
         spec = payload.get("model_spec", {})
         defs = payload.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
 
         def infos(tensor_map: Dict[str, Any]) -> Dict[str, TensorInfo]:
-            return {n: TensorInfo(t.get("dtype", "DT_INVALID")[3:].lower(),
-                                  tuple(int(d.get("size", -1))
-                                        for d in t.get("tensor_shape", {}).get("dim", [])))
-                    for n, t in sorted(tensor_map.items())}
+            return {
+                n: TensorInfo(
+                    t.get("dtype", "DT_INVALID")[3:].lower(),
+                    tuple(int(d.get("size", -1)) for d in t.get("tensor_shape", {}).get("dim", [])),
+                )
+                for n, t in sorted(tensor_map.items())
+            }
+
         return ModelMetadata(
             name=spec.get("name", self.model_name),
             version=int(spec["version"]) if "version" in spec else None,
-            signatures={n: SignatureInfo(infos(s.get("inputs", {})), infos(s.get("outputs", {})))
-                        for n, s in sorted(defs.items())})
+            signatures={
+                n: SignatureInfo(infos(s.get("inputs", {})), infos(s.get("outputs", {})))
+                for n, s in sorted(defs.items())
+            },
+        )
 
     def close(self) -> None:
         self._session.close()

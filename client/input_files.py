@@ -1,4 +1,5 @@
 """Reads fer-client inputs: image files, and fer2013 CSV files (``emotion,pixels,Usage``)."""
+
 import csv
 import io
 import os
@@ -40,8 +41,9 @@ def _parse_pixels(text: str, where: str) -> np.ndarray:
     except ValueError:
         raise InputFileError(f"{where}: pixels must be space-separated integers") from None
     if values.size != features.NUM_PIXELS:
-        raise InputFileError(f"{where}: pixels has {values.size} values, expected "
-                             f"{features.NUM_PIXELS} (48x48)")
+        raise InputFileError(
+            f"{where}: pixels has {values.size} values, expected {features.NUM_PIXELS} (48x48)"
+        )
     if values.min() < 0 or values.max() > 255:
         raise InputFileError(f"{where}: pixels must be in 0..255")
     return values.astype(np.uint8)
@@ -54,8 +56,10 @@ def read_csv(path: str) -> Iterator[InputItem]:
         with fer2013_csv.open_text(path) as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or pixels_column not in reader.fieldnames:
-                raise InputFileError(f"{path}: not a fer2013 CSV (no '{pixels_column}' "
-                                     f"column in header {reader.fieldnames})")
+                raise InputFileError(
+                    f"{path}: not a fer2013 CSV (no '{pixels_column}' "
+                    f"column in header {reader.fieldnames})"
+                )
             for number, row in enumerate(reader, start=1):
                 where = f"{path} row {number}"
                 pixels = _parse_pixels(row.get(pixels_column) or "", where)
@@ -90,6 +94,7 @@ def read_inputs(paths: List[str]) -> Iterator[InputItem]:
 def synthetic_png(seed: int = 0, size: int = 48) -> bytes:
     """A random gray PNG (for bench runs without input files)."""
     from PIL import Image
+
     array = np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")

@@ -3,6 +3,7 @@
 Shared by the server and the client; works on the protos alone for the common dtypes,
 so a request's tensor is checked (shape vs. number of values) with a clear message.
 """
+
 from typing import Dict, Tuple
 
 import numpy as np
@@ -68,8 +69,10 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
         dtype, field = _NUMERIC[proto.dtype]
         if proto.tensor_content:
             if len(proto.tensor_content) != size * dtype.itemsize:
-                raise ValueError(f"has {len(proto.tensor_content)} content bytes for "
-                                 f"{dtype_name(proto.dtype)} shape {list(shape)}")
+                raise ValueError(
+                    f"has {len(proto.tensor_content)} content bytes for "
+                    f"{dtype_name(proto.dtype)} shape {list(shape)}"
+                )
             return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape).copy()
         values = getattr(proto, field)
         if len(values) == size:
@@ -79,11 +82,12 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
         # TensorProto semantics: the last value fills the rest, no values means zeros.
         fill = values[-1] if len(values) else 0
         array = np.full(size, fill, dtype=dtype)
-        array[:len(values)] = list(values)
+        array[: len(values)] = list(values)
         return array.reshape(shape)
     if proto.dtype == types_pb2.DT_INVALID:
         raise ValueError("has no dtype")
     import tensorflow as tf  # rare dtypes (half, complex, ...)
+
     try:
         return tf.make_ndarray(proto)
     except Exception as err:  # noqa: BLE001 - any conversion failure is the caller's input
@@ -93,16 +97,21 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
 def from_ndarray(array: np.ndarray) -> tensor_pb2.TensorProto:
     """numpy (bytes/str objects become DT_STRING) -> TensorProto."""
     array = np.asarray(array)
-    proto = tensor_pb2.TensorProto(tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]))
+    proto = tensor_pb2.TensorProto(
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]
+        )
+    )
     if array.dtype.kind in "OSU":
         proto.dtype = types_pb2.DT_STRING
         proto.string_val.extend(
-            v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.ravel())
+            v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.ravel()
+        )
         return proto
     if array.dtype in _DTYPE_BY_NUMPY:
         proto.dtype = _DTYPE_BY_NUMPY[array.dtype]
         proto.tensor_content = np.ascontiguousarray(array).tobytes()
         return proto
     import tensorflow as tf
+
     return tf.make_tensor_proto(array)

@@ -5,6 +5,7 @@ the TFX 1.16 / TFT / TFMA path (``tft_layer`` -> SavedModel with signatures -> T
 TF Serving) is proven on the legacy ``tf_keras`` package, so every module uses it.
 The variable is set before TensorFlow is imported anywhere in our code.
 """
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

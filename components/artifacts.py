@@ -5,6 +5,7 @@ TYPE_NAME, and the KubeflowV2 compiler accepts only ``<namespace>.<Title>`` name
 (``compiler_utils._SCHEMA_TITLE_RE``). So each TYPE_NAME here is ``components.<Class>``
 and ``components/__init__.py`` exposes the class under that path.
 """
+
 from tfx.types import artifact
 
 

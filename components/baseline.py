@@ -8,6 +8,7 @@ artifact. With nothing pushed yet, or when the served model predates the current
 itself becomes the baseline, so "not worse than the baseline" holds trivially and only
 the absolute bound decides.
 """
+
 import os
 
 from tfx import v1 as tfx
@@ -22,17 +23,20 @@ IS_CANDIDATE_PROPERTY = "is_candidate"  # 1: no served model, the candidate is i
 
 @tfx.dsl.components.component
 def ServingBaseline(
-        candidate: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-        baseline: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
-        model_base_path: tfx.dsl.components.Parameter[str],
+    candidate: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    baseline: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
+    model_base_path: tfx.dsl.components.Parameter[str],
 ) -> None:
     """Copies the served model (or, on a first push, the candidate) into `baseline`."""
     version = serving_push.latest_version(model_base_path)
     if version is not None and not model_metadata.reads_current_examples(
-            os.path.join(model_base_path, str(version))):
-        print(f"Served version {version} predates data contract "
-              f"{features.DATA_CONTRACT_VERSION} (it parses other tf.Examples): "
-              "it cannot be evaluated on this run's data")
+        os.path.join(model_base_path, str(version))
+    ):
+        print(
+            f"Served version {version} predates data contract "
+            f"{features.DATA_CONTRACT_VERSION} (it parses other tf.Examples): "
+            "it cannot be evaluated on this run's data"
+        )
         label = f"served version {version} is not comparable: candidate compared with itself"
         source, version = path_utils.serving_model_path(candidate.uri), None
     elif version is None:

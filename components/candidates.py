@@ -4,6 +4,7 @@ TFX component specs have fixed input names, so ModelSelector and the report buil
 spec for the architectures of a run: ``candidate_inputs`` declares the channels and
 ``group_by_architecture`` reads them back in an executor.
 """
+
 from typing import Any, Dict, List, Mapping, Type
 
 from tfx import types
@@ -11,23 +12,31 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact, component_spec, standard_artifacts
 
 SEPARATOR = "__"
-KINDS = {"model": standard_artifacts.Model, "evaluation": standard_artifacts.ModelEvaluation,
-         "blessing": standard_artifacts.ModelBlessing}
+KINDS = {
+    "model": standard_artifacts.Model,
+    "evaluation": standard_artifacts.ModelEvaluation,
+    "blessing": standard_artifacts.ModelBlessing,
+}
 
 
 def input_name(kind: str, architecture: str) -> str:
     return f"{kind}{SEPARATOR}{architecture}"
 
 
-def candidate_inputs(kinds: Mapping[str, Type[artifact.Artifact]],
-                     architectures: List[str]) -> Dict[str, component_spec.ChannelParameter]:
+def candidate_inputs(
+    kinds: Mapping[str, Type[artifact.Artifact]], architectures: List[str]
+) -> Dict[str, component_spec.ChannelParameter]:
     """ChannelParameters for every (kind, architecture) pair."""
-    return {input_name(kind, arch): component_spec.ChannelParameter(type=artifact_type)
-            for arch in architectures for kind, artifact_type in kinds.items()}
+    return {
+        input_name(kind, arch): component_spec.ChannelParameter(type=artifact_type)
+        for arch in architectures
+        for kind, artifact_type in kinds.items()
+    }
 
 
 def group_by_architecture(
-        input_dict: Mapping[str, List[types.Artifact]]) -> Dict[str, Dict[str, types.Artifact]]:
+    input_dict: Mapping[str, List[types.Artifact]],
+) -> Dict[str, Dict[str, types.Artifact]]:
     """{architecture: {kind: artifact}} for every ``<kind>__<architecture>`` input."""
     grouped: Dict[str, Dict[str, types.Artifact]] = {}
     for key, artifacts in input_dict.items():
@@ -43,16 +52,20 @@ def is_blessed(artifacts: Mapping[str, types.Artifact]) -> bool:
     return artifacts["blessing"].get_int_custom_property("blessed") == 1
 
 
-def make_spec_class(name: str, parameters: Dict, inputs: Dict,
-                    outputs: Dict) -> Type[component_spec.ComponentSpec]:
+def make_spec_class(
+    name: str, parameters: Dict, inputs: Dict, outputs: Dict
+) -> Type[component_spec.ComponentSpec]:
     """A ComponentSpec subclass built for one pipeline's architectures."""
-    return type(name, (component_spec.ComponentSpec,),
-                {"PARAMETERS": parameters, "INPUTS": inputs, "OUTPUTS": outputs})
+    return type(
+        name,
+        (component_spec.ComponentSpec,),
+        {"PARAMETERS": parameters, "INPUTS": inputs, "OUTPUTS": outputs},
+    )
 
 
-
-def candidate_channels(architectures: List[str], trainers: Mapping[str, Any],
-                       evaluators: Mapping[str, Any]) -> Dict[str, Any]:
+def candidate_channels(
+    architectures: List[str], trainers: Mapping[str, Any], evaluators: Mapping[str, Any]
+) -> Dict[str, Any]:
     """Each architecture's Trainer model and Evaluator evaluation/blessing, by input name."""
     channels = {}
     for arch in architectures:
@@ -62,10 +75,19 @@ def candidate_channels(architectures: List[str], trainers: Mapping[str, Any],
     return channels
 
 
-def make_component_class(name: str, spec_class: Type[component_spec.ComponentSpec],
-                         executor: Type[base_executor.BaseExecutor],
-                         module: str) -> Type[base_component.BaseComponent]:
+def make_component_class(
+    name: str,
+    spec_class: Type[component_spec.ComponentSpec],
+    executor: Type[base_executor.BaseExecutor],
+    module: str,
+) -> Type[base_component.BaseComponent]:
     """A BaseComponent subclass running ``executor`` in-process (module path referenced)."""
-    return type(name, (base_component.BaseComponent,), {
-        "SPEC_CLASS": spec_class, "EXECUTOR_SPEC": executor_spec.ExecutorClassSpec(executor),
-        "__module__": module})
+    return type(
+        name,
+        (base_component.BaseComponent,),
+        {
+            "SPEC_CLASS": spec_class,
+            "EXECUTOR_SPEC": executor_spec.ExecutorClassSpec(executor),
+            "__module__": module,
+        },
+    )

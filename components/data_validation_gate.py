@@ -6,6 +6,7 @@ expert sets ``allow_anomalies``. Given DriftCheck's anomalies (components/drift_
 as ``drift``, it also fails on drift from the previous run's statistics unless
 ``allow_drift`` (or ``allow_anomalies``) is set. Transform is wired to run after it.
 """
+
 import os
 from typing import Dict, List
 
@@ -30,8 +31,11 @@ class DataValidationError(RuntimeError):
 
 def expected_splits(schema: schema_pb2.Schema) -> List[str]:
     """Split names the schema declares with `annotation { tag: "split:<name>" }`."""
-    return [tag[len(SPLIT_TAG_PREFIX):] for tag in schema.annotation.tag
-            if tag.startswith(SPLIT_TAG_PREFIX)]
+    return [
+        tag[len(SPLIT_TAG_PREFIX) :]
+        for tag in schema.annotation.tag
+        if tag.startswith(SPLIT_TAG_PREFIX)
+    ]
 
 
 def describe_anomalies(anomalies: anomalies_pb2.Anomalies) -> List[str]:
@@ -47,13 +51,20 @@ def describe_anomalies(anomalies: anomalies_pb2.Anomalies) -> List[str]:
     return lines
 
 
-def summarise(anomalies_by_split: Dict[str, anomalies_pb2.Anomalies],
-              wanted_splits: List[str]) -> List[str]:
+def summarise(
+    anomalies_by_split: Dict[str, anomalies_pb2.Anomalies], wanted_splits: List[str]
+) -> List[str]:
     """All problems, split by split; empty when the data is clean."""
-    problems = [f"split '{s}' is missing (the schema expects {wanted_splits})"
-                for s in wanted_splits if s not in anomalies_by_split]
-    problems += [f"split '{s}' is not declared in the schema" for s in anomalies_by_split
-                 if wanted_splits and s not in wanted_splits]
+    problems = [
+        f"split '{s}' is missing (the schema expects {wanted_splits})"
+        for s in wanted_splits
+        if s not in anomalies_by_split
+    ]
+    problems += [
+        f"split '{s}' is not declared in the schema"
+        for s in anomalies_by_split
+        if wanted_splits and s not in wanted_splits
+    ]
     for split, anomalies in sorted(anomalies_by_split.items()):
         problems += [f"[{split}] {line}" for line in describe_anomalies(anomalies)]
     return problems
@@ -62,8 +73,9 @@ def summarise(anomalies_by_split: Dict[str, anomalies_pb2.Anomalies],
 def load_anomalies(anomalies_artifact: types.Artifact) -> Dict[str, anomalies_pb2.Anomalies]:
     result = {}
     for split in artifact_utils.decode_split_names(anomalies_artifact.split_names):
-        path = os.path.join(artifact_utils.get_split_uri([anomalies_artifact], split),
-                            ANOMALIES_FILE)
+        path = os.path.join(
+            artifact_utils.get_split_uri([anomalies_artifact], split), ANOMALIES_FILE
+        )
         result[split] = anomalies_pb2.Anomalies.FromString(io_utils.read_bytes_file(path))
     return result
 
@@ -76,36 +88,42 @@ def drift_problems(drift: types.Artifact) -> List[str]:
 def _drift_hint(drift: types.Artifact) -> str:
     baseline = drift.get_string_custom_property(DRIFT_BASELINE_PROPERTY) or "unknown"
     directory = drift.get_string_custom_property(DRIFT_BASELINE_DIR_PROPERTY) or "unknown"
-    return (f"\nThe train statistics drifted from the previous run's ({baseline} in the "
-            f"baseline directory {directory}). Check the new data; if the change is intended, "
-            "rerun with --allow-drift.")
+    return (
+        f"\nThe train statistics drifted from the previous run's ({baseline} in the "
+        f"baseline directory {directory}). Check the new data; if the change is intended, "
+        "rerun with --allow-drift."
+    )
 
 
 @tfx.dsl.components.component
 def DataValidationGate(
-        anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-        schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-        allow_anomalies: tfx.dsl.components.Parameter[int] = 0,
-        drift: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.ExampleAnomalies] = None,
-        allow_drift: tfx.dsl.components.Parameter[int] = 0,
+    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+    allow_anomalies: tfx.dsl.components.Parameter[int] = 0,
+    drift: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies] = None,
+    allow_drift: tfx.dsl.components.Parameter[int] = 0,
 ) -> tfx.dsl.components.OutputDict(problems=int):
     """Fails with a readable summary when ExampleValidator (or DriftCheck) found anomalies."""
     schema_proto = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
     problems = summarise(load_anomalies(anomalies), expected_splits(schema_proto))
     drifts = drift_problems(drift) if drift is not None else []
     blocking = ([] if allow_anomalies else problems) + (
-        [] if allow_drift or allow_anomalies else drifts)
+        [] if allow_drift or allow_anomalies else drifts
+    )
     if blocking:
         hints = ""
         if problems and not allow_anomalies:
-            hints += ("\nFix the data, or update schemas/schema.pbtxt if the change is intended, "
-                      "or rerun with --allow-anomalies (experts only).")
+            hints += (
+                "\nFix the data, or update schemas/schema.pbtxt if the change is intended, "
+                "or rerun with --allow-anomalies (experts only)."
+            )
         if drifts and not (allow_drift or allow_anomalies):
             hints += _drift_hint(drift)
         raise DataValidationError(
-            "Data validation failed; training was not started:\n  - " + "\n  - ".join(blocking)
-            + hints)
+            "Data validation failed; training was not started:\n  - "
+            + "\n  - ".join(blocking)
+            + hints
+        )
     for line in problems:
         print(f"WARNING: anomaly allowed by --allow-anomalies: {line}")
     for line in drifts:

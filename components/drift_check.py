@@ -16,6 +16,7 @@ written in ExampleValidator's layout, so DataValidationGate reads them unchanged
 current statistics become the new reference only when they did not drift (or when an
 expert accepts the drift), so a drifted batch never silently becomes the reference.
 """
+
 import os
 import tempfile
 from typing import List, Optional
@@ -48,8 +49,9 @@ _Type = anomalies_pb2.AnomalyInfo.Type
 # Reasons raised by the schema's comparators (drift_comparator, num_examples_drift_comparator;
 # skew comparators stay silent without serving statistics). "Previous data missing" means a
 # feature the previous run did not have yet: it cannot be compared, it did not drift.
-DRIFT_TYPES = frozenset(value for name, value in _Type.items() if name.startswith("COMPARATOR_")
-                        ) - {_Type.COMPARATOR_CONTROL_DATA_MISSING}
+DRIFT_TYPES = frozenset(
+    value for name, value in _Type.items() if name.startswith("COMPARATOR_")
+) - {_Type.COMPARATOR_CONTROL_DATA_MISSING}
 
 
 def published_versions(baseline_dir: str) -> List[int]:
@@ -103,18 +105,18 @@ def _measurements(anomalies: anomalies_pb2.Anomalies) -> str:
     return ", ".join(
         f"{'.'.join(info.path.step)} {anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type)}"
         f" {m.value:.3g} (threshold {m.threshold:g})"
-        for info in anomalies.drift_skew_info for m in info.drift_measurements)
+        for info in anomalies.drift_skew_info
+        for m in info.drift_measurements
+    )
 
 
 @tfx.dsl.components.component
 def DriftCheck(
-        statistics: tfx.dsl.components.InputArtifact[
-            tfx.types.standard_artifacts.ExampleStatistics],
-        schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-        anomalies: tfx.dsl.components.OutputArtifact[
-            tfx.types.standard_artifacts.ExampleAnomalies],
-        baseline_dir: tfx.dsl.components.Parameter[str],
-        accept_drift: tfx.dsl.components.Parameter[int] = 0,
+    statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
+    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+    anomalies: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    baseline_dir: tfx.dsl.components.Parameter[str],
+    accept_drift: tfx.dsl.components.Parameter[int] = 0,
 ) -> None:
     """Writes the train split's drift from the newest statistics in ``baseline_dir``.
 
@@ -129,20 +131,30 @@ def DriftCheck(
         found = anomalies_pb2.Anomalies()
         label = NO_BASELINE
     else:
-        found = drift_only(tfdv.validate_statistics(
-            current, schema_proto, previous_statistics=load_version(baseline_dir, version)))
+        found = drift_only(
+            tfdv.validate_statistics(
+                current, schema_proto, previous_statistics=load_version(baseline_dir, version)
+            )
+        )
         label = f"statistics version {version}"
     drifted = len(found.anomaly_info) + int(found.HasField("dataset_anomaly_info"))
 
     anomalies.split_names = artifact_utils.encode_split_names([SPLIT])
     anomalies.span = statistics.span
     writer_utils.write_anomalies(
-        os.path.join(artifact_utils.get_split_uri([anomalies], SPLIT),
-                     data_validation_gate.ANOMALIES_FILE), found)
+        os.path.join(
+            artifact_utils.get_split_uri([anomalies], SPLIT), data_validation_gate.ANOMALIES_FILE
+        ),
+        found,
+    )
     anomalies.set_json_value_custom_property(
         validator_executor.ARTIFACT_PROPERTY_BLESSED_KEY,
-        {SPLIT: validator_executor.NOT_BLESSED_VALUE if drifted
-         else validator_executor.BLESSED_VALUE})
+        {
+            SPLIT: validator_executor.NOT_BLESSED_VALUE
+            if drifted
+            else validator_executor.BLESSED_VALUE
+        },
+    )
 
     published = publish(current, baseline_dir) if not drifted or accept_drift else 0
     anomalies.set_string_custom_property(BASELINE_PROPERTY, label)
@@ -151,10 +163,18 @@ def DriftCheck(
     anomalies.set_int_custom_property(DRIFTED_PROPERTY, drifted)
     anomalies.set_int_custom_property(PUBLISHED_PROPERTY, published)
 
-    result = (f"drift in {drifted} feature(s): {', '.join(sorted(found.anomaly_info)) or 'dataset'}"
-              if drifted else "no drift")
+    result = (
+        f"drift in {drifted} feature(s): {', '.join(sorted(found.anomaly_info)) or 'dataset'}"
+        if drifted
+        else "no drift"
+    )
     measured = _measurements(found)
-    outcome = (f"published as version {published}" if published
-               else f"NOT published, the reference stays version {version}")
-    print(f"Drift check ({SPLIT} split, baseline dir {baseline_dir}): compared with {label}: "
-          f"{result}{f' [{measured}]' if measured else ''}; {outcome}")
+    outcome = (
+        f"published as version {published}"
+        if published
+        else f"NOT published, the reference stays version {version}"
+    )
+    print(
+        f"Drift check ({SPLIT} split, baseline dir {baseline_dir}): compared with {label}: "
+        f"{result}{f' [{measured}]' if measured else ''}; {outcome}"
+    )

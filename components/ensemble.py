@@ -9,6 +9,7 @@ members serve; it is evaluated by TFMA like any candidate (``Evaluator_ensemble`
 ModelSelector picks it only when it ranks first (ties go to the smaller model, so an
 ensemble that is merely as good never wins).
 """
+
 import tempfile
 from typing import Any, Dict, List
 
@@ -19,7 +20,6 @@ from tfx.types import artifact_utils, channel, component_spec, standard_artifact
 from tfx.utils import io_utils, path_utils
 
 from components import candidates, model_metadata, node_ids, signatures
-
 from fer_data import features
 
 ENSEMBLE = node_ids.ENSEMBLE
@@ -33,8 +33,10 @@ class _Ensemble(tf.Module):
         self.members = [tf.saved_model.load(path) for path in member_dirs]
 
     def _mean(self, signature: str, **inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
-        probabilities = [member.signatures[signature](**inputs)[features.PROBABILITIES_OUTPUT]
-                         for member in self.members]
+        probabilities = [
+            member.signatures[signature](**inputs)[features.PROBABILITIES_OUTPUT]
+            for member in self.members
+        ]
         return signatures.predictions(tf.add_n(probabilities) / float(len(probabilities)))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
@@ -54,7 +56,8 @@ def build(member_dirs: List[str], out_dir: str) -> float:
     module = _Ensemble(member_dirs)
     serving = {
         features.SERVING_DEFAULT_SIGNATURE: module.serve_examples.get_concrete_function(),
-        features.SERVING_IMAGES_SIGNATURE: module.serve_images.get_concrete_function()}
+        features.SERVING_IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
+    }
     tf.saved_model.save(module, out_dir, signatures=serving)
     return signatures.latency_ms(serving[features.SERVING_DEFAULT_SIGNATURE])
 
@@ -62,8 +65,12 @@ def build(member_dirs: List[str], out_dir: str) -> float:
 class Executor(base_executor.BaseExecutor):
     """Averages the blessed candidates into the output Model (with fer_model.json)."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
         grouped = candidates.group_by_architecture(input_dict)
         blessed = [a for a, arts in grouped.items() if candidates.is_blessed(arts)]
         members = blessed or list(grouped)
@@ -73,28 +80,41 @@ class Executor(base_executor.BaseExecutor):
         with tempfile.TemporaryDirectory() as local:  # SavedModel writes local files first
             latency = build(member_dirs, local)
             member_meta = [model_metadata.read(d) for d in member_dirs]
-            model_metadata.write(local, {
-                "architecture": ENSEMBLE, "members": members,
-                "member_selection": "blessed" if blessed else "all (none blessed)",
-                "params": sum(int(m.get("params") or 0) for m in member_meta),
-                "weights": "average of " + ", ".join(members),
-                "serving_latency_ms": latency,
-            })
+            model_metadata.write(
+                local,
+                {
+                    "architecture": ENSEMBLE,
+                    "members": members,
+                    "member_selection": "blessed" if blessed else "all (none blessed)",
+                    "params": sum(int(m.get("params") or 0) for m in member_meta),
+                    "weights": "average of " + ", ".join(members),
+                    "serving_latency_ms": latency,
+                },
+            )
             io_utils.copy_dir(local, out_dir)
         model.set_string_custom_property("architecture", ENSEMBLE)
-        print(f"Ensemble of {', '.join(members)} "
-              f"({'blessed' if blessed else 'none blessed: all candidates'}) -> {out_dir}")
+        print(
+            f"Ensemble of {', '.join(members)} "
+            f"({'blessed' if blessed else 'none blessed: all candidates'}) -> {out_dir}"
+        )
 
 
-def EnsembleBuilder(architectures: List[str], trainers: Dict[str, Any],
-                    evaluators: Dict[str, Any]) -> base_component.BaseComponent:
+def EnsembleBuilder(
+    architectures: List[str], trainers: Dict[str, Any], evaluators: Dict[str, Any]
+) -> base_component.BaseComponent:
     """Builds the node that averages these architectures' blessed candidates."""
     spec_class = candidates.make_spec_class(
-        "EnsembleBuilderSpec", parameters={},
+        "EnsembleBuilderSpec",
+        parameters={},
         inputs=candidates.candidate_inputs(candidates.KINDS, architectures),
-        outputs={"model": component_spec.ChannelParameter(type=standard_artifacts.Model)})
-    component_class = candidates.make_component_class(node_ids.ENSEMBLE_BUILDER, spec_class,
-                                                      Executor, __name__)
-    return component_class(spec=spec_class(
-        model=channel.Channel(type=standard_artifacts.Model),
-        **candidates.candidate_channels(architectures, trainers, evaluators)))
+        outputs={"model": component_spec.ChannelParameter(type=standard_artifacts.Model)},
+    )
+    component_class = candidates.make_component_class(
+        node_ids.ENSEMBLE_BUILDER, spec_class, Executor, __name__
+    )
+    return component_class(
+        spec=spec_class(
+            model=channel.Channel(type=standard_artifacts.Model),
+            **candidates.candidate_channels(architectures, trainers, evaluators),
+        )
+    )

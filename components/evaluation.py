@@ -1,5 +1,6 @@
 """The Evaluator: TFMA configuration (what is measured, what blesses), the executor, and
 reading its output."""
+
 import logging
 from typing import Any, Dict, List, Optional
 
@@ -11,14 +12,14 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
 
 from components import baseline, scores
-
 from fer_data import features
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 
 
-def make_eval_config(min_accuracy: Optional[float],
-                     slice_by_seen_in_train: bool = False) -> tfma.EvalConfig:
+def make_eval_config(
+    min_accuracy: Optional[float], slice_by_seen_in_train: bool = False
+) -> tfma.EvalConfig:
     """Accuracy overall and per emotion, confusion matrix; blessing thresholds.
 
     ``slice_by_seen_in_train`` adds slices by ``features.SEEN_IN_TRAIN_KEY`` (the test
@@ -32,33 +33,47 @@ def make_eval_config(min_accuracy: Optional[float],
     if min_accuracy is not None:
         # Bound the overall slice only: a plain `threshold` would apply to every
         # per-emotion slice too, and the rare Disgust class would veto every model.
-        accuracy.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
-            slicing_specs=[tfma.SlicingSpec()],
-            threshold=tfma.MetricThreshold(
-                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
-                change_threshold=tfma.GenericChangeThreshold(
-                    direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                    absolute={"value": -1e-10}))))
+        accuracy.per_slice_thresholds.append(
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()],
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}
+                    ),
+                ),
+            )
+        )
     return tfma.EvalConfig(
         # Not the metrics compiled into the Keras model: TFMA computes those in combiners
         # that each reload the SavedModel (24 reloads measured for one 35-example eval).
         options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
-        model_specs=[tfma.ModelSpec(
-            # Known, which saves TFMA a model load to find it out. Generic (the serving
-            # signature), not Keras: a candidate or the served baseline may be an ensemble.
-            model_type=tfma.TF_GENERIC,
-            signature_name=features.SERVING_DEFAULT_SIGNATURE,
-            label_key=features.LABEL_KEY,
-            prediction_key=features.PROBABILITIES_OUTPUT)],
-        slicing_specs=[tfma.SlicingSpec(),
-                       tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])] + (
+        model_specs=[
+            tfma.ModelSpec(
+                # Known, which saves TFMA a model load to find it out. Generic (the serving
+                # signature), not Keras: a candidate or the served baseline may be an ensemble.
+                model_type=tfma.TF_GENERIC,
+                signature_name=features.SERVING_DEFAULT_SIGNATURE,
+                label_key=features.LABEL_KEY,
+                prediction_key=features.PROBABILITIES_OUTPUT,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])]
+        + (
             [tfma.SlicingSpec(feature_keys=[features.SEEN_IN_TRAIN_KEY])]
-            if slice_by_seen_in_train else []),
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            accuracy,
-            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-        ])])
+            if slice_by_seen_in_train
+            else []
+        ),
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    accuracy,
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ]
+            )
+        ],
+    )
 
 
 class Executor(evaluator_executor.Executor):
@@ -69,8 +84,10 @@ class Executor(evaluator_executor.Executor):
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
         key = standard_component_specs.BASELINE_MODEL_KEY
-        if any(model.get_int_custom_property(baseline.IS_CANDIDATE_PROPERTY) == 1
-               for model in input_dict.get(key) or []):
+        if any(
+            model.get_int_custom_property(baseline.IS_CANDIDATE_PROPERTY) == 1
+            for model in input_dict.get(key) or []
+        ):
             logging.info("The baseline is the candidate itself: evaluating the candidate alone")
             input_dict = {k: v for k, v in input_dict.items() if k != key}
         return super().Do(input_dict, output_dict, exec_properties)
@@ -107,8 +124,10 @@ def read_metrics(evaluation_uri: str) -> Dict[str, Any]:
             result["per_emotion_accuracy"][features.EMOTIONS[label]] = accuracy
         elif features.SEEN_IN_TRAIN_KEY in slice_key:
             name = "seen_in_train" if slice_key[features.SEEN_IN_TRAIN_KEY] else "leakage_free"
-            result[name] = {"accuracy": accuracy,
-                            "example_count": int(values.get("example_count", 0))}
+            result[name] = {
+                "accuracy": accuracy,
+                "example_count": int(values.get("example_count", 0)),
+            }
     result["confusion_matrix"] = matrix = confusion_matrix(evaluation_uri)
     result["macro_f1"] = scores.macro_f1(matrix) if matrix else None
     return result
@@ -127,8 +146,12 @@ def confusion_matrix(evaluation_uri: str) -> Optional[List[List[int]]]:
                 continue
             counts = [[0] * features.NUM_CLASSES for _ in range(features.NUM_CLASSES)]
             for entry in matrices[0].entries:  # default threshold 0: the argmax class
-                if 0 <= entry.actual_class_id < features.NUM_CLASSES and \
-                        0 <= entry.predicted_class_id < features.NUM_CLASSES:
-                    counts[entry.actual_class_id][entry.predicted_class_id] = int(entry.num_weighted_examples)
+                if (
+                    0 <= entry.actual_class_id < features.NUM_CLASSES
+                    and 0 <= entry.predicted_class_id < features.NUM_CLASSES
+                ):
+                    counts[entry.actual_class_id][entry.predicted_class_id] = int(
+                        entry.num_weighted_examples
+                    )
             return counts
     return None

@@ -8,6 +8,7 @@ GIF headers, walking every GIF block so that each frame is seen, and fails with
 INVALID_ARGUMENT when the bytes, a side or the frame count exceed the data contract's
 bounds (fer_data/features.py). Pure graph ops: it runs wherever the SavedModel runs.
 """
+
 from typing import Tuple
 
 import tensorflow as tf
@@ -19,21 +20,23 @@ _PAD = b"\x00" * 32  # header reads (offsets < 28) past the end see zeros, not a
 
 
 def _byte(data: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
-    return tf.cast(tf.io.decode_raw(tf.strings.substr(data, position, 1), tf.uint8)[0],
-                   tf.int64)
+    return tf.cast(tf.io.decode_raw(tf.strings.substr(data, position, 1), tf.uint8)[0], tf.int64)
 
 
 def _uint(data: tf.Tensor, position, size: int, little_endian: bool) -> tf.Tensor:
     """An unsigned integer of ``size`` bytes at ``position``."""
     raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, position, size), tf.uint8), tf.int64)
-    weights = tf.constant([256 ** i for i in range(size)], tf.int64)
+    weights = tf.constant([256**i for i in range(size)], tf.int64)
     return tf.reduce_sum(raw * (weights if little_endian else tf.reverse(weights, [0])))
 
 
 def _colour_table_bytes(flags: tf.Tensor) -> tf.Tensor:
     """Size of the colour table a GIF screen or image descriptor's flags byte announces."""
-    return tf.where(flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8),
-                    tf.constant(0, tf.int64))
+    return tf.where(
+        flags >= 128,
+        3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8),
+        tf.constant(0, tf.int64),
+    )
 
 
 def _gif_frames(data: tf.Tensor, size: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -53,11 +56,13 @@ def _gif_frames(data: tf.Tensor, size: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]
         extension = tf.logical_and(tf.logical_not(in_blocks), tf.equal(block, 0x21))
         image_header = 10 + _colour_table_bytes(_byte(data, position + 9)) + 1
         side = tf.maximum(_uint(data, position + 5, 2, True), _uint(data, position + 7, 2, True))
-        next_position = tf.where(in_blocks, position + length + 1,
-                                 tf.where(image, position + image_header, position + 2))
+        next_position = tf.where(
+            in_blocks, position + length + 1, tf.where(image, position + image_header, position + 2)
+        )
         next_in_blocks = tf.where(in_blocks, length > 0, tf.logical_or(image, extension))
-        stop = tf.logical_and(tf.logical_not(in_blocks), tf.logical_not(
-            tf.logical_or(image, extension)))  # trailer or not a block
+        stop = tf.logical_and(
+            tf.logical_not(in_blocks), tf.logical_not(tf.logical_or(image, extension))
+        )  # trailer or not a block
         frames = frames + tf.cast(image, tf.int64)
         widest = tf.where(image, tf.maximum(widest, side), widest)
         done = tf.logical_or(stop, frames > features.MAX_IMAGE_FRAMES)
@@ -65,14 +70,18 @@ def _gif_frames(data: tf.Tensor, size: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]
 
     position, _, widest, frames, done = tf.while_loop(
         lambda position, in_blocks, widest, frames, done: tf.logical_and(
-            tf.logical_not(done), position < size),
-        step, (start, tf.constant(False), screen, tf.constant(0, tf.int64),
-               tf.constant(False)), maximum_iterations=features.MAX_GIF_BLOCKS)
+            tf.logical_not(done), position < size
+        ),
+        step,
+        (start, tf.constant(False), screen, tf.constant(0, tf.int64), tf.constant(False)),
+        maximum_iterations=features.MAX_GIF_BLOCKS,
+    )
     # More blocks than the bound (e.g. tiny sub-blocks that only burn CPU): refused, as if
     # it had too many frames.
     unfinished = tf.logical_and(tf.logical_not(done), position < size)
-    return widest, tf.where(unfinished, tf.constant(features.MAX_IMAGE_FRAMES + 1, tf.int64),
-                            frames)
+    return widest, tf.where(
+        unfinished, tf.constant(features.MAX_IMAGE_FRAMES + 1, tf.int64), frames
+    )
 
 
 def image_size(image_bytes: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -94,7 +103,7 @@ def image_size(image_bytes: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
 
     def bmp():  # height is negative for top-down bitmaps
         height = _uint(data, 22, 4, True)
-        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)
+        height = tf.where(height >= 2**31, 2**32 - height, height)
         return tf.maximum(_uint(data, 18, 4, True), height), one
 
     def gif():
@@ -103,26 +112,37 @@ def image_size(image_bytes: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     def other():
         return tf.constant(0, tf.int64), one
 
-    return tf.case([
-        (tf.equal(magic, _PNG), png),
-        (tf.equal(tf.strings.substr(data, 0, 3), _JPEG), jpeg),
-        (tf.equal(magic, _GIF), gif),
-        (tf.equal(tf.strings.substr(data, 0, 2), _BMP), bmp),
-    ], default=other, exclusive=True)
+    return tf.case(
+        [
+            (tf.equal(magic, _PNG), png),
+            (tf.equal(tf.strings.substr(data, 0, 3), _JPEG), jpeg),
+            (tf.equal(magic, _GIF), gif),
+            (tf.equal(tf.strings.substr(data, 0, 2), _BMP), bmp),
+        ],
+        default=other,
+        exclusive=True,
+    )
 
 
 def _size_asserts(size: tf.Tensor, side: tf.Tensor, frames: tf.Tensor) -> tf.Operation:
     """The data contract's per-image bounds on the byte count, longest side and frames."""
     return tf.group(
         tf.debugging.assert_less_equal(
-            size, tf.constant(features.MAX_IMAGE_BYTES, tf.int32),
-            message=f"image larger than {features.MAX_IMAGE_BYTES} bytes"),
+            size,
+            tf.constant(features.MAX_IMAGE_BYTES, tf.int32),
+            message=f"image larger than {features.MAX_IMAGE_BYTES} bytes",
+        ),
         tf.debugging.assert_less_equal(
-            side, tf.constant(features.MAX_IMAGE_SIDE, tf.int64),
-            message=f"image side larger than {features.MAX_IMAGE_SIDE} pixels"),
+            side,
+            tf.constant(features.MAX_IMAGE_SIDE, tf.int64),
+            message=f"image side larger than {features.MAX_IMAGE_SIDE} pixels",
+        ),
         tf.debugging.assert_less_equal(
-            frames, tf.constant(features.MAX_IMAGE_FRAMES, tf.int64),
-            message=f"image with more than {features.MAX_IMAGE_FRAMES} frame"))
+            frames,
+            tf.constant(features.MAX_IMAGE_FRAMES, tf.int64),
+            message=f"image with more than {features.MAX_IMAGE_FRAMES} frame",
+        ),
+    )
 
 
 def assert_decodable_batch(images: tf.Tensor) -> tf.Operation:
@@ -131,16 +151,22 @@ def assert_decodable_batch(images: tf.Tensor) -> tf.Operation:
 
     Each header is read once; the request bound limits the decoding work of a whole call.
     """
-    sides, frames = tf.map_fn(image_size, images, fn_output_signature=(
-        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64)))
+    sides, frames = tf.map_fn(
+        image_size,
+        images,
+        fn_output_signature=(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64)),
+    )
     sizes = tf.strings.length(images, unit="BYTE")
     return tf.group(
-        _size_asserts(tf.reduce_max(sizes), tf.reduce_max(sides),
-                      tf.reduce_max(frames)),  # empty batch: the lowest value
+        _size_asserts(
+            tf.reduce_max(sizes), tf.reduce_max(sides), tf.reduce_max(frames)
+        ),  # empty batch: the lowest value
         tf.debugging.assert_less_equal(
             tf.reduce_sum(tf.minimum(sides, features.MAX_IMAGE_SIDE + 1) ** 2),
             tf.constant(features.MAX_REQUEST_PIXELS, tf.int64),
-            message=f"images of more than {features.MAX_REQUEST_PIXELS} pixels in one request"))
+            message=f"images of more than {features.MAX_REQUEST_PIXELS} pixels in one request",
+        ),
+    )
 
 
 def assert_decodable_size(image_bytes: tf.Tensor) -> tf.Operation:

@@ -4,6 +4,7 @@ Trainer and EnsembleBuilder write it next to the SavedModel (``assets.extra/``, 
 Serving ignores, so it travels with every push); the run summary, the report and the
 model selection read it without importing TensorFlow-heavy modules.
 """
+
 import json
 import os
 from typing import Any, Dict
@@ -31,13 +32,20 @@ def write(serving_model_dir: str, metadata: Dict[str, Any]) -> None:
     extra_dir = os.path.join(serving_model_dir, METADATA_DIR)
     fileio.makedirs(extra_dir)
     with fileio.open(os.path.join(extra_dir, METADATA_FILE), "w") as handle:
-        handle.write(json.dumps({**metadata, "data_contract": features.DATA_CONTRACT_VERSION},
-                                indent=2))
+        handle.write(
+            json.dumps({**metadata, "data_contract": features.DATA_CONTRACT_VERSION}, indent=2)
+        )
 
 
 # What the run summary and the report show of every candidate, as saved by its trainer.
-FACT_KEYS = ("params", "weights", "seconds_per_epoch", "images_per_second",
-             "serving_latency_ms", "members")
+FACT_KEYS = (
+    "params",
+    "weights",
+    "seconds_per_epoch",
+    "images_per_second",
+    "serving_latency_ms",
+    "members",
+)
 
 
 def model_facts(model_uri: str) -> Dict[str, Any]:
@@ -45,8 +53,11 @@ def model_facts(model_uri: str) -> Dict[str, Any]:
     ``history`` and the number of epochs it ran."""
     meta = read(path_utils.serving_model_path(model_uri))
     history = meta.get("history", {})
-    return {**{key: meta.get(key) for key in FACT_KEYS}, "history": history,
-            "epochs_run": len(history.get("loss", []))}
+    return {
+        **{key: meta.get(key) for key in FACT_KEYS},
+        "history": history,
+        "epochs_run": len(history.get("loss", [])),
+    }
 
 
 def reads_current_examples(serving_model_dir: str) -> bool:

@@ -6,6 +6,7 @@ candidate is blessed, the best unblessed one, for the record); ``blessing`` carr
 ``blessed`` = 1 only when the winner was blessed, so the Pusher behind it pushes nothing
 otherwise. ``selection.json`` lists every candidate's metrics.
 """
+
 import json
 import os
 from typing import Any, Dict, List
@@ -17,7 +18,6 @@ from tfx.types import artifact_utils, channel, component_spec, standard_artifact
 from tfx.utils import io_utils, path_utils
 
 from components import candidates, evaluation
-
 from fer_data import features
 
 SELECTION_FILE = "selection.json"
@@ -34,27 +34,34 @@ def directory_bytes(path: str) -> int:
 
 def rank(rows: List[Dict[str, Any]], metric: str) -> List[Dict[str, Any]]:
     """Blessed first, then higher metric, then smaller size."""
-    return sorted(rows, key=lambda r: (not r["blessed"], -(r["metrics"].get(metric) or 0.0),
-                                       r["size_bytes"]))
+    return sorted(
+        rows, key=lambda r: (not r["blessed"], -(r["metrics"].get(metric) or 0.0), r["size_bytes"])
+    )
 
 
 class Executor(base_executor.BaseExecutor):
     """Ranks the candidates and copies the winner into the output Model."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
         metric = exec_properties["metric"]
         rows = []
         for arch, artifacts in candidates.group_by_architecture(input_dict).items():
             model_dir = path_utils.serving_model_path(artifacts["model"].uri)
             metrics = evaluation.read_metrics(artifacts["evaluation"].uri)
-            rows.append({
-                "architecture": arch,
-                "blessed": candidates.is_blessed(artifacts),
-                "metrics": {name: metrics.get(name) for name in SELECTION_METRICS},
-                "size_bytes": directory_bytes(model_dir),
-                "model_dir": model_dir,
-            })
+            rows.append(
+                {
+                    "architecture": arch,
+                    "blessed": candidates.is_blessed(artifacts),
+                    "metrics": {name: metrics.get(name) for name in SELECTION_METRICS},
+                    "size_bytes": directory_bytes(model_dir),
+                    "model_dir": model_dir,
+                }
+            )
         if not rows:
             raise ValueError("ModelSelector got no candidates")
         ranked = rank(rows, metric)
@@ -65,18 +72,32 @@ class Executor(base_executor.BaseExecutor):
         blessing.set_int_custom_property("blessed", int(winner["blessed"]))
         blessing.set_string_custom_property("architecture", winner["architecture"])
         model.set_string_custom_property("architecture", winner["architecture"])
-        selection = {"metric": metric, "winner": winner["architecture"] if winner["blessed"] else None,
-                     "best_candidate": winner["architecture"], "candidates": ranked}
+        selection = {
+            "metric": metric,
+            "winner": winner["architecture"] if winner["blessed"] else None,
+            "best_candidate": winner["architecture"],
+            "candidates": ranked,
+        }
         fileio.makedirs(blessing.uri)  # not there yet on a local or PVC pipeline root
         with fileio.open(os.path.join(blessing.uri, SELECTION_FILE), "w") as handle:
             handle.write(json.dumps(selection, indent=2))
-        print(f"Model selection by {metric}: " + ", ".join(
-            f"{r['architecture']}={r['metrics'].get(metric)} ({'blessed' if r['blessed'] else 'not blessed'})"
-            for r in ranked) + f" -> {selection['winner'] or 'nothing to push'}")
+        print(
+            f"Model selection by {metric}: "
+            + ", ".join(
+                f"{r['architecture']}={r['metrics'].get(metric)} "
+                f"({'blessed' if r['blessed'] else 'not blessed'})"
+                for r in ranked
+            )
+            + f" -> {selection['winner'] or 'nothing to push'}"
+        )
 
 
-def ModelSelector(architectures: List[str], trainers: Dict[str, Any], evaluators: Dict[str, Any],
-                  metric: str = "accuracy") -> base_component.BaseComponent:
+def ModelSelector(
+    architectures: List[str],
+    trainers: Dict[str, Any],
+    evaluators: Dict[str, Any],
+    metric: str = "accuracy",
+) -> base_component.BaseComponent:
     """Builds the selector for these architectures' Trainer and Evaluator nodes."""
     if metric not in SELECTION_METRICS:
         raise ValueError(f"selection metric must be one of {SELECTION_METRICS}, got {metric!r}")
@@ -84,12 +105,19 @@ def ModelSelector(architectures: List[str], trainers: Dict[str, Any], evaluators
         "ModelSelectorSpec",
         parameters={"metric": component_spec.ExecutionParameter(type=str)},
         inputs=candidates.candidate_inputs(candidates.KINDS, architectures),
-        outputs={"model": component_spec.ChannelParameter(type=standard_artifacts.Model),
-                 "blessing": component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing)})
-    component_class = candidates.make_component_class("ModelSelector", spec_class, Executor,
-                                                      __name__)
+        outputs={
+            "model": component_spec.ChannelParameter(type=standard_artifacts.Model),
+            "blessing": component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing),
+        },
+    )
+    component_class = candidates.make_component_class(
+        "ModelSelector", spec_class, Executor, __name__
+    )
     inputs = candidates.candidate_channels(architectures, trainers, evaluators)
-    spec = spec_class(metric=metric,
-                      model=channel.Channel(type=standard_artifacts.Model),
-                      blessing=channel.Channel(type=standard_artifacts.ModelBlessing), **inputs)
+    spec = spec_class(
+        metric=metric,
+        model=channel.Channel(type=standard_artifacts.Model),
+        blessing=channel.Channel(type=standard_artifacts.ModelBlessing),
+        **inputs,
+    )
     return component_class(spec=spec)

@@ -4,6 +4,7 @@ A *candidate* is an architecture (its model comes from ``Trainer_<arch>``) or th
 ensemble (its model comes from ``EnsembleBuilder``); each has a ``ServingBaseline_<c>``
 and an ``Evaluator_<c>``.
 """
+
 ENSEMBLE = "ensemble"
 ENSEMBLE_BUILDER = "EnsembleBuilder"
 

@@ -5,6 +5,7 @@ to the run's log file) names the console's file descriptor in ``$FER_CONSOLE_FD`
 in child processes inherit it. Without that variable nothing is shown here (the step's
 own logging still goes wherever stdout/stderr go).
 """
+
 import os
 from typing import Optional, TextIO
 

@@ -1,10 +1,12 @@
 """Per-class recall, precision, F1 and macro-F1 from a confusion matrix (rows = true class)."""
-from typing import Dict, List, Sequence
+
+from typing import Dict, List
 
 import numpy as np
+import numpy.typing as npt
 
 
-def per_class_scores(matrix: Sequence[Sequence[float]]) -> Dict[str, List[float]]:
+def per_class_scores(matrix: npt.ArrayLike) -> Dict[str, List[float]]:
     """{"recall": [...], "precision": [...], "f1": [...]} per class; 0 where undefined."""
     counts = np.asarray(matrix, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
@@ -18,7 +20,7 @@ def per_class_scores(matrix: Sequence[Sequence[float]]) -> Dict[str, List[float]
     return {"recall": recall.tolist(), "precision": precision.tolist(), "f1": f1.tolist()}
 
 
-def macro_f1(matrix: Sequence[Sequence[float]]) -> float:
+def macro_f1(matrix: npt.ArrayLike) -> float:
     """Unweighted mean of the per-class F1 over classes that occur (true or predicted)."""
     counts = np.asarray(matrix, dtype=np.float64)
     present = (counts.sum(axis=0) + counts.sum(axis=1)) > 0

@@ -7,6 +7,7 @@ copy is complete and on disk, so a half-copied or mixed version is never picked 
 rename is atomic on POSIX filesystems and PVCs; on object stores, which have no rename,
 TF Serving's own retry covers the gap).
 """
+
 import logging
 import os
 import time
@@ -38,8 +39,11 @@ def pushed_versions(model_base_path: str, marker: str = "saved_model.pb") -> Lis
     versions = []
     for name in fileio.listdir(model_base_path):
         name = name.rstrip("/")
-        if name.isascii() and name.isdigit() and fileio.exists(
-                os.path.join(model_base_path, name, marker)):
+        if (
+            name.isascii()
+            and name.isdigit()
+            and fileio.exists(os.path.join(model_base_path, name, marker))
+        ):
             versions.append(int(name))
     return sorted(versions)
 
@@ -52,9 +56,11 @@ def latest_version(model_base_path: str, marker: str = "saved_model.pb") -> Opti
 def next_version(model_base_path: str, now: Optional[float] = None) -> int:
     """A Unix-time version, strictly above every existing or reserved one."""
     stamp = int(now if now is not None else time.time())
-    names = [n.rstrip("/") for n in (fileio.listdir(model_base_path)
-                                     if fileio.exists(model_base_path) else [])]
-    numbers = [n[len(RESERVED_PREFIX):] if n.startswith(RESERVED_PREFIX) else n for n in names]
+    names = [
+        n.rstrip("/")
+        for n in (fileio.listdir(model_base_path) if fileio.exists(model_base_path) else [])
+    ]
+    numbers = [n[len(RESERVED_PREFIX) :] if n.startswith(RESERVED_PREFIX) else n for n in names]
     taken = [int(n) for n in numbers if n.isascii() and n.isdigit()]
     return max([stamp] + [v + 1 for v in taken])
 
@@ -127,9 +133,12 @@ def push_atomically(model_path: str, model_base_path: str) -> str:
 class AtomicPushExecutor(pusher_executor.Executor):
     """TFX Pusher executor whose filesystem push is atomic and version-monotonic."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties["push_destination"], destination)
         if destination.WhichOneof("destination") != "filesystem":
@@ -143,8 +152,9 @@ class AtomicPushExecutor(pusher_executor.Executor):
         model_path = self.GetModelPath(input_dict)
         final = push_atomically(model_path, destination.filesystem.base_directory)
         io_utils.copy_dir(model_path, model_push.uri)
-        self._MarkPushed(model_push, pushed_destination=final,
-                         pushed_version=os.path.basename(final))
+        self._MarkPushed(
+            model_push, pushed_destination=final, pushed_version=os.path.basename(final)
+        )
 
 
 class AtomicPusher(pusher_component.Pusher):

@@ -3,6 +3,7 @@
 Both apply the Transform graph (``tft_layer``) and return the same outputs, so TFMA,
 TF Serving's Predict API and image clients all see one contract (fer_data/features.py).
 """
+
 import time
 from typing import Callable, Dict, Sequence
 
@@ -17,8 +18,9 @@ from fer_data import features
 def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
     image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     gray = tf.image.rgb_to_grayscale(image)
-    resized = tf.image.resize(tf.cast(gray, tf.float32),
-                              (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True)
+    resized = tf.image.resize(
+        tf.cast(gray, tf.float32), (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True
+    )
     pixels = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.int64)
     return tf.reshape(pixels, (features.NUM_PIXELS,))
 
@@ -37,8 +39,9 @@ def decode_images_to_pixels(images: tf.Tensor) -> tf.Tensor:
     """A batch of encoded images -> int64 [N, 2304]; every header is checked (once) first,
     each image against its bounds and the batch against the request's pixel bound."""
     with tf.control_dependencies([image_header.assert_decodable_batch(images)]):
-        return tf.map_fn(_decode, images,
-                         fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64))
+        return tf.map_fn(
+            _decode, images, fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64)
+        )
 
 
 _BYTE_VALUES = [bytes([value]) for value in range(256)]
@@ -67,8 +70,9 @@ def predictions(probabilities: tf.Tensor) -> Dict[str, tf.Tensor]:
 TEST_TIME_TRANSFORMS = {"horizontal_flip": tf.image.flip_left_right}
 
 
-def averaged_probabilities(model: tf.keras.Model, image: tf.Tensor,
-                           test_time_augmentation: Sequence[str] = ()) -> tf.Tensor:
+def averaged_probabilities(
+    model: tf.keras.Model, image: tf.Tensor, test_time_augmentation: Sequence[str] = ()
+) -> tf.Tensor:
     """The model's softmax on ``image``, averaged with its softmax on each transformed copy."""
     probabilities = [tf.cast(model(image, training=False), tf.float32)]
     for name in test_time_augmentation:
@@ -77,15 +81,19 @@ def averaged_probabilities(model: tf.keras.Model, image: tf.Tensor,
     return tf.add_n(probabilities) / float(len(probabilities))
 
 
-def make_serving_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                            test_time_augmentation: Sequence[str] = ()
-                            ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+def make_serving_signatures(
+    model: tf.keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    test_time_augmentation: Sequence[str] = (),
+) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     """Returns {serving_default, serving_images} concrete functions for model.save(); both
     average over ``test_time_augmentation`` (names of TEST_TIME_TRANSFORMS)."""
     unknown = set(test_time_augmentation) - set(TEST_TIME_TRANSFORMS)
     if unknown:
-        raise ValueError(f"unknown test-time augmentation {sorted(unknown)}; "
-                         f"known: {sorted(TEST_TIME_TRANSFORMS)}")
+        raise ValueError(
+            f"unknown test-time augmentation {sorted(unknown)}; "
+            f"known: {sorted(TEST_TIME_TRANSFORMS)}"
+        )
     model.tft_layer = tf_transform_output.transform_features_layer()
     # The model's only input; the per-image statistics and the label are for TFDV/TFMA,
     # and Transform supplies what a request leaves out.
@@ -93,16 +101,17 @@ def make_serving_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTr
 
     def predict_raw(raw_features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         transformed = model.tft_layer(raw_features)
-        return predictions(averaged_probabilities(model, transformed[features.IMAGE_XF_KEY],
-                                                  test_time_augmentation))
+        return predictions(
+            averaged_probabilities(
+                model, transformed[features.IMAGE_XF_KEY], test_time_augmentation
+            )
+        )
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)])
     def serve_examples(examples):
         return predict_raw(tf.io.parse_example(examples, raw_spec))
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
     def serve_images(images):
         return predict_raw({features.PIXELS_KEY: pixels_to_bytes(decode_images_to_pixels(images))})
 
@@ -120,8 +129,12 @@ def latency_ms(serve_examples: Callable[..., Dict[str, tf.Tensor]]) -> float:
     """Median milliseconds of one serving_default call on LATENCY_BATCH random faces
     (after a warm-up call), recorded in fer_model.json for the report's comparison."""
     rng = np.random.default_rng(0)
-    batch = tf.constant([features.serving_example(rng.integers(0, 256, features.NUM_PIXELS))
-                         for _ in range(LATENCY_BATCH)])
+    batch = tf.constant(
+        [
+            features.serving_example(rng.integers(0, 256, features.NUM_PIXELS))
+            for _ in range(LATENCY_BATCH)
+        ]
+    )
     serve_examples(**{features.EXAMPLES_INPUT: batch})
     times = []
     for _ in range(LATENCY_REPEATS):

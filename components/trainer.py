@@ -8,6 +8,7 @@ split. Input: the transformed TFRecords through tf.data (parse per batch, cache,
 augment in parallel, prefetch). Output: a SavedModel with both serving signatures, and
 ``assets.extra/fer_model.json`` (history, timing, params, weights source) beside it.
 """
+
 import logging
 import time
 from typing import Any, Dict, List, Optional, TextIO
@@ -19,10 +20,10 @@ import tf_keras
 from tfx import v1 as tfx
 
 from components import model_metadata, models, progress, signatures
-from fer_data import features
 from components.models import recipe as recipe_lib
 from components.models import training
 from components.trainer_config import TrainerConfig
+from fer_data import features
 
 # Each epoch's validation recalibrates BatchNormalization on this share of the images the
 # final recalibration uses (1/8 of 8,192 = 1,024 by default): cheap, and enough to judge.
@@ -36,7 +37,9 @@ def _files(patterns: List[str]) -> List[str]:
     return files
 
 
-def load_examples(patterns: List[str], tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
+def load_examples(
+    patterns: List[str], tf_transform_output: tft.TFTransformOutput
+) -> tf.data.Dataset:
     """Unbatched, cached (image [48,48,1], label) pairs from transformed, gzipped TFRecords."""
     spec = tf_transform_output.transformed_feature_spec()
 
@@ -44,34 +47,47 @@ def load_examples(patterns: List[str], tf_transform_output: tft.TFTransformOutpu
         parsed = tf.io.parse_example(batch, spec)
         return parsed[features.IMAGE_XF_KEY], tf.reshape(parsed[features.LABEL_XF_KEY], [-1])
 
-    return (tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP",
-                                    num_parallel_reads=tf.data.AUTOTUNE)
-            .batch(1024).map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE)
-            .unbatch().cache())
+    return (
+        tf.data.TFRecordDataset(
+            _files(patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE
+        )
+        .batch(1024)
+        .map(to_pairs, num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+        .cache()
+    )
 
 
-def batches(examples: tf.data.Dataset, batch_size: int, shuffle_buffer: int = 0,
-            seed: int = 0, augmentation: Optional[tf_keras.Model] = None) -> tf.data.Dataset:
+def batches(
+    examples: tf.data.Dataset,
+    batch_size: int,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    augmentation: Optional[tf_keras.Model] = None,
+) -> tf.data.Dataset:
     """Shuffled (train) or ordered (eval) batches, augmented on the fly when asked."""
     if shuffle_buffer:
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = examples.batch(batch_size)
     if augmentation is not None:
-        dataset = dataset.map(lambda x, y: (augmentation(x, training=True), y),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(
+            lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def recalibrate_batch_norm(model: tf_keras.Model, examples: tf.data.Dataset,
-                           max_examples: int, batch_size: int) -> int:
+def recalibrate_batch_norm(
+    model: tf_keras.Model, examples: tf.data.Dataset, max_examples: int, batch_size: int
+) -> int:
     """Replaces every BatchNormalization layer's moving mean/variance with their exact
     average over up to ``max_examples`` un-augmented training images ("precise BN",
     Wu & Johnson 2021). Keras' moving averages (momentum 0.99, 0.999 in
     keras.applications) still remember their initial values after a short run, so a
     model that learned can evaluate at chance. Returns the number of images used (0 when
     the model has no BatchNormalization layer)."""
-    layers = [layer for layer in model.submodules
-              if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    layers = [
+        layer for layer in model.submodules if isinstance(layer, tf_keras.layers.BatchNormalization)
+    ]
     if not layers or max_examples <= 0:
         return 0
     momenta = [layer.momentum for layer in layers]
@@ -127,8 +143,9 @@ def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
     if config.augmentation is False:
         recipe["augmentation"] = dict(recipe_lib.NO_AUGMENTATION)
     if config.test_time_augmentation is not None:
-        recipe["test_time_augmentation"] = (list(recipe_lib.TTA_TRANSFORMS)
-                                            if config.test_time_augmentation else [])
+        recipe["test_time_augmentation"] = (
+            list(recipe_lib.TTA_TRANSFORMS) if config.test_time_augmentation else []
+        )
     return recipe
 
 
@@ -182,17 +199,22 @@ class EpochProgress(tf_keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         steps = self.params.get("steps") or 0
         if self._tty and steps:
-            self._stream.write(f"\r\x1b[K        {self._label} epoch {self._epoch}/{self._epochs} "
-                               f"{progress.bar(batch + 1, steps)} {batch + 1}/{steps}")
+            self._stream.write(
+                f"\r\x1b[K        {self._label} epoch {self._epoch}/{self._epochs} "
+                f"{progress.bar(batch + 1, steps)} {batch + 1}/{steps}"
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        figures = "  ".join(f"{key} {logs[key]:.3f}" for key in
-                            ("loss", "accuracy", "val_accuracy") if key in logs)
+        figures = "  ".join(
+            f"{key} {logs[key]:.3f}" for key in ("loss", "accuracy", "val_accuracy") if key in logs
+        )
         start = "\r\x1b[K" if self._tty else ""  # a terminal: overwrite the batch bar
-        self._stream.write(f"{start}        {self._label} epoch "
-                           f"{epoch + 1}/{self._epochs} {progress.bar(epoch + 1, self._epochs)} "
-                           f"{time.monotonic() - self._started:5.1f} s  {figures}\n")
+        self._stream.write(
+            f"{start}        {self._label} epoch "
+            f"{epoch + 1}/{self._epochs} {progress.bar(epoch + 1, self._epochs)} "
+            f"{time.monotonic() - self._started:5.1f} s  {figures}\n"
+        )
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -212,48 +234,79 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     strategy = distribution_strategy()
     with strategy.scope():
         model, weights_source = models.build_model(config.architecture, weights=config.weights)
-        model.compile(optimizer=training.make_optimizer(recipe),
-                      loss=training.make_loss(recipe),
-                      metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                      jit_compile=config.xla)
+        model.compile(
+            optimizer=training.make_optimizer(recipe),
+            loss=training.make_loss(recipe),
+            metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=config.xla,
+        )
     model.summary(print_fn=logging.info)
-    augmentation = (training.make_augmentation(recipe, seed=config.seed)
-                    if any(recipe["augmentation"].values()) else None)
-    train = batches(train_examples, recipe["batch_size"], config.shuffle_buffer, config.seed,
-                    augmentation)
+    augmentation = (
+        training.make_augmentation(recipe, seed=config.seed)
+        if any(recipe["augmentation"].values())
+        else None
+    )
+    train = batches(
+        train_examples, recipe["batch_size"], config.shuffle_buffer, config.seed, augmentation
+    )
     evaluation = batches(eval_examples, recipe["batch_size"])
     timer = EpochTimer()
     callbacks = training.make_callbacks(recipe) + [
-        timer, tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")]
+        timer,
+        tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+    ]
     shuffled_train = train_examples.shuffle(config.shuffle_buffer, seed=config.seed)
     recalibrates = strategy.num_replicas_in_sync == 1  # an eager pass is not a replica context
     if recalibrates:
-        callbacks.append(BatchNormRecalibration(  # after EpochTimer: not part of the epoch time
-            shuffled_train, config.bn_recalibration_examples // EPOCH_RECALIBRATION_SHARE,
-            recipe["batch_size"]))
+        callbacks.append(
+            BatchNormRecalibration(  # after EpochTimer: not part of the epoch time
+                shuffled_train,
+                config.bn_recalibration_examples // EPOCH_RECALIBRATION_SHARE,
+                recipe["batch_size"],
+            )
+        )
     else:  # keep Keras' moving averages
         logging.getLogger(__name__).warning(  # a module logger: the console shows it
             "BatchNormalization statistics not recalibrated under %d replicas",
-            strategy.num_replicas_in_sync)
+            strategy.num_replicas_in_sync,
+        )
     console = progress.console_stream()
     if console is not None:
         callbacks.append(EpochProgress(config.architecture, recipe["epochs"], console))
-    logging.info("Training %s: %d train examples, recipe %s, mixed precision %s, XLA %s, "
-                 "%d replica(s)", config.architecture, len(train_labels), recipe, mixed,
-                 config.xla, strategy.num_replicas_in_sync)
-    history = model.fit(train, validation_data=evaluation, epochs=recipe["epochs"],
-                        class_weight=weights_by_class, callbacks=callbacks, verbose=2)
+    logging.info(
+        "Training %s: %d train examples, recipe %s, mixed precision %s, XLA %s, %d replica(s)",
+        config.architecture,
+        len(train_labels),
+        recipe,
+        mixed,
+        config.xla,
+        strategy.num_replicas_in_sync,
+    )
+    history = model.fit(
+        train,
+        validation_data=evaluation,
+        epochs=recipe["epochs"],
+        class_weight=weights_by_class,
+        callbacks=callbacks,
+        verbose=2,
+    )
 
-    recalibrated = (recalibrate_batch_norm(model, shuffled_train,
-                                           config.bn_recalibration_examples, recipe["batch_size"])
-                    if recalibrates else 0)
+    recalibrated = (
+        recalibrate_batch_norm(
+            model, shuffled_train, config.bn_recalibration_examples, recipe["batch_size"]
+        )
+        if recalibrates
+        else 0
+    )
     if recalibrated:
-        logging.info("BatchNormalization statistics recalibrated on %d training images",
-                     recalibrated)
+        logging.info(
+            "BatchNormalization statistics recalibrated on %d training images", recalibrated
+        )
 
     serving_dir = fn_args.serving_model_dir
-    serving = signatures.make_serving_signatures(model, tf_transform_output,
-                                                 recipe["test_time_augmentation"])
+    serving = signatures.make_serving_signatures(
+        model, tf_transform_output, recipe["test_time_augmentation"]
+    )
     model.save(serving_dir, save_format="tf", signatures=serving)
     seconds = timer.seconds
     metadata = {
@@ -267,15 +320,20 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         "train_examples": int(len(train_labels)),
         "class_weights": weights_by_class,
         "bn_recalibrated_on": recalibrated,
-        "serving_latency_ms": signatures.latency_ms(
-            serving[features.SERVING_DEFAULT_SIGNATURE]),
+        "serving_latency_ms": signatures.latency_ms(serving[features.SERVING_DEFAULT_SIGNATURE]),
         "latency_batch": signatures.LATENCY_BATCH,
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
         "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
-        "images_per_second": (len(train_labels) / float(np.mean(seconds[1:] or seconds))
-                              if seconds else None),
+        "images_per_second": (
+            len(train_labels) / float(np.mean(seconds[1:] or seconds)) if seconds else None
+        ),
     }
     model_metadata.write(serving_dir, metadata)
-    logging.info("Saved %s (%d params, weights: %s, %.1f images/s) to %s", config.architecture,
-                 metadata["params"], weights_source, metadata["images_per_second"] or 0,
-                 serving_dir)
+    logging.info(
+        "Saved %s (%d params, weights: %s, %.1f images/s) to %s",
+        config.architecture,
+        metadata["params"],
+        weights_source,
+        metadata["images_per_second"] or 0,
+        serving_dir,
+    )

@@ -3,6 +3,7 @@
 The pipeline builds one per architecture (pipeline/config.py ``PipelineConfig.trainer_for``)
 and passes it as JSON; ``components.trainer.run_fn`` reads it back. Nothing heavy here.
 """
+
 import dataclasses
 from typing import Any, Dict, Optional
 

@@ -3,6 +3,7 @@
 Transform's graph is stored with every model (``tft_layer``), so training and both
 serving signatures apply exactly the same normalisation.
 """
+
 from typing import Dict
 
 import tensorflow as tf
@@ -15,8 +16,10 @@ def pixels_to_image(pixels: tf.Tensor) -> tf.Tensor:
     """`pixels` values ([batch] or [batch, 1] strings of 2304 bytes) -> float32
     [batch, 48, 48, 1] (no normalisation); a value of another length fails clearly."""
     check = tf.debugging.assert_equal(
-        tf.strings.length(pixels), features.NUM_PIXELS,
-        message=f"every `{features.PIXELS_KEY}` value must hold {features.NUM_PIXELS} bytes")
+        tf.strings.length(pixels),
+        features.NUM_PIXELS,
+        message=f"every `{features.PIXELS_KEY}` value must hold {features.NUM_PIXELS} bytes",
+    )
     with tf.control_dependencies([check]):
         values = tf.io.decode_raw(pixels, tf.uint8)
     return tf.reshape(tf.cast(values, tf.float32), (-1,) + features.IMAGE_SHAPE)

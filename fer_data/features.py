@@ -3,6 +3,7 @@
 Every link of the chain (ExampleGen, schema, Transform, Trainer, serving, clients)
 reads these names from here, so the contract lives in one place.
 """
+
 from typing import Tuple
 
 import numpy as np
@@ -54,10 +55,10 @@ CLASS_NAME_OUTPUT = "class_name"  # string [N]
 # anything is decoded (components/image_header.py), in TF Serving and the dev server alike.
 # A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only);
 # a request decodes at most as many pixels as one such image (e.g. 1,024 faces of 128x128).
-MAX_IMAGE_BYTES = 10 * 2 ** 20
+MAX_IMAGE_BYTES = 10 * 2**20
 MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_FRAMES = 1
-MAX_REQUEST_PIXELS = MAX_IMAGE_SIDE ** 2
+MAX_REQUEST_PIXELS = MAX_IMAGE_SIDE**2
 # GIF blocks read to find every frame (~4 MiB of full 255-byte data sub-blocks): the header
 # walk costs well under a second whatever the file holds.
 MAX_GIF_BLOCKS = 16_384

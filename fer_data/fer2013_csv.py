@@ -6,6 +6,7 @@ A row is either a :class:`ParsedRow` (pixels, label, usage) or a :class:`Quarant
 that keeps the raw text, its line number and why it was rejected: no data is dropped
 silently.
 """
+
 import contextlib
 import csv
 import dataclasses
@@ -30,8 +31,17 @@ PIXEL_OUT_OF_RANGE = "pixel_out_of_range"
 UNKNOWN_USAGE = "unknown_usage"
 LINE_TOO_LONG = "line_too_long"
 REASONS: Tuple[str, ...] = (
-    BROKEN_QUOTING, WRONG_COLUMN_COUNT, EMPTY_ROW, NON_NUMERIC_LABEL, LABEL_OUT_OF_RANGE,
-    WRONG_PIXEL_COUNT, NON_NUMERIC_PIXEL, PIXEL_OUT_OF_RANGE, UNKNOWN_USAGE, LINE_TOO_LONG)
+    BROKEN_QUOTING,
+    WRONG_COLUMN_COUNT,
+    EMPTY_ROW,
+    NON_NUMERIC_LABEL,
+    LABEL_OUT_OF_RANGE,
+    WRONG_PIXEL_COUNT,
+    NON_NUMERIC_PIXEL,
+    PIXEL_OUT_OF_RANGE,
+    UNKNOWN_USAGE,
+    LINE_TOO_LONG,
+)
 
 LABEL_COLUMN = "emotion"  # 0..6, features.EMOTIONS order
 PIXELS_COLUMN = "pixels"  # 2304 space-separated ints, row-major 48x48
@@ -141,17 +151,20 @@ def parse_header(text: str, source: str = "<csv>") -> Layout:
         if name not in COLUMNS:
             near = [c for c in COLUMNS if c.lower() == name.lower().replace(" ", "")]
             hint = f" (did you mean {near[0]!r}? column names are case-sensitive)" if near else ""
-            raise CsvHeaderError(f"{source}: header {names!r} has unknown column {name!r}"
-                                 f"{hint}; {expected}")
+            raise CsvHeaderError(
+                f"{source}: header {names!r} has unknown column {name!r}{hint}; {expected}"
+            )
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
         raise CsvHeaderError(
-            f"{source}: header {names!r} lacks required column(s) {missing}; {expected}")
+            f"{source}: header {names!r} lacks required column(s) {missing}; {expected}"
+        )
     return Layout(
         num_columns=len(names),
         emotion=names.index(LABEL_COLUMN),
         pixels=names.index(PIXELS_COLUMN),
-        usage=names.index(USAGE_COLUMN) if USAGE_COLUMN in names else None)
+        usage=names.index(USAGE_COLUMN) if USAGE_COLUMN in names else None,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +186,7 @@ def _physical_line(first: bytes, next_chunk: Callable[[], bytes]) -> Tuple[bytes
             break
         size += len(chunk)
         if len(kept) <= MAX_RECORD_BYTES:
-            kept += chunk[:MAX_RECORD_BYTES + 1 - len(kept)]
+            kept += chunk[: MAX_RECORD_BYTES + 1 - len(kept)]
     return kept, size
 
 
@@ -185,8 +198,9 @@ def _one_record(data: bytes, num_columns: Optional[int]) -> bool:
     return len(rows) == 1 and (num_columns is None or len(rows[0]) == num_columns)
 
 
-def read_records(readline: Callable[[int], bytes], first_line: int = 2,
-                 num_columns: Optional[int] = None) -> Iterator[Record]:
+def read_records(
+    readline: Callable[[int], bytes], first_line: int = 2, num_columns: Optional[int] = None
+) -> Iterator[Record]:
     """The data records after the header, each with the number of its first line.
 
     A record ends at a newline outside double quotes, so a quoted field may hold newlines,
@@ -215,12 +229,12 @@ def read_records(readline: Callable[[int], bytes], first_line: int = 2,
             more, size = _physical_line(chunk, next_chunk)
             parts.append(more if more.endswith(b"\n") else more + b"\n")
             total, quotes = total + size, quotes + more.count(b'"')
-        if len(parts) > 1 and (total > MAX_RECORD_BYTES
-                               or not _one_record(b"".join(parts), num_columns)):
+        if len(parts) > 1 and (
+            total > MAX_RECORD_BYTES or not _one_record(b"".join(parts), num_columns)
+        ):
             pending[:0] = parts[1:]
             parts, total = parts[:1], first_size
-        record = Record(line, b"".join(parts).decode("utf-8", errors="replace"), len(parts),
-                        total)
+        record = Record(line, b"".join(parts).decode("utf-8", errors="replace"), len(parts), total)
         line += len(parts)
         if not record.text.strip():
             blanks.append(record)
@@ -246,8 +260,9 @@ def parse_pixels(field: str) -> np.ndarray:
             return values
     tokens = field.split()
     if len(tokens) != features.NUM_PIXELS:
-        raise _Reject(WRONG_PIXEL_COUNT,
-                      f"{len(tokens)} pixel values, expected {features.NUM_PIXELS}")
+        raise _Reject(
+            WRONG_PIXEL_COUNT, f"{len(tokens)} pixel values, expected {features.NUM_PIXELS}"
+        )
     try:
         values = np.array(tokens, dtype=np.int64)
     except ValueError:
@@ -255,13 +270,11 @@ def parse_pixels(field: str) -> np.ndarray:
         raise _Reject(NON_NUMERIC_PIXEL, f"pixel token {bad[:20]!r} is not an integer") from None
     except OverflowError:  # an integer beyond int64
         index, bad = max(enumerate(tokens), key=lambda item: len(item[1].lstrip("+-0")))
-        raise _Reject(PIXEL_OUT_OF_RANGE,
-                      f"pixel {index} = {bad[:20]} is outside 0..255") from None
+        raise _Reject(PIXEL_OUT_OF_RANGE, f"pixel {index} = {bad[:20]} is outside 0..255") from None
     out_of_range = (values < 0) | (values > 255)
     if out_of_range.any():
         index = int(np.argmax(out_of_range))
-        raise _Reject(PIXEL_OUT_OF_RANGE,
-                      f"pixel {index} = {values[index]} is outside 0..255")
+        raise _Reject(PIXEL_OUT_OF_RANGE, f"pixel {index} = {values[index]} is outside 0..255")
     return values
 
 
@@ -272,8 +285,9 @@ def parse_label(field: str) -> int:
     except ValueError:
         raise _Reject(NON_NUMERIC_LABEL, f"emotion {field[:20]!r} is not an integer") from None
     if not 0 <= label < features.NUM_CLASSES:
-        raise _Reject(LABEL_OUT_OF_RANGE,
-                      f"emotion {label} is outside 0..{features.NUM_CLASSES - 1}")
+        raise _Reject(
+            LABEL_OUT_OF_RANGE, f"emotion {label} is outside 0..{features.NUM_CLASSES - 1}"
+        )
     return label
 
 
@@ -283,8 +297,7 @@ def parse_usage(field: str) -> Optional[str]:
     if not usage:
         return None
     if usage not in USAGE_TO_SPLIT:
-        raise _Reject(UNKNOWN_USAGE,
-                      f"Usage {usage[:30]!r} is not one of {sorted(USAGE_TO_SPLIT)}")
+        raise _Reject(UNKNOWN_USAGE, f"Usage {usage[:30]!r} is not one of {sorted(USAGE_TO_SPLIT)}")
     return USAGE_TO_SPLIT[usage]
 
 
@@ -297,8 +310,9 @@ class _Reject(Exception):
         self.detail = detail
 
 
-def parse_row(text: str, layout: Layout, line: int, source: str = "<csv>",
-              lines: int = 1, size: int = 0) -> Union[ParsedRow, QuarantinedRow]:
+def parse_row(
+    text: str, layout: Layout, line: int, source: str = "<csv>", lines: int = 1, size: int = 0
+) -> Union[ParsedRow, QuarantinedRow]:
     """Parses one record; never raises for bad data, returns a QuarantinedRow instead.
 
     ``lines`` and ``size`` describe the record as read (read_records): one that spans
@@ -310,9 +324,12 @@ def parse_row(text: str, layout: Layout, line: int, source: str = "<csv>",
         if size > MAX_RECORD_BYTES:
             span = f"lines {line}-{line + lines - 1}" if lines > 1 else f"line {line}"
             stripped = stripped[:KEPT_TEXT_CHARS]
-            raise _Reject(LINE_TOO_LONG, f"{size} bytes on {span}, above the bound of "
-                                         f"{MAX_RECORD_BYTES}; the first {KEPT_TEXT_CHARS} "
-                                         "characters are kept")
+            raise _Reject(
+                LINE_TOO_LONG,
+                f"{size} bytes on {span}, above the bound of "
+                f"{MAX_RECORD_BYTES}; the first {KEPT_TEXT_CHARS} "
+                "characters are kept",
+            )
         if not stripped.strip():
             raise _Reject(EMPTY_ROW, "empty line")
         try:
@@ -320,15 +337,17 @@ def parse_row(text: str, layout: Layout, line: int, source: str = "<csv>",
         except csv.Error as err:
             raise _Reject(BROKEN_QUOTING, f"broken CSV quoting: {err}") from None
         if len(fields) != layout.num_columns:
-            raise _Reject(WRONG_COLUMN_COUNT,
-                          f"{len(fields)} columns, header has {layout.num_columns}")
+            raise _Reject(
+                WRONG_COLUMN_COUNT, f"{len(fields)} columns, header has {layout.num_columns}"
+            )
         label = parse_label(fields[layout.emotion])
         pixels = parse_pixels(fields[layout.pixels])
         split = parse_usage(fields[layout.usage]) if layout.usage is not None else None
         return ParsedRow(pixels=pixels, label=label, split=split)
     except _Reject as reject:
-        return QuarantinedRow(source=source, line=line, reason=reject.reason,
-                              detail=reject.detail, text=stripped)
+        return QuarantinedRow(
+            source=source, line=line, reason=reject.reason, detail=reject.detail, text=stripped
+        )
 
 
 def hash_split(pixels: np.ndarray, buckets: Sequence[Tuple[str, int]]) -> str:
@@ -350,12 +369,14 @@ def to_tf_example_bytes(row: ParsedRow) -> bytes:
 
 def encode_examples(rows: Sequence[ParsedRow]) -> List[bytes]:
     """Serializes valid rows as tf.Examples (see :func:`encode_images`), none seen in train."""
-    return encode_images([row.pixels.astype(np.uint8).tobytes() for row in rows],
-                         [row.label for row in rows])
+    return encode_images(
+        [row.pixels.astype(np.uint8).tobytes() for row in rows], [row.label for row in rows]
+    )
 
 
-def encode_images(pixels: Sequence[bytes], labels: Sequence[int],
-                  seen_in_train: Optional[Sequence[int]] = None) -> List[bytes]:
+def encode_images(
+    pixels: Sequence[bytes], labels: Sequence[int], seen_in_train: Optional[Sequence[int]] = None
+) -> List[bytes]:
     """Serializes images as tf.Examples of the data contract (fer_data/features.py):
     `pixels` (2304 bytes), `emotion`, the per-image statistics and `seen_in_train`.
 
@@ -374,7 +395,8 @@ def encode_images(pixels: Sequence[bytes], labels: Sequence[int],
 
     def column(values) -> pa.ListArray:  # one value per example
         return pa.ListArray.from_arrays(
-            offsets, values if isinstance(values, pa.Array) else pa.array(values))
+            offsets, values if isinstance(values, pa.Array) else pa.array(values)
+        )
 
     seen = np.zeros(count, np.int64) if seen_in_train is None else np.asarray(seen_in_train)
     columns = {

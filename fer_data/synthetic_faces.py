@@ -11,6 +11,7 @@ The CSV has the exact fer2013 layout: ``emotion,pixels,Usage`` with 2304 space s
 ints per row (row-major 48x48), emotion 0..6 in :data:`features.EMOTIONS` order and Usage
 one of Training / PublicTest / PrivateTest. A path ending in ``.gz`` is gzip-compressed.
 """
+
 import argparse
 import collections
 import dataclasses
@@ -62,24 +63,69 @@ NEUTRAL = Expression()
 # Index i is the expression of features.EMOTIONS[i].
 EXPRESSIONS: Tuple[Expression, ...] = (
     # Angry: V-shaped lowered brows, narrowed eyes, flat tight thick-lipped mouth.
-    Expression(brow_inner=0.17, brow_outer=-0.03, brow_arch=0.0, eye_open=0.6,
-               mouth_width=0.27, curve=-0.03, lip_weight=1.8),
+    Expression(
+        brow_inner=0.17,
+        brow_outer=-0.03,
+        brow_arch=0.0,
+        eye_open=0.6,
+        mouth_width=0.27,
+        curve=-0.03,
+        lip_weight=1.8,
+    ),
     # Disgust: one brow lowered, squint, wrinkled nose, asymmetric raised upper lip.
-    Expression(brow_inner=0.07, brow_outer=0.03, brow_asym=0.09, eye_open=0.55,
-               mouth_width=0.32, curve=-0.07, tilt=0.07, snarl=0.12, bottom=0.02,
-               wrinkle=1.0),
+    Expression(
+        brow_inner=0.07,
+        brow_outer=0.03,
+        brow_asym=0.09,
+        eye_open=0.55,
+        mouth_width=0.32,
+        curve=-0.07,
+        tilt=0.07,
+        snarl=0.12,
+        bottom=0.02,
+        wrinkle=1.0,
+    ),
     # Fear: raised (inner-most) brows, wide eyes, small stretched open wavy mouth.
-    Expression(brow_inner=-0.17, brow_outer=-0.07, brow_arch=0.0, eye_open=1.55,
-               mouth_width=0.38, curve=-0.06, wave=0.035, top=0.02, bottom=0.08),
+    Expression(
+        brow_inner=-0.17,
+        brow_outer=-0.07,
+        brow_arch=0.0,
+        eye_open=1.55,
+        mouth_width=0.38,
+        curve=-0.06,
+        wave=0.035,
+        top=0.02,
+        bottom=0.08,
+    ),
     # Happy: relaxed brows, smiling (squinted) eyes, wide upturned mouth, often open.
-    Expression(brow_inner=-0.03, brow_outer=-0.02, brow_arch=0.04, eye_open=0.55,
-               mouth_width=0.5, curve=0.18, bottom=0.07),
+    Expression(
+        brow_inner=-0.03,
+        brow_outer=-0.02,
+        brow_arch=0.04,
+        eye_open=0.55,
+        mouth_width=0.5,
+        curve=0.18,
+        bottom=0.07,
+    ),
     # Sad: inner-raised brows, droopy eyes, downturned mouth.
-    Expression(brow_inner=-0.15, brow_outer=0.05, brow_arch=-0.02, eye_open=0.75,
-               mouth_width=0.33, curve=-0.16),
+    Expression(
+        brow_inner=-0.15,
+        brow_outer=0.05,
+        brow_arch=-0.02,
+        eye_open=0.75,
+        mouth_width=0.33,
+        curve=-0.16,
+    ),
     # Surprise: high arched brows, very wide eyes, wide round open mouth.
-    Expression(brow_inner=-0.17, brow_outer=-0.15, brow_arch=0.07, eye_open=1.75,
-               mouth_width=0.19, top=0.12, bottom=0.2),
+    Expression(
+        brow_inner=-0.17,
+        brow_outer=-0.15,
+        brow_arch=0.07,
+        eye_open=1.75,
+        mouth_width=0.19,
+        top=0.12,
+        bottom=0.2,
+    ),
     # Neutral: straight brows, straight mouth.
     NEUTRAL,
 )
@@ -135,9 +181,14 @@ def random_tones(rng: np.random.Generator) -> Tones:
     if abs(background - skin) < 35:
         background = int(np.clip(skin + rng.choice([-1, 1]) * rng.uniform(35, 90), 0, 255))
     ink = int(max(0, skin - rng.uniform(75, 150)))
-    return Tones(background=background, skin=skin, hair=int(rng.uniform(5, 130)), ink=ink,
-                 sclera=int(min(255, skin + rng.uniform(10, 40))),
-                 line=int(round(SUPERSAMPLE * rng.uniform(0.9, 1.5))))
+    return Tones(
+        background=background,
+        skin=skin,
+        hair=int(rng.uniform(5, 130)),
+        ink=ink,
+        sclera=int(min(255, skin + rng.uniform(10, 40))),
+        line=int(round(SUPERSAMPLE * rng.uniform(0.9, 1.5))),
+    )
 
 
 def random_frame(rng: np.random.Generator) -> FaceFrame:
@@ -145,12 +196,17 @@ def random_frame(rng: np.random.Generator) -> FaceFrame:
     a = CANVAS * rng.uniform(0.27, 0.34)
     b = a * rng.uniform(1.18, 1.32)
     shift = 3.0 * SUPERSAMPLE
-    return FaceFrame(cx=CANVAS / 2 + rng.uniform(-shift, shift),
-                     cy=CANVAS / 2 + SUPERSAMPLE + rng.uniform(-shift, shift), a=a, b=b)
+    return FaceFrame(
+        cx=CANVAS / 2 + rng.uniform(-shift, shift),
+        cy=CANVAS / 2 + SUPERSAMPLE + rng.uniform(-shift, shift),
+        a=a,
+        b=b,
+    )
 
 
-def draw_head(draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones,
-              rng: np.random.Generator) -> None:
+def draw_head(
+    draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones, rng: np.random.Generator
+) -> None:
     """Neck, optional hair, ears and the face oval."""
     neck_x0, _ = frame.xy(-0.45, 0.0)
     neck_x1, neck_y = frame.xy(0.45, 0.7)
@@ -163,53 +219,75 @@ def draw_head(draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones,
     draw.ellipse(frame.box(0.0, 0.0, 1.0, 1.0), fill=tones.skin)
 
 
-def draw_eyes(draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones, openness: float,
-              rng: np.random.Generator) -> None:
+def draw_eyes(
+    draw: ImageDraw.ImageDraw,
+    frame: FaceFrame,
+    tones: Tones,
+    openness: float,
+    rng: np.random.Generator,
+) -> None:
     """Almond eyes whose height follows ``openness``; the pupil shrinks into a squint line."""
     gaze = rng.uniform(-0.04, 0.04)
     for side in (-1, 1):
         u, v = side * 0.38, -0.12
         du, dv = 0.17, 0.075 * openness
-        draw.ellipse(frame.box(u, v, du, dv), fill=tones.sclera, outline=tones.ink,
-                     width=tones.line)
+        draw.ellipse(
+            frame.box(u, v, du, dv), fill=tones.sclera, outline=tones.ink, width=tones.line
+        )
         pupil_v = min(dv, 0.085)
         pupil_u = pupil_v * frame.b / frame.a
         draw.ellipse(frame.box(u + gaze, v, pupil_u, pupil_v), fill=tones.ink)
 
 
-def draw_brows(draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones, expr: Expression,
-               asym_side: int) -> None:
+def draw_brows(
+    draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones, expr: Expression, asym_side: int
+) -> None:
     """Three-point brows: inner end, arched middle, outer end."""
     for side in (-1, 1):
         lowered = expr.brow_asym if side == asym_side else -0.3 * expr.brow_asym
         inner_v = -0.38 + expr.brow_inner + lowered
         outer_v = -0.38 + expr.brow_outer + lowered
         mid_v = (inner_v + outer_v) / 2 - expr.brow_arch
-        points = [frame.xy(side * 0.1, inner_v), frame.xy(side * 0.36, mid_v),
-                  frame.xy(side * 0.62, outer_v)]
+        points = [
+            frame.xy(side * 0.1, inner_v),
+            frame.xy(side * 0.36, mid_v),
+            frame.xy(side * 0.62, outer_v),
+        ]
         draw.line(points, fill=tones.ink, width=int(tones.line * 1.6), joint="curve")
 
 
 def draw_nose(draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones, wrinkle: float) -> None:
     """A shaded nose line with nostrils; creases across the bridge when ``wrinkle``."""
     shade = (tones.skin + tones.ink) // 2
-    draw.line([frame.xy(0.04, -0.02), frame.xy(0.08, 0.2), frame.xy(0.0, 0.25)],
-              fill=shade, width=tones.line)
+    draw.line(
+        [frame.xy(0.04, -0.02), frame.xy(0.08, 0.2), frame.xy(0.0, 0.25)],
+        fill=shade,
+        width=tones.line,
+    )
     for side in (-1, 1):
         draw.ellipse(frame.box(side * 0.08, 0.24, 0.04, 0.025), fill=shade)
     for k in range(int(round(3 * min(1.0, max(0.0, wrinkle))))):
         v = -0.06 + 0.06 * k
-        draw.line([frame.xy(-0.12, v + 0.015), frame.xy(0.0, v), frame.xy(0.12, v + 0.015)],
-                  fill=shade, width=tones.line)
+        draw.line(
+            [frame.xy(-0.12, v + 0.015), frame.xy(0.0, v), frame.xy(0.12, v + 0.015)],
+            fill=shade,
+            width=tones.line,
+        )
 
 
-def mouth_outline(expr: Expression, asym_side: int,
-                  samples: int = 17) -> Tuple[List[Point], List[Point]]:
+def mouth_outline(
+    expr: Expression, asym_side: int, samples: int = 17
+) -> Tuple[List[Point], List[Point]]:
     """Upper and lower lip lines in face units, left to right."""
     upper, lower = [], []
     for t in np.linspace(-1.0, 1.0, samples):
-        centre = (0.5 + expr.curve * (1.0 - t * t) - expr.curve / 2 - expr.tilt * t * asym_side
-                  + expr.wave * math.sin(3.0 * math.pi * t))
+        centre = (
+            0.5
+            + expr.curve * (1.0 - t * t)
+            - expr.curve / 2
+            - expr.tilt * t * asym_side
+            + expr.wave * math.sin(3.0 * math.pi * t)
+        )
         bulge = math.sqrt(max(0.0, 1.0 - t * t))
         lift = expr.snarl * max(0.0, t * asym_side)
         u = t * expr.mouth_width
@@ -218,8 +296,9 @@ def mouth_outline(expr: Expression, asym_side: int,
     return upper, lower
 
 
-def draw_mouth(draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones, expr: Expression,
-               asym_side: int) -> None:
+def draw_mouth(
+    draw: ImageDraw.ImageDraw, frame: FaceFrame, tones: Tones, expr: Expression, asym_side: int
+) -> None:
     """A lip line, or a filled opening between the lips when the mouth is open."""
     upper, lower = mouth_outline(expr, asym_side)
     width = max(1, int(tones.line * 1.3 * max(0.5, expr.lip_weight)))
@@ -244,8 +323,9 @@ def apply_nuisance(image: np.ndarray, tones: Tones, rng: np.random.Generator) ->
         out = draw_occluder(out, rng)
     if rng.random() < 0.35:
         blurred = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
-        out = np.asarray(blurred.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.0))),
-                         dtype=np.float32)
+        out = np.asarray(
+            blurred.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.0))), dtype=np.float32
+        )
     out += rng.normal(0.0, rng.uniform(2.0, 10.0), out.shape)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -275,22 +355,32 @@ def draw_face(emotion: int, rng: np.random.Generator) -> np.ndarray:
     draw_brows(draw, frame, tones, expr, asym_side)
     draw_nose(draw, frame, tones, expr.wrinkle)
     draw_mouth(draw, frame, tones, expr, asym_side)
-    canvas = canvas.rotate(rng.uniform(-12.0, 12.0), resample=Image.BILINEAR,
-                           center=(frame.cx, frame.cy), fillcolor=tones.background)
-    small = canvas.resize((features.IMAGE_SIZE, features.IMAGE_SIZE), Image.BOX)
+    canvas = canvas.rotate(
+        rng.uniform(-12.0, 12.0),
+        resample=Image.Resampling.BILINEAR,
+        center=(frame.cx, frame.cy),
+        fillcolor=tones.background,
+    )
+    small = canvas.resize((features.IMAGE_SIZE, features.IMAGE_SIZE), Image.Resampling.BOX)
     return apply_nuisance(np.asarray(small), tones, rng)
 
 
 def split_counts(num_rounds: int, usage_fractions: Sequence[float]) -> List[int]:
     """Rounds per Usage: proportional, at least one for every positive fraction when possible."""
-    if len(usage_fractions) != len(fer2013_csv.USAGES) or min(usage_fractions) < 0 or sum(usage_fractions) <= 0:
+    if (
+        len(usage_fractions) != len(fer2013_csv.USAGES)
+        or min(usage_fractions) < 0
+        or sum(usage_fractions) <= 0
+    ):
         raise ValueError(f"usage_fractions must be 3 non-negative numbers, got {usage_fractions}")
     total = float(sum(usage_fractions))
     counts = [int(math.floor(num_rounds * f / total)) for f in usage_fractions]
-    by_remainder = sorted(range(len(fer2013_csv.USAGES)),
-                          key=lambda i: num_rounds * usage_fractions[i] / total - counts[i],
-                          reverse=True)
-    for i in by_remainder[:num_rounds - sum(counts)]:
+    by_remainder = sorted(
+        range(len(fer2013_csv.USAGES)),
+        key=lambda i: num_rounds * usage_fractions[i] / total - counts[i],
+        reverse=True,
+    )
+    for i in by_remainder[: num_rounds - sum(counts)]:
         counts[i] += 1
     for i, fraction in enumerate(usage_fractions):  # every used split gets a round
         donor = int(np.argmax(counts))
@@ -299,8 +389,9 @@ def split_counts(num_rounds: int, usage_fractions: Sequence[float]) -> List[int]
     return counts
 
 
-def assign_labels(num_rows: int, seed: int,
-                  usage_fractions: Sequence[float]) -> List[Tuple[int, str]]:
+def assign_labels(
+    num_rows: int, seed: int, usage_fractions: Sequence[float]
+) -> List[Tuple[int, str]]:
     """Balanced (emotion, usage) pairs in shuffled order.
 
     Rows come in rounds of one face per class; whole rounds go to one Usage, so each split
@@ -309,7 +400,9 @@ def assign_labels(num_rows: int, seed: int,
     """
     num_classes = features.NUM_CLASSES
     full_rounds, rest = divmod(num_rows, num_classes)
-    counts = split_counts(full_rounds, usage_fractions) if full_rounds else [0] * len(fer2013_csv.USAGES)
+    counts = (
+        split_counts(full_rounds, usage_fractions) if full_rounds else [0] * len(fer2013_csv.USAGES)
+    )
     round_usages = [usage for usage, n in zip(fer2013_csv.USAGES, counts) for _ in range(n)]
     labels = [(emotion, usage) for usage in round_usages for emotion in range(num_classes)]
     labels += [(emotion, fer2013_csv.USAGES[0]) for emotion in range(rest)]
@@ -322,8 +415,11 @@ def pixels_to_string(image: np.ndarray) -> str:
     return " ".join(map(str, image.reshape(-1).tolist()))
 
 
-def generate_rows(num_rows: int, seed: int = 0, usage_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                  ) -> Iterator[Tuple[int, str, str]]:
+def generate_rows(
+    num_rows: int,
+    seed: int = 0,
+    usage_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+) -> Iterator[Tuple[int, str, str]]:
     """Yields ``num_rows`` (emotion, pixels string, usage) rows, deterministic for ``seed``.
 
     Classes are balanced; usage_fractions are the Training / PublicTest / PrivateTest shares.
@@ -371,10 +467,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """fer-make-data --output PATH [--rows N] [--seed S]"""
     parser = argparse.ArgumentParser(
         prog="fer-make-data",
-        description="Write a synthetic fer2013-format CSV of procedurally drawn faces.")
+        description="Write a synthetic fer2013-format CSV of procedurally drawn faces.",
+    )
     parser.add_argument("--output", required=True, help="CSV path (.csv, or .csv.gz for gzip)")
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
-                        help=f"number of faces (default {DEFAULT_ROWS})")
+    parser.add_argument(
+        "--rows", type=int, default=DEFAULT_ROWS, help=f"number of faces (default {DEFAULT_ROWS})"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     args = parser.parse_args(argv)
     if args.rows < 0:
@@ -384,8 +482,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     counts = count_rows(path)
     for usage, per_class in sorted(counts.items(), key=lambda kv: fer2013_csv.USAGES.index(kv[0])):
         classes = ", ".join(f"{features.EMOTIONS[e]} {n}" for e, n in sorted(per_class.items()))
-        print(f"  {usage} ({fer2013_csv.USAGE_TO_SPLIT[usage]}): {sum(per_class.values())} rows"
-              f" [{classes}]")
+        print(
+            f"  {usage} ({fer2013_csv.USAGE_TO_SPLIT[usage]}): {sum(per_class.values())} rows"
+            f" [{classes}]"
+        )
     return 0
 
 

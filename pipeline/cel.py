@@ -8,22 +8,34 @@ compiler writes for ``Cond``: literals, member/index access, comparisons, ``!``,
 ``||``, parentheses and the conversions int(), double(), string(), size().
 A missing key is an error, as in CEL ("no such key").
 """
+
 import ast
 import re
 from typing import Any, Callable, Dict, List, Tuple
 
-_TOKEN = re.compile(r"""\s*(?:
+_TOKEN = re.compile(
+    r"""\s*(?:
     (?P<number>\d+\.\d*(?:[eE][+-]?\d+)?|\d+(?:[eE][+-]?\d+)?|\.\d+)
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
   | (?P<op>==|!=|<=|>=|&&|\|\||[<>!().\[\],-])
-)""", re.VERBOSE)
+)""",
+    re.VERBOSE,
+)
 _FUNCTIONS: Dict[str, Callable[[Any], Any]] = {
     "int": lambda v: int(float(v)) if isinstance(v, str) else int(v),
-    "double": float, "string": lambda v: v if isinstance(v, str) else repr(v), "size": len}
+    "double": float,
+    "string": lambda v: v if isinstance(v, str) else repr(v),
+    "size": len,
+}
 _COMPARE: Dict[str, Callable[[Any, Any], bool]] = {
-    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
 
 
 class CelError(ValueError):

@@ -6,6 +6,7 @@ receive the part they need (e.g. :class:`TrainerConfig`, the schema of the Train
 custom_config, which the trainer owns: components/trainer_config.py). Imports go one way:
 this module reads components, never the reverse.
 """
+
 import dataclasses
 import json
 import os
@@ -31,16 +32,18 @@ SYNTHETIC_DATA_TRAINING: Dict[str, Dict[str, Any]] = {
 }
 
 
-def per_architecture_training(trainer: TrainerConfig,
-                              embedded_data: bool) -> Dict[str, Dict[str, Any]]:
+def per_architecture_training(
+    trainer: TrainerConfig, embedded_data: bool
+) -> Dict[str, Dict[str, Any]]:
     """Per-architecture trainer settings of a run: on the embedded synthetic faces,
     SYNTHETIC_DATA_TRAINING except what ``trainer`` (the flags) sets for every
     architecture; none when the run has its own data or sets the epochs itself."""
     if not embedded_data or trainer.epochs is not None:
         return {}
-    return {arch: {key: value for key, value in settings.items()
-                   if getattr(trainer, key) is None}
-            for arch, settings in SYNTHETIC_DATA_TRAINING.items()}
+    return {
+        arch: {key: value for key, value in settings.items() if getattr(trainer, key) is None}
+        for arch, settings in SYNTHETIC_DATA_TRAINING.items()
+    }
 
 
 DEFAULT_RUN_ROOT = "runs"  # relative to the working directory
@@ -54,7 +57,13 @@ IN_MEMORY_MAX_CPUS = 2
 # run inside the runner process, where a child's start-up (~7 s of imports measured:
 # ExampleGen 5.9 s in the runner, 12.9 s in its own process) would cost more than the node.
 ISOLATED_NODE_TYPES: Tuple[str, ...] = (
-    "Fer2013ExampleGen", "StatisticsGen", "Transform", "Trainer", "EnsembleBuilder", "Evaluator")
+    "Fer2013ExampleGen",
+    "StatisticsGen",
+    "Transform",
+    "Trainer",
+    "EnsembleBuilder",
+    "Evaluator",
+)
 
 
 @dataclasses.dataclass
@@ -79,11 +88,14 @@ class KubeflowConfig:
     beam_runner: str = "DirectRunner"
     beam_extra_args: Tuple[str, ...] = ()
     trainer: Resources = dataclasses.field(
-        default_factory=lambda: Resources(cpu=8, memory_gib=32, gpus=1))
+        default_factory=lambda: Resources(cpu=8, memory_gib=32, gpus=1)
+    )
     beam_step: Resources = dataclasses.field(
-        default_factory=lambda: Resources(cpu=4, memory_gib=16))
+        default_factory=lambda: Resources(cpu=4, memory_gib=16)
+    )
     default_step: Resources = dataclasses.field(
-        default_factory=lambda: Resources(cpu=1, memory_gib=4))
+        default_factory=lambda: Resources(cpu=1, memory_gib=4)
+    )
 
 
 @dataclasses.dataclass
@@ -96,8 +108,9 @@ class PipelineConfig:
     metadata_path: str = os.path.join(DEFAULT_RUN_ROOT, "metadata.sqlite")
     pipeline_name: str = DEFAULT_PIPELINE_NAME
     model_name: str = DEFAULT_MODEL_NAME
-    schema_dir: str = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                   "schemas")
+    schema_dir: str = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas"
+    )
     # Ingest
     max_quarantine_fraction: float = 0.01
     unassigned_split_buckets: Tuple[int, int, int] = (8, 1, 1)  # train/eval/test, rows w/o Usage
@@ -125,8 +138,9 @@ class PipelineConfig:
 
     def trainer_for(self, architecture: str) -> TrainerConfig:
         """The Trainer config of one architecture: shared overrides, then its own."""
-        return dataclasses.replace(self.trainer, architecture=architecture,
-                                   **self.per_architecture.get(architecture, {}))
+        return dataclasses.replace(
+            self.trainer, architecture=architecture, **self.per_architecture.get(architecture, {})
+        )
 
     @property
     def statistics_baseline_dir(self) -> str:
@@ -141,8 +155,10 @@ class PipelineConfig:
 
     def beam_pipeline_args(self, cpus: Optional[int] = None) -> List[str]:
         """DirectRunner flags; ``cpus`` (default: this machine's) resolves the "auto" mode."""
-        return [f"--direct_running_mode={direct_running_mode(self.beam_direct_running_mode, cpus)}",
-                f"--direct_num_workers={self.beam_num_workers}"]
+        return [
+            f"--direct_running_mode={direct_running_mode(self.beam_direct_running_mode, cpus)}",
+            f"--direct_num_workers={self.beam_num_workers}",
+        ]
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

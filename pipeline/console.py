@@ -1,6 +1,7 @@
 """The node lines of ``fer-pipeline run``: one when each node starts, one when it ends
 (elapsed, peak memory of its process, its key figure read back from ML Metadata).
 Where the rest of the output goes: pipeline/run_log.py."""
+
 import os
 import time
 from typing import Dict, Optional, TextIO
@@ -26,13 +27,15 @@ class Console:
         self._started[node_id] = time.monotonic()
         self._stream.write(f"{self._prefix(node_id)} started\n")
 
-    def finished(self, node_id: str, execution_id: Optional[int],
-                 error: Optional[BaseException]) -> None:
+    def finished(
+        self, node_id: str, execution_id: Optional[int], error: Optional[BaseException]
+    ) -> None:
         seconds = time.monotonic() - self._started[node_id]
         if error is not None:
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            self._stream.write(f"{self._prefix(node_id)} FAILED after {seconds:.1f} s: "
-                               f"{first_line[:300]}\n")
+            self._stream.write(
+                f"{self._prefix(node_id)} FAILED after {seconds:.1f} s: {first_line[:300]}\n"
+            )
             return
         try:
             figure = self._figure(node_id, execution_id)
@@ -60,25 +63,34 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
     single = {key: artifacts[-1] for key, artifacts in outputs.items() if artifacts}
     custom = run_summary.custom_property
     if "quarantine" in single:
-        rows = {k: custom(single["quarantine"], k) or 0
-                for k in ("rows_valid", "rows_quarantined", "rows_dropped")}
+        rows = {
+            k: custom(single["quarantine"], k) or 0
+            for k in ("rows_valid", "rows_quarantined", "rows_dropped")
+        }
         found = custom(single["quarantine"], "data_quality") or {}
-        return (f"{rows['rows_valid']:,} rows valid, {rows['rows_quarantined']:,} quarantined, "
-                f"{rows['rows_dropped']:,} dropped by the quality policy "
-                f"({int(found.get('extra_copies', 0)):,} duplicate copies, "
-                f"{int(found.get('train_overlap_groups', 0)):,} images shared by train and "
-                "eval/test)")  # MLMD keeps JSON numbers as floats
+        return (
+            f"{rows['rows_valid']:,} rows valid, {rows['rows_quarantined']:,} quarantined, "
+            f"{rows['rows_dropped']:,} dropped by the quality policy "
+            f"({int(found.get('extra_copies', 0)):,} duplicate copies, "
+            f"{int(found.get('train_overlap_groups', 0)):,} images shared by train and "
+            "eval/test)"
+        )  # MLMD keeps JSON numbers as floats
     if node_id == "DriftCheck" and "anomalies" in single:
         drifted = custom(single["anomalies"], drift_check.DRIFTED_PROPERTY) or 0
         baseline = custom(single["anomalies"], drift_check.BASELINE_PROPERTY)
-        return f"{drifted} drifted feature(s) vs {baseline}" if drifted else f"no drift vs {baseline}"
+        return (
+            f"{drifted} drifted feature(s) vs {baseline}" if drifted else f"no drift vs {baseline}"
+        )
     if node_id == node_ids.ENSEMBLE_BUILDER and "model" in single:
         return model_metadata.model_facts(single["model"].uri)["weights"] or ""
     if node_id.startswith("Trainer_") and "model" in single:
         history = model_metadata.model_facts(single["model"].uri)["history"]
         accuracy = history.get("val_accuracy") or [None]
-        return (f"{len(history.get('loss', []))} epochs, last val accuracy {accuracy[-1]:.3f}"
-                if accuracy[-1] is not None else "")
+        return (
+            f"{len(history.get('loss', []))} epochs, last val accuracy {accuracy[-1]:.3f}"
+            if accuracy[-1] is not None
+            else ""
+        )
     if "evaluation" in single:
         metrics = evaluation.read_metrics(single["evaluation"].uri)
         accuracy = metrics.get("accuracy")
@@ -90,11 +102,15 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
         return text
     if node_id == "ModelSelector" and "blessing" in single:
         blessed = custom(single["blessing"], "blessed") == 1
-        return (f"selected {custom(single['blessing'], 'architecture')}"
-                + ("" if blessed else " (not blessed: nothing will be pushed)"))
+        return f"selected {custom(single['blessing'], 'architecture')}" + (
+            "" if blessed else " (not blessed: nothing will be pushed)"
+        )
     if "pushed_model" in single:
-        return (f"pushed to {custom(single['pushed_model'], 'pushed_destination')}"
-                if custom(single["pushed_model"], "pushed") == 1 else "not pushed")
+        return (
+            f"pushed to {custom(single['pushed_model'], 'pushed_destination')}"
+            if custom(single["pushed_model"], "pushed") == 1
+            else "not pushed"
+        )
     if "report" in single:
         return os.path.join(single["report"].uri, "index.html")
     return ""

@@ -8,6 +8,7 @@ writes ``output.pb`` (ExecutorOutput, with the process's peak RSS as the executi
 property ``peak_rss_mib``) -- or ``error.txt`` and exit code 1. It imports
 only what that executor needs, so it starts fast.
 """
+
 import logging
 import os
 import resource
@@ -35,8 +36,13 @@ def spec_types() -> Dict[str, Type]:
     """The executor spec types a child can run, by proto class name."""
     from tfx.proto.orchestration import executable_spec_pb2
 
-    return {cls.__name__: cls for cls in (executable_spec_pb2.PythonClassExecutableSpec,
-                                          executable_spec_pb2.BeamExecutableSpec)}
+    return {
+        cls.__name__: cls
+        for cls in (
+            executable_spec_pb2.PythonClassExecutableSpec,
+            executable_spec_pb2.BeamExecutableSpec,
+        )
+    }
 
 
 def _operator_class(spec) -> Type:
@@ -57,10 +63,10 @@ def main(folder: str, spec_type: str) -> int:
     if console is not None:
         logging.getLogger().addHandler(run_log.warnings_handler(console))
     try:
-        import components.artifacts  # noqa: F401 - custom artifact types deserialise as such
-
         from tfx.orchestration.portable import data_types
         from tfx.proto.orchestration import execution_invocation_pb2
+
+        import components.artifacts  # noqa: F401 - custom artifact types deserialise as such
 
         with open(os.path.join(folder, SPEC), "rb") as handle:
             spec = spec_types()[spec_type].FromString(handle.read())

@@ -13,6 +13,7 @@ that the open-source KFP backend hands over, then runs TFX's own container entry
   task (driver/driver.go ``provisionOutputs``); the launcher itself writes the step's log
   there (component/launcher_v2.go ``getLogWriter``). It is removed before TFX sees it.
 """
+
 import json
 import sys
 from typing import Any, Dict, List
@@ -31,16 +32,19 @@ def _is_empty_type(artifact_type: Dict[str, Any]) -> bool:
     return not artifact_type.get("schemaTitle") and not artifact_type.get("instanceSchema")
 
 
-def repair_executor_input(executor_input: Dict[str, Any],
-                          inputs_spec: Dict[str, Any]) -> Dict[str, Any]:
+def repair_executor_input(
+    executor_input: Dict[str, Any], inputs_spec: Dict[str, Any]
+) -> Dict[str, Any]:
     """Types the untyped input artifacts from the inputs spec; drops launcher-only outputs."""
     declared = inputs_spec.get("artifacts", {})
     for key, artifact_list in executor_input.get("inputs", {}).get("artifacts", {}).items():
         for artifact in artifact_list.get("artifacts", []):
             if _is_empty_type(artifact.get("type") or {}):
                 if key not in declared:
-                    raise ValueError(f"input artifact {key!r} has no type and the inputs spec "
-                                     f"declares only {sorted(declared)}")
+                    raise ValueError(
+                        f"input artifact {key!r} has no type and the inputs spec "
+                        f"declares only {sorted(declared)}"
+                    )
                 artifact["type"] = dict(declared[key]["artifactType"])
     outputs = executor_input.get("outputs", {}).get("artifacts", {})
     for key in LAUNCHER_OUTPUTS:
@@ -56,8 +60,7 @@ def repaired_argv(argv: List[str]) -> List[str]:
         raise SystemExit(f"kfp_entrypoint: {INVOCATION_FLAG} is required")
     spec_index = _flag_value(argv, INPUTS_SPEC_FLAG)
     inputs_spec = json.loads(argv[spec_index]) if spec_index >= 0 else {}
-    argv[invocation] = json.dumps(repair_executor_input(json.loads(argv[invocation]),
-                                                        inputs_spec))
+    argv[invocation] = json.dumps(repair_executor_input(json.loads(argv[invocation]), inputs_spec))
     return argv
 
 
@@ -66,9 +69,11 @@ def main(argv: List[str]) -> None:
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 
     fixed = repaired_argv(argv[1:])
-    app.run(kubeflow_v2_run_executor.main,
-            argv=[argv[0]] + fixed,
-            flags_parser=kubeflow_v2_run_executor._parse_flags)  # pylint: disable=protected-access
+    app.run(
+        kubeflow_v2_run_executor.main,
+        argv=[argv[0]] + fixed,
+        flags_parser=kubeflow_v2_run_executor._parse_flags,
+    )  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ document (Kubernetes volume mounts). ``check_package`` lists, one line each, wha
 make the open-source backend (kubeflow/pipelines ``backend/src``, 2.0.5 to master) reject
 the upload or fail a task; ``compile`` and ``submit --dry-run`` call it.
 """
+
 import re
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -18,17 +19,26 @@ SCHEMA_VERSION = "2.1.0"
 ENTRYPOINT_MODULE = "pipeline.kfp_entrypoint"
 STOCK_TFX_ENTRYPOINT = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 # component/launcher_v2.go getPlaceholders (2.0.5): the placeholders the launcher substitutes.
-_PLACEHOLDERS = [re.compile(p) for p in (
-    r"\{\{\$\}\}",
-    r"\{\{\$\.inputs\.artifacts\['[^']+'\]\.(uri|path)\}\}",
-    r"\{\{\$\.outputs\.artifacts\['[^']+'\]\.(uri|path)\}\}",
-    r"\{\{\$\.inputs\.parameters\['[^']+'\]\}\}",
-    r"\{\{\$\.outputs\.parameters\['[^']+'\]\.output_file\}\}")]
+_PLACEHOLDERS = [
+    re.compile(p)
+    for p in (
+        r"\{\{\$\}\}",
+        r"\{\{\$\.inputs\.artifacts\['[^']+'\]\.(uri|path)\}\}",
+        r"\{\{\$\.outputs\.artifacts\['[^']+'\]\.(uri|path)\}\}",
+        r"\{\{\$\.inputs\.parameters\['[^']+'\]\}\}",
+        r"\{\{\$\.outputs\.parameters\['[^']+'\]\.output_file\}\}",
+    )
+]
 _ANY_PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
 # driver/resolve.go (master) type check: which protobuf Value kinds each parameterType takes.
 # STRING takes anything (the driver turns other kinds into JSON text).
-_VALUE_KINDS = {"NUMBER_INTEGER": (int, float), "NUMBER_DOUBLE": (int, float),
-                "BOOLEAN": (bool,), "LIST": (list,), "STRUCT": (dict,)}
+_VALUE_KINDS = {
+    "NUMBER_INTEGER": (int, float),
+    "NUMBER_DOUBLE": (int, float),
+    "BOOLEAN": (bool,),
+    "LIST": (list,),
+    "STRUCT": (dict,),
+}
 
 
 def parameter_mismatch(value: Any, parameter_type: str) -> bool:
@@ -36,8 +46,9 @@ def parameter_mismatch(value: Any, parameter_type: str) -> bool:
     kinds = _VALUE_KINDS.get(parameter_type)
     if kinds is None:  # STRING (or a type the check does not know)
         return False
-    return (value is None or not isinstance(value, kinds)
-            or isinstance(value, bool) != (bool in kinds))
+    return (
+        value is None or not isinstance(value, kinds) or isinstance(value, bool) != (bool in kinds)
+    )
 
 
 class PackageError(ValueError):
@@ -53,16 +64,19 @@ def read_documents(path: str) -> List[Dict[str, Any]]:
     return documents
 
 
-def parse_documents(documents: List[Dict[str, Any]]) -> Tuple[pipeline_spec_pb2.PipelineSpec,
-                                                               pipeline_spec_pb2.PlatformSpec]:
+def parse_documents(
+    documents: List[Dict[str, Any]],
+) -> Tuple[pipeline_spec_pb2.PipelineSpec, pipeline_spec_pb2.PlatformSpec]:
     """Parses package documents the way kfp.Client does: a PipelineSpec, then PlatformSpec."""
     if not documents or not isinstance(documents[0], dict):
         raise json_format.ParseError("the package holds no PipelineSpec document")
     platform: Dict = {}
     for extra in documents[1:]:
         platform.update(extra)
-    return (json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec()),
-            json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec()))
+    return (
+        json_format.ParseDict(documents[0], pipeline_spec_pb2.PipelineSpec()),
+        json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec()),
+    )
 
 
 def artifact_title(artifact_type: Dict[str, Any]) -> str:
@@ -105,14 +119,18 @@ def check_package(documents: List[Dict[str, Any]]) -> List[str]:
     spec = documents[0]
     problems = []
     if spec.get("schemaVersion") != SCHEMA_VERSION:
-        problems.append(f"schemaVersion {spec.get('schemaVersion')!r}: the KFP API server "
-                        f"accepts only {SCHEMA_VERSION} (apiserver/template/v2_template.go)")
+        problems.append(
+            f"schemaVersion {spec.get('schemaVersion')!r}: the KFP API server "
+            f"accepts only {SCHEMA_VERSION} (apiserver/template/v2_template.go)"
+        )
     components = spec.get("components", {})
     executors = spec.get("deploymentSpec", {}).get("executors", {})
     for path, key, value in _walk(spec.get("root", {}), "root"):
         if key == "runtimeValue" and isinstance(value, dict) and set(value) != {"constant"}:
-            problems.append(f"{path}: runtime value {sorted(value)} — the KFP driver resolves "
-                            "only 'constant' (driver/resolve.go)")
+            problems.append(
+                f"{path}: runtime value {sorted(value)} — the KFP driver resolves "
+                "only 'constant' (driver/resolve.go)"
+            )
     for name, task in spec.get("root", {}).get("dag", {}).get("tasks", {}).items():
         component = components.get(task.get("componentRef", {}).get("name"), {})
         declared = component.get("inputDefinitions", {}).get("parameters", {})
@@ -120,8 +138,10 @@ def check_package(documents: List[Dict[str, Any]]) -> List[str]:
             constant = value.get("runtimeValue", {}).get("constant")
             parameter_type = declared.get(param, {}).get("parameterType", "STRING")
             if constant is not None and parameter_mismatch(constant, parameter_type):
-                problems.append(f"task {name}: parameter {param!r} = {constant!r} is not of type "
-                                f"{parameter_type} (driver/resolve.go)")
+                problems.append(
+                    f"task {name}: parameter {param!r} = {constant!r} is not of type "
+                    f"{parameter_type} (driver/resolve.go)"
+                )
     titles = set()
     for _, key, value in _walk(components):
         if key == "artifactType" and isinstance(value, dict):
@@ -129,19 +149,25 @@ def check_package(documents: List[Dict[str, Any]]) -> List[str]:
     problems += [p for p in (_title_problem(t) for t in sorted(titles)) if p]
     for label, executor in executors.items():
         if "container" not in executor:
-            problems.append(f"executor {label}: {sorted(executor)} is not a container; open-source "
-                            "KFP cannot run TFX Resolver/importer nodes")
+            problems.append(
+                f"executor {label}: {sorted(executor)} is not a container; open-source "
+                "KFP cannot run TFX Resolver/importer nodes"
+            )
             continue
         container = executor["container"]
         words = list(container.get("command", [])) + list(container.get("args", []))
         if STOCK_TFX_ENTRYPOINT in words:
-            problems.append(f"executor {label}: TFX's stock entrypoint cannot type the input "
-                            f"artifacts KFP passes with an empty type; use {ENTRYPOINT_MODULE}")
+            problems.append(
+                f"executor {label}: TFX's stock entrypoint cannot type the input "
+                f"artifacts KFP passes with an empty type; use {ENTRYPOINT_MODULE}"
+            )
         for word in words:
             for placeholder in _ANY_PLACEHOLDER.findall(word):
                 if not any(p.fullmatch(placeholder) for p in _PLACEHOLDERS):
-                    problems.append(f"executor {label}: placeholder {placeholder} is not "
-                                    "substituted by the KFP launcher (component/launcher_v2.go)")
+                    problems.append(
+                        f"executor {label}: placeholder {placeholder} is not "
+                        "substituted by the KFP launcher (component/launcher_v2.go)"
+                    )
     return problems
 
 
@@ -154,6 +180,8 @@ def load_checked(path: str) -> Tuple[List[Dict[str, Any]], pipeline_spec_pb2.Pip
         raise PackageError(f"{path} is not a KFP PipelineSpec package: {error}") from error
     problems = check_package(documents)
     if problems:
-        raise PackageError(f"{path} would not run on open-source Kubeflow Pipelines:\n  - "
-                           + "\n  - ".join(problems))
+        raise PackageError(
+            f"{path} would not run on open-source Kubeflow Pipelines:\n  - "
+            + "\n  - ".join(problems)
+        )
     return documents, spec

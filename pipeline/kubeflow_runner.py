@@ -4,6 +4,7 @@ Only the runner and configuration differ from the local run: the nodes come from
 ``pipeline.pipeline.create_components``. Components are referenced by module path, so
 the container image (Dockerfile) that carries this package is all a pod needs.
 """
+
 import dataclasses
 import os
 from typing import Dict, List, Optional
@@ -29,8 +30,9 @@ def resource_spec(resources: Resources) -> ResourceSpec:
     """Resources -> the ResourceSpec proto KubeflowV2 turns into pod requests/limits."""
     spec = ResourceSpec(cpu_limit=resources.cpu, memory_limit=resources.memory_gib)
     if resources.gpus:
-        spec.accelerator.CopyFrom(ResourceSpec.AcceleratorConfig(
-            type="nvidia.com/gpu", count=resources.gpus))
+        spec.accelerator.CopyFrom(
+            ResourceSpec.AcceleratorConfig(type="nvidia.com/gpu", count=resources.gpus)
+        )
     return spec
 
 
@@ -45,8 +47,9 @@ def beam_pipeline_args(kubeflow: KubeflowConfig) -> List[str]:
     return args + list(kubeflow.beam_extra_args)
 
 
-def attach_resources(components: List[base_component.BaseComponent],
-                     kubeflow: KubeflowConfig) -> None:
+def attach_resources(
+    components: List[base_component.BaseComponent], kubeflow: KubeflowConfig
+) -> None:
     """Trainers get the GPU spec, Beam steps and the ensemble builder theirs, every other
     step the default."""
     for component in components:
@@ -63,10 +66,13 @@ def attach_resources(components: List[base_component.BaseComponent],
 
 def kubeflow_pipeline_config(config: PipelineConfig, kubeflow: KubeflowConfig) -> PipelineConfig:
     """The local config with the cluster's paths (data, pipeline root, serving volume)."""
-    return dataclasses.replace(config, data_path=kubeflow.data_path,
-                               pipeline_root=kubeflow.pipeline_root,
-                               serving_dir=kubeflow.serving_dir,
-                               schema_dir=kubeflow.schema_dir)
+    return dataclasses.replace(
+        config,
+        data_path=kubeflow.data_path,
+        pipeline_root=kubeflow.pipeline_root,
+        serving_dir=kubeflow.serving_dir,
+        schema_dir=kubeflow.schema_dir,
+    )
 
 
 def serving_volume_platform_spec(spec: Dict, kubeflow: KubeflowConfig) -> Optional[Dict]:
@@ -81,7 +87,8 @@ def serving_volume_platform_spec(spec: Dict, kubeflow: KubeflowConfig) -> Option
     executors = {
         name: {"pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": kubeflow.serving_dir}]}
         for name in spec["deploymentSpec"]["executors"]
-        if name.startswith(("AtomicPusher", "ServingBaseline", "DriftCheck"))}
+        if name.startswith(("AtomicPusher", "ServingBaseline", "DriftCheck"))
+    }
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
@@ -95,15 +102,20 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     a package the open-source backend would refuse.
     """
     if not output.endswith((".yaml", ".yml")):
-        raise ValueError(f"--output must end in .yaml or .yml (what kfp's client accepts), "
-                         f"got {output}")
-    pipeline = create_pipeline(kubeflow_pipeline_config(config, kubeflow),
-                               beam_pipeline_args=beam_pipeline_args(kubeflow))
+        raise ValueError(
+            f"--output must end in .yaml or .yml (what kfp's client accepts), got {output}"
+        )
+    pipeline = create_pipeline(
+        kubeflow_pipeline_config(config, kubeflow), beam_pipeline_args=beam_pipeline_args(kubeflow)
+    )
     attach_resources(pipeline.components, kubeflow)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-            default_image=kubeflow.image, use_pipeline_spec_2_1=True,
-            default_commands=["python", "-m", kfp_package.ENTRYPOINT_MODULE]))
+            default_image=kubeflow.image,
+            use_pipeline_spec_2_1=True,
+            default_commands=["python", "-m", kfp_package.ENTRYPOINT_MODULE],
+        )
+    )
     job = runner.run(pipeline, write_out=False)
     spec = job["pipelineSpec"]
     _fill_missing_resources(spec, pipeline.components)
@@ -116,8 +128,10 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     kfp_package.parse_documents(documents)  # fail here, not on the cluster, if it is not valid
     problems = kfp_package.check_package(documents)
     if problems:
-        raise kfp_package.PackageError("the compiled package would not run on open-source "
-                                       "Kubeflow Pipelines:\n  - " + "\n  - ".join(problems))
+        raise kfp_package.PackageError(
+            "the compiled package would not run on open-source "
+            "Kubeflow Pipelines:\n  - " + "\n  - ".join(problems)
+        )
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as handle:
         yaml.safe_dump_all(documents, handle, sort_keys=False)
@@ -135,8 +149,13 @@ def _cache_only_artifact_inputs(spec: Dict, platform: Optional[Dict]) -> None:
     A rerun ExampleGen gives new artifacts, so everything downstream reruns as well.
     """
     executors = spec["deploymentSpec"]["executors"]
-    mounted = set((platform or {}).get("platforms", {}).get("kubernetes", {})
-                  .get("deploymentSpec", {}).get("executors", {}))
+    mounted = set(
+        (platform or {})
+        .get("platforms", {})
+        .get("kubernetes", {})
+        .get("deploymentSpec", {})
+        .get("executors", {})
+    )
     for task in spec["root"]["dag"]["tasks"].values():
         label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
         if label in mounted or "lifecycle" in executors[label].get("container", {}):
@@ -166,9 +185,16 @@ class SubmitError(RuntimeError):
     """Submission failed for a reason the user can act on (one line)."""
 
 
-def submit(package: str, host: str, experiment: str, run_name: Optional[str] = None,
-           namespace: Optional[str] = None, params: Optional[Dict[str, str]] = None,
-           service_account: Optional[str] = None, dry_run: bool = False) -> str:
+def submit(
+    package: str,
+    host: str,
+    experiment: str,
+    run_name: Optional[str] = None,
+    namespace: Optional[str] = None,
+    params: Optional[Dict[str, str]] = None,
+    service_account: Optional[str] = None,
+    dry_run: bool = False,
+) -> str:
     """Submits a compiled package with kfp.Client; dry_run checks it without a server.
 
     ``service_account`` is the Kubernetes service account the run's pods use (it needs
@@ -185,19 +211,29 @@ def submit(package: str, host: str, experiment: str, run_name: Optional[str] = N
     declared = set(spec.root.input_definitions.parameters)
     unknown = set(params or {}) - declared
     if unknown:
-        raise SubmitError(f"unknown pipeline parameter(s) {sorted(unknown)}; "
-                          f"the package declares {sorted(declared) or 'none'}")
+        raise SubmitError(
+            f"unknown pipeline parameter(s) {sorted(unknown)}; "
+            f"the package declares {sorted(declared) or 'none'}"
+        )
     if dry_run:
-        return (f"dry run: {package} is a valid KFP PipelineSpec (schema "
-                f"{spec.schema_version}) with {len(spec.root.dag.tasks)} tasks that open-source "
-                f"KFP can run; would submit to {host}")
+        return (
+            f"dry run: {package} is a valid KFP PipelineSpec (schema "
+            f"{spec.schema_version}) with {len(spec.root.dag.tasks)} tasks that open-source "
+            f"KFP can run; would submit to {host}"
+        )
     try:
         client = kfp.Client(host=host, namespace=namespace)
         result = client.create_run_from_pipeline_package(
-            package, arguments=params or {}, run_name=run_name,
-            experiment_name=experiment, namespace=namespace,
-            service_account=service_account)
+            package,
+            arguments=params or {},
+            run_name=run_name,
+            experiment_name=experiment,
+            namespace=namespace,
+            service_account=service_account,
+        )
     except Exception as error:  # kfp raises many transport/auth error types
-        raise SubmitError(f"could not submit to {host}: {type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else 'no detail'}") from error
+        raise SubmitError(
+            f"could not submit to {host}: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no detail'}"
+        ) from error
     return f"submitted run {result.run_id} to {host}"

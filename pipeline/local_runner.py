@@ -2,6 +2,7 @@
 
 Heavy nodes run their executors in processes of their own (pipeline/node_processes.py).
 """
+
 import contextlib
 import json
 import os
@@ -17,19 +18,30 @@ from pipeline.console import Console
 from pipeline.pipeline import create_pipeline
 
 
-def run(config: PipelineConfig, summary_json: Optional[str] = None,
-        last_node: Optional[str] = None, console: Optional[TextIO] = None) -> Dict[str, Any]:
+def run(
+    config: PipelineConfig,
+    summary_json: Optional[str] = None,
+    last_node: Optional[str] = None,
+    console: Optional[TextIO] = None,
+) -> Dict[str, Any]:
     """Runs every node (cached ones are reused; up to ``last_node`` if given) and returns
     the run summary; ``console`` gets one line per node start and end."""
-    for path in (config.pipeline_root, config.serving_dir,
-                 os.path.dirname(os.path.abspath(config.metadata_path))):
+    for path in (
+        config.pipeline_root,
+        config.serving_dir,
+        os.path.dirname(os.path.abspath(config.metadata_path)),
+    ):
         os.makedirs(path, exist_ok=True)
     pipeline = create_pipeline(
-        config, tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
-        last_node=last_node)
-    listening = (node_processes.listening(
-        Console(console, config.metadata_path, len(pipeline.components)))
-        if console is not None else contextlib.nullcontext())
+        config,
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        last_node=last_node,
+    )
+    listening = (
+        node_processes.listening(Console(console, config.metadata_path, len(pipeline.components)))
+        if console is not None
+        else contextlib.nullcontext()
+    )
     started = time.time()
     with listening:
         node_processes.IsolatingBeamDagRunner().run(pipeline)

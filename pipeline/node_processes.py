@@ -10,6 +10,7 @@ as the execution's ``peak_rss_mib`` custom property.
 
 The child's side and the files both sides exchange: pipeline/executor_process.py.
 """
+
 import contextlib
 import os
 import subprocess
@@ -22,7 +23,8 @@ from tfx.orchestration.portable import base_executor_operator, data_types, launc
 from tfx.proto.orchestration import execution_result_pb2
 
 from components import progress
-from pipeline import config as config_lib, executor_process
+from pipeline import config as config_lib
+from pipeline import executor_process
 
 
 class NodeProcessError(RuntimeError):
@@ -41,8 +43,9 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
     SUPPORTED_EXECUTOR_SPEC_TYPE = list(executor_process.spec_types().values())
     SUPPORTED_PLATFORM_CONFIG_TYPE = []
 
-    def run_executor(self, execution_info: data_types.ExecutionInfo
-                     ) -> execution_result_pb2.ExecutorOutput:
+    def run_executor(
+        self, execution_info: data_types.ExecutionInfo
+    ) -> execution_result_pb2.ExecutorOutput:
         node_id = execution_info.pipeline_node.node_info.id
         folder = os.path.join(execution_info.tmp_dir, "node_process")
         os.makedirs(folder, exist_ok=True)
@@ -52,9 +55,15 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
             handle.write(execution_info.to_proto().SerializeToString())
         console = progress.console_fd()  # inherited, so the node can show its progress there
         child = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", executor_process.__name__, folder,
-             type(self._executor_spec).__name__],
-            pass_fds=() if console is None else (console,))
+            [
+                sys.executable,
+                "-m",
+                executor_process.__name__,
+                folder,
+                type(self._executor_spec).__name__,
+            ],
+            pass_fds=() if console is None else (console,),
+        )
         try:
             child.wait()
         except BaseException:  # e.g. Ctrl-C in the runner: the node's process goes too
@@ -68,8 +77,9 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
                 with open(error_path) as handle:
                     reason = handle.read().strip()
             else:
-                reason = (f"the process ended with exit code {child.returncode} "
-                          "(killed? out of memory?)")
+                reason = (
+                    f"the process ended with exit code {child.returncode} (killed? out of memory?)"
+                )
             raise NodeProcessError(f"{node_id} failed in its process: {reason}")
         with open(output_path, "rb") as handle:
             return execution_result_pb2.ExecutorOutput.FromString(handle.read())
@@ -80,8 +90,9 @@ class NodeListener(Protocol):
 
     def started(self, node_id: str) -> None: ...
 
-    def finished(self, node_id: str, execution_id: Optional[int],
-                 error: Optional[BaseException]) -> None: ...
+    def finished(
+        self, node_id: str, execution_id: Optional[int], error: Optional[BaseException]
+    ) -> None: ...
 
 
 _listeners: List[NodeListener] = []
@@ -117,19 +128,22 @@ class IsolatingNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
                 listener.finished(self._node_id, execution_id, error)
 
     def _launch(self) -> Optional[int]:
-        operators = ({type(self._executor_spec): ChildProcessExecutorOperator}
-                     if self._executor_spec is not None
-                     and is_isolated(self._pipeline_node.node_info.type.name) else None)
+        operators = (
+            {type(self._executor_spec): ChildProcessExecutorOperator}
+            if self._executor_spec is not None
+            and is_isolated(self._pipeline_node.node_info.type.name)
+            else None
+        )
         execution = launcher.Launcher(
             pipeline_node=self._pipeline_node,
             mlmd_connection=metadata.Metadata(self._mlmd_connection_config),
             pipeline_info=self._pipeline_info,
             pipeline_runtime_spec=self._pipeline_runtime_spec,
             executor_spec=self._executor_spec,
-            platform_config=self._extract_platform_config(self._deployment_config,
-                                                          self._node_id),
+            platform_config=self._extract_platform_config(self._deployment_config, self._node_id),
             custom_driver_spec=self._custom_driver_spec,
-            custom_executor_operators=operators).launch()
+            custom_executor_operators=operators,
+        ).launch()
         return execution.execution_id if execution is not None else None
 
 

@@ -25,6 +25,7 @@ mirrors a file of kubeflow/pipelines ``backend/src/v2`` (2.0.5 to master):
 * ``lifecycle.preCacheCheck`` never runs; nor does KFP's cache here (every task runs);
 * a PlatformSpec ``pvcMount`` maps the claim to a local folder (``--pvc NAME=DIR``).
 """
+
 import dataclasses
 import json
 import os
@@ -82,8 +83,10 @@ def _typed_parameter(name: str, value: Any, parameter_type: str) -> Any:
     if parameter_type == "STRING":
         return value if isinstance(value, str) else json.dumps(value)
     if kfp_package.parameter_mismatch(value, parameter_type):
-        raise PackageRunError(f"input parameter {name!r} type mismatch: expect "
-                              f"{parameter_type}, got {type(value).__name__}")
+        raise PackageRunError(
+            f"input parameter {name!r} type mismatch: expect "
+            f"{parameter_type}, got {type(value).__name__}"
+        )
     return value
 
 
@@ -97,7 +100,8 @@ def _placeholders(executor_input: Dict[str, Any]) -> Dict[str, str]:
             values[f"{{{{$.{side}.artifacts['{name}'].path}}}}"] = uri  # local root: path is uri
     for name, value in executor_input["inputs"].get("parameterValues", {}).items():
         values[f"{{{{$.inputs.parameters['{name}']}}}}"] = (
-            value if isinstance(value, str) else json.dumps(value))
+            value if isinstance(value, str) else json.dumps(value)
+        )
     for name, parameter in executor_input.get("outputs", {}).get("parameters", {}).items():
         values[f"{{{{$.outputs.parameters['{name}'].output_file}}}}"] = parameter["outputFile"]
     return values
@@ -106,21 +110,30 @@ def _placeholders(executor_input: Dict[str, Any]) -> Dict[str, str]:
 class PackageRun:
     """One run of a package: tasks in dependency order, outputs recorded as MLMD would."""
 
-    def __init__(self, package: str, pipeline_root: Optional[str] = None, backend: str = "2.5",
-                 pvc_dirs: Optional[Dict[str, str]] = None, run_id: Optional[str] = None,
-                 progress: Callable[[str], None] = print):
+    def __init__(
+        self,
+        package: str,
+        pipeline_root: Optional[str] = None,
+        backend: str = "2.5",
+        pvc_dirs: Optional[Dict[str, str]] = None,
+        run_id: Optional[str] = None,
+        progress: Callable[[str], None] = print,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.documents, self.spec = kfp_package.load_checked(package)
         self.raw = self.documents[0]
         root = pipeline_root or self.raw.get("defaultPipelineRoot", "")
         if not root or "://" in root:
-            raise PackageRunError(f"pipeline root {root!r} is not a local folder: this emulation "
-                                  "keeps artifacts on this disk; pass --pipeline-root DIR")
+            raise PackageRunError(
+                f"pipeline root {root!r} is not a local folder: this emulation "
+                "keeps artifacts on this disk; pass --pipeline-root DIR"
+            )
         self.run_id = run_id or uuid.uuid4().hex[:12]
         # metadata/client.go GetPipeline: <root>/<pipeline name>/<run id>
-        self.run_root = os.path.join(os.path.abspath(root), self.spec.pipeline_info.name,
-                                     self.run_id)
+        self.run_root = os.path.join(
+            os.path.abspath(root), self.spec.pipeline_info.name, self.run_id
+        )
         self.backend = tuple(int(p) for p in backend.split("."))
         self.pvc_dirs = {k: os.path.abspath(v) for k, v in (pvc_dirs or {}).items()}
         self.progress = progress
@@ -132,8 +145,11 @@ class PackageRun:
         tasks = self.raw["root"]["dag"]["tasks"]
         done: List[str] = []
         while len(done) < len(tasks):
-            ready = [n for n, t in tasks.items() if n not in done
-                     and all(d in done for d in t.get("dependentTasks", []))]
+            ready = [
+                n
+                for n, t in tasks.items()
+                if n not in done and all(d in done for d in t.get("dependentTasks", []))
+            ]
             if not ready:
                 raise PackageRunError(f"dependency cycle among {sorted(set(tasks) - set(done))}")
             done.extend(ready)
@@ -144,13 +160,17 @@ class PackageRun:
         order = self.order()
         results = []
         semantics = ".".join(map(str, self.backend))
-        self.progress(f"run {self.run_id}: {len(order)} tasks, KFP {semantics} semantics, "
-                      f"outputs under {self.run_root}")
+        self.progress(
+            f"run {self.run_id}: {len(order)} tasks, KFP {semantics} semantics, "
+            f"outputs under {self.run_root}"
+        )
         for number, name in enumerate(order, 1):
             result = self.run_task(name)
             results.append(result)
-            self.progress(f"[{number}/{len(order)}] {name}: {result.state}"
-                          + (f" in {result.seconds:.1f} s" if result.state == "ran" else ""))
+            self.progress(
+                f"[{number}/{len(order)}] {name}: {result.state}"
+                + (f" in {result.seconds:.1f} s" if result.state == "ran" else "")
+            )
         return results
 
     def _inputs(self, name: str, task: Dict[str, Any], component: Dict[str, Any]) -> Dict:
@@ -160,27 +180,35 @@ class PackageRun:
             if set(spec.get("runtimeValue", {})) == {"constant"}:
                 value = spec["runtimeValue"]["constant"]
             else:
-                raise PackageRunError(f"task {name}: param runtime value spec of type "
-                                      f"{sorted(spec)} not implemented (driver/resolve.go)")
-            parameter_type = declared.get("parameters", {}).get(key, {}).get("parameterType",
-                                                                              "STRING")
+                raise PackageRunError(
+                    f"task {name}: param runtime value spec of type "
+                    f"{sorted(spec)} not implemented (driver/resolve.go)"
+                )
+            parameter_type = (
+                declared.get("parameters", {}).get(key, {}).get("parameterType", "STRING")
+            )
             parameters[key] = _typed_parameter(key, value, parameter_type)
         for key, spec in declared.get("parameters", {}).items():
-            if key not in parameters and "defaultValue" not in spec and not spec.get(
-                    "isOptional"):
-                raise PackageRunError(f"task {name}: neither value nor default value provided "
-                                      f"for non-optional parameter {key!r}")
+            if key not in parameters and "defaultValue" not in spec and not spec.get("isOptional"):
+                raise PackageRunError(
+                    f"task {name}: neither value nor default value provided "
+                    f"for non-optional parameter {key!r}"
+                )
         artifacts = {}
         for key, spec in task.get("inputs", {}).get("artifacts", {}).items():
             source = spec.get("taskOutputArtifact")
             if source is None:
-                raise PackageRunError(f"task {name}: artifact input {key!r} of kind {sorted(spec)}"
-                                      " is not supported here")
+                raise PackageRunError(
+                    f"task {name}: artifact input {key!r} of kind {sorted(spec)}"
+                    " is not supported here"
+                )
             produced = self.outputs.get(source["producerTask"], {})
             if source["outputArtifactKey"] not in produced:
-                raise PackageRunError(f"task {name}: input {key!r} comes from "
-                                      f"{source['producerTask']}, which produced no "
-                                      f"{source['outputArtifactKey']!r}")
+                raise PackageRunError(
+                    f"task {name}: input {key!r} comes from "
+                    f"{source['producerTask']}, which produced no "
+                    f"{source['outputArtifactKey']!r}"
+                )
             artifacts[key] = {"artifacts": [produced[source["outputArtifactKey"]]]}
         return {"parameterValues": parameters, "artifacts": artifacts}
 
@@ -199,10 +227,15 @@ class PackageRun:
             if self.backend >= (2, 15):
                 artifact["name"] = key
             artifacts[key] = {"artifacts": [artifact]}
-        output_file = (os.path.join(task_root, "output_metadata.json") if self.backend >= (2, 15)
-                       else os.path.join(local_dir, "tmp", "kfp_outputs", "output_metadata.json"))
-        parameters = {key: {"outputFile": os.path.join(local_dir, "tmp", "kfp", "outputs", key)}
-                      for key in component.get("outputDefinitions", {}).get("parameters", {})}
+        output_file = (
+            os.path.join(task_root, "output_metadata.json")
+            if self.backend >= (2, 15)
+            else os.path.join(local_dir, "tmp", "kfp_outputs", "output_metadata.json")
+        )
+        parameters = {
+            key: {"outputFile": os.path.join(local_dir, "tmp", "kfp", "outputs", key)}
+            for key in component.get("outputDefinitions", {}).get("parameters", {})
+        }
         return {"artifacts": artifacts, "parameters": parameters, "outputFile": output_file}
 
     def _command(self, name: str, label: str, executor_input: Dict[str, Any]) -> List[str]:
@@ -213,12 +246,14 @@ class PackageRun:
         for mount in self._mounts(label):
             pvc = mount.get("constant")
             if pvc not in self.pvc_dirs:
-                raise PackageRunError(f"task {name} mounts PVC {pvc!r} at {mount['mountPath']}: "
-                                      f"pass --pvc {pvc}=DIR")
+                raise PackageRunError(
+                    f"task {name} mounts PVC {pvc!r} at {mount['mountPath']}: pass --pvc {pvc}=DIR"
+                )
             os.makedirs(self.pvc_dirs[pvc], exist_ok=True)
             # The pod's view of the mount: paths under mountPath lead to the local folder.
-            under_mount = re.compile(r'(?<![\w./-])' + re.escape(mount["mountPath"].rstrip("/"))
-                                     + r'(?=[/"\\]|$)')
+            under_mount = re.compile(
+                r"(?<![\w./-])" + re.escape(mount["mountPath"].rstrip("/")) + r'(?=[/"\\]|$)'
+            )
             local = self.pvc_dirs[pvc]
             words = [under_mount.sub(lambda _, local=local: local, w) for w in words]
         if words and words[0] in ("python", "python3"):
@@ -229,8 +264,12 @@ class PackageRun:
         platform: Dict[str, Any] = {}
         for extra in self.documents[1:]:
             platform.update(extra)
-        executors = (platform.get("platforms", {}).get("kubernetes", {})
-                     .get("deploymentSpec", {}).get("executors", {}))
+        executors = (
+            platform.get("platforms", {})
+            .get("kubernetes", {})
+            .get("deploymentSpec", {})
+            .get("executors", {})
+        )
         return executors.get(label, {}).get("pvcMount", [])
 
     def run_task(self, name: str) -> TaskResult:
@@ -259,8 +298,13 @@ class PackageRun:
         log = os.path.join(local_dir, "log.txt")
         started = time.monotonic()
         with open(log, "w") as handle:
-            code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT,
-                                  env=self._env(component["executorLabel"]), check=False).returncode
+            code = subprocess.run(
+                command,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=self._env(component["executorLabel"]),
+                check=False,
+            ).returncode
         seconds = time.monotonic() - started
         if code != 0:
             with open(log) as handle:
@@ -298,18 +342,29 @@ class PackageRun:
             produced = executor_output.get("artifacts", {}).get(key, {}).get("artifacts", [])
             if produced:  # launcher_v2.go mergeRuntimeArtifacts
                 artifact["uri"] = produced[0].get("uri") or artifact["uri"]
-                artifact["metadata"] = {**artifact.get("metadata", {}),
-                                        **produced[0].get("metadata", {})}
+                artifact["metadata"] = {
+                    **artifact.get("metadata", {}),
+                    **produced[0].get("metadata", {}),
+                }
             metadata = _stored_metadata(artifact.get("metadata", {}))
             metadata.setdefault("display_name", key)  # metadata/client.go RecordArtifact
-            recorded[key] = {"name": str(self.next_id), "type": {"instanceSchema": ""},
-                             "uri": artifact["uri"], "metadata": metadata}
+            recorded[key] = {
+                "name": str(self.next_id),
+                "type": {"instanceSchema": ""},
+                "uri": artifact["uri"],
+                "metadata": metadata,
+            }
             self.next_id += 1
         self.outputs[name] = recorded
 
 
-def run_package(package: str, pipeline_root: Optional[str] = None, backend: str = "2.5",
-                pvc_dirs: Optional[Dict[str, str]] = None, run_id: Optional[str] = None,
-                progress: Callable[[str], None] = print) -> List[TaskResult]:
+def run_package(
+    package: str,
+    pipeline_root: Optional[str] = None,
+    backend: str = "2.5",
+    pvc_dirs: Optional[Dict[str, str]] = None,
+    run_id: Optional[str] = None,
+    progress: Callable[[str], None] = print,
+) -> List[TaskResult]:
     """Runs every task of ``package``; see the module docstring for what is emulated."""
     return PackageRun(package, pipeline_root, backend, pvc_dirs, run_id, progress).run()

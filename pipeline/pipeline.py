@@ -8,6 +8,7 @@ averaged) -> ServingBaseline_ensemble -> Evaluator_ensemble; then ModelSelector 
 Evaluator_test (PrivateTest once: as published and leakage-free) and, when blessed, AtomicPusher ->
 <serving-dir>/<model-name>/<version>/; Report (HTML + PNGs) over all of it.
 """
+
 import os
 from typing import List, Optional
 
@@ -37,40 +38,49 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         data_path=config.data_path,
         max_quarantine_fraction=config.max_quarantine_fraction,
         output_config=unassigned_rows_output_config(*config.unassigned_split_buckets),
-        quality_policy=Policy(**config.quality_policy))
+        quality_policy=Policy(**config.quality_policy),
+    )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=os.path.join(config.schema_dir, "schema.pbtxt"))
+        schema_file=os.path.join(config.schema_dir, "schema.pbtxt")
+    )
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    drift_check = DriftCheck(statistics=statistics_gen.outputs["statistics"],
-                             schema=schema_gen.outputs["schema"],
-                             baseline_dir=config.statistics_baseline_dir,
-                             accept_drift=int(config.allow_drift))
-    gate = DataValidationGate(anomalies=example_validator.outputs["anomalies"],
-                              schema=schema_gen.outputs["schema"],
-                              drift=drift_check.outputs["anomalies"],
-                              allow_anomalies=int(config.allow_anomalies),
-                              allow_drift=int(config.allow_drift))
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    drift_check = DriftCheck(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        baseline_dir=config.statistics_baseline_dir,
+        accept_drift=int(config.allow_drift),
+    )
+    gate = DataValidationGate(
+        anomalies=example_validator.outputs["anomalies"],
+        schema=schema_gen.outputs["schema"],
+        drift=drift_check.outputs["anomalies"],
+        allow_anomalies=int(config.allow_anomalies),
+        allow_drift=int(config.allow_drift),
+    )
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
         preprocessing_fn=TRANSFORM_FN,
         # StatisticsGen has the raw statistics; post-transform statistics of 2,304 floats
         # per image would be computed and never read.
-        disable_statistics=True)
+        disable_statistics=True,
+    )
     transform.add_upstream_node(gate)  # no training on data that failed validation
 
     def evaluate(candidate: str, model: base_node.BaseNode) -> List[base_node.BaseNode]:
         """ServingBaseline_<candidate> and Evaluator_<candidate> (eval split, blessing)."""
-        baseline = ServingBaseline(candidate=model.outputs["model"],
-                                   model_base_path=config.model_serving_dir
-                                   ).with_id(node_ids.serving_baseline(candidate))
+        baseline = ServingBaseline(
+            candidate=model.outputs["model"], model_base_path=config.model_serving_dir
+        ).with_id(node_ids.serving_baseline(candidate))
         evaluators[candidate] = evaluation.Evaluator(
             examples=example_gen.outputs["examples"],
             example_splits=["eval"],
             model=model.outputs["model"],
             baseline_model=baseline.outputs["baseline"],
-            eval_config=evaluation.make_eval_config(config.min_accuracy)
+            eval_config=evaluation.make_eval_config(config.min_accuracy),
         ).with_id(node_ids.evaluator(candidate))
         return [model, baseline, evaluators[candidate]]
 
@@ -81,7 +91,7 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
-            custom_config=config.trainer_for(arch).to_custom_config()
+            custom_config=config.trainer_for(arch).to_custom_config(),
         ).with_id(node_ids.model_node(arch))
         nodes += evaluate(arch, trainers[arch])
     if config.ensemble and len(config.architectures) > 1:
@@ -95,25 +105,49 @@ def create_components(config: PipelineConfig) -> List[base_node.BaseNode]:
         examples=example_gen.outputs["examples"],
         example_splits=["test"],
         model=selector.outputs["model"],
-        eval_config=evaluation.make_eval_config(min_accuracy=None, slice_by_seen_in_train=True)
+        eval_config=evaluation.make_eval_config(min_accuracy=None, slice_by_seen_in_train=True),
     ).with_id("Evaluator_test")
-    with conditional.Cond(
-            selector.outputs["blessing"].future()[0].custom_property("blessed") == 1):
+    with conditional.Cond(selector.outputs["blessing"].future()[0].custom_property("blessed") == 1):
         pusher = AtomicPusher(
             model=selector.outputs["model"],
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(
-                    base_directory=config.model_serving_dir)))
-    report = ReportComponent(candidates, example_gen, example_validator,
-                             schema_gen, trainers, evaluators, selector, test_evaluator)
-    return [example_gen, statistics_gen, schema_gen, example_validator, drift_check, gate,
-            transform,
-            *nodes, selector, test_evaluator, pusher, report]
+                    base_directory=config.model_serving_dir
+                )
+            ),
+        )
+    report = ReportComponent(
+        candidates,
+        example_gen,
+        example_validator,
+        schema_gen,
+        trainers,
+        evaluators,
+        selector,
+        test_evaluator,
+    )
+    return [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        drift_check,
+        gate,
+        transform,
+        *nodes,
+        selector,
+        test_evaluator,
+        pusher,
+        report,
+    ]
 
 
-def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
-                    beam_pipeline_args: Optional[List[str]] = None,
-                    last_node: Optional[str] = None) -> tfx.dsl.Pipeline:
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config=None,
+    beam_pipeline_args: Optional[List[str]] = None,
+    last_node: Optional[str] = None,
+) -> tfx.dsl.Pipeline:
     """The FER2013 pipeline for any TFX runner (Kubeflow brings its own metadata and Beam).
 
     ``last_node`` (a node id, e.g. "Transform") keeps only the nodes up to it, for
@@ -124,12 +158,14 @@ def create_pipeline(config: PipelineConfig, metadata_connection_config=None,
         ids = [c.id for c in components]
         if last_node not in ids:
             raise ValueError(f"no node {last_node!r} in the pipeline; nodes: {ids}")
-        components = components[:ids.index(last_node) + 1]
+        components = components[: ids.index(last_node) + 1]
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=(config.beam_pipeline_args() if beam_pipeline_args is None
-                            else beam_pipeline_args))
+        beam_pipeline_args=(
+            config.beam_pipeline_args() if beam_pipeline_args is None else beam_pipeline_args
+        ),
+    )

@@ -6,6 +6,7 @@ loggers. Everything else -- TF, Beam, TFX, absl, C++ logs, child processes -- go
 run's log file, whose path is printed first. This module imports nothing heavy, so the
 redirection starts before TensorFlow is imported and says anything.
 """
+
 import contextlib
 import datetime
 import logging

@@ -3,6 +3,7 @@
 The summary JSON holds rows read/valid/quarantined (by reason), split counts, eval
 metrics, whether the model was blessed, and where it was pushed.
 """
+
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
@@ -10,8 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import evaluation, node_ids
-from components import model_metadata
+from components import evaluation, model_metadata, node_ids
 from pipeline import executor_process
 
 NodeOutputs = Dict[str, List[metadata_store_pb2.Artifact]]  # output key -> artifacts
@@ -19,16 +19,18 @@ Outputs = Dict[str, NodeOutputs]  # node id -> its outputs
 PEAK_RSS_PROPERTY = executor_process.PEAK_RSS_PROPERTY
 
 
-def _latest_run(store: metadata_store.MetadataStore, pipeline_name: str
-                ) -> Tuple[List[metadata_store_pb2.Execution], Dict[int, str]]:
+def _latest_run(
+    store: metadata_store.MetadataStore, pipeline_name: str
+) -> Tuple[List[metadata_store_pb2.Execution], Dict[int, str]]:
     """The newest run's executions and execution id -> node id."""
     runs = store.get_contexts_by_type("pipeline_run")
     pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_ctx is None or not runs:
         raise LookupError(f"no run of pipeline {pipeline_name!r} in this metadata store")
     pipeline_execs = {e.id for e in store.get_executions_by_context(pipeline_ctx.id)}
-    runs = [r for r in runs
-            if {e.id for e in store.get_executions_by_context(r.id)} & pipeline_execs]
+    runs = [
+        r for r in runs if {e.id for e in store.get_executions_by_context(r.id)} & pipeline_execs
+    ]
     latest = max(runs, key=lambda ctx: (ctx.create_time_since_epoch, ctx.id))
     executions = store.get_executions_by_context(latest.id)
     node_type_id = store.get_context_type("node").id
@@ -40,17 +42,22 @@ def _latest_run(store: metadata_store.MetadataStore, pipeline_name: str
     return executions, node_of
 
 
-def _outputs_by_execution(store: metadata_store.MetadataStore, execution_ids: List[int]
-                          ) -> Dict[int, NodeOutputs]:
+def _outputs_by_execution(
+    store: metadata_store.MetadataStore, execution_ids: List[int]
+) -> Dict[int, NodeOutputs]:
     """execution id -> output key -> artifacts."""
-    events = [e for e in store.get_events_by_execution_ids(execution_ids)
-              if e.type == metadata_store_pb2.Event.OUTPUT]
+    events = [
+        e
+        for e in store.get_events_by_execution_ids(execution_ids)
+        if e.type == metadata_store_pb2.Event.OUTPUT
+    ]
     artifacts = {a.id: a for a in store.get_artifacts_by_id(list({e.artifact_id for e in events}))}
     grouped: Dict[int, NodeOutputs] = {}
     for event in events:
         key = event.path.steps[0].key if event.path.steps else ""
         grouped.setdefault(event.execution_id, {}).setdefault(key, []).append(
-            artifacts[event.artifact_id])
+            artifacts[event.artifact_id]
+        )
     return grouped
 
 
@@ -73,20 +80,31 @@ def execution_outputs(store: metadata_store.MetadataStore, execution_id: int) ->
     return _outputs_by_execution(store, [execution_id]).get(execution_id, {})
 
 
-def _node_peak_rss_mib(executions: List[metadata_store_pb2.Execution],
-                       node_of: Dict[int, str]) -> Dict[str, int]:
+def _node_peak_rss_mib(
+    executions: List[metadata_store_pb2.Execution], node_of: Dict[int, str]
+) -> Dict[str, int]:
     """Peak RSS (MiB) of each node that ran in a process of its own."""
-    return {node_of[e.id]: e.custom_properties[PEAK_RSS_PROPERTY].int_value
-            for e in executions if e.id in node_of and PEAK_RSS_PROPERTY in e.custom_properties}
+    return {
+        node_of[e.id]: e.custom_properties[PEAK_RSS_PROPERTY].int_value
+        for e in executions
+        if e.id in node_of and PEAK_RSS_PROPERTY in e.custom_properties
+    }
 
 
-def _node_seconds(executions: List[metadata_store_pb2.Execution],
-                  node_of: Dict[int, str]) -> Dict[str, float]:
+def _node_seconds(
+    executions: List[metadata_store_pb2.Execution], node_of: Dict[int, str]
+) -> Dict[str, float]:
     """Wall seconds each node took, from its MLMD execution (0 if cached)."""
     cached = metadata_store_pb2.Execution.CACHED
-    return {node_of[e.id]: (0.0 if e.last_known_state == cached else round(
-                (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000.0, 1))
-            for e in executions if e.id in node_of}
+    return {
+        node_of[e.id]: (
+            0.0
+            if e.last_known_state == cached
+            else round((e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000.0, 1)
+        )
+        for e in executions
+        if e.id in node_of
+    }
 
 
 def custom_property(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
@@ -96,6 +114,7 @@ def custom_property(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
     kind = value.WhichOneof("value")
     if kind == "struct_value":
         from google.protobuf import json_format
+
         return json_format.MessageToDict(value.struct_value)
     return getattr(value, kind)
 
@@ -136,15 +155,19 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     store = open_store(metadata_path)
     executions, node_of = _latest_run(store, pipeline_name)  # read once, used thrice
     outputs = _run_outputs(store, node_of)
-    summary: Dict[str, Any] = {"pipeline_name": pipeline_name,
-                               "node_seconds": _node_seconds(executions, node_of),
-                               "node_peak_rss_mib": _node_peak_rss_mib(executions, node_of)}
+    summary: Dict[str, Any] = {
+        "pipeline_name": pipeline_name,
+        "node_seconds": _node_seconds(executions, node_of),
+        "node_peak_rss_mib": _node_peak_rss_mib(executions, node_of),
+    }
 
     quarantine = _single(outputs, "Fer2013ExampleGen", "quarantine")
     if quarantine is not None:
         with open(os.path.join(quarantine.uri, "summary.json")) as handle:
             summary["ingest"] = json.load(handle)
-    architectures = sorted(node[len("Trainer_"):] for node in outputs if node.startswith("Trainer_"))
+    architectures = sorted(
+        node[len("Trainer_") :] for node in outputs if node.startswith("Trainer_")
+    )
     if node_ids.ENSEMBLE_BUILDER in outputs:
         architectures.append(node_ids.ENSEMBLE)
     summary["architectures"] = {arch: architecture_summary(outputs, arch) for arch in architectures}
@@ -160,7 +183,9 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     summary["test"] = evaluation.read_metrics(test.uri) if test is not None else None
     pushed = _single(outputs, "AtomicPusher", "pushed_model")
     summary["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
-    summary["pushed_path"] = custom_property(pushed, "pushed_destination") if summary["pushed"] else None
+    summary["pushed_path"] = (
+        custom_property(pushed, "pushed_destination") if summary["pushed"] else None
+    )
     report = _single(outputs, "Report", "report")
     summary["report"] = os.path.join(report.uri, "index.html") if report is not None else None
     return summary

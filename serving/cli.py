@@ -4,6 +4,7 @@ Execs TF Serving's ``tensorflow_model_server`` when it is on PATH, translating t
 into its flags and config files, and otherwise starts this project's local stand-in
 (saying so on stderr). Exit 1 when the server cannot start.
 """
+
 import argparse
 import math
 import os
@@ -35,34 +36,65 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fer-serve",
         description="Serve the pushed FER model versions: runs tensorflow_model_server when it "
-                    "is on PATH, otherwise the project's local TF Serving stand-in.")
-    parser.add_argument("--model-base-path", required=True,
-                        help="directory holding the numeric version directories")
+        "is on PATH, otherwise the project's local TF Serving stand-in.",
+    )
+    parser.add_argument(
+        "--model-base-path", required=True, help="directory holding the numeric version directories"
+    )
     parser.add_argument("--model-name", default=features.MODEL_NAME)
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    parser.add_argument("--rest-port", type=int, default=None,
-                        help="REST API port (TF Serving uses 8501); default: no REST")
-    parser.add_argument("--poll-seconds", type=float, default=1.0,
-                        help="how often to look for new versions (default 1; 0 = never)")
-    parser.add_argument("--version-policy", default="latest:1",
-                        help="TF Serving only: latest[:N], all or specific:V1,V2 (default "
-                             "latest:1, what the stand-in serves)")
-    parser.add_argument("--version-labels", default=None,
-                        help="TF Serving only: labels, e.g. stable=3,canary=4")
-    parser.add_argument("--max-message-bytes", type=int, default=None,
-                        help="largest request accepted (default 64 MiB in the stand-in)")
-    parser.add_argument("--enable-batching", action="store_true",
-                        help="TF Serving only: merge concurrent requests into batches")
+    parser.add_argument(
+        "--rest-port",
+        type=int,
+        default=None,
+        help="REST API port (TF Serving uses 8501); default: no REST",
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=1.0,
+        help="how often to look for new versions (default 1; 0 = never)",
+    )
+    parser.add_argument(
+        "--version-policy",
+        default="latest:1",
+        help="TF Serving only: latest[:N], all or specific:V1,V2 (default "
+        "latest:1, what the stand-in serves)",
+    )
+    parser.add_argument(
+        "--version-labels", default=None, help="TF Serving only: labels, e.g. stable=3,canary=4"
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=None,
+        help="largest request accepted (default 64 MiB in the stand-in)",
+    )
+    parser.add_argument(
+        "--enable-batching",
+        action="store_true",
+        help="TF Serving only: merge concurrent requests into batches",
+    )
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
     parser.add_argument("--num-batch-threads", type=int, default=2)
     stand_in = parser.add_argument_group("local stand-in only")
-    stand_in.add_argument("--host", default="127.0.0.1",
-                          help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    stand_in.add_argument("--max-workers", type=int, default=Limits.grpc_workers,
-                          help="gRPC worker threads (TF Serving: --grpc_max_threads)")
-    stand_in.add_argument("--stand-in", action="store_true",
-                          help="use the local stand-in even when TF Serving is installed")
+    stand_in.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)",
+    )
+    stand_in.add_argument(
+        "--max-workers",
+        type=int,
+        default=Limits.grpc_workers,
+        help="gRPC worker threads (TF Serving: --grpc_max_threads)",
+    )
+    stand_in.add_argument(
+        "--stand-in",
+        action="store_true",
+        help="use the local stand-in even when TF Serving is installed",
+    )
     stand_in.add_argument("--log-level", default="INFO")
     return parser
 
@@ -74,28 +106,43 @@ def _write_temp(prefix: str, text: str) -> str:
     return handle.name
 
 
-def tf_serving_command(binary: str, args: argparse.Namespace, labels: Dict[str, int]
-                       ) -> List[str]:
+def tf_serving_command(binary: str, args: argparse.Namespace, labels: Dict[str, int]) -> List[str]:
     """The tensorflow_model_server command line equivalent to the fer-serve options."""
     base_path = os.path.abspath(args.model_base_path)
     poll = 0 if args.poll_seconds <= 0 else max(1, math.ceil(args.poll_seconds))
-    command = [binary, f"--port={args.port}", f"--rest_api_port={args.rest_port or 0}",
-               f"--file_system_poll_wait_seconds={poll}"]
+    command = [
+        binary,
+        f"--port={args.port}",
+        f"--rest_api_port={args.rest_port or 0}",
+        f"--file_system_poll_wait_seconds={poll}",
+    ]
     if args.version_policy.strip() not in ("latest", "latest:1") or labels:
-        config = _write_temp("fer-model-config-", tf_serving_config.model_config_text(
-            args.model_name, base_path, args.version_policy, labels))
-        command += [f"--model_config_file={config}",
-                    f"--model_config_file_poll_wait_seconds={max(poll, 1)}"]
+        config = _write_temp(
+            "fer-model-config-",
+            tf_serving_config.model_config_text(
+                args.model_name, base_path, args.version_policy, labels
+            ),
+        )
+        command += [
+            f"--model_config_file={config}",
+            f"--model_config_file_poll_wait_seconds={max(poll, 1)}",
+        ]
     else:
         command += [f"--model_name={args.model_name}", f"--model_base_path={base_path}"]
     # TF Serving's own default is 2 GiB (SetMaxMessageSize(kint32max)); channel arguments
     # are added after it (tensorflow_serving/model_servers/server.cc, 2.16.1).
     max_message = args.max_message_bytes or Limits.max_message_bytes
-    command += [f"--grpc_channel_arguments=grpc.max_receive_message_length={max_message}",
-                f"--grpc_max_threads={args.max_workers}"]
+    command += [
+        f"--grpc_channel_arguments=grpc.max_receive_message_length={max_message}",
+        f"--grpc_max_threads={args.max_workers}",
+    ]
     if args.enable_batching:
-        batching = _write_temp("fer-batching-", tf_serving_config.batching_text(
-            args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads))
+        batching = _write_temp(
+            "fer-batching-",
+            tf_serving_config.batching_text(
+                args.max_batch_size, args.batch_timeout_ms, args.num_batch_threads
+            ),
+        )
         command += ["--enable_batching=true", f"--batching_parameters_file={batching}"]
     return command
 
@@ -114,33 +161,48 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
         command = tf_serving_command(binary, args, labels)
         print(f"fer-serve: running TF Serving: {' '.join(command)}", file=sys.stderr, flush=True)
         os.execv(binary, command)
-    if labels or args.enable_batching or args.version_policy.strip() not in ("latest",
-                                                                               "latest:1"):
-        parser.error("the local stand-in serves the newest version only, without labels or "
-                     "batching: --version-policy, --version-labels and --enable-batching need "
-                     f"TF Serving ({TF_SERVING_BINARY} on PATH)")
+    if labels or args.enable_batching or args.version_policy.strip() not in ("latest", "latest:1"):
+        parser.error(
+            "the local stand-in serves the newest version only, without labels or "
+            "batching: --version-policy, --version-labels and --enable-batching need "
+            f"TF Serving ({TF_SERVING_BINARY} on PATH)"
+        )
     return _run_stand_in(args)
 
 
 def _run_stand_in(args: argparse.Namespace) -> int:
-    print(f"fer-serve: {TF_SERVING_BINARY} is not on PATH (or --stand-in was given): starting "
-          "the project's LOCAL STAND-IN (serving/model_server.py), NOT TF Serving",
-          file=sys.stderr, flush=True)
+    print(
+        f"fer-serve: {TF_SERVING_BINARY} is not on PATH (or --stand-in was given): starting "
+        "the project's LOCAL STAND-IN (serving/model_server.py), NOT TF Serving",
+        file=sys.stderr,
+        flush=True,
+    )
     _quiet_tensorflow()
     import logging
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     import dataclasses
 
     from serving.model_server import start_server
 
     try:
         server = start_server(
-            model_base_path=args.model_base_path, model_name=args.model_name, port=args.port,
-            rest_port=args.rest_port, host=args.host, poll_seconds=args.poll_seconds,
+            model_base_path=args.model_base_path,
+            model_name=args.model_name,
+            port=args.port,
+            rest_port=args.rest_port,
+            host=args.host,
+            poll_seconds=args.poll_seconds,
             limits=dataclasses.replace(
-                Limits(), grpc_workers=args.max_workers,
-                max_message_bytes=args.max_message_bytes or Limits.max_message_bytes))
+                Limits(),
+                grpc_workers=args.max_workers,
+                max_message_bytes=args.max_message_bytes or Limits.max_message_bytes,
+            ),
+        )
     except (OSError, ValueError) as err:
         print(f"fer-serve: error: {err}", file=sys.stderr)
         return EXIT_REFUSED
@@ -149,9 +211,13 @@ def _run_stand_in(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     rest = f", REST on {args.host}:{server.rest_port}" if server.rest else ""
-    print(f"fer-serve: local stand-in serving model {args.model_name!r} versions "
-          f"{server.versions.loaded_versions()} from {server.versions.base_path}: gRPC on "
-          f"{server.address}{rest}", file=sys.stderr, flush=True)
+    print(
+        f"fer-serve: local stand-in serving model {args.model_name!r} versions "
+        f"{server.versions.loaded_versions()} from {server.versions.base_path}: gRPC on "
+        f"{server.address}{rest}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         while not stop.wait(0.5):
             pass

@@ -1,4 +1,5 @@
 """Serving errors carrying TF Serving's gRPC status codes, and code conversions."""
+
 from typing import Dict
 
 import grpc

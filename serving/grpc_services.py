@@ -1,12 +1,19 @@
 """TF Serving's gRPC services (PredictionService, ModelService) over a PredictionCore."""
+
 import logging
 from typing import Callable, Optional, Tuple, TypeVar
 
 import grpc
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, status_pb2)
 from tensorflow.core.protobuf import error_codes_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
 
 from client import tensors
 from serving import errors
@@ -46,8 +53,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: PredictionCore) -> None:
         self.core = core
 
-    def Predict(self, request: predict_pb2.PredictRequest,
-                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+    def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> predict_pb2.PredictResponse:
         return _answer(context, lambda: self._predict(request))
 
     def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -58,13 +66,17 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = {}
         for name, proto in request.inputs.items():
             try:  # what the request declares is checked before a value is allocated
-                self.core.check_declared(signature, name, tensors.tf_dtype(proto.dtype),
-                                         tensors.shape_of(proto))
+                self.core.check_declared(
+                    signature, name, tensors.tf_dtype(proto.dtype), tensors.shape_of(proto)
+                )
                 inputs[name] = tensors.to_ndarray(proto)
             except ValueError as err:
-                raise errors.invalid(f"Input {name!r} is not a valid TensorProto: it {err}")
-        signature_name, outputs = self.core.predict_on(servable, signature.name, inputs,
-                                                       request.output_filter)
+                raise errors.invalid(
+                    f"Input {name!r} is not a valid TensorProto: it {err}"
+                ) from err
+        signature_name, outputs = self.core.predict_on(
+            servable, signature.name, inputs, request.output_filter
+        )
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name
         response.model_spec.version.value = servable.version
@@ -73,21 +85,26 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[name].CopyFrom(tensors.from_ndarray(array))
         return response
 
-    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
-                         context: grpc.ServicerContext
-                         ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         return _answer(context, lambda: self._metadata(request))
 
-    def _metadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest
-                  ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    def _metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         fields = list(request.metadata_field)
         if not fields:
-            raise errors.invalid("GetModelMetadataRequest must specify at least one "
-                                 f"metadata_field (supported: {SIGNATURE_DEF_FIELD})")
+            raise errors.invalid(
+                "GetModelMetadataRequest must specify at least one "
+                f"metadata_field (supported: {SIGNATURE_DEF_FIELD})"
+            )
         unsupported = [f for f in fields if f != SIGNATURE_DEF_FIELD]
         if unsupported:
-            raise errors.invalid(f"Metadata field {unsupported[0]} is not supported "
-                                 f"(supported: {SIGNATURE_DEF_FIELD})")
+            raise errors.invalid(
+                f"Metadata field {unsupported[0]} is not supported "
+                f"(supported: {SIGNATURE_DEF_FIELD})"
+            )
         version, label = version_choice(request.model_spec)
         servable = self.core.servable(request.model_spec.name, version, label)
         return metadata_response(request.model_spec.name, servable)
@@ -109,9 +126,12 @@ def status_response(states) -> get_model_status_pb2.GetModelStatusResponse:
         entry = response.model_version_status.add()
         entry.version = state.version
         entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(state.state)
-        entry.status.CopyFrom(status_pb2.StatusProto(
-            error_code=error_codes_pb2.Code.Value(state.error_code.name),
-            error_message=state.error_message))
+        entry.status.CopyFrom(
+            status_pb2.StatusProto(
+                error_code=error_codes_pb2.Code.Value(state.error_code.name),
+                error_message=state.error_message,
+            )
+        )
     return response
 
 
@@ -121,17 +141,19 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, core: PredictionCore) -> None:
         self.core = core
 
-    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
-                       context: grpc.ServicerContext
-                       ) -> get_model_status_pb2.GetModelStatusResponse:
+    def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         def call():
             version, label = version_choice(request.model_spec)
             return status_response(self.core.status(request.model_spec.name, version, label))
+
         return _answer(context, call)
 
 
 def add_services(server: grpc.Server, core: PredictionCore) -> None:
     """Registers both services on ``server``."""
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(core), server)
+        PredictionService(core), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)

@@ -5,6 +5,7 @@ unknown model/version/label -> NOT_FOUND; unknown signature, missing or extra in
 wrong dtype or shape, empty batch, bytes that are not an image -> INVALID_ARGUMENT;
 too large a batch or image -> RESOURCE_EXHAUSTED.
 """
+
 import io
 import logging
 import re
@@ -24,13 +25,22 @@ from serving.version_watcher import ModelVersions, VersionState
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNATURE = features.SERVING_DEFAULT_SIGNATURE
-IMAGE_MAGIC: Tuple[bytes, ...] = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a",
-                                  b"BM")
-_TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|<stack traces unavailable>|"
-                       r"\s*\[\[\{\{node|\s*\[\[.*\]\]$|\s*File \")")
+IMAGE_MAGIC: Tuple[bytes, ...] = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF87a",
+    b"GIF89a",
+    b"BM",
+)
+_TF_NOISE = re.compile(
+    r"^(Graph execution error:|Detected at node|<stack traces unavailable>|"
+    r"\s*\[\[\{\{node|\s*\[\[.*\]\]$|\s*File \")"
+)
 # Graph internals a client has no business seeing: function/node names, tensor names, ops.
-_TF_INTERNALS = re.compile(r"\{\{(function_)?node [^}]*\}\}|\s*\([\w/.-]+:\d+\)|"
-                           r"\s*\[Op:[^\]]*\]")
+_TF_INTERNALS = re.compile(
+    r"\{\{(function_)?node [^}]*\}\}|\s*\([\w/.-]+:\d+\)|"
+    r"\s*\[Op:[^\]]*\]"
+)
 
 
 def clean_tf_message(message: str) -> str:
@@ -66,6 +76,7 @@ def check_images(name: str, values: np.ndarray) -> None:
     (components/image_header.py); this answers earlier, naming the offending element.
     """
     from PIL import Image
+
     for index, value in enumerate(values.ravel()):
         if not isinstance(value, bytes):
             continue
@@ -73,21 +84,27 @@ def check_images(name: str, values: np.ndarray) -> None:
         if not value:
             raise errors.invalid(f"{where} is empty, expected PNG/JPEG/BMP/GIF bytes")
         if len(value) > features.MAX_IMAGE_BYTES:
-            raise errors.invalid(f"{where} has {len(value)} bytes, above the limit of "
-                                 f"{features.MAX_IMAGE_BYTES}")
+            raise errors.invalid(
+                f"{where} has {len(value)} bytes, above the limit of {features.MAX_IMAGE_BYTES}"
+            )
         if not value.startswith(IMAGE_MAGIC):
-            raise errors.invalid(f"{where} is not a PNG, JPEG, BMP or GIF image "
-                                 f"({len(value)} bytes starting {value[:8]!r})")
+            raise errors.invalid(
+                f"{where} is not a PNG, JPEG, BMP or GIF image "
+                f"({len(value)} bytes starting {value[:8]!r})"
+            )
         try:
             with Image.open(io.BytesIO(value)) as image:
                 width, height = image.size
                 animated = getattr(image, "is_animated", False)
         except Exception as err:  # noqa: BLE001 - any failure to read refuses the image
-            raise errors.invalid(f"{where} cannot be read as an image "
-                                 f"({type(err).__name__}: {str(err)[:100]})") from None
+            raise errors.invalid(
+                f"{where} cannot be read as an image ({type(err).__name__}: {str(err)[:100]})"
+            ) from None
         if max(width, height) > features.MAX_IMAGE_SIDE:
-            raise errors.invalid(f"{where} is {width}x{height} pixels, above the limit of "
-                                 f"{features.MAX_IMAGE_SIDE} per side")
+            raise errors.invalid(
+                f"{where} is {width}x{height} pixels, above the limit of "
+                f"{features.MAX_IMAGE_SIDE} per side"
+            )
         if animated:
             raise errors.invalid(f"{where} has several frames; send one still image")
 
@@ -115,19 +132,22 @@ class PredictionCore:
 
     def _check(self, name: str, label: Optional[str], what: str) -> None:
         if name != self.model_name:
-            raise errors.not_found(f"{what} {name} (this server serves model "
-                                   f"{self.model_name!r})")
+            raise errors.not_found(f"{what} {name} (this server serves model {self.model_name!r})")
         if label:
-            raise errors.not_found(f"Unrecognized servable version label: {label} (the local "
-                                   "stand-in has no labels; TF Serving does)")
+            raise errors.not_found(
+                f"Unrecognized servable version label: {label} (the local "
+                "stand-in has no labels; TF Serving does)"
+            )
 
-    def servable(self, name: str, version: Optional[int] = None,
-                 label: Optional[str] = None) -> Servable:
+    def servable(
+        self, name: str, version: Optional[int] = None, label: Optional[str] = None
+    ) -> Servable:
         self._check(name, label, "Servable not found for request: Latest")
         return self.versions.resolve(version)
 
-    def status(self, name: str, version: Optional[int] = None,
-               label: Optional[str] = None) -> List[VersionState]:
+    def status(
+        self, name: str, version: Optional[int] = None, label: Optional[str] = None
+    ) -> List[VersionState]:
         self._check(name, label, "Could not find any versions of model")
         return self.versions.states(version)
 
@@ -136,36 +156,47 @@ class PredictionCore:
         name = name or DEFAULT_SIGNATURE
         if name not in servable.signatures:
             raise errors.invalid(
-                f"Serving signature name: \"{name}\" not found in signature def "
-                f"(version {servable.version} has: {', '.join(sorted(servable.signatures))})")
+                f'Serving signature name: "{name}" not found in signature def '
+                f"(version {servable.version} has: {', '.join(sorted(servable.signatures))})"
+            )
         return servable.signatures[name]
 
-    def check_declared(self, signature: Signature, name: str, dtype: tf.DType,
-                       shape: Tuple[int, ...]) -> None:
+    def check_declared(
+        self, signature: Signature, name: str, dtype: tf.DType, shape: Tuple[int, ...]
+    ) -> None:
         """Dtype, shape and batch of one input as declared, before any value is allocated."""
         spec = signature.inputs.get(name)
         if spec is None:
-            raise errors.invalid(f"Signature {signature.name!r} expects inputs "
-                                 f"{{{', '.join(sorted(signature.inputs))}}}: unexpected "
-                                 f"input(s) {name!r}")
+            raise errors.invalid(
+                f"Signature {signature.name!r} expects inputs "
+                f"{{{', '.join(sorted(signature.inputs))}}}: unexpected "
+                f"input(s) {name!r}"
+            )
         if dtype != spec.dtype:
-            raise errors.invalid(f"Input {name!r} of signature {signature.name!r} must be "
-                                 f"{spec.dtype.name}, got {dtype.name}")
+            raise errors.invalid(
+                f"Input {name!r} of signature {signature.name!r} must be "
+                f"{spec.dtype.name}, got {dtype.name}"
+            )
         if not spec.shape.is_compatible_with(shape):
             raise errors.invalid(
                 f"Input {name!r} of signature {signature.name!r} must have shape "
-                f"{_shape_text(spec.shape.as_list())}, got {_shape_text(shape)}")
+                f"{_shape_text(spec.shape.as_list())}, got {_shape_text(shape)}"
+            )
         if shape and shape[0] > self.limits.max_batch_size:
-            raise errors.exhausted(f"Batch of {shape[0]} exceeds this server's maximum batch "
-                                   f"size of {self.limits.max_batch_size}")
+            raise errors.exhausted(
+                f"Batch of {shape[0]} exceeds this server's maximum batch "
+                f"size of {self.limits.max_batch_size}"
+            )
 
     def check_inputs(self, signature: Signature, inputs: Dict[str, np.ndarray]) -> None:
         """Names, dtypes, shapes, batch and images of the converted inputs."""
         missing = sorted(set(signature.inputs) - set(inputs))
         if missing:
-            raise errors.invalid(f"Signature {signature.name!r} expects inputs "
-                                 f"{{{', '.join(sorted(signature.inputs))}}}: missing input(s) "
-                                 + ", ".join(repr(n) for n in missing))
+            raise errors.invalid(
+                f"Signature {signature.name!r} expects inputs "
+                f"{{{', '.join(sorted(signature.inputs))}}}: missing input(s) "
+                + ", ".join(repr(n) for n in missing)
+            )
         batches = set()
         for name, array in inputs.items():
             dtype = _dtype_of(array)
@@ -181,8 +212,10 @@ class PredictionCore:
     @staticmethod
     def run(signature: Signature, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """Calls the signature; TF errors become ServingErrors with TF's code."""
-        tensors = {name: tf.constant(array, dtype=signature.inputs[name].dtype)
-                   for name, array in inputs.items()}
+        tensors = {
+            name: tf.constant(array, dtype=signature.inputs[name].dtype)
+            for name, array in inputs.items()
+        }
         try:
             outputs = signature.function(**tensors)
         except tf.errors.OpError as err:
@@ -191,20 +224,28 @@ class PredictionCore:
                 message = locate_bad_image(inputs) or message
             raise errors.ServingError(errors.grpc_code(err.error_code), message) from None
         except (TypeError, ValueError) as err:
-            raise errors.invalid(f"Signature {signature.name!r} rejected the inputs: "
-                                 f"{clean_tf_message(str(err))}") from None
+            raise errors.invalid(
+                f"Signature {signature.name!r} rejected the inputs: {clean_tf_message(str(err))}"
+            ) from None
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
-    def predict_on(self, servable: Servable, signature_name: str, inputs: Dict[str, np.ndarray],
-                   output_filter: Iterable[str] = ()) -> Tuple[str, Dict[str, np.ndarray]]:
+    def predict_on(
+        self,
+        servable: Servable,
+        signature_name: str,
+        inputs: Dict[str, np.ndarray],
+        output_filter: Iterable[str] = (),
+    ) -> Tuple[str, Dict[str, np.ndarray]]:
         """Runs one resolved servable; returns (signature name, outputs)."""
         signature = self.signature(servable, signature_name)
         wanted = list(output_filter)
         unknown = [o for o in wanted if o not in signature.outputs]
         if unknown:
-            raise errors.invalid(f"output tensor alias not found in signature: "
-                                 f"{', '.join(unknown)} (outputs: "
-                                 f"{', '.join(sorted(signature.outputs))})")
+            raise errors.invalid(
+                f"output tensor alias not found in signature: "
+                f"{', '.join(unknown)} (outputs: "
+                f"{', '.join(sorted(signature.outputs))})"
+            )
         self.check_inputs(signature, inputs)
         outputs = self.run(signature, inputs)
         if wanted:
@@ -220,5 +261,6 @@ def internal(err: Exception) -> errors.ServingError:
     """
     incident = uuid.uuid4().hex[:12]
     log.exception("Unexpected error while serving a request (incident %s)", incident)
-    return errors.ServingError(grpc.StatusCode.INTERNAL,
-                               f"internal error (incident {incident}; details in the server log)")
+    return errors.ServingError(
+        grpc.StatusCode.INTERNAL, f"internal error (incident {incident}; details in the server log)"
+    )

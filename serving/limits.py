@@ -3,6 +3,7 @@
 Image bounds are part of the data contract (fer_data/features.py): the serving
 signature enforces them, in TF Serving and in the stand-in alike.
 """
+
 from dataclasses import dataclass
 
 

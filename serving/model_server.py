@@ -9,6 +9,7 @@ GetModelMetadata) and ModelService (GetModelStatus) in Python with TensorFlow's 
 loader, for development and tests on machines without ``tensorflow_model_server``.
 The initial versions are loaded before the port opens, as TF Serving does.
 """
+
 import logging
 import threading
 from concurrent import futures
@@ -25,7 +26,6 @@ from serving.rest_gateway import RestGateway
 from serving.version_watcher import ModelVersions
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -68,9 +68,15 @@ def _bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def start_server(model_base_path: str, model_name: str = features.MODEL_NAME, port: int = 0,
-                 rest_port: Optional[int] = None, host: str = "127.0.0.1",
-                 poll_seconds: float = 1.0, limits: Optional[Limits] = None) -> ModelServer:
+def start_server(
+    model_base_path: str,
+    model_name: str = features.MODEL_NAME,
+    port: int = 0,
+    rest_port: Optional[int] = None,
+    host: str = "127.0.0.1",
+    poll_seconds: float = 1.0,
+    limits: Optional[Limits] = None,
+) -> ModelServer:
     """Loads the newest version, then serves gRPC on ``host:port`` (0 = any free port).
 
     ``rest_port`` (0 = any free port) also starts the REST gateway. ``limits`` bounds
@@ -80,17 +86,24 @@ def start_server(model_base_path: str, model_name: str = features.MODEL_NAME, po
     limits = limits or Limits()
     versions = ModelVersions(model_name, model_base_path)
     if not versions.refresh(initial=True):
-        log.warning("No servable version of %s under %s yet; waiting for one", model_name,
-                    versions.base_path)
+        log.warning(
+            "No servable version of %s under %s yet; waiting for one",
+            model_name,
+            versions.base_path,
+        )
     core = PredictionCore(versions, limits=limits)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.so_reuseport", 0),  # a port in use is an error, not a shared port
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=limits.grpc_workers,
-                                                    thread_name_prefix="grpc-worker"),
-                         options=options, maximum_concurrent_rpcs=limits.max_concurrent_rpcs)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(
+            max_workers=limits.grpc_workers, thread_name_prefix="grpc-worker"
+        ),
+        options=options,
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+    )
     add_services(server, core)
     try:
         bound = server.add_insecure_port(_bind_address(host, port))
@@ -111,9 +124,14 @@ def start_server(model_base_path: str, model_name: str = features.MODEL_NAME, po
     if rest:
         rest.start()
     versions.start_watching(poll_seconds)
-    running = ModelServer(versions=versions, core=core, grpc_server=server, port=bound,
-                          host=host, rest=rest)
-    log.info("Local TF Serving stand-in: model %s, versions %s, gRPC %s%s", model_name,
-             versions.loaded_versions(), running.address,
-             f", REST {host}:{rest.port}" if rest else "")
+    running = ModelServer(
+        versions=versions, core=core, grpc_server=server, port=bound, host=host, rest=rest
+    )
+    log.info(
+        "Local TF Serving stand-in: model %s, versions %s, gRPC %s%s",
+        model_name,
+        versions.loaded_versions(),
+        running.address,
+        f", REST {host}:{rest.port}" if rest else "",
+    )
     return running

@@ -7,6 +7,7 @@
 
 Errors answer ``{"error": "..."}`` with the HTTP status TF Serving maps the gRPC code to.
 """
+
 import base64
 import json
 import logging
@@ -29,9 +30,11 @@ from serving.servable import Signature
 log = logging.getLogger(__name__)
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_PATH_RE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
-                      r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-                      r"(?P<suffix>/metadata|:[a-zA-Z]+)?/?$")  # labels: NOT_FOUND here
+_PATH_RE = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<suffix>/metadata|:[a-zA-Z]+)?/?$"
+)  # labels: NOT_FOUND here
 
 
 def decode_binary(value: Any) -> Any:
@@ -41,7 +44,7 @@ def decode_binary(value: Any) -> Any:
             try:
                 return base64.b64decode(value["b64"], validate=True)
             except (ValueError, TypeError):
-                raise errors.invalid("a {\"b64\": ...} value is not valid base64") from None
+                raise errors.invalid('a {"b64": ...} value is not valid base64') from None
         return {k: decode_binary(v) for k, v in value.items()}
     if isinstance(value, list):
         return [decode_binary(v) for v in value]
@@ -60,10 +63,13 @@ def _to_array(name: str, values: Any, signature: Signature) -> np.ndarray:
         flat = np.asarray(values, dtype=object)
         for item in flat.ravel():
             if not isinstance(item, (bytes, str)):
-                raise errors.invalid(f"Input {name!r} expects strings (use {{\"b64\": ...}} for "
-                                     f"binary data), got {type(item).__name__}")
-        encode = np.vectorize(lambda v: v.encode("utf-8") if isinstance(v, str) else v,
-                              otypes=[object])
+                raise errors.invalid(
+                    f'Input {name!r} expects strings (use {{"b64": ...}} for '
+                    f"binary data), got {type(item).__name__}"
+                )
+        encode = np.vectorize(
+            lambda v: v.encode("utf-8") if isinstance(v, str) else v, otypes=[object]
+        )
         return encode(flat) if flat.size else flat
     try:
         return np.asarray(values, dtype=spec.dtype.as_numpy_dtype)
@@ -78,24 +84,29 @@ def request_inputs(body: Dict[str, Any], signature: Signature) -> Dict[str, np.n
     """
     instances = body.get("instances")
     if not isinstance(instances, list) or not instances:
-        raise errors.invalid("Request body needs \"instances\", a non-empty list (row format; "
-                             "the local stand-in does not read the columnar \"inputs\")")
+        raise errors.invalid(
+            'Request body needs "instances", a non-empty list (row format; '
+            'the local stand-in does not read the columnar "inputs")'
+        )
     names = sorted(signature.inputs)
     if all(isinstance(i, dict) and not _is_binary_leaf(i) for i in instances):
         keys = set(instances[0])
         if any(set(i) != keys for i in instances):
-            raise errors.invalid("All \"instances\" must have the same named inputs")
+            raise errors.invalid('All "instances" must have the same named inputs')
         columns = {k: [decode_binary(i[k]) for i in instances] for k in keys}
     elif len(names) == 1:
         columns = {names[0]: decode_binary(instances)}
     else:
-        raise errors.invalid(f"Signature {signature.name!r} has inputs {{{', '.join(names)}}}: "
-                             "instances must be objects naming them")
+        raise errors.invalid(
+            f"Signature {signature.name!r} has inputs {{{', '.join(names)}}}: "
+            "instances must be objects naming them"
+        )
     return {k: _to_array(k, v, signature) for k, v in columns.items()}
 
 
 def _jsonable(array: np.ndarray) -> Any:
     if array.dtype.kind in "OSU":
+
         def convert(value: Any) -> Any:
             if isinstance(value, bytes):
                 try:
@@ -103,6 +114,7 @@ def _jsonable(array: np.ndarray) -> Any:
                 except UnicodeDecodeError:
                     return {"b64": base64.b64encode(value).decode("ascii")}
             return value
+
         return np.vectorize(convert, otypes=[object])(array).tolist() if array.size else []
     return array.tolist()
 
@@ -113,8 +125,11 @@ def response_body(outputs: Dict[str, np.ndarray]) -> Dict[str, Any]:
     if len(converted) == 1:
         return {"predictions": next(iter(converted.values()))}
     batch = len(next(iter(converted.values())))
-    return {"predictions": [{name: values[i] for name, values in converted.items()}
-                            for i in range(batch)]}
+    return {
+        "predictions": [
+            {name: values[i] for name, values in converted.items()} for i in range(batch)
+        ]
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -143,9 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> Tuple[str, Optional[int], Optional[str], str]:
         match = _PATH_RE.match(self.path.split("?", 1)[0])
         if not match:
-            raise errors.not_found(f"Malformed request: {self.command} {self.path} "
-                                   "(expected /v1/models/<name>[/versions/<v>|/labels/<l>]"
-                                   "[/metadata|:predict])")
+            raise errors.not_found(
+                f"Malformed request: {self.command} {self.path} "
+                "(expected /v1/models/<name>[/versions/<v>|/labels/<l>]"
+                "[/metadata|:predict])"
+            )
         version = int(match["version"]) if match["version"] else None
         return match["name"], version, match["label"], match["suffix"] or ""
 
@@ -171,19 +188,25 @@ class _Handler(BaseHTTPRequestHandler):
         name, version, label, suffix = self._route()
         if suffix == "":
             response = status_response(core.status(name, version, label))
-            return 200, json_format.MessageToDict(response, preserving_proto_field_name=True,
-                                                  including_default_value_fields=True)
+            return 200, json_format.MessageToDict(
+                response, preserving_proto_field_name=True, including_default_value_fields=True
+            )
         if suffix == "/metadata":
             servable = core.servable(name, version, label)
             response = metadata_response(name, servable)
             return 200, {
-                "model_spec": json_format.MessageToDict(response.model_spec,
-                                                        preserving_proto_field_name=True),
-                "metadata": {"signature_def": json_format.MessageToDict(
-                    servable.signature_def_map, preserving_proto_field_name=True)},
+                "model_spec": json_format.MessageToDict(
+                    response.model_spec, preserving_proto_field_name=True
+                ),
+                "metadata": {
+                    "signature_def": json_format.MessageToDict(
+                        servable.signature_def_map, preserving_proto_field_name=True
+                    )
+                },
             }
-        raise errors.ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                                  f"GET is not supported for {self.path}")
+        raise errors.ServingError(
+            grpc.StatusCode.UNIMPLEMENTED, f"GET is not supported for {self.path}"
+        )
 
     def _read_json(self) -> Dict[str, Any]:
         if "Transfer-Encoding" in self.headers:
@@ -193,9 +216,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise errors.invalid("POST needs a Content-Length header of ASCII digits")
         size = int(length)
         if size > self.gateway.limits.rest_max_body_bytes:
-            raise _PayloadTooLarge(f"RESOURCE_EXHAUSTED: request body of {size} bytes exceeds "
-                                   "this server's limit "
-                                   f"of {self.gateway.limits.rest_max_body_bytes} bytes")
+            raise _PayloadTooLarge(
+                f"RESOURCE_EXHAUSTED: request body of {size} bytes exceeds "
+                "this server's limit "
+                f"of {self.gateway.limits.rest_max_body_bytes} bytes"
+            )
         raw = self.rfile.read(size)
         try:
             body = json.loads(raw)
@@ -212,14 +237,15 @@ class _Handler(BaseHTTPRequestHandler):
         name, version, label, suffix = self._route()
         body = self._read_json()
         if suffix in (":classify", ":regress"):
-            raise errors.ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                                      f"{suffix[1:]} is not implemented by the local TF Serving "
-                                      "stand-in (use :predict)")
+            raise errors.ServingError(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{suffix[1:]} is not implemented by the local TF Serving stand-in (use :predict)",
+            )
         if suffix != ":predict":
             raise errors.not_found(f"Unknown method {suffix or '(none)'} for POST {self.path}")
         signature_name = body.get("signature_name", "")
         if not isinstance(signature_name, str):
-            raise errors.invalid("\"signature_name\" must be a string")
+            raise errors.invalid('"signature_name" must be a string')
         servable = core.servable(name, version, label)
         signature = core.signature(servable, signature_name)
         _, outputs = core.predict_on(servable, signature.name, request_inputs(body, signature))
@@ -244,8 +270,10 @@ class _BoundedServer(ThreadingHTTPServer):
     def process_request(self, request, client_address):
         if not self._slots.acquire(blocking=False):
             try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                b"Connection: close\r\n\r\n")
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
             except OSError:
                 pass
             self.shutdown_request(request)
@@ -278,12 +306,14 @@ class RestGateway:
         self.core = core
         self.limits = core.limits
         # timeout: BaseHTTPRequestHandler sets it on the socket, so a stalled client is dropped.
-        handler = type("Handler", (_Handler,), {"gateway": self,
-                                                "timeout": self.limits.rest_socket_timeout_s})
+        handler = type(
+            "Handler", (_Handler,), {"gateway": self, "timeout": self.limits.rest_socket_timeout_s}
+        )
         self.httpd = _BoundedServer((host, port), handler, self.limits)
         self.port: int = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest-gateway",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="rest-gateway", daemon=True
+        )
 
     def start(self) -> "RestGateway":
         self._thread.start()

@@ -1,4 +1,5 @@
 """One loaded model version: its SavedModel, signatures and TF Serving's SignatureDefMap."""
+
 import logging
 import os
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ def _warmup_inputs() -> Dict[Tuple[str, str], tf.Tensor]:
     blank = tf.zeros(features.IMAGE_SHAPE, tf.uint8)
     return {
         (features.EXAMPLES_INPUT, "string"): tf.constant(
-            [features.serving_example(np.zeros(features.NUM_PIXELS, np.uint8))]),
+            [features.serving_example(np.zeros(features.NUM_PIXELS, np.uint8))]
+        ),
         (features.IMAGES_INPUT, "string"): tf.constant([tf.io.encode_png(blank).numpy()]),
     }
 
@@ -78,7 +80,7 @@ def warm_up(signatures: Dict[str, Signature]) -> List[str]:
     for name, signature in signatures.items():
         if len(signature.inputs) != 1:
             continue
-        (input_name, spec), = signature.inputs.items()
+        ((input_name, spec),) = signature.inputs.items()
         tensor = inputs.get((input_name, spec.dtype.name))
         if tensor is None:
             continue
@@ -94,7 +96,18 @@ def load_servable(path: str, version: int) -> Servable:
     if not signatures:
         raise ValueError(f"{path} has no serving signatures")
     warmed = warm_up(signatures)
-    log.info("Loaded version %d from %s (signatures: %s; warmed up: %s)", version, path,
-             ", ".join(sorted(signatures)), ", ".join(warmed) or "none")
-    return Servable(version=version, path=path, saved_model=saved_model, signatures=signatures,
-                    signature_def_map=read_signature_def_map(path), warmup_signatures=warmed)
+    log.info(
+        "Loaded version %d from %s (signatures: %s; warmed up: %s)",
+        version,
+        path,
+        ", ".join(sorted(signatures)),
+        ", ".join(warmed) or "none",
+    )
+    return Servable(
+        version=version,
+        path=path,
+        saved_model=saved_model,
+        signatures=signatures,
+        signature_def_map=read_signature_def_map(path),
+        warmup_signatures=warmed,
+    )

@@ -10,6 +10,7 @@ copies. A version is loaded and warmed up completely before it replaces the prev
 so a swap never leaves a gap. A version that fails to load is not retried until its files
 change, and the newest loadable one serves meanwhile.
 """
+
 import logging
 import os
 import threading
@@ -58,8 +59,11 @@ def scan_versions(base_path: str) -> Dict[int, str]:
     found = {}
     for name in names:
         path = os.path.join(base_path, name)
-        if (name.isascii() and name.isdigit()
-                and os.path.isfile(os.path.join(path, "saved_model.pb"))):
+        if (
+            name.isascii()
+            and name.isdigit()
+            and os.path.isfile(os.path.join(path, "saved_model.pb"))
+        ):
             found[int(name)] = path
     return found
 
@@ -67,12 +71,14 @@ def scan_versions(base_path: str) -> Dict[int, str]:
 class ModelVersions:
     """Loads, serves and unloads the versions of one model under ``base_path``."""
 
-    def __init__(self, model_name: str, base_path: str,
-                 loader: Optional[Callable[[str, int], object]] = None) -> None:
+    def __init__(
+        self, model_name: str, base_path: str, loader: Optional[Callable[[str, int], object]] = None
+    ) -> None:
         self.model_name = model_name
         self.base_path = os.path.abspath(base_path)
         if loader is None:
             from serving.servable import load_servable
+
             loader = load_servable
         self._loader = loader
         self._lock = threading.Lock()  # guards _loaded, _states
@@ -90,13 +96,16 @@ class ModelVersions:
         """The servable for a request: the served version (or that version, if it is it)."""
         with self._lock:
             if not self._loaded:
-                raise errors.not_found(f"Servable not found for request: Latest("
-                                       f"{self.model_name}); no version is loaded")
+                raise errors.not_found(
+                    f"Servable not found for request: Latest("
+                    f"{self.model_name}); no version is loaded"
+                )
             served = max(self._loaded)
             if version is not None and version != served:
                 raise errors.not_found(
                     f"Servable not found for request: Specific({self.model_name}, {version})"
-                    f"; the stand-in serves version {served} only")
+                    f"; the stand-in serves version {served} only"
+                )
             return self._loaded[served]
 
     def loaded_versions(self) -> List[int]:
@@ -109,7 +118,8 @@ class ModelVersions:
             if version is not None:
                 if version not in self._states:
                     raise errors.not_found(
-                        f"Could not find version {version} of model {self.model_name}")
+                        f"Could not find version {version} of model {self.model_name}"
+                    )
                 return [self._states[version]]
             if not self._states:
                 raise errors.not_found(f"Could not find any versions of model {self.model_name}")
@@ -139,8 +149,13 @@ class ModelVersions:
     def _wanted(candidates: Set[int]) -> Set[int]:
         return {max(candidates)} if candidates else set()
 
-    def _set_state(self, version: int, state: str, code: grpc.StatusCode = grpc.StatusCode.OK,
-                   message: str = "") -> None:
+    def _set_state(
+        self,
+        version: int,
+        state: str,
+        code: grpc.StatusCode = grpc.StatusCode.OK,
+        message: str = "",
+    ) -> None:
         with self._lock:
             self._states[version] = VersionState(version, state, code, message)
 
@@ -154,10 +169,16 @@ class ModelVersions:
             code = errors.grpc_code(getattr(err, "error_code", 2))
             message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
             # The status is visible to clients: no server paths in it (they are in the log).
-            self._set_state(version, "END", code, f"Failed to load version {version} "
-                                                  f"({type(err).__name__})")
-            log.error("Version %d of %s failed to load from %s: %s", version, self.model_name,
-                      path, message)
+            self._set_state(
+                version, "END", code, f"Failed to load version {version} ({type(err).__name__})"
+            )
+            log.error(
+                "Version %d of %s failed to load from %s: %s",
+                version,
+                self.model_name,
+                path,
+                message,
+            )
             return False
         with self._lock:
             self._loaded[version] = servable
@@ -203,8 +224,9 @@ class ModelVersions:
                 except Exception:  # noqa: BLE001 - keep watching whatever happens
                     log.exception("Refreshing versions of %s failed", self.model_name)
 
-        self._thread = threading.Thread(target=watch, name=f"version-watcher-{self.model_name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=watch, name=f"version-watcher-{self.model_name}", daemon=True
+        )
         self._thread.start()
 
     def stop_watching(self) -> None:

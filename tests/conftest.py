@@ -1,4 +1,5 @@
 """Shared test setup: the project's Keras choice and quiet TensorFlow logs."""
+
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

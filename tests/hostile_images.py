@@ -3,6 +3,7 @@
 Each builder writes real encoded bytes (valid headers; the PNG bomb is valid all the way),
 so a decoder that trusted them would allocate what they declare.
 """
+
 import functools
 import io
 import struct
@@ -21,8 +22,12 @@ def png_bomb(side: int) -> bytes:
     """A valid gray PNG of side x side zeros: a few hundred KB that decode to side² bytes."""
     compressor, row = zlib.compressobj(9), b"\x00" * (side + 1)  # filter byte + pixels
     data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-            + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + _chunk(b"IDAT", data)
+        + _chunk(b"IEND", b"")
+    )
 
 
 def gif(screen: Tuple[int, int], frames: List[Tuple[int, int]]) -> bytes:

@@ -1,5 +1,6 @@
 """TFX executors for tests/test_node_processes.py, imported by the child process
 (the test puts this folder on the child's PYTHONPATH)."""
+
 import os
 import signal
 

@@ -6,6 +6,7 @@ bias makes class ``favourite`` win for every input, so versions are distinguisha
 by their predicted label. One SavedModel is built per favourite class and copied for
 further versions, which keeps the fixtures fast.
 """
+
 import contextlib
 import io
 import os
@@ -101,8 +102,9 @@ def write_version(base_dir: str, version: int, favourite: int = 0, atomic: bool 
 def write_partial_version(base_dir: str, version: int, favourite: int = 0) -> str:
     """A numeric version dir with everything but saved_model.pb (a push in progress)."""
     path = os.path.join(base_dir, str(version))
-    shutil.copytree(saved_model_template(favourite), path,
-                    ignore=shutil.ignore_patterns("saved_model.pb"))
+    shutil.copytree(
+        saved_model_template(favourite), path, ignore=shutil.ignore_patterns("saved_model.pb")
+    )
     return path
 
 
@@ -121,6 +123,7 @@ def raw_example_bytes(pixels: bytes) -> bytes:
 def image_bytes(array: np.ndarray, fmt: str = "PNG") -> bytes:
     """Encodes a uint8 gray [H, W] or RGB [H, W, 3] array as PNG/JPEG/BMP/GIF bytes."""
     from PIL import Image
+
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array, np.uint8)).save(buffer, format=fmt)
     return buffer.getvalue()

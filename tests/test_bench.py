@@ -1,4 +1,5 @@
 """The benchmark scripts' pure parts: the parsers they compare agree, results round-trip."""
+
 import numpy as np
 import pytest
 
@@ -20,8 +21,10 @@ def test_seed_numpy_and_row_parsers_agree(tmp_path):
 
 def test_results_append_and_render(tmp_path):
     path = str(tmp_path / "results.jsonl")
-    rows = [{"step": "numpy", "seconds": 1.23456, "rows/s": 35887.0},
-            {"step": "seed", "seconds": 12.5, "rows/s": None}]
+    rows = [
+        {"step": "numpy", "seconds": 1.23456, "rows/s": 35887.0},
+        {"step": "seed", "seconds": 12.5, "rows/s": None},
+    ]
     common.append_results(path, "ingest", rows, {"row_count": 2})
     common.append_results(path, "ingest", rows[:1])
     records = common.read_results(path)
@@ -44,7 +47,9 @@ def test_first_run_peak_covers_the_whole_process_tree():
 
     # A parent that starts a child holding 300 MB: the tree's peak holds both.
     child = "b = bytearray(b'x') * (300 << 20); import time; time.sleep(1.5)"
-    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    parent = (
+        f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    )
     measured = first_run.run_and_measure([sys.executable, "-c", parent])
     assert measured["peak_tree_rss_gb"] * 1024 >= 300
     assert measured["wall_s"] >= 1.5

@@ -1,5 +1,6 @@
 """Pipeline configuration: the DirectRunner mode picked for the machine, the embedded
 default's Trainer settings against flags, the summary table."""
+
 import argparse
 import os
 
@@ -9,18 +10,23 @@ from pipeline import config as config_lib
 from pipeline.config import PipelineConfig, direct_running_mode
 
 
-@pytest.mark.parametrize("cpus, mode", [(1, "in_memory"), (2, "in_memory"),
-                                        (4, "multi_processing"), (16, "multi_processing")])
+@pytest.mark.parametrize(
+    "cpus, mode",
+    [(1, "in_memory"), (2, "in_memory"), (4, "multi_processing"), (16, "multi_processing")],
+)
 def test_auto_mode_follows_the_cpu_count(cpus, mode):
     assert direct_running_mode("auto", cpus) == mode
     assert f"--direct_running_mode={mode}" in PipelineConfig("faces.csv").beam_pipeline_args(cpus)
 
 
 def test_an_explicit_mode_is_kept_on_any_machine():
-    config = PipelineConfig("faces.csv", beam_direct_running_mode="multi_threading",
-                            beam_num_workers=3)
-    assert config.beam_pipeline_args(cpus=2) == ["--direct_running_mode=multi_threading",
-                                                 "--direct_num_workers=3"]
+    config = PipelineConfig(
+        "faces.csv", beam_direct_running_mode="multi_threading", beam_num_workers=3
+    )
+    assert config.beam_pipeline_args(cpus=2) == [
+        "--direct_running_mode=multi_threading",
+        "--direct_num_workers=3",
+    ]
 
 
 def test_an_unknown_mode_is_a_clear_error():
@@ -56,15 +62,20 @@ def test_flags_win_over_the_demo_settings_and_real_data_uses_the_recipes(tmp_pat
 def test_summary_table_marks_cached_nodes_and_shows_peaks():
     from pipeline import cli
 
-    table = cli.format_table({
-        "architectures": {"vgg": {"eval": {"accuracy": 0.5}, "blessed": True, "params": 10}},
-        "node_seconds": {"Trainer_vgg": 0.0, "Evaluator_vgg": 12.5},
-        "node_peak_rss_mib": {"Evaluator_vgg": 1536},
-        "selection": {"winner": "vgg", "best_candidate": "vgg"},
-        "test": {"accuracy": 0.25, "leakage_free": {"accuracy": 0.125}},
-        "seconds": 30.0, "runner_peak_rss_mib": 1024})
+    table = cli.format_table(
+        {
+            "architectures": {"vgg": {"eval": {"accuracy": 0.5}, "blessed": True, "params": 10}},
+            "node_seconds": {"Trainer_vgg": 0.0, "Evaluator_vgg": 12.5},
+            "node_peak_rss_mib": {"Evaluator_vgg": 1536},
+            "selection": {"winner": "vgg", "best_candidate": "vgg"},
+            "test": {"accuracy": 0.25, "leakage_free": {"accuracy": 0.125}},
+            "seconds": 30.0,
+            "runner_peak_rss_mib": 1024,
+        }
+    )
     [row] = [line for line in table.splitlines() if line.startswith("vgg")]
     assert "cached" in row and "12.5s  1.5GB" in row and "0.5000" in row
     assert "0.2500 as published, 0.1250 leakage-free" in table
-    assert table.splitlines()[-1] == ("run: 30 s; peak memory: largest node process 1.5 GB, "
-                                      "runner process 1.0 GB")
+    assert table.splitlines()[-1] == (
+        "run: 30 s; peak memory: largest node process 1.5 GB, runner process 1.0 GB"
+    )

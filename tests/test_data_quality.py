@@ -1,6 +1,7 @@
 """The data quality step of Fer2013ExampleGen on a generated CSV with known defects:
 duplicates within and across splits, conflicting labels, blank frames, a near duplicate
 (exact counts and the policy's outcome), and a drifted batch caught by DriftCheck."""
+
 import glob
 import json
 import os
@@ -8,15 +9,15 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_fer2013_example_gen import run_executor_on
 from tfx.components.statistics_gen import executor as stats_executor
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
-from fer_data import features
 from components.drift_check import DriftCheck
-from components.fer2013_example_gen import quality
 from components.fer2013_example_gen import executor as gen_executor
-from test_fer2013_example_gen import run_executor_on
+from components.fer2013_example_gen import quality
+from fer_data import features
 
 SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "..", "schemas")
 USAGE = {"train": "Training", "eval": "PublicTest", "test": "PrivateTest"}
@@ -38,15 +39,23 @@ A, B, C, D, E, F, G = (1000 + i for i in range(7))
 NEAR_G = face(G).copy()
 NEAR_G[0] = NEAR_G[0] + 1 if NEAR_G[0] < 255 else 254  # one pixel off: same dHash
 DEFECTS = [
-    (A, 3, "train"), (A, 3, "train"), (A, 3, "train"),  # 2 extra copies in train
-    (B, 4, "train"), (B, 4, "eval"),  # leaks into eval: the eval copy goes
-    (C, 5, "train"), (C, 5, "test"),  # leaks into test: kept, flagged seen_in_train
-    (D, 1, "train"), (D, 2, "train"),  # conflicting labels in train: both go
-    (E, 1, "train"), (E, 2, "test"),  # conflicting across splits: train copy goes
-    (F, 6, "eval"), (F, 6, "eval"),  # a duplicate within eval: kept as published
+    (A, 3, "train"),
+    (A, 3, "train"),
+    (A, 3, "train"),  # 2 extra copies in train
+    (B, 4, "train"),
+    (B, 4, "eval"),  # leaks into eval: the eval copy goes
+    (C, 5, "train"),
+    (C, 5, "test"),  # leaks into test: kept, flagged seen_in_train
+    (D, 1, "train"),
+    (D, 2, "train"),  # conflicting labels in train: both go
+    (E, 1, "train"),
+    (E, 2, "test"),  # conflicting across splits: train copy goes
+    (F, 6, "eval"),
+    (F, 6, "eval"),  # a duplicate within eval: kept as published
     (np.zeros(features.NUM_PIXELS, np.int64), 0, "train"),  # blank frames
     (np.full(features.NUM_PIXELS, 128), 0, "test"),
-    (G, 3, "train"), (NEAR_G, 3, "train"),  # near duplicates (reported, both kept)
+    (G, 3, "train"),
+    (NEAR_G, 3, "train"),  # near duplicates (reported, both kept)
 ]
 CLEAN = [(seed, seed % 7, ("train", "train", "eval", "test")[seed % 4]) for seed in range(40)]
 
@@ -57,8 +66,11 @@ def pixels_of(image):
 
 def write_csv(tmp_path, rows, name="fer.csv"):
     path = tmp_path / name
-    path.write_text("emotion,pixels,Usage\n" + "\n".join(
-        csv_line(label, pixels_of(image), split) for image, label, split in rows) + "\n")
+    path.write_text(
+        "emotion,pixels,Usage\n"
+        + "\n".join(csv_line(label, pixels_of(image), split) for image, label, split in rows)
+        + "\n"
+    )
     return path
 
 
@@ -70,8 +82,11 @@ def read_split(examples_uri, split):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
         [pixels] = feature[features.PIXELS_KEY].bytes_list.value
         found.setdefault(pixels, []).append(
-            (feature[features.LABEL_KEY].int64_list.value[0],
-             feature[features.SEEN_IN_TRAIN_KEY].int64_list.value[0]))
+            (
+                feature[features.LABEL_KEY].int64_list.value[0],
+                feature[features.SEEN_IN_TRAIN_KEY].int64_list.value[0],
+            )
+        )
     return found
 
 
@@ -91,12 +106,24 @@ def test_counts_are_exactly_the_known_defects(default_run):
     _, quarantine = default_run
     counts = json.load(open(os.path.join(quarantine.uri, gen_executor.QUALITY_FILE)))["counts"]
     assert counts == {
-        "rows": 57, "distinct_images": 40 + 8 + 2, "duplicate_groups": 6, "extra_copies": 7,
-        "cross_split_groups": 3, "train_overlap_groups": 3, "conflicting_label_groups": 2,
-        "blank_images": 2, "near_duplicate_groups": 1, "near_duplicate_images": 2,
+        "rows": 57,
+        "distinct_images": 40 + 8 + 2,
+        "duplicate_groups": 6,
+        "extra_copies": 7,
+        "cross_split_groups": 3,
+        "train_overlap_groups": 3,
+        "conflicting_label_groups": 2,
+        "blank_images": 2,
+        "near_duplicate_groups": 1,
+        "near_duplicate_images": 2,
         "test_seen_in_train": 1,
-        "dropped": {"duplicate_in_train": 2, "conflicting_labels": 3, "eval_seen_in_train": 1,
-                    "blank_image": 2}}
+        "dropped": {
+            "duplicate_in_train": 2,
+            "conflicting_labels": 3,
+            "eval_seen_in_train": 1,
+            "blank_image": 2,
+        },
+    }
     # The same figures in ML Metadata and in the ingest summary the run summary reads.
     assert quarantine.get_json_value_custom_property("data_quality")["extra_copies"] == 7
     summary = json.load(open(os.path.join(quarantine.uri, gen_executor.SUMMARY_FILE)))
@@ -123,8 +150,11 @@ def test_default_policy_outcome_per_split(default_run):
 
 def test_dropped_rows_are_kept_whole_with_reason_and_line(default_run):
     _, quarantine = default_run
-    dropped = [json.loads(line) for path in glob.glob(os.path.join(quarantine.uri, "dropped*"))
-               for line in open(path)]
+    dropped = [
+        json.loads(line)
+        for path in glob.glob(os.path.join(quarantine.uri, "dropped*"))
+        for line in open(path)
+    ]
     first_defect_line = 2 + len(CLEAN)  # header is line 1
     by_line = {d["line"]: d for d in dropped}
     expected = {  # line -> reason, in DEFECTS order
@@ -149,18 +179,26 @@ def test_report_examples_carry_the_images(default_run):
     assert len(examples["cross_split"]) == 3 and len(examples["conflicting_labels"]) == 2
     assert len(examples["blank"]) == 2 and len(examples["near_duplicates"]) == 1
     import base64
+
     [near] = examples["near_duplicates"]
     images = {base64.b64decode(i["pixels_b64"]) for i in near["images"]}
     assert images == {key(G), key(NEAR_G)}
-    leak = next(e for e in examples["cross_split"]
-                if {m["split"] for m in e["images"][0]["members"]} == {"train", "eval"})
+    leak = next(
+        e
+        for e in examples["cross_split"]
+        if {m["split"] for m in e["images"][0]["members"]} == {"train", "eval"}
+    )
     assert [m["label"] for m in leak["images"][0]["members"]] == [4, 4]
 
 
 def test_permissive_policy_keeps_every_row(tmp_path):
     data = write_csv(tmp_path, CLEAN + DEFECTS)
-    policy = quality.Policy(dedupe_train=False, drop_conflicting_labels=False,
-                            drop_eval_seen_in_train=False, drop_blank=False)
+    policy = quality.Policy(
+        dedupe_train=False,
+        drop_conflicting_labels=False,
+        drop_eval_seen_in_train=False,
+        drop_blank=False,
+    )
     examples, quarantine = run_executor_on(tmp_path, data, bound=0.1, policy=policy)
     summary = json.load(open(os.path.join(quarantine.uri, gen_executor.SUMMARY_FILE)))
     assert summary["rows_dropped"] == 0 and sum(summary["split_counts"].values()) == 57
@@ -188,15 +226,17 @@ def test_a_drifted_batch_is_caught_against_the_previous_run(tmp_path):
     data passes, a batch 60 grey levels brighter drifts on pixel_mean."""
     schema = standard_artifacts.Schema()
     schema.uri = str(tmp_path / "schema")
-    io_utils.copy_file(os.path.join(SCHEMA_DIR, "schema.pbtxt"),
-                       os.path.join(schema.uri, "schema.pbtxt"))
+    io_utils.copy_file(
+        os.path.join(SCHEMA_DIR, "schema.pbtxt"), os.path.join(schema.uri, "schema.pbtxt")
+    )
     baseline_dir = str(tmp_path / "shared")
 
     def drifted_features(run, shift):
         root = tmp_path / run
         root.mkdir()
-        rows = [(face(seed, shift), seed % 7, "train" if seed % 5 else "test")
-                for seed in range(300)]
+        rows = [
+            (face(seed, shift), seed % 7, "train" if seed % 5 else "test") for seed in range(300)
+        ]
         examples, _ = run_executor_on(root, write_csv(root, rows), bound=0.01)
         statistics = standard_artifacts.ExampleStatistics()
         statistics.uri = str(root / "statistics")
@@ -204,8 +244,10 @@ def test_a_drifted_batch_is_caught_against_the_previous_run(tmp_path):
         anomalies = standard_artifacts.ExampleAnomalies()
         anomalies.uri = str(root / "drift")
         DriftCheck.EXECUTOR_SPEC.executor_class().Do(
-            {"statistics": [statistics], "schema": [schema]}, {"anomalies": [anomalies]},
-            {"baseline_dir": baseline_dir, "accept_drift": 0})
+            {"statistics": [statistics], "schema": [schema]},
+            {"anomalies": [anomalies]},
+            {"baseline_dir": baseline_dir, "accept_drift": 0},
+        )
         return anomalies.get_int_custom_property("drifted_features"), anomalies
 
     assert drifted_features("first", 0)[0] == 0
@@ -213,5 +255,6 @@ def test_a_drifted_batch_is_caught_against_the_previous_run(tmp_path):
     count, anomalies = drifted_features("brighter", 60)
     assert count >= 1
     from components import data_validation_gate
+
     found = data_validation_gate.load_anomalies(anomalies)["train"]
     assert features.PIXEL_MEAN_KEY in found.anomaly_info

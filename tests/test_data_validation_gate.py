@@ -1,4 +1,5 @@
 """Schema + ExampleValidator + DataValidationGate on real TFDV statistics."""
+
 import os
 import shutil
 
@@ -9,9 +10,8 @@ from tfx.components.example_validator import executor as validator_executor
 from tfx.components.statistics_gen import executor as stats_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from fer_data import features
-from fer_data import fer2013_csv
 from components.data_validation_gate import DataValidationError, DataValidationGate
+from fer_data import features, fer2013_csv
 
 SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "..", "schemas")
 
@@ -33,7 +33,8 @@ def write_examples(root, splits, blank_image=False, bad_label=None):
             if split == "train" and bad_label is not None:
                 labels[0] = bad_label
             for record in fer2013_csv.encode_images(
-                    [features.pixels_to_bytes(p) for p in images], labels):
+                [features.pixels_to_bytes(p) for p in images], labels
+            ):
                 writer.write(record)
     return examples
 
@@ -50,12 +51,16 @@ def validate(tmp_path, allow=0, **kwargs):
     anomalies = standard_artifacts.ExampleAnomalies()
     anomalies.uri = str(tmp_path / "anomalies")
     validator_executor.Executor().Do(
-        {"statistics": [statistics], "schema": [schema]}, {"anomalies": [anomalies]}, {})
+        {"statistics": [statistics], "schema": [schema]}, {"anomalies": [anomalies]}, {}
+    )
     problems = standard_artifacts.Integer()
     problems.uri = str(tmp_path / "problems")
     gate = DataValidationGate.EXECUTOR_SPEC.executor_class()
-    gate.Do({"anomalies": [anomalies], "schema": [schema]}, {"problems": [problems]},
-            {"allow_anomalies": allow})
+    gate.Do(
+        {"anomalies": [anomalies], "schema": [schema]},
+        {"problems": [problems]},
+        {"allow_anomalies": allow},
+    )
     return problems.read()
 
 

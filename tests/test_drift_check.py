@@ -1,4 +1,5 @@
 """DriftCheck against the previous run's statistics in a shared directory, and the gate on it."""
+
 import os
 
 import numpy as np
@@ -12,10 +13,9 @@ from tfx.types import artifact_utils, channel_utils, standard_artifacts
 from tfx.utils import io_utils
 
 from components import data_validation_gate, drift_check
-
-from fer_data import features
 from components.data_validation_gate import DataValidationError, DataValidationGate
 from components.drift_check import DriftCheck
+from fer_data import features
 
 # The raw per-image statistics with TFDV drift comparators. Jensen-Shannon divergence
 # compares the histograms of the two runs' values (scale-free, 0..1); 0.1 stays well above
@@ -40,17 +40,21 @@ def image_frame(seed, n=300, shift=0, bad_label=None, drop=()):
     rng = np.random.default_rng(seed)
     brightness = rng.normal(128, 35, (n, 1))
     contrast = rng.normal(50, 12, (n, 1)).clip(5)
-    images = (rng.normal(brightness, contrast, (n, features.NUM_PIXELS)).clip(0, 255).round()
-              + shift).clip(0, 255)
+    images = (
+        rng.normal(brightness, contrast, (n, features.NUM_PIXELS)).clip(0, 255).round() + shift
+    ).clip(0, 255)
     labels = np.arange(n) % features.NUM_CLASSES
     if bad_label is not None:
         labels[0] = bad_label
-    frame = pd.DataFrame({
-        features.PIXEL_MEAN_KEY: images.mean(axis=1).astype(np.float32),
-        features.PIXEL_STD_KEY: images.std(axis=1).astype(np.float32),
-        features.PIXEL_MIN_KEY: images.min(axis=1).astype(np.int64),
-        features.PIXEL_MAX_KEY: images.max(axis=1).astype(np.int64),
-        features.LABEL_KEY: labels.astype(np.int64)})
+    frame = pd.DataFrame(
+        {
+            features.PIXEL_MEAN_KEY: images.mean(axis=1).astype(np.float32),
+            features.PIXEL_STD_KEY: images.std(axis=1).astype(np.float32),
+            features.PIXEL_MIN_KEY: images.min(axis=1).astype(np.int64),
+            features.PIXEL_MAX_KEY: images.max(axis=1).astype(np.int64),
+            features.LABEL_KEY: labels.astype(np.int64),
+        }
+    )
     return frame.drop(columns=list(drop))
 
 
@@ -62,7 +66,8 @@ def statistics_artifact(root, frame):
     stats = tfdv.generate_statistics_from_dataframe(frame)
     for split in ("train", "eval"):
         io_utils.write_bytes_file(
-            os.path.join(root, f"Split-{split}", drift_check.STATS_FILE), stats.SerializeToString())
+            os.path.join(root, f"Split-{split}", drift_check.STATS_FILE), stats.SerializeToString()
+        )
     return statistics
 
 
@@ -70,8 +75,9 @@ def statistics_artifact(root, frame):
 def schema(tmp_path):
     artifact = standard_artifacts.Schema()
     artifact.uri = str(tmp_path / "schema")
-    io_utils.write_pbtxt_file(os.path.join(artifact.uri, "schema.pbtxt"),
-                              text_format.Parse(SCHEMA, schema_pb2.Schema()))
+    io_utils.write_pbtxt_file(
+        os.path.join(artifact.uri, "schema.pbtxt"), text_format.Parse(SCHEMA, schema_pb2.Schema())
+    )
     return artifact
 
 
@@ -87,8 +93,10 @@ def runs(tmp_path, schema):
         anomalies = standard_artifacts.ExampleAnomalies()
         anomalies.uri = str(tmp_path / f"run{number}" / "drift")
         DriftCheck.EXECUTOR_SPEC.executor_class().Do(
-            {"statistics": [statistics], "schema": [schema]}, {"anomalies": [anomalies]},
-            {"baseline_dir": baseline_dir, "accept_drift": accept_drift})
+            {"statistics": [statistics], "schema": [schema]},
+            {"anomalies": [anomalies]},
+            {"baseline_dir": baseline_dir, "accept_drift": accept_drift},
+        )
         run.statistics = statistics
         return anomalies
 
@@ -101,7 +109,8 @@ def gate(tmp_path, schema, statistics, drift=None, **flags):
     validated = standard_artifacts.ExampleAnomalies()
     validated.uri = str(tmp_path / "validated")
     validator_executor.Executor().Do(
-        {"statistics": [statistics], "schema": [schema]}, {"anomalies": [validated]}, {})
+        {"statistics": [statistics], "schema": [schema]}, {"anomalies": [validated]}, {}
+    )
     problems = standard_artifacts.Integer()
     problems.uri = str(tmp_path / "problems")
     inputs = {"anomalies": [validated], "schema": [schema]}
@@ -117,8 +126,12 @@ def drift_of(anomalies):
 
 
 def measured(anomalies, feature):
-    return [m.value for info in drift_of(anomalies).drift_skew_info
-            if list(info.path.step) == [feature] for m in info.drift_measurements]
+    return [
+        m.value
+        for info in drift_of(anomalies).drift_skew_info
+        if list(info.path.step) == [feature]
+        for m in info.drift_measurements
+    ]
 
 
 def test_first_run_finds_no_drift_and_publishes_its_statistics(runs, capsys):
@@ -127,13 +140,15 @@ def test_first_run_finds_no_drift_and_publishes_its_statistics(runs, capsys):
     assert drift_of(anomalies) == anomalies_pb2.Anomalies()  # SchemaDiff.pb, nothing in it
     assert anomalies.get_int_custom_property(drift_check.DRIFTED_PROPERTY) == 0
     assert anomalies.get_string_custom_property(drift_check.BASELINE_PROPERTY) == (
-        drift_check.NO_BASELINE)
+        drift_check.NO_BASELINE
+    )
     assert anomalies.get_int_custom_property(drift_check.BASELINE_VERSION_PROPERTY) == 0
     version = anomalies.get_int_custom_property(drift_check.PUBLISHED_PROPERTY)
     assert drift_check.published_versions(runs.baseline_dir) == [version]
     assert os.listdir(runs.baseline_dir) == [str(version)]  # no temp or reservation left over
     assert drift_check.load_version(runs.baseline_dir, version) == tfdv.load_stats_binary(
-        os.path.join(runs.statistics.uri, "Split-train", drift_check.STATS_FILE))
+        os.path.join(runs.statistics.uri, "Split-train", drift_check.STATS_FILE)
+    )
     line = capsys.readouterr().out
     assert "first run" in line and "no drift" in line and f"published as version {version}" in line
 
@@ -153,7 +168,8 @@ def test_same_distribution_is_no_drift_and_becomes_the_reference(tmp_path, schem
 
 @pytest.mark.parametrize("change", [dict(shift=60), dict(shift=-60)], ids=["brighter", "darker"])
 def test_drifted_batch_is_flagged_not_published_and_stops_the_gate(
-        tmp_path, schema, runs, capsys, change):
+    tmp_path, schema, runs, capsys, change
+):
     first = runs(image_frame(0)).get_int_custom_property(drift_check.PUBLISHED_PROPERTY)
     drifted = runs(image_frame(1, **change))
     info = drift_of(drifted).anomaly_info[features.PIXEL_MEAN_KEY]
@@ -193,8 +209,7 @@ def test_accepted_drift_becomes_the_new_reference(runs):
     assert following.get_int_custom_property(drift_check.DRIFTED_PROPERTY) == 0
 
 
-def test_only_drift_is_reported_schema_checks_stay_with_example_validator(
-        tmp_path, schema, runs):
+def test_only_drift_is_reported_schema_checks_stay_with_example_validator(tmp_path, schema, runs):
     runs(image_frame(0))
     anomalies = runs(image_frame(1, bad_label=9))  # out of the label domain, not drifted
     assert gate(tmp_path, schema, runs.statistics, allow_anomalies=1) >= 1  # a schema anomaly
@@ -213,10 +228,11 @@ def test_feature_new_since_the_previous_run_is_not_drift(runs):
 def test_only_the_newest_versions_are_kept(tmp_path):
     baseline_dir = str(tmp_path / "statistics")
     stats = tfdv.generate_statistics_from_dataframe(image_frame(0, n=20))
-    versions = [drift_check.publish(stats, baseline_dir)
-                for _ in range(drift_check.KEEP_VERSIONS + 2)]
+    versions = [
+        drift_check.publish(stats, baseline_dir) for _ in range(drift_check.KEEP_VERSIONS + 2)
+    ]
     assert versions == sorted(set(versions))
-    assert drift_check.published_versions(baseline_dir) == versions[-drift_check.KEEP_VERSIONS:]
+    assert drift_check.published_versions(baseline_dir) == versions[-drift_check.KEEP_VERSIONS :]
     assert drift_check.latest_version(baseline_dir) == versions[-1]
 
 

@@ -1,13 +1,14 @@
 """EnsembleBuilder: the blessed candidates' SavedModels averaged into one servable model."""
+
 import os
 import shutil
 
 import numpy as np
 import pytest
+import serving_fixtures as fx
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-import serving_fixtures as fx
 from components import candidates, ensemble, model_metadata
 from fer_data import features
 
@@ -24,9 +25,11 @@ def _candidate(root, arch, favourite, blessed, params=10):
     blessing.set_int_custom_property("blessed", int(blessed))
     evaluation = standard_artifacts.ModelEvaluation()
     evaluation.uri = str(root / arch / "evaluation")
-    return {candidates.input_name("model", arch): [model],
-            candidates.input_name("blessing", arch): [blessing],
-            candidates.input_name("evaluation", arch): [evaluation]}
+    return {
+        candidates.input_name("model", arch): [model],
+        candidates.input_name("blessing", arch): [blessing],
+        candidates.input_name("evaluation", arch): [evaluation],
+    }
 
 
 def _build(root, table):
@@ -42,10 +45,14 @@ def _build(root, table):
 
 def _probabilities(loaded, pixels, images):
     by_example = loaded.signatures[features.SERVING_DEFAULT_SIGNATURE](
-        examples=tf.constant([features.serving_example(p) for p in pixels]))
+        examples=tf.constant([features.serving_example(p) for p in pixels])
+    )
     by_image = loaded.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant(images))
-    return (by_example[features.PROBABILITIES_OUTPUT].numpy(),
-            by_image[features.PROBABILITIES_OUTPUT].numpy(), by_example)
+    return (
+        by_example[features.PROBABILITIES_OUTPUT].numpy(),
+        by_image[features.PROBABILITIES_OUTPUT].numpy(),
+        by_example,
+    )
 
 
 def test_the_blessed_candidates_are_averaged_in_both_signatures(tmp_path):
@@ -54,8 +61,9 @@ def test_the_blessed_candidates_are_averaged_in_both_signatures(tmp_path):
     pixels = rng.integers(0, 256, (3, features.NUM_PIXELS))
     images = [fx.image_bytes(p.reshape(48, 48)) for p in pixels]
     members = [tf.saved_model.load(fx.saved_model_template(f)) for f in (1, 4)]
-    expected = [np.mean([_probabilities(m, pixels, images)[i] for m in members], axis=0)
-                for i in (0, 1)]
+    expected = [
+        np.mean([_probabilities(m, pixels, images)[i] for m in members], axis=0) for i in (0, 1)
+    ]
     got_examples, got_images, outputs = _probabilities(loaded, pixels, images)
     np.testing.assert_allclose(got_examples, expected[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_images, expected[1], rtol=1e-5, atol=1e-6)

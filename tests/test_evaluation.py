@@ -1,8 +1,8 @@
 """The blessing rule: the accuracy bound applies to the overall slice, not to each emotion."""
+
 import pytest
 
 from components import evaluation
-
 from fer_data import features
 
 
@@ -10,7 +10,10 @@ def test_accuracy_bound_and_baseline_rule_apply_to_the_overall_slice_only():
     config = evaluation.make_eval_config(min_accuracy=0.42)
     spec = config.model_specs[0]
     assert (spec.signature_name, spec.label_key, spec.prediction_key) == (
-        features.SERVING_DEFAULT_SIGNATURE, features.LABEL_KEY, features.PROBABILITIES_OUTPUT)
+        features.SERVING_DEFAULT_SIGNATURE,
+        features.LABEL_KEY,
+        features.PROBABILITIES_OUTPUT,
+    )
     metrics = {m.class_name: m for m in config.metrics_specs[0].metrics}
     accuracy = metrics["SparseCategoricalAccuracy"]
     assert not accuracy.HasField("threshold")  # would veto on the rare Disgust slice
@@ -33,19 +36,24 @@ def test_test_split_config_measures_without_blessing():
 
 @pytest.mark.parametrize("is_candidate,baseline_kept", [(1, False), (0, True)])
 def test_evaluator_runs_inference_once_when_the_baseline_is_the_candidate(
-        monkeypatch, is_candidate, baseline_kept):
+    monkeypatch, is_candidate, baseline_kept
+):
     from tfx.components.evaluator import executor as tfx_executor
     from tfx.types import standard_artifacts
 
     from components import baseline as baseline_lib
 
     seen = {}
-    monkeypatch.setattr(tfx_executor.Executor, "Do",
-                        lambda self, inputs, outputs, props: seen.update(inputs=inputs))
+    monkeypatch.setattr(
+        tfx_executor.Executor, "Do", lambda self, inputs, outputs, props: seen.update(inputs=inputs)
+    )
     served = standard_artifacts.Model()
     served.set_int_custom_property(baseline_lib.IS_CANDIDATE_PROPERTY, is_candidate)
-    inputs = {"examples": [standard_artifacts.Examples()], "model": [standard_artifacts.Model()],
-              "baseline_model": [served]}
+    inputs = {
+        "examples": [standard_artifacts.Examples()],
+        "model": [standard_artifacts.Model()],
+        "baseline_model": [served],
+    }
     evaluation.Executor().Do(inputs, {}, {})
     assert ("baseline_model" in seen["inputs"]) is baseline_kept
     assert seen["inputs"]["model"] == inputs["model"]

@@ -1,9 +1,9 @@
 """Row parsing of fer2013 CSV: every quarantine reason, header checks, hash split."""
+
 import numpy as np
 import pytest
 
-from fer_data import features
-from fer_data import fer2013_csv
+from fer_data import features, fer2013_csv
 
 LAYOUT = fer2013_csv.parse_header("emotion,pixels,Usage\n")
 PIXELS = " ".join(str(i % 256) for i in range(features.NUM_PIXELS))
@@ -22,24 +22,29 @@ def test_valid_row_maps_usage_to_split():
         assert row.pixels[:3].tolist() == [0, 1, 2]
 
 
-@pytest.mark.parametrize("text,reason", [
-    (f"3,{PIXELS} 5,Training", fer2013_csv.WRONG_PIXEL_COUNT),
-    ("3,1 2 3,Training", fer2013_csv.WRONG_PIXEL_COUNT),
-    (f"3,{PIXELS.replace('7', 'x', 1)},Training", fer2013_csv.NON_NUMERIC_PIXEL),
-    (f"3,{PIXELS.replace('10', '1.5', 1)},Training", fer2013_csv.NON_NUMERIC_PIXEL),
-    (f"3,{PIXELS.replace('255', '256', 1)},Training", fer2013_csv.PIXEL_OUT_OF_RANGE),
-    (f"3,{PIXELS.replace('0', '-1', 1)},Training", fer2013_csv.PIXEL_OUT_OF_RANGE),
-    (f"3,{PIXELS.replace('12', '99999999999999999999', 1)},Training",
-     fer2013_csv.PIXEL_OUT_OF_RANGE),  # beyond int64
-    (f"7,{PIXELS},Training", fer2013_csv.LABEL_OUT_OF_RANGE),
-    (f"-1,{PIXELS},Training", fer2013_csv.LABEL_OUT_OF_RANGE),
-    (f"happy,{PIXELS},Training", fer2013_csv.NON_NUMERIC_LABEL),
-    (f"3,{PIXELS},Validation", fer2013_csv.UNKNOWN_USAGE),
-    (f'3,"{PIXELS},Training', fer2013_csv.BROKEN_QUOTING),
-    (f"3,{PIXELS}", fer2013_csv.WRONG_COLUMN_COUNT),
-    (f"3,{PIXELS},Training,extra", fer2013_csv.WRONG_COLUMN_COUNT),
-    ("   ", fer2013_csv.EMPTY_ROW),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        (f"3,{PIXELS} 5,Training", fer2013_csv.WRONG_PIXEL_COUNT),
+        ("3,1 2 3,Training", fer2013_csv.WRONG_PIXEL_COUNT),
+        (f"3,{PIXELS.replace('7', 'x', 1)},Training", fer2013_csv.NON_NUMERIC_PIXEL),
+        (f"3,{PIXELS.replace('10', '1.5', 1)},Training", fer2013_csv.NON_NUMERIC_PIXEL),
+        (f"3,{PIXELS.replace('255', '256', 1)},Training", fer2013_csv.PIXEL_OUT_OF_RANGE),
+        (f"3,{PIXELS.replace('0', '-1', 1)},Training", fer2013_csv.PIXEL_OUT_OF_RANGE),
+        (
+            f"3,{PIXELS.replace('12', '99999999999999999999', 1)},Training",
+            fer2013_csv.PIXEL_OUT_OF_RANGE,
+        ),  # beyond int64
+        (f"7,{PIXELS},Training", fer2013_csv.LABEL_OUT_OF_RANGE),
+        (f"-1,{PIXELS},Training", fer2013_csv.LABEL_OUT_OF_RANGE),
+        (f"happy,{PIXELS},Training", fer2013_csv.NON_NUMERIC_LABEL),
+        (f"3,{PIXELS},Validation", fer2013_csv.UNKNOWN_USAGE),
+        (f'3,"{PIXELS},Training', fer2013_csv.BROKEN_QUOTING),
+        (f"3,{PIXELS}", fer2013_csv.WRONG_COLUMN_COUNT),
+        (f"3,{PIXELS},Training,extra", fer2013_csv.WRONG_COLUMN_COUNT),
+        ("   ", fer2013_csv.EMPTY_ROW),
+    ],
+)
 def test_malformed_rows_are_quarantined_with_reason(text, reason):
     row = parse(text + "\n")
     assert isinstance(row, fer2013_csv.QuarantinedRow)
@@ -70,8 +75,12 @@ def test_examples_encode_pixels_and_label():
         assert features.pixels_from_bytes(pixels).ravel().tolist() == row.pixels.tolist()
         assert list(feature[features.LABEL_KEY].int64_list.value) == [row.label]
         values = row.pixels.astype(float)
-        assert feature[features.PIXEL_MEAN_KEY].float_list.value[0] == pytest.approx(values.mean(), rel=1e-6)
-        assert feature[features.PIXEL_STD_KEY].float_list.value[0] == pytest.approx(values.std(), rel=1e-6)
+        assert feature[features.PIXEL_MEAN_KEY].float_list.value[0] == pytest.approx(
+            values.mean(), rel=1e-6
+        )
+        assert feature[features.PIXEL_STD_KEY].float_list.value[0] == pytest.approx(
+            values.std(), rel=1e-6
+        )
         assert list(feature[features.PIXEL_MIN_KEY].int64_list.value) == [row.pixels.min()]
         assert list(feature[features.PIXEL_MAX_KEY].int64_list.value) == [row.pixels.max()]
         assert list(feature[features.SEEN_IN_TRAIN_KEY].int64_list.value) == [0]
@@ -129,8 +138,12 @@ def test_header_with_a_byte_order_mark():
 def test_records_span_quoted_newlines_and_long_lines_are_cut():
     import io
 
-    text = (f'1,"{PIXELS[:100]}\n{PIXELS[100:]}",Training\n' + "x" * (3 * fer2013_csv.MAX_RECORD_BYTES)
-            + "\n\n" + f"2,{PIXELS},PublicTest\n\n\n")
+    text = (
+        f'1,"{PIXELS[:100]}\n{PIXELS[100:]}",Training\n'
+        + "x" * (3 * fer2013_csv.MAX_RECORD_BYTES)
+        + "\n\n"
+        + f"2,{PIXELS},PublicTest\n\n\n"
+    )
     records = list(fer2013_csv.read_records(io.BytesIO(text.encode()).readline))
     assert [(r.line, r.lines) for r in records] == [(2, 2), (4, 1), (5, 1), (6, 1)]
     assert isinstance(parse(records[0].text), fer2013_csv.ParsedRow)
@@ -147,8 +160,11 @@ def test_a_stray_quote_spoils_its_own_row_only():
 
     rows = [f"{i % 7},{PIXELS},Training\n" for i in range(24)]
     rows[3] = f'1,"{PIXELS},Training\n'  # the quote never closes
-    records = list(fer2013_csv.read_records(io.BytesIO("".join(rows).encode()).readline,
-                                         num_columns=LAYOUT.num_columns))
+    records = list(
+        fer2013_csv.read_records(
+            io.BytesIO("".join(rows).encode()).readline, num_columns=LAYOUT.num_columns
+        )
+    )
     assert [r.line for r in records] == list(range(2, 26)) and all(r.lines == 1 for r in records)
     parsed = [fer2013_csv.parse_row(r.text, LAYOUT, r.line, size=r.size) for r in records]
     bad = [p for p in parsed if isinstance(p, fer2013_csv.QuarantinedRow)]

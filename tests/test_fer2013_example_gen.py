@@ -1,4 +1,5 @@
 """Fer2013ExampleGen's Beam executor on small files: splits, quarantine, the bound."""
+
 import glob
 import gzip
 import json
@@ -12,9 +13,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from fer_data import features
 from components.fer2013_example_gen import QuarantinedRows, unassigned_rows_output_config
 from components.fer2013_example_gen import executor as gen_executor
+from fer_data import features
 
 PIXELS = " ".join(str((i * 7) % 256) for i in range(features.NUM_PIXELS))
 
@@ -25,8 +26,7 @@ def distinct_pixels(i):
 
 
 def good_rows(n, usage_cycle=("Training", "Training", "PublicTest", "PrivateTest")):
-    return [f"{i % 7},{distinct_pixels(i)},{usage_cycle[i % len(usage_cycle)]}"
-            for i in range(n)]
+    return [f"{i % 7},{distinct_pixels(i)},{usage_cycle[i % len(usage_cycle)]}" for i in range(n)]
 
 
 def run_executor(tmp_path, lines, name="fer.csv", bound=0.01, header="emotion,pixels,Usage"):
@@ -48,15 +48,19 @@ def run_executor_on(tmp_path, data, bound, policy=None):
     quarantine.uri = str(tmp_path / "quarantine")
     exec_properties = {
         "input_base": str(tmp_path),
-        "input_config": proto_utils.proto_to_json(example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name="fer2013", pattern=name)])),
+        "input_config": proto_utils.proto_to_json(
+            example_gen_pb2.Input(
+                splits=[example_gen_pb2.Input.Split(name="fer2013", pattern=name)]
+            )
+        ),
         "output_config": proto_utils.proto_to_json(unassigned_rows_output_config()),
         "max_quarantine_fraction": bound,
     }
     if policy is not None:
         exec_properties["quality_policy"] = policy.to_json()
-    gen_executor.Executor().Do({}, {"examples": [examples], "quarantine": [quarantine]},
-                               exec_properties)
+    gen_executor.Executor().Do(
+        {}, {"examples": [examples], "quarantine": [quarantine]}, exec_properties
+    )
     return examples, quarantine
 
 
@@ -80,7 +84,9 @@ def test_splits_by_usage_and_quarantines_bad_rows(tmp_path):
     assert count_records(examples.uri, "test") == 100
     bad = read_quarantine(quarantine.uri)
     assert [(r["line"], r["reason"]) for r in bad] == [
-        (402, "label_out_of_range"), (403, "wrong_pixel_count")]
+        (402, "label_out_of_range"),
+        (403, "wrong_pixel_count"),
+    ]
     assert bad[1]["text"] == "3,1 2 3,PublicTest"
     summary = json.load(open(os.path.join(quarantine.uri, "summary.json")))
     assert summary["rows_read"] == 402 and summary["rows_valid"] == 400
@@ -122,8 +128,7 @@ def test_hostile_files_are_read_record_by_record(tmp_path):
     """BOM, a quoted record over two lines, a 10 MB line, blank lines inside and at the end."""
     rows = good_rows(8)
     split_pixels = PIXELS.split(" ")
-    two_lines = (f'3,"{" ".join(split_pixels[:1000])}\n{" ".join(split_pixels[1000:])}",'
-                 "Training")
+    two_lines = f'3,"{" ".join(split_pixels[:1000])}\n{" ".join(split_pixels[1000:])}",Training'
     huge = "4," + "1 " * 5_000_000 + ",Training"  # 10 MB on one line
     lines = rows[:3] + [two_lines] + rows[3:5] + [huge, ""] + rows[5:] + ["", "", ""]
     data = tmp_path / "fer.csv"
@@ -132,19 +137,24 @@ def test_hostile_files_are_read_record_by_record(tmp_path):
     assert sum(count_records(examples.uri, s) for s in features.SPLITS) == 9  # 8 + two_lines
     bad = read_quarantine(quarantine.uri)
     assert [(r["line"], r["reason"]) for r in bad] == [
-        (9, "line_too_long"), (10, "empty_row")]  # the trailing blank lines are not rows
+        (9, "line_too_long"),
+        (10, "empty_row"),
+    ]  # the trailing blank lines are not rows
     assert len(bad[0]["text"]) == 1024 and re.search(r"100000\d\d bytes", bad[0]["detail"])
     summary = json.load(open(os.path.join(quarantine.uri, gen_executor.SUMMARY_FILE)))
     assert summary["rows_read"] == 11
 
 
-@pytest.mark.parametrize("header, message", [
-    ("emotion,pixels,usage", "did you mean 'Usage'"),
-    ("Emotion,pixels,Usage", "did you mean 'emotion'"),
-    ("emotion,pixels,Usage,Usage", "repeats column(s) ['Usage']"),
-    ("emotion,pixels,pixels", "repeats column(s) ['pixels']"),
-    ("emotion,pixels,Usage,comment", "unknown column 'comment'"),
-])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("emotion,pixels,usage", "did you mean 'Usage'"),
+        ("Emotion,pixels,Usage", "did you mean 'emotion'"),
+        ("emotion,pixels,Usage,Usage", "repeats column(s) ['Usage']"),
+        ("emotion,pixels,pixels", "repeats column(s) ['pixels']"),
+        ("emotion,pixels,Usage,comment", "unknown column 'comment'"),
+    ],
+)
 def test_header_near_misses_and_duplicates_are_refused(tmp_path, header, message):
     with pytest.raises(Exception, match=re.escape(message)):
         run_executor(tmp_path, good_rows(3), header=header)

@@ -1,11 +1,12 @@
 """Image sizes read from headers in TF ops: normal images pass, hostile ones are caught."""
+
+import hostile_images
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from components import image_header
 from fer_data import features
-import hostile_images
 
 size_of = tf.function(image_header.image_size)
 
@@ -24,10 +25,15 @@ def test_sizes_of_normal_images(fmt):
 
 
 def test_sizes_declared_by_hostile_headers():
-    expected = {"png 20000x20000": (20000, 1), "gif second frame 6000x6000": (6000, 2),
-                "gif 1000 frames of 1000x1000": (1000, 2),  # the walk stops at frame 2
-                "gif screen 30000x10": (30000, 1), "bmp 30000x30000": (30000, 1),
-                "bmp top-down 10x-30000": (30000, 1), "jpeg 5000x5000": (5000, 1)}
+    expected = {
+        "png 20000x20000": (20000, 1),
+        "gif second frame 6000x6000": (6000, 2),
+        "gif 1000 frames of 1000x1000": (1000, 2),  # the walk stops at frame 2
+        "gif screen 30000x10": (30000, 1),
+        "bmp 30000x30000": (30000, 1),
+        "bmp top-down 10x-30000": (30000, 1),
+        "jpeg 5000x5000": (5000, 1),
+    }
     for name, data in hostile_images.corpus().items():
         side, frames = size_of(tf.constant(data))
         assert (int(side), int(frames)) == expected[name], name

@@ -1,9 +1,9 @@
 """The Kubeflow package: same nodes as the local run, GPU Trainers, kfp-loadable, submit paths."""
-import pytest
 
 import copy
 import json
 
+import pytest
 import yaml
 
 from pipeline import cli, kfp_entrypoint, kfp_package, kubeflow_runner
@@ -14,8 +14,20 @@ from pipeline.pipeline import create_pipeline
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
     output = str(tmp_path_factory.mktemp("kfp") / "fer_pipeline.yaml")
-    assert cli.main(["compile", "--output", output, "--image", "registry.example/fer:1.0",
-                     "--trainer-gpus", "2"]) == 0
+    assert (
+        cli.main(
+            [
+                "compile",
+                "--output",
+                output,
+                "--image",
+                "registry.example/fer:1.0",
+                "--trainer-gpus",
+                "2",
+            ]
+        )
+        == 0
+    )
     return output
 
 
@@ -40,7 +52,7 @@ def test_every_trainer_requests_gpus_and_beam_steps_get_cpu(package):
         label = spec.root.dag.tasks[task].component_ref.name
         resources = executors[spec.components[label].executor_label]["resources"]
         assert resources["accelerator"] == {"type": "nvidia.com/gpu", "count": "2"}
-    for name, container in executors.items():
+    for container in executors.values():
         assert container["image"] == "registry.example/fer:1.0"
         assert "cpuLimit" in container.get("resources", {})
     beam_cpus = config_lib.KubeflowConfig().beam_step.cpu
@@ -58,8 +70,9 @@ def test_components_are_referenced_by_module_path(package):
 
 
 def test_submit_dry_run_validates_without_server(package, capsys):
-    assert cli.main(["submit", "--host", "http://127.0.0.1:9", "--package", package,
-                     "--dry-run"]) == 0
+    assert (
+        cli.main(["submit", "--host", "http://127.0.0.1:9", "--package", package, "--dry-run"]) == 0
+    )
     assert "valid KFP PipelineSpec" in capsys.readouterr().out
 
 
@@ -75,15 +88,22 @@ def test_submit_rejects_bad_package_and_unknown_params(tmp_path, package, capsys
     bad.write_text("root: {dag: {tasks: 3}}\n")
     assert cli.main(["submit", "--host", "http://h", "--package", str(bad), "--dry-run"]) == 1
     assert "not a KFP PipelineSpec" in capsys.readouterr().err
-    assert cli.main(["submit", "--host", "http://h", "--package", package, "--dry-run",
-                     "--param", "nope=1"]) == 1
+    assert (
+        cli.main(
+            ["submit", "--host", "http://h", "--package", package, "--dry-run", "--param", "nope=1"]
+        )
+        == 1
+    )
     assert "unknown pipeline parameter" in capsys.readouterr().err
 
 
 def test_compile_refuses_formats_kfp_cannot_submit(tmp_path):
     with pytest.raises(ValueError, match=".yaml"):
-        kubeflow_runner.compile_pipeline(config_lib.PipelineConfig(data_path="/d.csv"),
-                                         config_lib.KubeflowConfig(), str(tmp_path / "p.json"))
+        kubeflow_runner.compile_pipeline(
+            config_lib.PipelineConfig(data_path="/d.csv"),
+            config_lib.KubeflowConfig(),
+            str(tmp_path / "p.json"),
+        )
 
 
 def test_pusher_and_baselines_mount_the_serving_volume(package):
@@ -118,9 +138,9 @@ def test_package_is_what_open_source_kfp_accepts(package):
 
 
 def test_custom_artifact_titles_are_their_import_paths(package):
+    from kfp.pipeline_spec import pipeline_spec_pb2
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as utils
     from tfx.utils import import_utils
-    from kfp.pipeline_spec import pipeline_spec_pb2
 
     from components import artifacts
 
@@ -142,9 +162,10 @@ def test_every_step_runs_through_our_entrypoint_with_its_inputs_spec(package):
 def test_kfp_cache_is_off_where_the_result_depends_on_more_than_inputs(package):
     tasks = _documents(package)[0]["root"]["dag"]["tasks"]
     uncached = {n for n, t in tasks.items() if not t["cachingOptions"].get("enableCache")}
-    assert uncached == ({"Fer2013ExampleGen", "AtomicPusher", "DriftCheck"}
-                        | {f"ServingBaseline_{a}" for a in (*config_lib.ARCHITECTURES,
-                                                             "ensemble")})
+    assert uncached == (
+        {"Fer2013ExampleGen", "AtomicPusher", "DriftCheck"}
+        | {f"ServingBaseline_{a}" for a in (*config_lib.ARCHITECTURES, "ensemble")}
+    )
 
 
 def test_beam_workers_follow_the_pod_cpu_limit(package):
@@ -163,10 +184,10 @@ def _broken(documents, how):
     elif how == "constantValue":
         task = spec["root"]["dag"]["tasks"]["Fer2013ExampleGen"]
         task["inputs"]["parameters"]["input_base"] = {
-            "runtimeValue": {"constantValue": {"stringValue": "gs://x"}}}
+            "runtimeValue": {"constantValue": {"stringValue": "gs://x"}}
+        }
     elif how == "title":
-        spec = json.loads(json.dumps(spec).replace("title: components.Report",
-                                                   "title: fer.Report"))
+        spec = json.loads(json.dumps(spec).replace("title: components.Report", "title: fer.Report"))
     elif how == "placeholder":
         first["args"] = first["args"] + ["{{$.pipeline_job_name}}"]
     elif how == "stock":
@@ -179,13 +200,18 @@ def _broken(documents, how):
     return [spec] + documents[1:]
 
 
-@pytest.mark.parametrize("how, message", [
-    ("schema", "accepts only 2.1.0"), ("constantValue", "resolves only 'constant'"),
-    ("title", "'fer.Report' is not an importable class path"),
-    ("placeholder", "{{$.pipeline_job_name}} is not substituted"),
-    ("stock", "stock entrypoint cannot type"), ("resolver", "cannot run TFX Resolver"),
-    ("type", "is not of type NUMBER_INTEGER"),
-])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("schema", "accepts only 2.1.0"),
+        ("constantValue", "resolves only 'constant'"),
+        ("title", "'fer.Report' is not an importable class path"),
+        ("placeholder", "{{$.pipeline_job_name}} is not substituted"),
+        ("stock", "stock entrypoint cannot type"),
+        ("resolver", "cannot run TFX Resolver"),
+        ("type", "is not of type NUMBER_INTEGER"),
+    ],
+)
 def test_check_refuses_what_open_source_kfp_refuses(package, tmp_path, capsys, how, message):
     documents = _broken(_documents(package), how)
     problems = kfp_package.check_package(documents)
@@ -200,15 +226,33 @@ def test_check_refuses_what_open_source_kfp_refuses(package, tmp_path, capsys, h
 def test_entrypoint_types_untyped_inputs_and_drops_launcher_outputs():
     spec = {"artifacts": {"examples": {"artifactType": {"instanceSchema": "title: tfx.Examples"}}}}
     executor_input = {
-        "inputs": {"artifacts": {"examples": {"artifacts": [
-            {"name": "7", "uri": "/r/examples", "type": {"instanceSchema": ""}}]}}},
-        "outputs": {"artifacts": {
-            "model": {"artifacts": [{"uri": "/r/m", "type": {"schemaTitle": "tfx.Model"}}]},
-            "executor-logs": {"artifacts": [{"uri": "/r/l",
-                                             "type": {"schemaTitle": "system.Artifact"}}]}}}}
-    argv = ["--executor_class_path", "x.Executor", "--json_serialized_invocation_args",
-            json.dumps(executor_input), "--json_serialized_inputs_spec_args", json.dumps(spec),
-            "--direct_num_workers=4"]
+        "inputs": {
+            "artifacts": {
+                "examples": {
+                    "artifacts": [
+                        {"name": "7", "uri": "/r/examples", "type": {"instanceSchema": ""}}
+                    ]
+                }
+            }
+        },
+        "outputs": {
+            "artifacts": {
+                "model": {"artifacts": [{"uri": "/r/m", "type": {"schemaTitle": "tfx.Model"}}]},
+                "executor-logs": {
+                    "artifacts": [{"uri": "/r/l", "type": {"schemaTitle": "system.Artifact"}}]
+                },
+            }
+        },
+    }
+    argv = [
+        "--executor_class_path",
+        "x.Executor",
+        "--json_serialized_invocation_args",
+        json.dumps(executor_input),
+        "--json_serialized_inputs_spec_args",
+        json.dumps(spec),
+        "--direct_num_workers=4",
+    ]
     fixed = kfp_entrypoint.repaired_argv(argv)
     assert fixed[:3] == argv[:3] and fixed[4:] == argv[4:]
     repaired = json.loads(fixed[3])
@@ -229,8 +273,9 @@ def test_drift_and_quality_flags_reach_the_compiled_package(tmp_path):
     import yaml
 
     output = str(tmp_path / "flags.yaml")
-    assert cli.main(["compile", "--output", output, "--allow-drift",
-                     "--keep-train-duplicates"]) == 0
+    assert (
+        cli.main(["compile", "--output", output, "--allow-drift", "--keep-train-duplicates"]) == 0
+    )
     tasks = next(yaml.safe_load_all(open(output)))["root"]["dag"]["tasks"]
     drift = tasks["DriftCheck"]["inputs"]["parameters"]["accept_drift"]["runtimeValue"]["constant"]
     gate = tasks["DataValidationGate"]["inputs"]["parameters"]["allow_drift"]["runtimeValue"]

@@ -1,5 +1,6 @@
 """Imports go one way: data layer (fer_data) -> components -> pipeline / serving; bench and
 tests outside. Every import in the source is read (module level and function-local alike)."""
+
 import ast
 import os
 from typing import Iterator, Tuple
@@ -36,9 +37,11 @@ def imports(package: str) -> Iterator[Tuple[str, int, str]]:
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_no_upward_or_sideways_imports(package):
-    wrong = [f"{os.path.relpath(path, ROOT)}:{line} imports {module}"
-             for path, line, module in imports(package)
-             if module.split(".")[0] in PROJECT_PACKAGES - {package} - ALLOWED[package]]
+    wrong = [
+        f"{os.path.relpath(path, ROOT)}:{line} imports {module}"
+        for path, line, module in imports(package)
+        if module.split(".")[0] in PROJECT_PACKAGES - {package} - ALLOWED[package]
+    ]
     assert not wrong, "\n".join(wrong)
 
 

@@ -3,6 +3,7 @@
 The executors run for real on artifacts laid out as the Trainer and Evaluator write them
 (TFMA's metrics file format, SavedModel directories under Format-Serving).
 """
+
 import json
 import os
 
@@ -33,8 +34,9 @@ def _write_confusion_matrix(evaluation_uri, matrix):
             cell = cm.entries.add()
             cell.actual_class_id, cell.predicted_class_id = actual, predicted
             cell.num_weighted_examples = count
-    with tf.io.TFRecordWriter(os.path.join(evaluation_uri,
-                                           "plots-00000-of-00001.tfrecord")) as writer:
+    with tf.io.TFRecordWriter(
+        os.path.join(evaluation_uri, "plots-00000-of-00001.tfrecord")
+    ) as writer:
         writer.write(plots.SerializeToString())
 
 
@@ -50,25 +52,29 @@ def _candidate(root, arch, accuracy, blessed, size_bytes, matrix=None):
     entry = metrics.metric_keys_and_values.add()
     entry.key.name = "sparse_categorical_accuracy"
     entry.value.double_value.value = accuracy
-    with tf.io.TFRecordWriter(os.path.join(evaluation.uri,
-                                           "metrics-00000-of-00001.tfrecord")) as writer:
+    with tf.io.TFRecordWriter(
+        os.path.join(evaluation.uri, "metrics-00000-of-00001.tfrecord")
+    ) as writer:
         writer.write(metrics.SerializeToString())
     if matrix is not None:
         _write_confusion_matrix(evaluation.uri, matrix)
     blessing = _artifact(standard_artifacts.ModelBlessing, root / arch / "blessing")
     blessing.set_int_custom_property("blessed", int(blessed))
-    return {candidates.input_name("model", arch): [model],
-            candidates.input_name("evaluation", arch): [evaluation],
-            candidates.input_name("blessing", arch): [blessing]}
+    return {
+        candidates.input_name("model", arch): [model],
+        candidates.input_name("evaluation", arch): [evaluation],
+        candidates.input_name("blessing", arch): [blessing],
+    }
 
 
 def _select(root, table, metric="accuracy", matrices=None):
     inputs = {}
     for arch, (accuracy, blessed, size) in table.items():
-        inputs.update(_candidate(root, arch, accuracy, blessed, size,
-                                 (matrices or {}).get(arch)))
-    outputs = {"model": [_artifact(standard_artifacts.Model, root / "out" / "model")],
-               "blessing": [_artifact(standard_artifacts.ModelBlessing, root / "out" / "blessing")]}
+        inputs.update(_candidate(root, arch, accuracy, blessed, size, (matrices or {}).get(arch)))
+    outputs = {
+        "model": [_artifact(standard_artifacts.Model, root / "out" / "model")],
+        "blessing": [_artifact(standard_artifacts.ModelBlessing, root / "out" / "blessing")],
+    }
     model_selection.Executor().Do(inputs, outputs, {"metric": metric})
     blessing = outputs["blessing"][0]
     with open(os.path.join(blessing.uri, model_selection.SELECTION_FILE)) as handle:
@@ -77,18 +83,24 @@ def _select(root, table, metric="accuracy", matrices=None):
 
 def _push(root, model, blessing):
     pushed = _artifact(standard_artifacts.PushedModel, root / "pushed")
-    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(
-        base_directory=str(root / "serving" / "fer")))
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(
+            base_directory=str(root / "serving" / "fer")
+        )
+    )
     serving_push.AtomicPushExecutor().Do(
-        {"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]},
-        {"push_destination": proto_utils.proto_to_json(destination)})
+        {"model": [model], "model_blessing": [blessing]},
+        {"pushed_model": [pushed]},
+        {"push_destination": proto_utils.proto_to_json(destination)},
+    )
     return pushed
 
 
 def test_best_blessed_candidate_wins_over_a_better_unblessed_one(tmp_path):
-    model, blessing, selection = _select(tmp_path, {
-        "improved": (0.61, True, 100), "vgg": (0.58, True, 100),
-        "resnet50": (0.70, False, 100)})  # best accuracy, but not blessed
+    model, blessing, selection = _select(
+        tmp_path,
+        {"improved": (0.61, True, 100), "vgg": (0.58, True, 100), "resnet50": (0.70, False, 100)},
+    )  # best accuracy, but not blessed
     assert selection["winner"] == "improved"
     assert [c["architecture"] for c in selection["candidates"]] == ["improved", "vgg", "resnet50"]
     assert blessing.get_int_custom_property("blessed") == 1
@@ -106,8 +118,9 @@ def test_ties_go_to_the_smaller_model(tmp_path):
 
 
 def test_nothing_is_pushed_when_no_candidate_is_blessed(tmp_path):
-    model, blessing, selection = _select(tmp_path, {
-        "improved": (0.2, False, 100), "vgg": (0.25, False, 100)})
+    model, blessing, selection = _select(
+        tmp_path, {"improved": (0.2, False, 100), "vgg": (0.25, False, 100)}
+    )
     assert selection["winner"] is None and selection["best_candidate"] == "vgg"
     assert blessing.get_int_custom_property("blessed") == 0
     pushed = _push(tmp_path, model, blessing)
@@ -135,8 +148,12 @@ def test_the_selection_metric_decides(tmp_path, metric, winner):
     majority = _matrix([90, 0, 0, 0, 0, 0, 0], [0, 10, 10, 10, 10, 10, 10])  # acc 0.6
     balanced = _matrix([60, 7, 7, 7, 7, 7, 7], [30, 3, 3, 3, 3, 3, 3])
     accuracy = {"majority": 0.6, "balanced": 0.5}  # TFMA's figure, as the Evaluator writes it
-    _, _, selection = _select(tmp_path / metric, {a: (accuracy[a], True, 100) for a in accuracy},
-                              metric=metric, matrices={"majority": majority, "balanced": balanced})
+    _, _, selection = _select(
+        tmp_path / metric,
+        {a: (accuracy[a], True, 100) for a in accuracy},
+        metric=metric,
+        matrices={"majority": majority, "balanced": balanced},
+    )
     assert selection["winner"] == winner and selection["metric"] == metric
     f1 = {c["architecture"]: c["metrics"]["macro_f1"] for c in selection["candidates"]}
     assert f1["balanced"] > f1["majority"] > 0

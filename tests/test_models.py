@@ -1,6 +1,7 @@
 """The model zoo: exact parameter counts, the image_xf -> probabilities contract, one
 training step each, gray->RGB in the graph, weights loading and the loud 'random init'
 fallback, SavedModel round trips, and the RECIPE contract."""
+
 import hashlib
 import logging
 import os
@@ -13,8 +14,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components import models
-from fer_data import features
 from components.models import improved, mobilenet_v2, recipe, training, transfer, vgg_bn
+from fer_data import features
 
 EXPECTED_PARAMS = {
     "improved": 647_111,
@@ -71,13 +72,15 @@ def test_params_contract_and_one_training_step(name):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert (probs >= 0).all()
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy())
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy()
+    )
     before = [w.numpy().copy() for w in model.trainable_weights[-2:]]
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss)
-    assert any(not np.array_equal(b, w.numpy())
-               for b, w in zip(before, model.trainable_weights[-2:]))
+    assert any(
+        not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights[-2:])
+    )
 
     if name in models.TRANSFER_ARCHITECTURES:  # gray -> RGB happens inside the graph
         assert model.input.shape[-1] == 1
@@ -86,7 +89,8 @@ def test_params_contract_and_one_training_step(name):
         assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
         np.testing.assert_array_equal(
             keras.Model(model.input, model.get_layer("gray_to_rgb").output)(x[:1])[0].numpy(),
-            np.repeat(x[0], 3, axis=-1))
+            np.repeat(x[0], 3, axis=-1),
+        )
 
 
 def test_vgg_layout_reaches_the_seed_count():
@@ -94,8 +98,16 @@ def test_vgg_layout_reaches_the_seed_count():
     assert tuple(model.get_layer(index=-3).input.shape) == (None, 2, 2, 128)  # flatten in
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.kernel_size for c in convs] == [(3, 3)] * 8
-    assert [c.padding for c in convs] == ["same", "same", "same", "valid", "same", "valid",
-                                          "same", "same"]
+    assert [c.padding for c in convs] == [
+        "same",
+        "same",
+        "same",
+        "valid",
+        "same",
+        "valid",
+        "same",
+        "same",
+    ]
 
 
 def test_vgg_bn_structure():
@@ -122,16 +134,18 @@ def test_mixed_precision_keeps_float32_probabilities():
 
 def test_imagenet_unavailable_falls_back_loudly_to_random_init(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache
-    monkeypatch.setattr(mobilenet_v2, "IMAGENET_URL",
-                        _closed_port_url(mobilenet_v2.IMAGENET_FILE))
+    monkeypatch.setattr(mobilenet_v2, "IMAGENET_URL", _closed_port_url(mobilenet_v2.IMAGENET_FILE))
     start = time.monotonic()
     with caplog.at_level(logging.WARNING):
         model, source = models.build_model("mobilenet_v2", weights="imagenet")
     assert time.monotonic() - start < 30
     assert source == "random init"
     assert model.count_params() == EXPECTED_PARAMS["mobilenet_v2"]
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING
-                and "FALLING BACK TO RANDOM INIT" in r.getMessage()]
+    warnings = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "FALLING BACK TO RANDOM INIT" in r.getMessage()
+    ]
     assert warnings and mobilenet_v2.IMAGENET_FILE in warnings[0].getMessage()
 
 
@@ -143,8 +157,9 @@ def test_download_never_hangs_and_leaves_no_partial_file(tmp_path):
         silent.listen(1)
         start = time.monotonic()
         with pytest.raises(RuntimeError, match="cannot download"):
-            transfer.download(f"http://127.0.0.1:{silent.getsockname()[1]}/w.h5", target,
-                              timeout_s=0.5)
+            transfer.download(
+                f"http://127.0.0.1:{silent.getsockname()[1]}/w.h5", target, timeout_s=0.5
+            )
         assert time.monotonic() - start < 3
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="cannot download"):
@@ -168,15 +183,16 @@ def test_download_checks_the_hash(tmp_path):
 
 def test_imagenet_file_in_keras_cache_is_used(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr(mobilenet_v2, "IMAGENET_URL",
-                        _closed_port_url(mobilenet_v2.IMAGENET_FILE))
+    monkeypatch.setattr(mobilenet_v2, "IMAGENET_URL", _closed_port_url(mobilenet_v2.IMAGENET_FILE))
     reference = mobilenet_v2.build_backbone()
     (tmp_path / "models").mkdir()
     reference.save_weights(str(tmp_path / "models" / mobilenet_v2.IMAGENET_FILE))
     model, source = models.build_model("mobilenet_v2", weights="imagenet")
     assert source == "imagenet"
-    np.testing.assert_array_equal(transfer.backbone_of(model).get_layer("Conv1").kernel.numpy(),
-                                  reference.get_layer("Conv1").kernel.numpy())
+    np.testing.assert_array_equal(
+        transfer.backbone_of(model).get_layer("Conv1").kernel.numpy(),
+        reference.get_layer("Conv1").kernel.numpy(),
+    )
 
 
 def test_local_backbone_weights_file(tmp_path):
@@ -187,8 +203,9 @@ def test_local_backbone_weights_file(tmp_path):
     assert source == f"file:{path}"
     backbone = transfer.backbone_of(model)
     for layer in ("Conv1", "block_16_project", "Conv_1_bn"):
-        for got, want in zip(backbone.get_layer(layer).get_weights(),
-                             reference.get_layer(layer).get_weights()):
+        for got, want in zip(
+            backbone.get_layer(layer).get_weights(), reference.get_layer(layer).get_weights()
+        ):
             np.testing.assert_array_equal(got, want)
     with pytest.raises(FileNotFoundError):
         models.build_model("mobilenet_v2", weights=str(tmp_path / "missing.h5"))
@@ -208,8 +225,9 @@ def test_weights_file_with_other_structure_loads_by_name(tmp_path):
     path = str(tmp_path / "partial.h5")
     source.save_weights(path)
     transfer._load_file(target, path)
-    np.testing.assert_array_equal(target.get_layer("a").kernel.numpy(),
-                                  source.get_layer("a").kernel.numpy())
+    np.testing.assert_array_equal(
+        target.get_layer("a").kernel.numpy(), source.get_layer("a").kernel.numpy()
+    )
     unrelated = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="zzz")])
     with pytest.raises(ValueError, match="no layer"):
         transfer._load_file(unrelated, path)
@@ -235,8 +253,9 @@ def test_savedmodel_round_trip(name, tmp_path):
     model.save(str(tmp_path / name), save_format="tf")
     loaded = tf.saved_model.load(str(tmp_path / name))
     out = loaded.signatures["serving_default"](**{features.IMAGE_XF_KEY: tf.constant(x)})
-    np.testing.assert_allclose(out[features.PROBABILITIES_OUTPUT].numpy(), expected,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        out[features.PROBABILITIES_OUTPUT].numpy(), expected, rtol=1e-4, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
@@ -265,13 +284,20 @@ def test_generalising_recipe_trains_with_its_schedule():
     r = dict(models.get_recipe("vgg"), epochs=3)
     assert r["lr_schedule"]["name"] == "cosine" and r["label_smoothing"] == 0.1
     assert r["augmentation"]["horizontal_flip"] and r["augmentation"]["translation"] > 0
-    model = keras.Sequential([keras.Input(features.IMAGE_SHAPE), keras.layers.Flatten(),
-                              keras.layers.Dense(features.NUM_CLASSES, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input(features.IMAGE_SHAPE),
+            keras.layers.Flatten(),
+            keras.layers.Dense(features.NUM_CLASSES, activation="softmax"),
+        ]
+    )
     model.compile(training.make_optimizer(r), training.make_loss(r))
-    history = model.fit(_images(16), _labels(16), epochs=3, verbose=0,
-                        callbacks=training.make_callbacks(r)[:1])
+    history = model.fit(
+        _images(16), _labels(16), epochs=3, verbose=0, callbacks=training.make_callbacks(r)[:1]
+    )
     assert history.history["lr"] == pytest.approx(
-        [recipe.cosine_learning_rate(e, 3, 1e-3, 1, 1e-5) for e in range(3)])
+        [recipe.cosine_learning_rate(e, 3, 1e-3, 1, 1e-5) for e in range(3)]
+    )
 
 
 def test_vgg_bn_recipe_follows_the_paper_and_augmentation_runs():
@@ -289,15 +315,16 @@ def test_vgg_bn_recipe_follows_the_paper_and_augmentation_runs():
     out = augment(x, training=True).numpy()
     assert out.shape == x.shape and not np.allclose(out, x)
     no_augmentation = models.get_recipe("mobilenet_v2")  # the seed's recipe
-    np.testing.assert_array_equal(training.make_augmentation(no_augmentation)(
-        x, training=True).numpy(), x)
+    np.testing.assert_array_equal(
+        training.make_augmentation(no_augmentation)(x, training=True).numpy(), x
+    )
 
     smoothed = training.make_loss({**r, "label_smoothing": 0.1})
     probs = tf.nn.softmax(tf.constant(np.random.default_rng(0).normal(size=(3, 7)), tf.float32))
     want = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(
-        tf.one_hot([2, 0, 6], features.NUM_CLASSES), probs)
+        tf.one_hot([2, 0, 6], features.NUM_CLASSES), probs
+    )
     assert float(smoothed(tf.constant([2, 0, 6]), probs)) == pytest.approx(float(want))
-
 
 
 def test_batch_norm_recalibration_sets_the_exact_average_of_the_batch_statistics():
@@ -313,10 +340,12 @@ def test_batch_norm_recalibration_sets_the_exact_average_of_the_batch_statistics
     layer = model.layers[1]
     batches = data[:300].reshape(3, 100, 3)
     assert used == 300 and layer.momentum == 0.99  # the layer's own momentum is back
-    np.testing.assert_allclose(layer.moving_mean.numpy(), batches.mean(axis=1).mean(axis=0),
-                               rtol=1e-5)
-    np.testing.assert_allclose(layer.moving_variance.numpy(),
-                               batches.var(axis=1).mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(
+        layer.moving_mean.numpy(), batches.mean(axis=1).mean(axis=0), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        layer.moving_variance.numpy(), batches.var(axis=1).mean(axis=0), rtol=1e-4
+    )
     plain = keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(2)])
     assert trainer.recalibrate_batch_norm(plain, examples, 300, 100) == 0
 
@@ -338,9 +367,14 @@ def test_validation_during_fit_sees_recalibrated_batch_norm_statistics():
             def on_test_begin(self, logs=None):
                 seen.append(model.layers[1].moving_mean.numpy().copy())
 
-        callbacks = ([trainer.BatchNormRecalibration(examples, 128, 64)] if recalibrate else [])
-        model.fit(examples.batch(64), validation_data=examples.batch(64), epochs=1, verbose=0,
-                  callbacks=callbacks + [Probe()])
+        callbacks = [trainer.BatchNormRecalibration(examples, 128, 64)] if recalibrate else []
+        model.fit(
+            examples.batch(64),
+            validation_data=examples.batch(64),
+            epochs=1,
+            verbose=0,
+            callbacks=callbacks + [Probe()],
+        )
         means[recalibrate] = seen[0]
     assert np.all(means[False] < 0.2)  # 4 steps at momentum 0.99: still near the initial 0
     np.testing.assert_allclose(means[True], data[:128].mean(axis=0), atol=0.05)
@@ -350,9 +384,12 @@ def test_trainer_config_overrides_the_recipe_and_can_turn_augmentation_off():
     from components import trainer
     from pipeline.config import TrainerConfig
 
-    assert any(trainer.resolve_recipe(TrainerConfig(architecture="vgg_bn"))["augmentation"].values())
-    resolved = trainer.resolve_recipe(TrainerConfig(architecture="vgg_bn", epochs=3,
-                                                    learning_rate=0.02, augmentation=False))
+    assert any(
+        trainer.resolve_recipe(TrainerConfig(architecture="vgg_bn"))["augmentation"].values()
+    )
+    resolved = trainer.resolve_recipe(
+        TrainerConfig(architecture="vgg_bn", epochs=3, learning_rate=0.02, augmentation=False)
+    )
     assert resolved["epochs"] == 3 and resolved["learning_rate"] == 0.02
     assert resolved["augmentation"] == recipe.NO_AUGMENTATION
     assert resolved["optimizer"] == models.get_recipe("vgg_bn")["optimizer"]  # the rest is kept
@@ -364,9 +401,13 @@ def test_test_time_augmentation_follows_the_recipe_unless_the_config_says():
 
     own = trainer.resolve_recipe(TrainerConfig(architecture="improved"))
     assert own["test_time_augmentation"] == models.get_recipe("improved")["test_time_augmentation"]
-    off = trainer.resolve_recipe(TrainerConfig(architecture="improved", test_time_augmentation=False))
+    off = trainer.resolve_recipe(
+        TrainerConfig(architecture="improved", test_time_augmentation=False)
+    )
     on = trainer.resolve_recipe(TrainerConfig(architecture="improved", test_time_augmentation=True))
-    assert off["test_time_augmentation"] == [] and on["test_time_augmentation"] == ["horizontal_flip"]
+    assert off["test_time_augmentation"] == [] and on["test_time_augmentation"] == [
+        "horizontal_flip"
+    ]
 
 
 def test_recipe_with_an_unknown_test_time_augmentation_is_refused():

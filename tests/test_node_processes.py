@@ -1,4 +1,5 @@
 """pipeline/node_processes.py: heavy executors run in a child process of their own."""
+
 import os
 
 import pytest
@@ -13,8 +14,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(autouse=True)
 def executors_importable_in_the_child(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (HERE, os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
+    )
 
 
 def _run(tmp_path, executor: str, **exec_properties):
@@ -23,13 +25,20 @@ def _run(tmp_path, executor: str, **exec_properties):
     node = pipeline_pb2.PipelineNode()
     node.node_info.id = "Heavy"
     info = data_types.ExecutionInfo(
-        execution_id=1, input_dict={}, output_dict={"out": [out]},
-        exec_properties=exec_properties, tmp_dir=str(tmp_path / "tmp"),
+        execution_id=1,
+        input_dict={},
+        output_dict={"out": [out]},
+        exec_properties=exec_properties,
+        tmp_dir=str(tmp_path / "tmp"),
         execution_output_uri=str(tmp_path / "executor_output.pb"),
-        stateful_working_dir=str(tmp_path / "state"), pipeline_node=node,
-        pipeline_info=pipeline_pb2.PipelineInfo(id="p"), pipeline_run_id="r")
+        stateful_working_dir=str(tmp_path / "state"),
+        pipeline_node=node,
+        pipeline_info=pipeline_pb2.PipelineInfo(id="p"),
+        pipeline_run_id="r",
+    )
     spec = executable_spec_pb2.PythonClassExecutableSpec(
-        class_path=f"node_process_executors.{executor}")
+        class_path=f"node_process_executors.{executor}"
+    )
     return node_processes.ChildProcessExecutorOperator(spec).run_executor(info), out.uri
 
 
@@ -43,8 +52,10 @@ def test_executor_runs_in_another_process_whose_peak_memory_is_recorded(tmp_path
 
 
 def test_a_failure_names_the_node_and_the_error(tmp_path):
-    with pytest.raises(node_processes.NodeProcessError,
-                       match=r"Heavy failed in its process: ValueError: row 7 is not a face"):
+    with pytest.raises(
+        node_processes.NodeProcessError,
+        match=r"Heavy failed in its process: ValueError: row 7 is not a face",
+    ):
         _run(tmp_path, "FailingExecutor")
 
 
@@ -53,12 +64,15 @@ def test_a_killed_process_is_an_error_not_a_silent_success(tmp_path):
         _run(tmp_path, "KilledExecutor")
 
 
-@pytest.mark.parametrize("type_name,isolated", [
-    ("tfx.components.trainer.component.Trainer", True),
-    ("components.evaluation.Evaluator", True),
-    ("components.fer2013_example_gen.component.Fer2013ExampleGen", True),
-    ("components.model_selection.ModelSelector", False),
-    ("tfx.components.schema_gen.import_schema_gen.component.ImportSchemaGen", False),
-])
+@pytest.mark.parametrize(
+    "type_name,isolated",
+    [
+        ("tfx.components.trainer.component.Trainer", True),
+        ("components.evaluation.Evaluator", True),
+        ("components.fer2013_example_gen.component.Fer2013ExampleGen", True),
+        ("components.model_selection.ModelSelector", False),
+        ("tfx.components.schema_gen.import_schema_gen.component.ImportSchemaGen", False),
+    ],
+)
 def test_which_nodes_get_a_process(type_name, isolated):
     assert node_processes.is_isolated(type_name) is isolated

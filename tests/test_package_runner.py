@@ -3,6 +3,7 @@
 Each task runs a real subprocess (a short Python script in place of an image) that
 reports what it was given, so these tests see the executor input a pod would see.
 """
+
 import json
 import os
 
@@ -39,46 +40,100 @@ TITLE = "title: tfx.ModelBlessing\ntype: object\n"
 
 
 def _component(label, outputs=(), inputs=(), parameters=None):
-    return {"executorLabel": label,
-            "inputDefinitions": {"artifacts": {k: {"artifactType": {"instanceSchema": TITLE}}
-                                               for k in inputs},
-                                 "parameters": parameters or {}},
-            "outputDefinitions": {"artifacts": {k: {"artifactType": {"instanceSchema": TITLE}}
-                                                for k in outputs}}}
+    return {
+        "executorLabel": label,
+        "inputDefinitions": {
+            "artifacts": {k: {"artifactType": {"instanceSchema": TITLE}} for k in inputs},
+            "parameters": parameters or {},
+        },
+        "outputDefinitions": {
+            "artifacts": {k: {"artifactType": {"instanceSchema": TITLE}} for k in outputs}
+        },
+    }
 
 
 def _consumer_task(condition):
-    return {"componentRef": {"name": "consume"}, "dependentTasks": ["produce"],
-            "taskInfo": {"name": "x"}, "triggerPolicy": {"condition": condition},
-            "inputs": {"artifacts": {"b": {"taskOutputArtifact": {
-                "producerTask": "produce", "outputArtifactKey": "blessing"}}}}}
+    return {
+        "componentRef": {"name": "consume"},
+        "dependentTasks": ["produce"],
+        "taskInfo": {"name": "x"},
+        "triggerPolicy": {"condition": condition},
+        "inputs": {
+            "artifacts": {
+                "b": {
+                    "taskOutputArtifact": {
+                        "producerTask": "produce",
+                        "outputArtifactKey": "blessing",
+                    }
+                }
+            }
+        },
+    }
 
 
 def write_package(path, flag=1, runtime_value=None, mount=None, producer=PRODUCER):
     """A three-task package: produce -> consume_yes (runs) and consume_no (skipped)."""
     condition = "inputs.artifacts['b'].artifacts[0].metadata['blessed'] == {}"
     spec = {
-        "schemaVersion": "2.1.0", "sdkVersion": "test", "pipelineInfo": {"name": "tiny"},
+        "schemaVersion": "2.1.0",
+        "sdkVersion": "test",
+        "pipelineInfo": {"name": "tiny"},
         "defaultPipelineRoot": os.path.join(os.path.dirname(path), "root"),
         "components": {
-            "produce": _component("produce_executor", outputs=["blessing"],
-                                  parameters={"flag": {"parameterType": "NUMBER_INTEGER"}}),
-            "consume": _component("consume_executor", outputs=["model"], inputs=["b"])},
-        "deploymentSpec": {"executors": {
-            "produce_executor": {"container": {"image": "x", "command": ["python", "-c"],
-                                               "args": [producer, "{{$}}"]}},
-            "consume_executor": {"container": {"image": "x", "command": ["python", "-c"],
-                                               "args": [CONSUMER, "{{$}}"]}}}},
-        "root": {"dag": {"tasks": {
-            "produce": {"componentRef": {"name": "produce"}, "taskInfo": {"name": "produce"},
-                        "inputs": {"parameters": {"flag": {"runtimeValue": runtime_value or {
-                            "constant": flag}}}}},
-            "consume_yes": _consumer_task(condition.format("1.0")),
-            "consume_no": _consumer_task(condition.format("0.0"))}}}}
+            "produce": _component(
+                "produce_executor",
+                outputs=["blessing"],
+                parameters={"flag": {"parameterType": "NUMBER_INTEGER"}},
+            ),
+            "consume": _component("consume_executor", outputs=["model"], inputs=["b"]),
+        },
+        "deploymentSpec": {
+            "executors": {
+                "produce_executor": {
+                    "container": {
+                        "image": "x",
+                        "command": ["python", "-c"],
+                        "args": [producer, "{{$}}"],
+                    }
+                },
+                "consume_executor": {
+                    "container": {
+                        "image": "x",
+                        "command": ["python", "-c"],
+                        "args": [CONSUMER, "{{$}}"],
+                    }
+                },
+            }
+        },
+        "root": {
+            "dag": {
+                "tasks": {
+                    "produce": {
+                        "componentRef": {"name": "produce"},
+                        "taskInfo": {"name": "produce"},
+                        "inputs": {
+                            "parameters": {
+                                "flag": {"runtimeValue": runtime_value or {"constant": flag}}
+                            }
+                        },
+                    },
+                    "consume_yes": _consumer_task(condition.format("1.0")),
+                    "consume_no": _consumer_task(condition.format("0.0")),
+                }
+            }
+        },
+    }
     documents = [spec]
     if mount:
-        documents.append({"platforms": {"kubernetes": {"deploymentSpec": {"executors": {
-            "produce_executor": {"pvcMount": [mount]}}}}}})
+        documents.append(
+            {
+                "platforms": {
+                    "kubernetes": {
+                        "deploymentSpec": {"executors": {"produce_executor": {"pvcMount": [mount]}}}
+                    }
+                }
+            }
+        )
     with open(path, "w") as handle:
         yaml.safe_dump_all(documents, handle)
     return path
@@ -86,8 +141,9 @@ def write_package(path, flag=1, runtime_value=None, mount=None, producer=PRODUCE
 
 def _run(tmp_path, backend, **package_args):
     package = write_package(str(tmp_path / "pkg.yaml"), **package_args)
-    run = package_runner.PackageRun(package, backend=backend, run_id="run1",
-                                    progress=lambda line: None)
+    run = package_runner.PackageRun(
+        package, backend=backend, run_id="run1", progress=lambda line: None
+    )
     return run, run.run()
 
 
@@ -100,7 +156,10 @@ def test_conditions_types_metadata_and_layout(tmp_path, backend):
     run, results = _run(tmp_path, backend)
     assert results[0].task == "produce"  # dependencies first
     assert {r.task: r.state for r in results} == {
-        "produce": "ran", "consume_yes": "ran", "consume_no": "skipped"}
+        "produce": "ran",
+        "consume_yes": "ran",
+        "consume_no": "skipped",
+    }
     produced = json.load(open(os.path.join(_uri(run, "produce", "blessing"), "seen.json")))
     assert produced["inputs"]["parameterValues"] == {"flag": 1}
     root = str(tmp_path / "root" / "tiny" / "run1" / "produce")
@@ -120,8 +179,12 @@ def test_conditions_types_metadata_and_layout(tmp_path, backend):
     [artifact] = consumed["inputs"]["artifacts"]["b"]["artifacts"]
     assert artifact["type"] == {"instanceSchema": ""}  # what MLMD gives back: no schema
     assert artifact["name"].isdigit() and artifact["uri"] == uri
-    assert artifact["metadata"] == {"blessed": 1.0, "folder_existed": 0.0,  # bool -> int
-                                    "note": "from executor", "display_name": "blessing"}
+    assert artifact["metadata"] == {
+        "blessed": 1.0,
+        "folder_existed": 0.0,  # bool -> int
+        "note": "from executor",
+        "display_name": "blessing",
+    }
     assert "consume_no" not in run.outputs
 
 
@@ -131,8 +194,9 @@ def test_only_parent_folders_are_created(tmp_path):
 
 
 def test_constant_value_is_refused_before_anything_runs(tmp_path):
-    package = write_package(str(tmp_path / "pkg.yaml"),
-                            runtime_value={"constantValue": {"intValue": 1}})
+    package = write_package(
+        str(tmp_path / "pkg.yaml"), runtime_value={"constantValue": {"intValue": 1}}
+    )
     with pytest.raises(package_runner.kfp_package.PackageError, match="only 'constant'"):
         package_runner.PackageRun(package)
 
@@ -150,8 +214,12 @@ def test_pvc_mount_maps_to_a_local_folder(tmp_path, capsys):
     package = write_package(str(tmp_path / "pkg.yaml"), mount=mount)
     assert cli.main(["run-package", package]) == 1
     assert "pass --pvc fer-models=DIR" in capsys.readouterr().err
-    assert cli.main(["run-package", package, "--pvc", f"fer-models={tmp_path / 'pvc'}",
-                     "--backend", "2.0"]) == 0
+    assert (
+        cli.main(
+            ["run-package", package, "--pvc", f"fer-models={tmp_path / 'pvc'}", "--backend", "2.0"]
+        )
+        == 0
+    )
     assert (tmp_path / "pvc").is_dir()
     assert "2 of 3 tasks ran; skipped: consume_no" in capsys.readouterr().out
 
@@ -171,33 +239,46 @@ def test_local_root_is_required(tmp_path):
         package_runner.PackageRun(package, pipeline_root="gs://bucket/root")
 
 
-@pytest.mark.parametrize("condition, expected", [
-    ("inputs.artifacts['b'].artifacts[0].metadata['blessed'] == 1.0", True),
-    ("(inputs.artifacts['b'].artifacts[0].metadata['blessed'] == 1.0)", True),
-    ("inputs.artifacts['b'].artifacts[0].metadata['blessed'] != 1.0", False),
-    ("int(inputs.artifacts['b'].artifacts[0].metadata['blessed']) >= 1 && "
-     "inputs.parameter_values['name'] == 'fer'", True),
-    ("!(inputs.parameter_values['name'] == 'fer') || false", False),
-    ("size(inputs.artifacts['b'].artifacts) == 1", True),
-    # CEL's logic is commutative: a deciding side wins over an error on the other side.
-    ("false && inputs.artifacts['missing'].artifacts[0]", False),
-    ("inputs.artifacts['missing'].artifacts[0] || true", True),
-    ("'caf\u00e9' == 'caf\u00e9'", True),
-])
+@pytest.mark.parametrize(
+    "condition, expected",
+    [
+        ("inputs.artifacts['b'].artifacts[0].metadata['blessed'] == 1.0", True),
+        ("(inputs.artifacts['b'].artifacts[0].metadata['blessed'] == 1.0)", True),
+        ("inputs.artifacts['b'].artifacts[0].metadata['blessed'] != 1.0", False),
+        (
+            "int(inputs.artifacts['b'].artifacts[0].metadata['blessed']) >= 1 && "
+            "inputs.parameter_values['name'] == 'fer'",
+            True,
+        ),
+        ("!(inputs.parameter_values['name'] == 'fer') || false", False),
+        ("size(inputs.artifacts['b'].artifacts) == 1", True),
+        # CEL's logic is commutative: a deciding side wins over an error on the other side.
+        ("false && inputs.artifacts['missing'].artifacts[0]", False),
+        ("inputs.artifacts['missing'].artifacts[0] || true", True),
+        ("'caf\u00e9' == 'caf\u00e9'", True),
+    ],
+)
 def test_cel_conditions(condition, expected):
-    context = {"inputs": {"artifacts": {"b": {"artifacts": [{"metadata": {"blessed": 1.0}}]}},
-                          "parameter_values": {"name": "fer"}}}
+    context = {
+        "inputs": {
+            "artifacts": {"b": {"artifacts": [{"metadata": {"blessed": 1.0}}]}},
+            "parameter_values": {"name": "fer"},
+        }
+    }
     assert cel.evaluate_condition(condition, context) is expected
 
 
-@pytest.mark.parametrize("condition, message", [
-    ("inputs.artifacts['missing'].artifacts[0]", "no such key"),
-    ("inputs.parameter_values['name']", "not bool"),
-    ("inputs.parameter_values['name'] == ", "unexpected"),
-    ("1 < 'a'", "no such overload"),
-    ("evil(1)", "unknown function"),
-    ("true && inputs.artifacts['missing'].artifacts[0]", "no such key"),
-])
+@pytest.mark.parametrize(
+    "condition, message",
+    [
+        ("inputs.artifacts['missing'].artifacts[0]", "no such key"),
+        ("inputs.parameter_values['name']", "not bool"),
+        ("inputs.parameter_values['name'] == ", "unexpected"),
+        ("1 < 'a'", "no such overload"),
+        ("evil(1)", "unknown function"),
+        ("true && inputs.artifacts['missing'].artifacts[0]", "no such key"),
+    ],
+)
 def test_cel_errors_are_clear(condition, message):
     context = {"inputs": {"artifacts": {}, "parameter_values": {"name": "fer"}}}
     with pytest.raises(cel.CelError, match=message):

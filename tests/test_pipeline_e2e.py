@@ -4,10 +4,12 @@ The real chain, nothing mocked: Beam ExampleGen, TFDV, TFT, Keras training, TFMA
 the atomic Pusher, SQLite MLMD, then the local TF Serving stand-in over real gRPC.
 Sized to prove the chain, not to train: two architectures, ``improved`` trained long
 enough to be served and beat chance with a margin (10 epochs of the demo's 2,100 faces:
-at 6 epochs of 1,050 it stayed near chance in one of two CI runs), ``resnet50`` (the largest model: its Trainer is the
-default run's biggest process, which the memory bound below watches) for one epoch.
+at 6 epochs of 1,050 it stayed near chance in one of two CI runs), ``resnet50`` (the
+largest model: its Trainer is the default run's biggest process, which the memory bound
+below watches) for one epoch.
 Every architecture's training step, SavedModel and signatures: tests/test_models.py.
 """
+
 import io
 import json
 import os
@@ -16,12 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from client import fer_client as client_lib
 from components import node_ids
-from fer_data import features
+from fer_data import features, synthetic_faces
 from pipeline import config as config_lib
 from pipeline import local_runner
-from fer_data import synthetic_faces
-from client import fer_client as client_lib
 from serving import model_server
 
 pytestmark = pytest.mark.e2e
@@ -45,7 +46,8 @@ def run(tmp_path_factory):
         architectures=ARCHITECTURES,
         per_architecture={LEARNER: {"epochs": 10}, "resnet50": {"epochs": 1}},
         min_accuracy=0.3,
-        beam_direct_running_mode="in_memory")
+        beam_direct_running_mode="in_memory",
+    )
     console = io.StringIO()
     summary = local_runner.run(config, summary_json=str(root / "summary.json"), console=console)
     return config, summary, root, console.getvalue()
@@ -69,13 +71,16 @@ def test_summary_reports_every_link(run):
     blessed_archs = [a for a in ARCHITECTURES if summary["architectures"][a]["blessed"]]
     ensemble = summary["architectures"][node_ids.ENSEMBLE]
     assert ensemble["members"] == (blessed_archs or list(ARCHITECTURES))
-    assert ensemble["params"] == sum(summary["architectures"][a]["params"]
-                                     for a in ensemble["members"])
+    assert ensemble["params"] == sum(
+        summary["architectures"][a]["params"] for a in ensemble["members"]
+    )
     improved = summary["architectures"][LEARNER]
     assert improved["eval"]["accuracy"] > 2 / features.NUM_CLASSES  # well above chance
     assert set(improved["eval"]["per_emotion_accuracy"]) == set(features.EMOTIONS)
     winner = summary["selection"]["winner"]
-    blessed = {a: r["eval"]["accuracy"] for a, r in summary["architectures"].items() if r["blessed"]}
+    blessed = {
+        a: r["eval"]["accuracy"] for a, r in summary["architectures"].items() if r["blessed"]
+    }
     assert blessed[winner] == max(blessed.values())  # ties go to the smaller model
     assert summary["test"]["example_count"] == ingest["split_counts"]["test"]
     # PrivateTest as published and leakage-free: the slices add up to the whole split.
@@ -90,10 +95,15 @@ def test_summary_reports_every_link(run):
 def test_heavy_nodes_ran_in_their_own_processes_within_the_memory_bounds(run):
     _, summary, _, _ = run
     peaks = summary["node_peak_rss_mib"]
-    heavy = {"Fer2013ExampleGen", "StatisticsGen", "Transform", "Evaluator_test",
-             node_ids.ENSEMBLE_BUILDER, node_ids.evaluator(node_ids.ENSEMBLE),
-             *(f"{node}_{a}" for node in ("Trainer", "Evaluator")
-               for a in ARCHITECTURES)}
+    heavy = {
+        "Fer2013ExampleGen",
+        "StatisticsGen",
+        "Transform",
+        "Evaluator_test",
+        node_ids.ENSEMBLE_BUILDER,
+        node_ids.evaluator(node_ids.ENSEMBLE),
+        *(f"{node}_{a}" for node in ("Trainer", "Evaluator") for a in ARCHITECTURES),
+    }
     assert set(peaks) == heavy  # the small nodes run in the runner process
     assert all(0 < mib <= NODE_PEAK_RSS_BOUND_MIB for mib in peaks.values()), peaks
 
@@ -140,8 +150,9 @@ def test_second_run_reuses_cached_steps_and_keeps_serving_dir(run):
 
 def test_served_model_answers_grpc(run):
     config, summary, _, _ = run
-    server = model_server.start_server(model_base_path=config.model_serving_dir,
-                                       model_name=config.model_name, port=0)
+    server = model_server.start_server(
+        model_base_path=config.model_serving_dir, model_name=config.model_name, port=0
+    )
     try:
         client = client_lib.FerClient(f"127.0.0.1:{server.port}", model_name=config.model_name)
         pushed_version = int(os.path.basename(summary["pushed_path"]))

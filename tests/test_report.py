@@ -1,6 +1,7 @@
 """The run report: scores from confusion matrices, a page with every section and valid PNGs,
 the data-quality section with its thumbnails, both test figures, and faces read from the
 raw examples' bytes feature."""
+
 import base64
 import json
 import os
@@ -12,9 +13,9 @@ import tensorflow as tf
 from PIL import Image
 from tfx.types import artifact_utils, standard_artifacts
 
-from fer_data import features
 from components import scores
 from components.report import component, render
+from fer_data import features
 
 
 def test_recall_precision_f1_from_confusion_matrix():
@@ -50,30 +51,52 @@ BLANK_GRAY = 77  # the blank thumbnail's value: the PNG must show it
 
 def _quality(rng):
     """quality.json as ExampleGen writes it: 3 non-empty example categories, one empty."""
+
     def image(members, pixels=None):
         pixels = rng.integers(0, 256, features.NUM_PIXELS) if pixels is None else pixels
-        return {"pixels_b64": _b64(pixels), "members": [
-            {"line": line, "split": split, "label": label} for line, split, label in members]}
+        return {
+            "pixels_b64": _b64(pixels),
+            "members": [
+                {"line": line, "split": split, "label": label} for line, split, label in members
+            ],
+        }
 
     return {
         "thresholds": {"blank_std_below": 1.0, "near_duplicate_hamming": 0},
-        "policy": {"dedupe_train": True, "drop_conflicting_labels": True,
-                   "drop_eval_seen_in_train": True, "drop_blank": False},
-        "counts": {"rows": 35887, "distinct_images": 34034, "duplicate_groups": 1516,
-                   "extra_copies": 1853, "cross_split_groups": 557, "train_overlap_groups": 531,
-                   "conflicting_label_groups": 57, "blank_images": 13,
-                   "near_duplicate_groups": 40,
-                   "dropped": {"duplicate_in_train": 1200, "conflicting_labels": 120,
-                               "eval_seen_in_train": 250, "blank_image": 13},
-                   "test_seen_in_train": 240},
+        "policy": {
+            "dedupe_train": True,
+            "drop_conflicting_labels": True,
+            "drop_eval_seen_in_train": True,
+            "drop_blank": False,
+        },
+        "counts": {
+            "rows": 35887,
+            "distinct_images": 34034,
+            "duplicate_groups": 1516,
+            "extra_copies": 1853,
+            "cross_split_groups": 557,
+            "train_overlap_groups": 531,
+            "conflicting_label_groups": 57,
+            "blank_images": 13,
+            "near_duplicate_groups": 40,
+            "dropped": {
+                "duplicate_in_train": 1200,
+                "conflicting_labels": 120,
+                "eval_seen_in_train": 250,
+                "blank_image": 13,
+            },
+            "test_seen_in_train": 240,
+        },
         "examples": {
-            "cross_split": [{"images": [image([(17, "train", 3), (3021, "test", 4)])]},
-                            {"images": [image([(40, "train", 0), (29001, "eval", 0),
-                                               (33000, "test", 0)])]},
-                            {"images": [image([(41, "train", 5), (30001, "test", 5)])]}],
+            "cross_split": [
+                {"images": [image([(17, "train", 3), (3021, "test", 4)])]},
+                {"images": [image([(40, "train", 0), (29001, "eval", 0), (33000, "test", 0)])]},
+                {"images": [image([(41, "train", 5), (30001, "test", 5)])]},
+            ],
             "conflicting_labels": [{"images": [image([(5, "train", 1), (6, "train", 2)])]}],
-            "blank": [{"images": [image([(99, "train", 6)],
-                                        np.full(features.NUM_PIXELS, BLANK_GRAY))]}],
+            "blank": [
+                {"images": [image([(99, "train", 6)], np.full(features.NUM_PIXELS, BLANK_GRAY))]}
+            ],
             "near_duplicates": [],
         },
     }
@@ -82,29 +105,55 @@ def _quality(rng):
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
     rng = np.random.default_rng(0)
-    history = {"loss": [1.9, 1.5, 1.2], "accuracy": [0.3, 0.45, 0.55],
-               "val_loss": [1.8, 1.6, 1.5], "val_accuracy": [0.35, 0.42, 0.47]}
+    history = {
+        "loss": [1.9, 1.5, 1.2],
+        "accuracy": [0.3, 0.45, 0.55],
+        "val_loss": [1.8, 1.6, 1.5],
+        "val_accuracy": [0.35, 0.42, 0.47],
+    }
     data = {
-        "samples": {e: [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(3)]
-                    for e in features.EMOTIONS},
+        "samples": {
+            e: [rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(3)]
+            for e in features.EMOTIONS
+        },
         "class_counts": {"train": [40, 5, 41, 72, 48, 32, 50], "eval": [5, 1, 5, 9, 6, 4, 6]},
-        "ingest": {"rows_read": 300, "rows_valid": 298, "rows_quarantined": 2,
-                   "quarantined_by_reason": {"wrong_pixel_count": 2}},
+        "ingest": {
+            "rows_read": 300,
+            "rows_valid": 298,
+            "rows_quarantined": 2,
+            "quarantined_by_reason": {"wrong_pixel_count": 2},
+        },
         "validation": {"splits": ["train", "eval", "test"], "problems": []},
         "architectures": {
-            "improved": {"params": 647111, "size_bytes": 8_000_000, "seconds_per_epoch": 48.0,
-                         "images_per_second": 600.0, "weights": "random init", "blessed": True,
-                         "history": history,
-                         "eval": {"accuracy": 0.61, "confusion_matrix": _matrix(rng, 30)}},
-            "vgg": {"params": 528295, "size_bytes": 7_000_000, "seconds_per_epoch": 40.0,
-                    "images_per_second": 700.0, "weights": "random init", "blessed": False,
-                    "history": {k: v[:2] for k, v in history.items()},
-                    "eval": {"accuracy": 0.2, "confusion_matrix": _matrix(rng, 1)}},
+            "improved": {
+                "params": 647111,
+                "size_bytes": 8_000_000,
+                "seconds_per_epoch": 48.0,
+                "images_per_second": 600.0,
+                "weights": "random init",
+                "blessed": True,
+                "history": history,
+                "eval": {"accuracy": 0.61, "confusion_matrix": _matrix(rng, 30)},
+            },
+            "vgg": {
+                "params": 528295,
+                "size_bytes": 7_000_000,
+                "seconds_per_epoch": 40.0,
+                "images_per_second": 700.0,
+                "weights": "random init",
+                "blessed": False,
+                "history": {k: v[:2] for k, v in history.items()},
+                "eval": {"accuracy": 0.2, "confusion_matrix": _matrix(rng, 1)},
+            },
         },
         "selection": {"metric": "accuracy", "winner": "improved", "best_candidate": "improved"},
-        "test": {"accuracy": 0.6, "example_count": 36, "confusion_matrix": _matrix(rng, 20),
-                 "leakage_free": {"accuracy": 0.5312, "example_count": 32},
-                 "seen_in_train": {"accuracy": 1.0, "example_count": 4}},
+        "test": {
+            "accuracy": 0.6,
+            "example_count": 36,
+            "confusion_matrix": _matrix(rng, 20),
+            "leakage_free": {"accuracy": 0.5312, "example_count": 32},
+            "seen_in_train": {"accuracy": 1.0, "example_count": 4},
+        },
         "quality": _quality(rng),
     }
     out = tmp_path_factory.mktemp("report")
@@ -119,8 +168,14 @@ def test_page_has_every_section_and_every_image_is_a_valid_png(report_dir):
         body = re.search(rf"<section id='{section}'>(.*?)</section>", page, re.S)
         assert body, section
     images = re.findall(r"<img src='([^']+)'", page)
-    assert {"samples.png", "class_counts.png", "curves_improved.png", "curves_vgg.png",
-            "confusion_eval.png", "confusion_test.png"} <= set(images)
+    assert {
+        "samples.png",
+        "class_counts.png",
+        "curves_improved.png",
+        "curves_vgg.png",
+        "confusion_eval.png",
+        "confusion_test.png",
+    } <= set(images)
     for name in images:
         with Image.open(report_dir / name) as image:
             image.verify()
@@ -143,8 +198,10 @@ def test_comparison_table_and_validation_outcome(report_dir):
 
 
 def test_anomalies_and_missing_selection_are_reported(tmp_path):
-    data = {"validation": {"splits": ["train"], "problems": ["[train] feature 'pixels': bad"]},
-            "selection": {"metric": "accuracy", "winner": None, "best_candidate": None}}
+    data = {
+        "validation": {"splits": ["train"], "problems": ["[train] feature 'pixels': bad"]},
+        "selection": {"metric": "accuracy", "winner": None, "best_candidate": None},
+    }
     page = open(render.render_report(str(tmp_path), data)).read()
     assert "feature &#x27;pixels&#x27;: bad" in page
     assert "nothing pushed" in page and "No confusion matrix" in page
@@ -157,23 +214,38 @@ def _section(page: str, section: str) -> str:
 
 
 def _cells(table_html: str):
-    return [re.findall(r"<t[dh]>(.*?)</t[dh]>", row)
-            for row in re.findall(r"<tr>(.*?)</tr>", table_html, re.S)]
+    return [
+        re.findall(r"<t[dh]>(.*?)</t[dh]>", row)
+        for row in re.findall(r"<tr>(.*?)</tr>", table_html, re.S)
+    ]
 
 
 def test_quality_section_shows_the_counts_dropped_rows_and_policy(report_dir):
     page = (report_dir / render.INDEX_FILE).read_text()
-    assert page.index("<section id='validation'>") < page.index("<section id='data-quality'>") \
+    assert (
+        page.index("<section id='validation'>")
+        < page.index("<section id='data-quality'>")
         < page.index("<section id='training-curves'>")
+    )
     rows = {row[0]: row[1:] for row in _cells(_section(page, "data-quality"))}
-    expected = {"rows": "35887", "distinct_images": "34034", "duplicate_groups": "1516",
-                "extra_copies": "1853", "cross_split_groups": "557",
-                "train_overlap_groups": "531", "conflicting_label_groups": "57",
-                "blank_images": "13", "near_duplicate_groups": "40",
-                "test_seen_in_train": "240", "dropped: duplicate_in_train": "1200",
-                "dropped: conflicting_labels": "120", "dropped: eval_seen_in_train": "250",
-                "dropped: blank_image": "13", "policy: dedupe_train": "yes",
-                "policy: drop_blank": "no"}
+    expected = {
+        "rows": "35887",
+        "distinct_images": "34034",
+        "duplicate_groups": "1516",
+        "extra_copies": "1853",
+        "cross_split_groups": "557",
+        "train_overlap_groups": "531",
+        "conflicting_label_groups": "57",
+        "blank_images": "13",
+        "near_duplicate_groups": "40",
+        "test_seen_in_train": "240",
+        "dropped: duplicate_in_train": "1200",
+        "dropped: conflicting_labels": "120",
+        "dropped: eval_seen_in_train": "250",
+        "dropped: blank_image": "13",
+        "policy: dedupe_train": "yes",
+        "policy: drop_blank": "no",
+    }
     for finding, value in expected.items():
         assert rows[finding][0] == value, finding
         assert rows[finding][1], f"{finding} has no meaning"
@@ -200,8 +272,10 @@ def test_one_thumbnail_sheet_per_non_empty_example_category(report_dir):
 
 
 def test_thumbnail_captions_name_split_emotion_and_line():
-    members = [{"line": 17, "split": "train", "label": 3},
-               {"line": 3021, "split": "test", "label": 4}]
+    members = [
+        {"line": 17, "split": "train", "label": 3},
+        {"line": 3021, "split": "test", "label": 4},
+    ]
     assert render._members_caption(members) == "train:Happy@17, test:Sad@3021"
     many = [{"line": i, "split": "train", "label": 0} for i in range(10)]
     caption = render._members_caption(many)
@@ -217,14 +291,20 @@ def test_report_json_keeps_the_quality_findings_without_pixels(report_dir):
     quality = json.loads(text)["quality"]
     assert quality["counts"]["dropped"]["eval_seen_in_train"] == 250
     assert quality["examples"]["cross_split"][1]["images"][0]["members"][2] == {
-        "line": 33000, "split": "test", "label": 0}
+        "line": 33000,
+        "split": "test",
+        "label": 0,
+    }
 
 
 def test_test_section_shows_the_published_and_the_leakage_free_figure(report_dir):
     page = (report_dir / render.INDEX_FILE).read_text()
     section = _section(page, "test")
-    assert _cells(section) == [["", "PrivateTest as published", "PrivateTest, leakage-free"],
-                               ["accuracy", "0.6000", "0.5312"], ["examples", "36", "32"]]
+    assert _cells(section) == [
+        ["", "PrivateTest as published", "PrivateTest, leakage-free"],
+        ["accuracy", "0.6000", "0.5312"],
+        ["examples", "36", "32"],
+    ]
     assert "also in train: 4 (accuracy 1.0000)" in section
 
 
@@ -234,8 +314,10 @@ def test_without_quality_and_leakage_figures_the_page_says_nothing_of_them(tmp_p
     assert "data-quality" not in page and "Data quality" not in page
     assert not list(tmp_path.glob("quality_*.png"))
     assert "quality" not in json.loads((tmp_path / render.DATA_FILE).read_text())
-    assert _cells(_section(page, "test"))[1:] == [["accuracy", "0.2500", "–"],
-                                                  ["examples", "8", "–"]]
+    assert _cells(_section(page, "test"))[1:] == [
+        ["accuracy", "0.2500", "–"],
+        ["examples", "8", "–"],
+    ]
     assert "also in train" not in page
 
 
@@ -257,15 +339,26 @@ def _write_examples(root, split_rows):
     for split, rows in split_rows.items():
         folder = artifact_utils.get_split_uri([examples], split)
         os.makedirs(folder)
-        with tf.io.TFRecordWriter(os.path.join(folder, "data_tfrecord-00000-of-00001.gz"),
-                                  options="GZIP") as writer:
+        with tf.io.TFRecordWriter(
+            os.path.join(folder, "data_tfrecord-00000-of-00001.gz"), options="GZIP"
+        ) as writer:
             for label, pixels in rows:
-                writer.write(tf.train.Example(features=tf.train.Features(feature={
-                    features.LABEL_KEY: tf.train.Feature(
-                        int64_list=tf.train.Int64List(value=[label])),
-                    features.PIXELS_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
-                        value=[features.pixels_to_bytes(pixels)])),
-                })).SerializeToString())
+                writer.write(
+                    tf.train.Example(
+                        features=tf.train.Features(
+                            feature={
+                                features.LABEL_KEY: tf.train.Feature(
+                                    int64_list=tf.train.Int64List(value=[label])
+                                ),
+                                features.PIXELS_KEY: tf.train.Feature(
+                                    bytes_list=tf.train.BytesList(
+                                        value=[features.pixels_to_bytes(pixels)]
+                                    )
+                                ),
+                            }
+                        )
+                    ).SerializeToString()
+                )
     return examples
 
 
@@ -284,5 +377,7 @@ def test_sample_faces_decode_the_pixel_bytes_in_order(tmp_path):
             assert face.dtype == np.uint8 and face.shape == (48, 48)
             np.testing.assert_array_equal(face, pixels)
     np.testing.assert_array_equal(component.sample_faces(examples, "test")["Sad"][0], test[0][1])
-    assert component.class_counts(examples) == {"train": [2, 0, 0, 4, 0, 0, 1],
-                                                "test": [0, 0, 0, 0, 1, 0, 0]}
+    assert component.class_counts(examples) == {
+        "train": [2, 0, 0, 4, 0, 0, 1],
+        "test": [0, 0, 0, 0, 1, 0, 0],
+    }

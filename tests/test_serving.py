@@ -4,6 +4,7 @@ Real gRPC and HTTP on free loopback ports, tiny SavedModels that obey the servin
 contract (tests/serving_fixtures.py): version favourites make versions tell themselves
 apart by label (favourite 0 -> Angry, 3 -> Happy).
 """
+
 import base64
 import json
 import os
@@ -20,16 +21,21 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
-                                     model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
-
 import serving_fixtures as fx
-from fer_data import features
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
 from client import bench, tensors
 from client import cli as client_cli
 from client.fer_client import ClientError, FerClient, RestFerClient
-from serving import cli, tf_serving_config
+from fer_data import features
+from serving import cli, errors, tf_serving_config
 from serving.limits import Limits
 from serving.model_server import start_server
 from serving.version_watcher import ModelVersions
@@ -58,9 +64,12 @@ def rng_image(seed, shape=(48, 48), fmt="PNG"):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Versions 1 (Angry) and 2 (Happy) on disk: 2 is served; REST on."""
-    with fx.serving(str(tmp_path_factory.mktemp("main") / "fer"), {1: ANGRY, 2: HAPPY},
-                    poll_seconds=0.1, limits=Limits(max_message_bytes=MAX_MESSAGE,
-                                                    rest_max_body_bytes=MAX_MESSAGE)) as running:
+    with fx.serving(
+        str(tmp_path_factory.mktemp("main") / "fer"),
+        {1: ANGRY, 2: HAPPY},
+        poll_seconds=0.1,
+        limits=Limits(max_message_bytes=MAX_MESSAGE, rest_max_body_bytes=MAX_MESSAGE),
+    ) as running:
         yield running
 
 
@@ -72,8 +81,9 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def stub(server):
-    channel = grpc.insecure_channel(server.address, options=[
-        ("grpc.max_send_message_length", 8 * MAX_MESSAGE)])
+    channel = grpc.insecure_channel(
+        server.address, options=[("grpc.max_send_message_length", 8 * MAX_MESSAGE)]
+    )
     yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
     channel.close()
 
@@ -122,8 +132,9 @@ def predict_request(inputs, signature="serving_images", model="fer", version=Non
     if label:
         request.model_spec.version_label = label
     for name, value in inputs.items():
-        request.inputs[name].CopyFrom(value if isinstance(value, type(request.inputs[name]))
-                                      else tensors.from_ndarray(value))
+        request.inputs[name].CopyFrom(
+            value if isinstance(value, type(request.inputs[name])) else tensors.from_ndarray(value)
+        )
     return request
 
 
@@ -147,8 +158,13 @@ def check_predictions(predictions, count, label=None):
 
 # ------------------------------------------------------------------------ happy paths
 def test_predict_images_of_any_format_size_and_colour(client):
-    images = [rng_image(1), rng_image(2, (120, 90, 3)), rng_image(3, (64, 64, 3), "JPEG"),
-              rng_image(4, (30, 50), "BMP"), rng_image(5, (40, 40), "GIF")]
+    images = [
+        rng_image(1),
+        rng_image(2, (120, 90, 3)),
+        rng_image(3, (64, 64, 3), "JPEG"),
+        rng_image(4, (30, 50), "BMP"),
+        rng_image(5, (40, 40), "GIF"),
+    ]
     predictions = client.predict_images(images)
     check_predictions(predictions, 5, label="Happy")
     assert {p.version for p in predictions} == {2}  # the latest version by default
@@ -178,8 +194,11 @@ def test_status_and_metadata(client):
 
 
 def test_metadata_packs_a_signature_def_map(stub):
-    response = stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
-        model_spec=model_pb2.ModelSpec(name="fer"), metadata_field=["signature_def"]))
+    response = stub.GetModelMetadata(
+        get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=model_pb2.ModelSpec(name="fer"), metadata_field=["signature_def"]
+        )
+    )
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     assert response.metadata["signature_def"].Unpack(signature_map)
     assert "__saved_model_init_op" not in signature_map.signature_def
@@ -189,8 +208,10 @@ def test_metadata_packs_a_signature_def_map(stub):
 
 def test_the_stand_in_serves_the_newest_version_only(client):
     check_predictions(client.predict_images([rng_image(6)], version=2), 1, label="Happy")
-    for kwargs, message in (({"version": 1}, "serves version 2 only"),
-                            ({"version_label": "stable"}, "no labels")):
+    for kwargs, message in (
+        ({"version": 1}, "serves version 2 only"),
+        ({"version_label": "stable"}, "no labels"),
+    ):
         with pytest.raises(ClientError) as err:
             client.predict_images([rng_image(6)], **kwargs)
         assert err.value.code == "NOT_FOUND" and message in str(err.value)
@@ -211,50 +232,113 @@ def big_png():
 
 
 BAD_REQUESTS = {
-    "unknown model": (lambda: predict_request({"images": strings(rng_image(0))}, model="nope"),
-                      grpc.StatusCode.NOT_FOUND, "Servable not found"),
-    "unknown version": (lambda: predict_request({"images": strings(rng_image(0))}, version=99),
-                        grpc.StatusCode.NOT_FOUND, "Specific(fer, 99)"),
-    "unknown label": (lambda: predict_request({"images": strings(rng_image(0))}, label="beta"),
-                      grpc.StatusCode.NOT_FOUND, "Unrecognized servable version label: beta"),
-    "unknown signature": (lambda: predict_request({"images": strings(rng_image(0))},
-                                                  signature="serving_nope"),
-                          grpc.StatusCode.INVALID_ARGUMENT, "\"serving_nope\" not found"),
-    "missing input": (lambda: predict_request({}), grpc.StatusCode.INVALID_ARGUMENT,
-                      "missing input(s) 'images'"),
-    "wrong input name": (lambda: predict_request({"examples": strings(rng_image(0))}),
-                         grpc.StatusCode.INVALID_ARGUMENT, "unexpected input(s) 'examples'"),
-    "extra input": (lambda: predict_request({"images": strings(rng_image(0)),
-                                             "extra": strings(b"x")}),
-                    grpc.StatusCode.INVALID_ARGUMENT, "unexpected input(s) 'extra'"),
-    "wrong dtype": (lambda: predict_request({"images": np.zeros(2, np.float32)}),
-                    grpc.StatusCode.INVALID_ARGUMENT, "must be string, got float32"),
-    "wrong shape": (lambda: predict_request({"images": strings(rng_image(0)).reshape(1, 1)}),
-                    grpc.StatusCode.INVALID_ARGUMENT, "must have shape [?], got [1,1]"),
-    "empty batch": (lambda: predict_request({"images": strings()}),
-                    grpc.StatusCode.INVALID_ARGUMENT, "empty batch"),
-    "empty image": (lambda: predict_request({"images": strings(b"")}),
-                    grpc.StatusCode.INVALID_ARGUMENT, "images[0] is empty"),
-    "non-image bytes": (lambda: predict_request({"images": strings(rng_image(0), b"hello")}),
-                        grpc.StatusCode.INVALID_ARGUMENT, "images[1] is not a PNG"),
-    "corrupt png": (lambda: predict_request({"images": strings(rng_image(0), rng_image(0)[:60])}),
-                    grpc.StatusCode.INVALID_ARGUMENT, "images[1]: "),
-    "corrupt jpeg": (lambda: predict_request({"images": strings(
-        rng_image(0, (48, 48, 3), "JPEG")[:200])}), grpc.StatusCode.INVALID_ARGUMENT,
-        "cannot be read as an image"),
-    "corrupt example": (lambda: predict_request({"examples": strings(b"not an example")},
-                                                signature="serving_default"),
-                        grpc.StatusCode.INVALID_ARGUMENT, "Could not parse example"),
-    "short example": (lambda: predict_request({"examples": strings(fx.raw_example_bytes(
-        bytes(100)))}, signature="serving_default"), grpc.StatusCode.INVALID_ARGUMENT,
-        "pixels"),
-    "malformed tensor": (lambda: predict_request({"images": tensors.tensor_pb2.TensorProto(
-        dtype=tensors.types_pb2.DT_STRING, tensor_shape={"dim": [{"size": 3}]},
-        string_val=[b"x"])}), grpc.StatusCode.INVALID_ARGUMENT, "1 string values for shape [3]"),
-    "oversized payload": (lambda: predict_request({"images": strings(b"\x89PNG" * MAX_MESSAGE)}),
-                          grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
-    "decompression bomb": (lambda: predict_request({"images": strings(big_png())}),
-                           grpc.StatusCode.INVALID_ARGUMENT, "6000x6000 pixels"),
+    "unknown model": (
+        lambda: predict_request({"images": strings(rng_image(0))}, model="nope"),
+        grpc.StatusCode.NOT_FOUND,
+        "Servable not found",
+    ),
+    "unknown version": (
+        lambda: predict_request({"images": strings(rng_image(0))}, version=99),
+        grpc.StatusCode.NOT_FOUND,
+        "Specific(fer, 99)",
+    ),
+    "unknown label": (
+        lambda: predict_request({"images": strings(rng_image(0))}, label="beta"),
+        grpc.StatusCode.NOT_FOUND,
+        "Unrecognized servable version label: beta",
+    ),
+    "unknown signature": (
+        lambda: predict_request({"images": strings(rng_image(0))}, signature="serving_nope"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        '"serving_nope" not found',
+    ),
+    "missing input": (
+        lambda: predict_request({}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "missing input(s) 'images'",
+    ),
+    "wrong input name": (
+        lambda: predict_request({"examples": strings(rng_image(0))}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "unexpected input(s) 'examples'",
+    ),
+    "extra input": (
+        lambda: predict_request({"images": strings(rng_image(0)), "extra": strings(b"x")}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "unexpected input(s) 'extra'",
+    ),
+    "wrong dtype": (
+        lambda: predict_request({"images": np.zeros(2, np.float32)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "must be string, got float32",
+    ),
+    "wrong shape": (
+        lambda: predict_request({"images": strings(rng_image(0)).reshape(1, 1)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "must have shape [?], got [1,1]",
+    ),
+    "empty batch": (
+        lambda: predict_request({"images": strings()}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "empty batch",
+    ),
+    "empty image": (
+        lambda: predict_request({"images": strings(b"")}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "images[0] is empty",
+    ),
+    "non-image bytes": (
+        lambda: predict_request({"images": strings(rng_image(0), b"hello")}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "images[1] is not a PNG",
+    ),
+    "corrupt png": (
+        lambda: predict_request({"images": strings(rng_image(0), rng_image(0)[:60])}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "images[1]: ",
+    ),
+    "corrupt jpeg": (
+        lambda: predict_request({"images": strings(rng_image(0, (48, 48, 3), "JPEG")[:200])}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "cannot be read as an image",
+    ),
+    "corrupt example": (
+        lambda: predict_request(
+            {"examples": strings(b"not an example")}, signature="serving_default"
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Could not parse example",
+    ),
+    "short example": (
+        lambda: predict_request(
+            {"examples": strings(fx.raw_example_bytes(bytes(100)))}, signature="serving_default"
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "pixels",
+    ),
+    "malformed tensor": (
+        lambda: predict_request(
+            {
+                "images": tensors.tensor_pb2.TensorProto(
+                    dtype=tensors.types_pb2.DT_STRING,
+                    tensor_shape={"dim": [{"size": 3}]},
+                    string_val=[b"x"],
+                )
+            }
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "1 string values for shape [3]",
+    ),
+    "oversized payload": (
+        lambda: predict_request({"images": strings(b"\x89PNG" * MAX_MESSAGE)}),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "larger than max",
+    ),
+    "decompression bomb": (
+        lambda: predict_request({"images": strings(big_png())}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "6000x6000 pixels",
+    ),
 }
 
 
@@ -271,19 +355,27 @@ def test_bad_request_gets_tf_serving_status_and_server_keeps_serving(case, stub,
 
 def test_bad_metadata_status_and_unimplemented_calls(stub, server, client):
     with pytest.raises(grpc.RpcError) as caught:
-        stub.GetModelMetadata(get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=model_pb2.ModelSpec(name="fer")))
+        stub.GetModelMetadata(
+            get_model_metadata_pb2.GetModelMetadataRequest(
+                model_spec=model_pb2.ModelSpec(name="fer")
+            )
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     status_stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(server.address))
-    for spec, expected in ((model_pb2.ModelSpec(name="nope"), "any versions of model nope"),
-                           (model_pb2.ModelSpec(name="fer", version={"value": 7}), "version 7")):
+    for spec, expected in (
+        (model_pb2.ModelSpec(name="nope"), "any versions of model nope"),
+        (model_pb2.ModelSpec(name="fer", version={"value": 7}), "version 7"),
+    ):
         with pytest.raises(grpc.RpcError) as caught:
             status_stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec=spec))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert expected in caught.value.details()
     with pytest.raises(grpc.RpcError) as caught:
-        stub.Classify(__import__("tensorflow_serving.apis.classification_pb2",
-                                 fromlist=["x"]).ClassificationRequest())
+        stub.Classify(
+            __import__(
+                "tensorflow_serving.apis.classification_pb2", fromlist=["x"]
+            ).ClassificationRequest()
+        )
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     with pytest.raises(ClientError) as err:
         client.predict_images([rng_image(0)], version=42)
@@ -309,8 +401,10 @@ def test_policies_labels_and_batching_become_tf_serving_config():
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
-    config = text_format.Parse(tf_serving_config.model_config_text(
-        "fer", "/models/fer", "specific:3", labels), model_server_config_pb2.ModelServerConfig())
+    config = text_format.Parse(
+        tf_serving_config.model_config_text("fer", "/models/fer", "specific:3", labels),
+        model_server_config_pb2.ModelServerConfig(),
+    )
     [model] = config.model_config_list.config
     assert list(model.model_version_policy.specific.versions) == [3]
     assert dict(model.version_labels) == labels
@@ -385,10 +479,12 @@ def test_partial_and_non_numeric_dirs_are_never_loaded(watched):
     seen = running.versions.refreshes
     wait_for(lambda: running.versions.refreshes >= seen + 6)
     assert running.versions.loaded_versions() == current
-    with pytest.raises(Exception):
+    with pytest.raises(errors.ServingError, match="Could not find"):
         running.versions.states(version=partial)
-    shutil.copy(os.path.join(fx.saved_model_template(HAPPY), "saved_model.pb"),
-                os.path.join(base, str(partial)))  # the push completes
+    shutil.copy(
+        os.path.join(fx.saved_model_template(HAPPY), "saved_model.pb"),
+        os.path.join(base, str(partial)),
+    )  # the push completes
     wait_for(lambda: running.versions.loaded_versions() == [partial])
     for name in (f".pushing-{partial + 1}", "latest", f"{partial + 2}.tmp"):
         shutil.rmtree(os.path.join(base, name))
@@ -478,60 +574,104 @@ def test_deadline_exceeded_is_one_clear_error_and_not_retried(slow_server):
 def test_rest_status_metadata_and_predict(server):
     base = f"http://127.0.0.1:{server.rest_port}/v1/models/fer"
     status = requests.get(base, timeout=10).json()
-    assert {s["version"]: s["state"] for s in status["model_version_status"]} == {
-        "2": "AVAILABLE"}
-    assert requests.get(base + "/versions/2", timeout=10).json()["model_version_status"][0][
-        "status"]["error_code"] == "OK"
+    assert {s["version"]: s["state"] for s in status["model_version_status"]} == {"2": "AVAILABLE"}
+    assert (
+        requests.get(base + "/versions/2", timeout=10).json()["model_version_status"][0]["status"][
+            "error_code"
+        ]
+        == "OK"
+    )
     metadata = requests.get(base + "/metadata", timeout=10).json()
     assert metadata["model_spec"]["version"] == "2"
     assert set(metadata["metadata"]["signature_def"]["signature_def"]) == {
-        "serving_default", "serving_images"}
+        "serving_default",
+        "serving_images",
+    }
     b64 = base64.b64encode(rng_image(12, (60, 60, 3))).decode()
-    answer = requests.post(base + ":predict", timeout=10, json={
-        "signature_name": "serving_images", "instances": [{"b64": b64}, {"b64": b64}]}).json()
+    answer = requests.post(
+        base + ":predict",
+        timeout=10,
+        json={"signature_name": "serving_images", "instances": [{"b64": b64}, {"b64": b64}]},
+    ).json()
     assert len(answer["predictions"]) == 2
     first = answer["predictions"][0]
     assert first["class_name"] == "Happy" and abs(sum(first["probabilities"]) - 1) < 1e-5
     example = base64.b64encode(fx.example_bytes(np.zeros(2304))).decode()
-    answer = requests.post(base + ":predict", timeout=10, json={
-        "instances": [{"examples": {"b64": example}}]}).json()
+    answer = requests.post(
+        base + ":predict", timeout=10, json={"instances": [{"examples": {"b64": example}}]}
+    ).json()
     assert answer["predictions"][0]["class_name"] == "Happy"
-    answer = requests.post(base + "/versions/2:predict", timeout=10, json={
-        "signature_name": "serving_images", "instances": [{"images": {"b64": b64}}]}).json()
+    answer = requests.post(
+        base + "/versions/2:predict",
+        timeout=10,
+        json={"signature_name": "serving_images", "instances": [{"images": {"b64": b64}}]},
+    ).json()
     assert answer["predictions"][0]["class_name"] == "Happy"
-    answer = requests.post(base + ":predict", timeout=10, json={
-        "signature_name": "serving_images", "inputs": {"images": [{"b64": b64}]}})
+    answer = requests.post(
+        base + ":predict",
+        timeout=10,
+        json={"signature_name": "serving_images", "inputs": {"images": [{"b64": b64}]}},
+    )
     assert answer.status_code == 400 and "columnar" in answer.json()["error"]
 
 
-@pytest.mark.parametrize("path, body, status, message", [
-    ("/v1/models/fer:predict", {"signature_name": "nope", "instances": [1]}, 400, "nope"),
-    ("/v1/models/fer:predict", {"signature_name": "serving_images", "instances": [1.5]}, 400,
-     "expects strings"),
-    ("/v1/models/fer:predict", {"signature_name": "serving_images", "instances": []}, 400,
-     "non-empty list"),
-    ("/v1/models/fer:predict", {"signature_name": "serving_images",
-                                "instances": [{"b64": base64.b64encode(b"text").decode()}]},
-     400, "not a PNG"),
-    ("/v1/models/fer/versions/9:predict", {"instances": [{"b64": ""}]}, 404, "Specific(fer, 9)"),
-    ("/v1/models/other:predict", {"instances": [{"b64": ""}]}, 404, "Servable not found"),
-    ("/v1/models/fer:classify", {"examples": []}, 501, "not implemented"),
-    ("/v1/models/fer:predict", {"instances": [{"b64": "x" * (2 * MAX_MESSAGE)}]}, 413,
-     "RESOURCE_EXHAUSTED"),
-])
+@pytest.mark.parametrize(
+    "path, body, status, message",
+    [
+        ("/v1/models/fer:predict", {"signature_name": "nope", "instances": [1]}, 400, "nope"),
+        (
+            "/v1/models/fer:predict",
+            {"signature_name": "serving_images", "instances": [1.5]},
+            400,
+            "expects strings",
+        ),
+        (
+            "/v1/models/fer:predict",
+            {"signature_name": "serving_images", "instances": []},
+            400,
+            "non-empty list",
+        ),
+        (
+            "/v1/models/fer:predict",
+            {
+                "signature_name": "serving_images",
+                "instances": [{"b64": base64.b64encode(b"text").decode()}],
+            },
+            400,
+            "not a PNG",
+        ),
+        (
+            "/v1/models/fer/versions/9:predict",
+            {"instances": [{"b64": ""}]},
+            404,
+            "Specific(fer, 9)",
+        ),
+        ("/v1/models/other:predict", {"instances": [{"b64": ""}]}, 404, "Servable not found"),
+        ("/v1/models/fer:classify", {"examples": []}, 501, "not implemented"),
+        (
+            "/v1/models/fer:predict",
+            {"instances": [{"b64": "x" * (2 * MAX_MESSAGE)}]},
+            413,
+            "RESOURCE_EXHAUSTED",
+        ),
+    ],
+)
 def test_rest_errors(server, path, body, status, message):
     response = requests.post(f"http://127.0.0.1:{server.rest_port}{path}", json=body, timeout=10)
     assert response.status_code == status
     assert message in response.json()["error"]
-    assert requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/fer",
-                        timeout=10).status_code == 200
+    assert (
+        requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/fer", timeout=10).status_code
+        == 200
+    )
 
 
 def test_rest_client(server):
     with RestFerClient(f"127.0.0.1:{server.rest_port}", retries=0) as rest:
         check_predictions(rest.predict_images([rng_image(13)]), 1, label="Happy")
-        check_predictions(rest.predict_pixels(np.zeros((2, 48, 48), np.uint8), version=2), 2,
-                          label="Happy")
+        check_predictions(
+            rest.predict_pixels(np.zeros((2, 48, 48), np.uint8), version=2), 2, label="Happy"
+        )
         assert {s.version for s in rest.status()} == {2}
         assert set(rest.metadata().signatures) == {"serving_default", "serving_images"}
         with pytest.raises(ClientError) as err:
@@ -547,16 +687,23 @@ def input_files(tmp_path_factory):
     image.write_bytes(rng_image(14, (96, 96, 3)))
     rows = root / "rows.csv"
     pixels = np.random.default_rng(15).integers(0, 256, (3, 2304))
-    rows.write_text("emotion,pixels,Usage\n" + "".join(
-        f"{i},{' '.join(map(str, p))},PublicTest\n" for i, p in enumerate(pixels)))
+    rows.write_text(
+        "emotion,pixels,Usage\n"
+        + "".join(f"{i},{' '.join(map(str, p))},PublicTest\n" for i, p in enumerate(pixels))
+    )
     text = root / "notes.txt"
     text.write_text("not an image")
     corrupt = root / "corrupt.png"
     corrupt.write_bytes(rng_image(14)[:60])
     bad_csv = root / "bad.csv"
     bad_csv.write_text("emotion,pixels,Usage\n0,1 2 3,Training\n")
-    return {"image": str(image), "csv": str(rows), "text": str(text), "bad_csv": str(bad_csv),
-            "corrupt": str(corrupt)}
+    return {
+        "image": str(image),
+        "csv": str(rows),
+        "text": str(text),
+        "bad_csv": str(bad_csv),
+        "corrupt": str(corrupt),
+    }
 
 
 def run_cli(capsys, *argv):
@@ -566,16 +713,25 @@ def run_cli(capsys, *argv):
 
 
 def test_cli_predict_images_and_csv_rows(server, input_files, capsys):
-    code, out, err = run_cli(capsys, "predict", "--server", server.address,
-                             input_files["image"], input_files["csv"])
+    code, out, err = run_cli(
+        capsys, "predict", "--server", server.address, input_files["image"], input_files["csv"]
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 4
     assert lines[0].startswith(f"{input_files['image']}: Happy")
     assert lines[1].startswith(f"{input_files['csv']}#1: Happy (expected Angry)")
     assert "Neutral=" in lines[3]
-    code, out, err = run_cli(capsys, "predict", "--server", server.address, "--json",
-                             "--version", "2", input_files["csv"])
+    code, out, err = run_cli(
+        capsys,
+        "predict",
+        "--server",
+        server.address,
+        "--json",
+        "--version",
+        "2",
+        input_files["csv"],
+    )
     assert code == 0, err
     results = json.loads(out)
     assert [r["row"] for r in results] == [1, 2, 3]
@@ -587,32 +743,47 @@ def test_cli_status_metadata_and_rest(server, input_files, capsys):
     code, out, _ = run_cli(capsys, "status", "--server", server.address)
     assert code == 0 and "fer version 2: AVAILABLE" in out
     code, out, _ = run_cli(capsys, "metadata", "--server", server.address, "--json")
-    assert code == 0 and set(json.loads(out)["signatures"]) == {"serving_default",
-                                                                 "serving_images"}
+    assert code == 0 and set(json.loads(out)["signatures"]) == {"serving_default", "serving_images"}
     code, out, _ = run_cli(capsys, "metadata", "--server", server.address)
     assert code == 0 and "inputs:  images string [-1]" in out
-    code, out, err = run_cli(capsys, "predict", "--rest", "--server",
-                             f"127.0.0.1:{server.rest_port}", "--version", "2",
-                             input_files["image"])
+    code, out, err = run_cli(
+        capsys,
+        "predict",
+        "--rest",
+        "--server",
+        f"127.0.0.1:{server.rest_port}",
+        "--version",
+        "2",
+        input_files["image"],
+    )
     assert code == 0, err
     assert ": Happy" in out
-    code, out, _ = run_cli(capsys, "status", "--rest", "--json", "--server",
-                           f"127.0.0.1:{server.rest_port}")
+    code, out, _ = run_cli(
+        capsys, "status", "--rest", "--json", "--server", f"127.0.0.1:{server.rest_port}"
+    )
     assert code == 0 and len(json.loads(out)["versions"]) == 1
 
 
-@pytest.mark.parametrize("argv, exit_code, message", [
-    (["predict", "--version", "7", "{image}"], 1, "NOT_FOUND: Servable not found"),
-    (["predict", "--version-label", "beta", "{image}"], 1, "NOT_FOUND: Unrecognized"),
-    (["predict", "--signature", "serving_x", "{image}"], 1, "INVALID_ARGUMENT"),
-    (["predict", "{image}", "{text}"], 1, "INVALID_ARGUMENT: {text}: images[1] is not a PNG"),
-    (["predict", "{image}", "{corrupt}", "{image}"], 1, "INVALID_ARGUMENT: {corrupt}: images[1]: "),
-    (["predict", "{bad_csv}"], 2, "pixels has 3 values, expected 2304"),
-    (["predict", "/no/such/file.png"], 2, "no such file"),
-    (["status", "--model-name", "other"], 1, "NOT_FOUND"),
-])
-def test_cli_errors_are_one_line_with_exit_status(server, input_files, capsys, argv, exit_code,
-                                                  message):
+@pytest.mark.parametrize(
+    "argv, exit_code, message",
+    [
+        (["predict", "--version", "7", "{image}"], 1, "NOT_FOUND: Servable not found"),
+        (["predict", "--version-label", "beta", "{image}"], 1, "NOT_FOUND: Unrecognized"),
+        (["predict", "--signature", "serving_x", "{image}"], 1, "INVALID_ARGUMENT"),
+        (["predict", "{image}", "{text}"], 1, "INVALID_ARGUMENT: {text}: images[1] is not a PNG"),
+        (
+            ["predict", "{image}", "{corrupt}", "{image}"],
+            1,
+            "INVALID_ARGUMENT: {corrupt}: images[1]: ",
+        ),
+        (["predict", "{bad_csv}"], 2, "pixels has 3 values, expected 2304"),
+        (["predict", "/no/such/file.png"], 2, "no such file"),
+        (["status", "--model-name", "other"], 1, "NOT_FOUND"),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_status(
+    server, input_files, capsys, argv, exit_code, message
+):
     argv = [a.format(**input_files) for a in argv] + ["--server", server.address]
     code, _, err = run_cli(capsys, *argv)
     assert code == exit_code
@@ -621,22 +792,29 @@ def test_cli_errors_are_one_line_with_exit_status(server, input_files, capsys, a
 
 
 def test_cli_server_down_and_deadline(slow_server, input_files, capsys):
-    code, _, err = run_cli(capsys, "status", "--server", f"127.0.0.1:{fx.free_port()}",
-                           "--retries", "1")
+    code, _, err = run_cli(
+        capsys, "status", "--server", f"127.0.0.1:{fx.free_port()}", "--retries", "1"
+    )
     assert code == client_cli.EXIT_UNAVAILABLE
     assert err.count("\n") == 1 and "UNAVAILABLE: cannot reach the model server" in err
     address, _ = slow_server
-    code, _, err = run_cli(capsys, "predict", "--server", address, "--timeout", "0.2",
-                           input_files["image"])
+    code, _, err = run_cli(
+        capsys, "predict", "--server", address, "--timeout", "0.2", input_files["image"]
+    )
     assert code == client_cli.EXIT_DEADLINE
     assert err == f"fer-client: error: DEADLINE_EXCEEDED: no answer from {address} within 0.2 s\n"
 
 
 # ------------------------------------------------------------------------ bench
 def test_bench_runs_on_loopback_and_refuses_other_targets(server, capsys):
-    result = bench.run_bench(server.address, clients=3, requests_per_client=10,
-                             make_client=lambda: FerClient(server.address, retries=0),
-                             payloads=[rng_image(16)], batch_size=2)
+    result = bench.run_bench(
+        server.address,
+        clients=3,
+        requests_per_client=10,
+        make_client=lambda: FerClient(server.address, retries=0),
+        payloads=[rng_image(16)],
+        batch_size=2,
+    )
     assert (result.sent, result.ok, result.errors) == (30, 30, 0)
     assert 0 < result.p50_ms <= result.p95_ms <= result.p99_ms <= result.max_ms
     for target in ("10.1.2.3:8500", "192.168.0.1:8500", "8.8.8.8:53"):
@@ -646,8 +824,9 @@ def test_bench_runs_on_loopback_and_refuses_other_targets(server, capsys):
     bench.check_loopback("[::1]:8500")
     with pytest.raises(ValueError):
         bench.check_bounds(10_000, 10, 1, 10)
-    code, out, err = run_cli(capsys, "bench", "--server", server.address, "--clients", "2",
-                             "--requests", "5", "--json")
+    code, out, err = run_cli(
+        capsys, "bench", "--server", server.address, "--clients", "2", "--requests", "5", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["ok"] == 10
     code, _, err = run_cli(capsys, "bench", "--server", "10.9.9.9:8500")
@@ -664,35 +843,48 @@ def test_fer_serve_execs_tf_serving_when_installed(tmp_path):
     bin_dir.mkdir()
     record = tmp_path / "argv.json"
     fake = bin_dir / "tensorflow_model_server"
-    fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
-                    f"json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n")
+    fake.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n"
+    )
     fake.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     model_dir = tmp_path / "models" / "fer"
-    run = subprocess.run(_python(f"""
+    run = subprocess.run(
+        _python(f"""
         import sys
         from serving.cli import serve_main
         sys.exit(serve_main(["--model-base-path", {str(model_dir)!r}, "--port", "9000",
                              "--rest-port", "9001", "--version-policy", "specific:3",
                              "--version-labels", "stable=3"]))"""),
-        env=env, capture_output=True, text=True, timeout=60)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     assert "running TF Serving" in run.stderr
     argv = json.loads(record.read_text())
     assert "--port=9000" in argv and "--rest_api_port=9001" in argv
     # TF Serving's own default is 2 GiB: the real binary always gets the stand-in's bound.
-    assert (f"--grpc_channel_arguments=grpc.max_receive_message_length="
-            f"{Limits.max_message_bytes}") in argv
+    assert (
+        f"--grpc_channel_arguments=grpc.max_receive_message_length={Limits.max_message_bytes}"
+    ) in argv
     config = next(a for a in argv if a.startswith("--model_config_file="))
     text = open(config.split("=", 1)[1]).read()
     assert f'base_path: "{model_dir}"' in text and "specific { versions: 3 }" in text
     assert 'version_labels { key: "stable" value: 3 }' in text
-    run = subprocess.run(_python(f"""
+    run = subprocess.run(
+        _python(f"""
         import sys
-        from serving import cli, tf_serving_config
+        from serving import cli, errors, tf_serving_config
         print(sorted(m for m in sys.modules if m.startswith("tensorflow")))
         cli.serve_main(["--model-base-path", {str(model_dir)!r}])"""),
-        env=env, capture_output=True, text=True, timeout=60)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"  # exec'ing TF Serving costs no TensorFlow import
     argv = json.loads(record.read_text())
@@ -703,11 +895,22 @@ def test_fer_serve_runs_the_stand_in_without_tf_serving(server, tmp_path):
     assert shutil.which("tensorflow_model_server") is None
     port, rest_port = fx.free_port(), fx.free_port()
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from serving.cli import serve_main; "
-                               "sys.exit(serve_main())",
-         "--model-base-path", server.versions.base_path, "--port", str(port),
-         "--rest-port", str(rest_port), "--poll-seconds", "0.5"],
-        stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from serving.cli import serve_main; sys.exit(serve_main())",
+            "--model-base-path",
+            server.versions.base_path,
+            "--port",
+            str(port),
+            "--rest-port",
+            str(rest_port),
+            "--poll-seconds",
+            "0.5",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with FerClient(f"127.0.0.1:{port}", retries=10, backoff=0.3) as fer:
             assert fer.predict_images([rng_image(17)])[0].version == 2
@@ -720,8 +923,9 @@ def test_fer_serve_runs_the_stand_in_without_tf_serving(server, tmp_path):
     assert "LOCAL STAND-IN" in err and "NOT TF Serving" in err
 
 
-@pytest.mark.parametrize("option", [["--version-policy", "all"], ["--version-labels", "a=1"],
-                                    ["--enable-batching"]])
+@pytest.mark.parametrize(
+    "option", [["--version-policy", "all"], ["--version-labels", "a=1"], ["--enable-batching"]]
+)
 def test_the_stand_in_refuses_what_only_tf_serving_does(tmp_path, capsys, option):
     with pytest.raises(SystemExit) as exit_info:
         cli.serve_main(["--model-base-path", str(tmp_path), "--stand-in", *option])

@@ -5,21 +5,22 @@ costs the server less than MAX_EXTRA_MB of peak memory and MAX_SECONDS, and a no
 request succeeds right after it. Peak memory is the process's VmHWM, reset before each
 request (/proc/self/clear_refs); the server runs in this process.
 """
+
 import json
 import re
 import socket
 import time
 
 import grpc
+import hostile_images
 import numpy as np
 import pytest
+import serving_fixtures as fx
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-import hostile_images
-import serving_fixtures as fx
-from fer_data import features
 from client.fer_client import FerClient
+from fer_data import features
 from serving.limits import Limits
 
 MAX_EXTRA_MB = 300
@@ -38,8 +39,9 @@ def _reset_peak() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with fx.serving(str(tmp_path_factory.mktemp("hostile") / "fer"), {1: 3}, poll_seconds=0.2,
-                    limits=LIMITS) as running:
+    with fx.serving(
+        str(tmp_path_factory.mktemp("hostile") / "fer"), {1: 3}, poll_seconds=0.2, limits=LIMITS
+    ) as running:
         yield running
 
 
@@ -79,37 +81,51 @@ def _predict(server, inputs, signature=features.SERVING_IMAGES_SIGNATURE):
 
 
 def _strings(*values):
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.
-                                   TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(
-                                       size=len(values))]))
+    proto = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]
+        ),
+    )
     proto.string_val.extend(values)
     return proto
 
 
-@pytest.mark.parametrize("name", hostile_images.corpus_names()
-                         + ["png 14000x14000"])
+@pytest.mark.parametrize("name", hostile_images.corpus_names() + ["png 14000x14000"])
 def test_image_bombs(server, client, name):
-    data = (hostile_images.png_bomb(14000) if name == "png 14000x14000"
-            else hostile_images.corpus()[name])
+    data = (
+        hostile_images.png_bomb(14000)
+        if name == "png 14000x14000"
+        else hostile_images.corpus()[name]
+    )
     (code, details), extra_mb, seconds = _cheap(
-        lambda: _predict(server, {features.IMAGES_INPUT: _strings(data)}))
+        lambda: _predict(server, {features.IMAGES_INPUT: _strings(data)})
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT, details
     assert extra_mb < MAX_EXTRA_MB and seconds < MAX_SECONDS, (extra_mb, seconds)
     assert "/" not in details  # no server paths in answers
     _normal_request_works(client)
 
 
-@pytest.mark.parametrize("dims", [[2 ** 28], [2 ** 40], [2 ** 28, 2304]])
+@pytest.mark.parametrize("dims", [[2**28], [2**40], [2**28, 2304]])
 @pytest.mark.parametrize("dtype", [types_pb2.DT_FLOAT, types_pb2.DT_STRING, types_pb2.DT_INT64])
 def test_huge_declared_shapes_allocate_nothing(server, client, dims, dtype):
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]))
-    for signature, name in ((features.SERVING_IMAGES_SIGNATURE, features.IMAGES_INPUT),
-                            (features.SERVING_DEFAULT_SIGNATURE, features.EXAMPLES_INPUT)):
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]
+        ),
+    )
+    for signature, name in (
+        (features.SERVING_IMAGES_SIGNATURE, features.IMAGES_INPUT),
+        (features.SERVING_DEFAULT_SIGNATURE, features.EXAMPLES_INPUT),
+    ):
         (code, details), extra_mb, seconds = _cheap(
-            lambda: _predict(server, {name: proto}, signature))
-        assert code in (grpc.StatusCode.INVALID_ARGUMENT,
-                        grpc.StatusCode.RESOURCE_EXHAUSTED), details
+            lambda: _predict(server, {name: proto}, signature)
+        )
+        assert code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED), (
+            details
+        )
         assert extra_mb < MAX_EXTRA_MB and seconds < MAX_SECONDS, (extra_mb, seconds)
     _normal_request_works(client)
 
@@ -125,7 +141,7 @@ def _http(server, raw: bytes, read_timeout: float = 5.0) -> bytes:
                 if not data:
                     break
                 chunks.append(data)
-        except socket.timeout:
+        except TimeoutError:
             chunks.append(b"<still open>")
         return b"".join(chunks)
 
@@ -137,16 +153,25 @@ def _status_lines(answer: bytes):
 SMUGGLED = b"GET /v1/models/fer HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-@pytest.mark.parametrize("head, status", [
-    # An early error (unknown path) with a body that is itself a request.
-    (b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", b"404"),
-    # Chunked, no Content-Length: refused, and what follows is not read as a request.
-    (b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-     b"400"),
-    # A Content-Length that str.isdigit() accepts but int() does not.
-    ("POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\nContent-Length: \u00b2\r\n\r\n"
-     .encode(), b"400"),
-])
+@pytest.mark.parametrize(
+    "head, status",
+    [
+        # An early error (unknown path) with a body that is itself a request.
+        (b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", b"404"),
+        # Chunked, no Content-Length: refused, and what follows is not read as a request.
+        (
+            b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            b"400",
+        ),
+        # A Content-Length that str.isdigit() accepts but int() does not.
+        (
+            "POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\n"
+            "Content-Length: \u00b2\r\n\r\n".encode(),
+            b"400",
+        ),
+    ],
+)
 def test_rest_body_is_never_parsed_as_a_second_request(server, client, head, status):
     raw = (head % len(SMUGGLED) if b"%d" in head else head) + SMUGGLED
     answer = _http(server, raw)
@@ -157,8 +182,11 @@ def test_rest_body_is_never_parsed_as_a_second_request(server, client, head, sta
 
 def test_deeply_nested_json_is_a_client_error(server, client):
     body = b"[" * 100_000 + b"]" * 100_000
-    answer = _http(server, b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\n"
-                           b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    answer = _http(
+        server,
+        b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body,
+    )
     assert _status_lines(answer) == [b"400"], answer[:300]
     _normal_request_works(client)
 
@@ -174,11 +202,12 @@ def test_stalled_connections_are_capped_and_dropped(server, client):
             sock.settimeout(2.0)
             try:
                 answer = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 pytest.fail("a stalled REST connection is still held open by the server")
             assert answer == b"" or _status_lines(answer) == [b"503"], answer[:200]
-        answer = _http(server, b"GET /v1/models/fer HTTP/1.1\r\nHost: x\r\n"
-                               b"Connection: close\r\n\r\n")
+        answer = _http(
+            server, b"GET /v1/models/fer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
         assert _status_lines(answer) == [b"200"], answer[:300]
     finally:
         for sock in stalled:
@@ -188,8 +217,11 @@ def test_stalled_connections_are_capped_and_dropped(server, client):
 def test_internal_errors_say_nothing_of_the_server(server):
     from serving import inference
 
-    failure = inference.internal(RuntimeError(f"failed at {server.versions.base_path}/1 in "
-                                              "node StatefulPartitionedCall/model/dense"))
+    failure = inference.internal(
+        RuntimeError(
+            f"failed at {server.versions.base_path}/1 in node StatefulPartitionedCall/model/dense"
+        )
+    )
     assert failure.code == grpc.StatusCode.INTERNAL
     assert "/" not in failure.message and "incident" in failure.message
 
@@ -199,8 +231,12 @@ def test_concurrent_rpcs_beyond_the_bound_are_refused_not_queued(server, client)
 
     image = fx.image_bytes(np.zeros((48, 48)), "PNG")
     with futures.ThreadPoolExecutor(max_workers=32) as pool:
-        codes = list(pool.map(lambda _: _predict(server, {
-            features.IMAGES_INPUT: _strings(*[image] * 64)})[0], range(32)))
+        codes = list(
+            pool.map(
+                lambda _: _predict(server, {features.IMAGES_INPUT: _strings(*[image] * 64)})[0],
+                range(32),
+            )
+        )
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert grpc.StatusCode.OK in codes
     _normal_request_works(client)
@@ -208,8 +244,10 @@ def test_concurrent_rpcs_beyond_the_bound_are_refused_not_queued(server, client)
 
 def test_json_body_of_the_limit_is_refused_before_reading(server):
     size = LIMITS.rest_max_body_bytes + 1
-    answer = _http(server, b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\n"
-                           b"Content-Length: %d\r\n\r\n" % size)
+    answer = _http(
+        server,
+        b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size,
+    )
     assert _status_lines(answer) == [b"413"], answer[:300]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"].startswith("RESOURCE_EXHAUSTED")
 
@@ -228,15 +266,20 @@ def test_a_message_of_millions_of_empty_strings_stays_bounded(server, client):
     count = LIMITS.max_message_bytes // 2 - 64  # two wire bytes per empty string
     proto = _strings(*([b""] * count))
     (code, details), extra_mb, seconds = _cheap(
-        lambda: _predict(server, {features.IMAGES_INPUT: proto}))
+        lambda: _predict(server, {features.IMAGES_INPUT: proto})
+    )
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details  # batch bound
     assert extra_mb < MAX_EXTRA_MB and seconds < MAX_SECONDS, (extra_mb, seconds)
     _normal_request_works(client)
 
 
 def test_a_trickling_rest_client_is_cut_at_the_connection_deadline(tmp_path, client):
-    with fx.serving(str(tmp_path / "fer"), {1: 3}, poll_seconds=0, limits=Limits(
-            rest_socket_timeout_s=2.0, rest_connection_deadline_s=1.5)) as quick:
+    with fx.serving(
+        str(tmp_path / "fer"),
+        {1: 3},
+        poll_seconds=0,
+        limits=Limits(rest_socket_timeout_s=2.0, rest_connection_deadline_s=1.5),
+    ) as quick:
         with socket.create_connection(("127.0.0.1", quick.rest_port)) as sock:
             started = time.monotonic()
             try:

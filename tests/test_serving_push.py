@@ -1,4 +1,5 @@
 """Atomic, monotonic pushes into TF Serving's layout, and the serving-directory baseline."""
+
 import os
 
 from tfx.types import standard_artifacts
@@ -44,7 +45,8 @@ def _run_baseline(tmp_path, base):
     out = standard_artifacts.Model()
     out.uri = str(tmp_path / "baseline")
     baseline.ServingBaseline.EXECUTOR_SPEC.executor_class().Do(
-        {"candidate": [candidate]}, {"baseline": [out]}, {"model_base_path": str(base)})
+        {"candidate": [candidate]}, {"baseline": [out]}, {"model_base_path": str(base)}
+    )
     with open(os.path.join(out.uri, "Format-Serving", "saved_model.pb"), "rb") as handle:
         return out, handle.read()
 
@@ -112,7 +114,8 @@ def test_concurrent_pushes_never_publish_a_mixed_version(tmp_path):
             thread.join()
         assert not failures, failures
         assert len(set(pushed)) == 2 and serving_push.pushed_versions(base) == sorted(
-            int(os.path.basename(p)) for p in pushed)
+            int(os.path.basename(p)) for p in pushed
+        )
         for version_dir in pushed:
             contents = {open(os.path.join(version_dir, n), "rb").read()[:1] for n in files}
             assert len(contents) == 1, f"trial {trial}: {version_dir} mixes models"

@@ -1,8 +1,10 @@
 """Both serving signatures on a real Transform graph: images of any size/colour and tf.Examples."""
+
 import io
 import os
 import tempfile
 
+import hostile_images
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,13 +12,11 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
-
-import hostile_images
 from tfx.utils import io_utils
 
 from components import models, signatures
-from fer_data import features
 from components.transform import preprocessing_fn
+from fer_data import features
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,23 @@ def exported(tmp_path_factory):
     images = rng.integers(0, 256, (14, features.NUM_PIXELS))
     # Every raw feature of the curated schema (the per-image statistics too): serving
     # requests carry only `pixels`, Transform supplies the rest.
-    raw = [{features.PIXELS_KEY: [features.pixels_to_bytes(p)], features.LABEL_KEY: [i % 7],
-            features.PIXEL_MEAN_KEY: [p.mean()], features.PIXEL_STD_KEY: [p.std()],
-            features.PIXEL_MIN_KEY: [p.min()], features.PIXEL_MAX_KEY: [p.max()],
-            features.SEEN_IN_TRAIN_KEY: [0]} for i, p in enumerate(images)]
-    metadata = dataset_metadata.DatasetMetadata(io_utils.SchemaReader().read(
-        os.path.join(os.path.dirname(__file__), "..", "schemas", "schema.pbtxt")))
+    raw = [
+        {
+            features.PIXELS_KEY: [features.pixels_to_bytes(p)],
+            features.LABEL_KEY: [i % 7],
+            features.PIXEL_MEAN_KEY: [p.mean()],
+            features.PIXEL_STD_KEY: [p.std()],
+            features.PIXEL_MIN_KEY: [p.min()],
+            features.PIXEL_MAX_KEY: [p.max()],
+            features.SEEN_IN_TRAIN_KEY: [0],
+        }
+        for i, p in enumerate(images)
+    ]
+    metadata = dataset_metadata.DatasetMetadata(
+        io_utils.SchemaReader().read(
+            os.path.join(os.path.dirname(__file__), "..", "schemas", "schema.pbtxt")
+        )
+    )
     transform_dir = str(root / "transform")
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
         transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
@@ -41,8 +52,11 @@ def exported(tmp_path_factory):
     metadata_io.write_metadata(metadata, os.path.join(transform_dir, "metadata"))
     model, _ = models.build_model("improved")
     model_dir = str(root / "model")
-    model.save(model_dir, save_format="tf", signatures=signatures.make_serving_signatures(
-        model, tft.TFTransformOutput(transform_dir)))
+    model.save(
+        model_dir,
+        save_format="tf",
+        signatures=signatures.make_serving_signatures(model, tft.TFTransformOutput(transform_dir)),
+    )
     return tf.saved_model.load(model_dir)
 
 
@@ -70,20 +84,22 @@ def test_images_of_any_size_and_colour(exported):
         encode(rng.integers(0, 256, (64, 64, 3)), "JPEG", mode="RGB"),
         encode(rng.integers(0, 256, (30, 50)), "BMP"),
     ]
-    outputs = exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-        images=tf.constant(images))
+    outputs = exported.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant(images))
     check_outputs(outputs, 4)
 
 
 def test_image_and_example_signatures_agree(exported):
     pixels = np.random.default_rng(2).integers(0, 256, (48, 48))
     by_image = exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-        images=tf.constant([encode(pixels, "PNG")]))
+        images=tf.constant([encode(pixels, "PNG")])
+    )
     by_example = exported.signatures[features.SERVING_DEFAULT_SIGNATURE](
-        examples=tf.constant([features.serving_example(pixels)]))
+        examples=tf.constant([features.serving_example(pixels)])
+    )
     check_outputs(by_example, 1)
-    np.testing.assert_allclose(by_image["probabilities"].numpy(),
-                               by_example["probabilities"].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        by_image["probabilities"].numpy(), by_example["probabilities"].numpy(), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_decode_resizes_colour_to_48x48_gray():
@@ -97,7 +113,8 @@ def test_decode_resizes_colour_to_48x48_gray():
 def test_corrupt_image_bytes_raise_invalid_argument(exported):
     with pytest.raises(tf.errors.InvalidArgumentError):
         exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-            images=tf.constant([b"definitely not an image"]))
+            images=tf.constant([b"definitely not an image"])
+        )
 
 
 @pytest.fixture(scope="module")
@@ -111,14 +128,21 @@ def test_bombs_are_refused_by_the_saved_signature_before_decoding(exported, bomb
     import time
 
     started = time.monotonic()
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"image side larger than|image with more than|pixels in one request"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"image side larger than|image with more than|pixels in one request",
+    ):
         exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-            images=tf.constant([encode(np.zeros((48, 48)), "PNG"), bombs[name]]))
+            images=tf.constant([encode(np.zeros((48, 48)), "PNG"), bombs[name]])
+        )
     assert time.monotonic() - started < 5
     # A normal request still succeeds afterwards.
-    check_outputs(exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-        images=tf.constant([encode(np.zeros((48, 48)), "PNG")])), 1)
+    check_outputs(
+        exported.signatures[features.SERVING_IMAGES_SIGNATURE](
+            images=tf.constant([encode(np.zeros((48, 48)), "PNG")])
+        ),
+        1,
+    )
 
 
 def test_a_request_of_too_many_pixels_is_refused(exported):
@@ -127,25 +151,34 @@ def test_a_request_of_too_many_pixels_is_refused(exported):
     bomb = hostile_images.png_bomb(side)
     with pytest.raises(tf.errors.InvalidArgumentError, match="pixels in one request"):
         exported.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant([bomb, bomb]))
-    check_outputs(exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-        images=tf.constant([bomb])), 1)
+    check_outputs(
+        exported.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant([bomb])), 1
+    )
 
 
 def test_test_time_augmentation_averages_the_flipped_image():
     """The served probabilities are the mean over the image and its mirror image."""
     import tf_keras
 
-    model = tf_keras.Sequential([tf_keras.layers.Flatten(input_shape=features.IMAGE_SHAPE),
-                                 tf_keras.layers.Dense(features.NUM_CLASSES, activation="softmax")])
+    model = tf_keras.Sequential(
+        [
+            tf_keras.layers.Flatten(input_shape=features.IMAGE_SHAPE),
+            tf_keras.layers.Dense(features.NUM_CLASSES, activation="softmax"),
+        ]
+    )
     image = tf.constant(np.random.default_rng(5).normal(size=(3, 48, 48, 1)), tf.float32)
     plain = model(image).numpy()
     mirrored = model(tf.image.flip_left_right(image)).numpy()
     assert not np.allclose(plain, mirrored)  # the model is not flip-invariant
-    np.testing.assert_allclose(signatures.averaged_probabilities(model, image).numpy(), plain,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        signatures.averaged_probabilities(model, image).numpy(), plain, rtol=1e-6
+    )
     np.testing.assert_allclose(
         signatures.averaged_probabilities(model, image, ["horizontal_flip"]).numpy(),
-        (plain + mirrored) / 2, rtol=1e-5, atol=1e-7)
+        (plain + mirrored) / 2,
+        rtol=1e-5,
+        atol=1e-7,
+    )
 
 
 def test_unknown_test_time_augmentation_is_refused():

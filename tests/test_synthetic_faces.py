@@ -1,4 +1,5 @@
 """The embedded default dataset: fer2013 format, balanced splits, determinism, learnability."""
+
 import gzip
 import os
 
@@ -66,8 +67,9 @@ def test_rows_are_accepted_by_the_ingestion_parser(tmp_path):
     with open(path, encoding="ascii") as f:
         layout = fer2013_csv.parse_header(f.readline())
         parsed = [fer2013_csv.parse_row(line, layout, line=i + 2) for i, line in enumerate(f)]
-    assert all(isinstance(row, fer2013_csv.ParsedRow) for row in parsed), \
-        [row for row in parsed if not isinstance(row, fer2013_csv.ParsedRow)][:1]
+    assert all(isinstance(row, fer2013_csv.ParsedRow) for row in parsed), [
+        row for row in parsed if not isinstance(row, fer2013_csv.ParsedRow)
+    ][:1]
     assert {row.split for row in parsed} == set(features.SPLITS)
 
 
@@ -83,7 +85,10 @@ def test_default_dataset_is_balanced_80_10_10(default_rows):
     _, labels, usages = as_arrays(default_rows)
     assert np.bincount(labels).tolist() == [300] * features.NUM_CLASSES
     assert {usage: int((usages == usage).sum()) for usage in USAGES} == {
-        "Training": 1680, "PublicTest": 210, "PrivateTest": 210}
+        "Training": 1680,
+        "PublicTest": 210,
+        "PrivateTest": 210,
+    }
     for usage in USAGES:
         assert np.bincount(labels[usages == usage]).min() == (usages == usage).sum() // 7
     assert len(set(labels[:21].tolist())) > 1, "rows are shuffled, not sorted by class"
@@ -133,8 +138,9 @@ def test_expressions_are_learnable_but_not_trivial(default_rows):
     train, evaluation = usages == "Training", usages == "PublicTest"
     x_train, x_eval = downsampled(images[train]), downsampled(images[evaluation])
     targets = np.eye(features.NUM_CLASSES)[labels[train]]
-    weights = np.linalg.solve(x_train.T @ x_train + 100.0 * np.eye(x_train.shape[1]),
-                              x_train.T @ targets)
+    weights = np.linalg.solve(
+        x_train.T @ x_train + 100.0 * np.eye(x_train.shape[1]), x_train.T @ targets
+    )
     accuracy = float(((x_eval @ weights).argmax(axis=1) == labels[evaluation]).mean())
     print(f"ridge least-squares PublicTest accuracy: {accuracy:.3f} (chance 0.143)")
     assert accuracy > 0.4  # seen: 0.51 (seed 0), 0.51..0.60 over seeds 0..4

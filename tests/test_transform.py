@@ -1,37 +1,50 @@
 """preprocessing_fn numerics with real tf.Transform (Beam) on a small dataset."""
+
 import tempfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from fer_data import features
 from components.transform import preprocessing_fn
+from fer_data import features
 
 
 def test_pixels_become_z_scored_48x48x1_images_and_label_passes():
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, size=(20, features.NUM_PIXELS))
-    raw = [{"pixels": [features.pixels_to_bytes(p)], "emotion": [i % 7]}
-           for i, p in enumerate(pixels)]
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec({
-        "pixels": tf.io.FixedLenFeature([1], tf.string),
-        "emotion": tf.io.FixedLenFeature([1], tf.int64)}))
+    raw = [
+        {"pixels": [features.pixels_to_bytes(p)], "emotion": [i % 7]} for i, p in enumerate(pixels)
+    ]
+    metadata = dataset_metadata.DatasetMetadata(
+        schema_utils.schema_from_feature_spec(
+            {
+                "pixels": tf.io.FixedLenFeature([1], tf.string),
+                "emotion": tf.io.FixedLenFeature([1], tf.int64),
+            }
+        )
+    )
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
         (transformed, transformed_metadata), _ = (
-            (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
+            raw,
+            metadata,
+        ) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn)
     spec = transformed_metadata.schema
-    images = np.stack([np.asarray(t[features.IMAGE_XF_KEY]).reshape(features.IMAGE_SHAPE)
-                       for t in transformed])
+    images = np.stack(
+        [np.asarray(t[features.IMAGE_XF_KEY]).reshape(features.IMAGE_SHAPE) for t in transformed]
+    )
     # One scalar mean/std over every pixel of the analysed data, as the docstring says.
     expected = (pixels - pixels.mean()) / pixels.std()
     np.testing.assert_allclose(images.reshape(20, -1), expected, rtol=1e-4, atol=1e-4)
     assert abs(images.mean()) < 1e-4 and abs(images.std() - 1) < 1e-3
-    assert [int(np.asarray(t["emotion"]).ravel()[0]) for t in transformed] == [i % 7 for i in range(20)]
-    shape = [d.size for d in next(f for f in spec.feature if f.name == features.IMAGE_XF_KEY).shape.dim]
+    assert [int(np.asarray(t["emotion"]).ravel()[0]) for t in transformed] == [
+        i % 7 for i in range(20)
+    ]
+    shape = [
+        d.size for d in next(f for f in spec.feature if f.name == features.IMAGE_XF_KEY).shape.dim
+    ]
     assert shape == list(features.IMAGE_SHAPE)
 
 

@@ -4,6 +4,7 @@ It subclasses FileBasedExampleGen so that TFX's file-based driver (input fingerp
 span/version, caching) and the KubeflowV2 compiler treat it like any ExampleGen, and
 adds a second output: the quarantine of malformed rows.
 """
+
 import os
 from typing import Optional
 
@@ -13,9 +14,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, component_spec, standard_artifacts
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
-from fer_data import features
 from components.artifacts import QuarantinedRows
 from components.fer2013_example_gen import executor, quality
+from fer_data import features
 
 
 class Fer2013ExampleGenSpec(FileBasedExampleGenSpec):
@@ -32,12 +33,18 @@ class Fer2013ExampleGenSpec(FileBasedExampleGenSpec):
     }
 
 
-def unassigned_rows_output_config(train: int = 8, eval_: int = 1,
-                                  test: int = 1) -> example_gen_pb2.Output:
+def unassigned_rows_output_config(
+    train: int = 8, eval_: int = 1, test: int = 1
+) -> example_gen_pb2.Output:
     """Hash buckets for rows that carry no Usage value (split names are fixed)."""
-    return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-        example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=weight)
-        for name, weight in zip(features.SPLITS, (train, eval_, test))]))
+    return example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[
+                example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=weight)
+                for name, weight in zip(features.SPLITS, (train, eval_, test))
+            ]
+        )
+    )
 
 
 class Fer2013ExampleGen(FileBasedExampleGen):
@@ -55,24 +62,32 @@ class Fer2013ExampleGen(FileBasedExampleGen):
     SPEC_CLASS = Fer2013ExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
-    def __init__(self, data_path: str, max_quarantine_fraction: float = 0.01,
-                 output_config: Optional[example_gen_pb2.Output] = None,
-                 quality_policy: Optional[quality.Policy] = None):
+    def __init__(
+        self,
+        data_path: str,
+        max_quarantine_fraction: float = 0.01,
+        output_config: Optional[example_gen_pb2.Output] = None,
+        quality_policy: Optional[quality.Policy] = None,
+    ):
         if not 0.0 <= max_quarantine_fraction <= 1.0:
-            raise ValueError(f"max_quarantine_fraction must be in [0, 1], "
-                             f"got {max_quarantine_fraction}")
-        input_base, file_name = os.path.split(os.path.abspath(data_path)
-                                              if "://" not in data_path else data_path)
+            raise ValueError(
+                f"max_quarantine_fraction must be in [0, 1], got {max_quarantine_fraction}"
+            )
+        input_base, file_name = os.path.split(
+            os.path.abspath(data_path) if "://" not in data_path else data_path
+        )
         spec = Fer2013ExampleGenSpec(
             input_base=input_base,
-            input_config=example_gen_pb2.Input(splits=[
-                example_gen_pb2.Input.Split(name="fer2013", pattern=file_name)]),
+            input_config=example_gen_pb2.Input(
+                splits=[example_gen_pb2.Input.Split(name="fer2013", pattern=file_name)]
+            ),
             output_config=output_config or unassigned_rows_output_config(),
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             max_quarantine_fraction=max_quarantine_fraction,
             quality_policy=(quality_policy or quality.Policy()).to_json(),
             examples=channel.Channel(type=standard_artifacts.Examples),
-            quarantine=channel.Channel(type=QuarantinedRows))
+            quarantine=channel.Channel(type=QuarantinedRows),
+        )
         # Skip FileBasedExampleGen.__init__ (it builds its own spec without quarantine).
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)

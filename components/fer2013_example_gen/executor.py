@@ -11,6 +11,7 @@ become tf.Examples, written per split with TFX's own WriteSplit. The quarantine 
 also holds ``summary.json`` (counts) and ``quality.json`` (what the quality step found,
 with example images for the report).
 """
+
 import json
 import logging
 import os
@@ -27,9 +28,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
-from fer_data import features
 from components.fer2013_example_gen import quality
-from fer_data import fer2013_csv
+from fer_data import features, fer2013_csv
 
 EXAMPLES_KEY = "examples"
 QUARANTINE_KEY = "quarantine"
@@ -65,14 +65,15 @@ class _BoundedLines:
             data = self.stream.read(self.block)
             if not data:
                 break
-            self.buffer, self.position = self.buffer[self.position:] + data, 0
+            self.buffer, self.position = self.buffer[self.position :] + data, 0
         stop = end + 1 if end >= 0 else min(self.position + limit, len(self.buffer))
-        line, self.position = self.buffer[self.position:stop], stop
+        line, self.position = self.buffer[self.position : stop], stop
         return line
 
 
-def read_record_chunks(path: str, chunk_size: int = RECORDS_PER_CHUNK
-                       ) -> Iterator[Tuple[str, fer2013_csv.Layout, List[fer2013_csv.Record]]]:
+def read_record_chunks(
+    path: str, chunk_size: int = RECORDS_PER_CHUNK
+) -> Iterator[Tuple[str, fer2013_csv.Layout, List[fer2013_csv.Record]]]:
     """Yields (source, header layout, records) for the data records of a CSV(.gz)."""
     # Beam's filesystems read local paths and gs:// / s3:// / hdfs:// alike, and
     # decompress .gz by extension.
@@ -83,8 +84,9 @@ def read_record_chunks(path: str, chunk_size: int = RECORDS_PER_CHUNK
             raise fer2013_csv.CsvHeaderError(f"{path}: file is empty, expected a fer2013 header")
         layout = fer2013_csv.parse_header(header, source=path)
         records: List[fer2013_csv.Record] = []
-        for record in fer2013_csv.read_records(lines.readline, first_line=2,
-                                            num_columns=layout.num_columns):
+        for record in fer2013_csv.read_records(
+            lines.readline, first_line=2, num_columns=layout.num_columns
+        ):
             records.append(record)
             if len(records) == chunk_size:
                 yield path, layout, records
@@ -103,15 +105,18 @@ class _ParseChunk(beam.DoFn):
     def process(self, element):
         source, layout, records = element
         for record in records:
-            row = fer2013_csv.parse_row(record.text, layout, record.line, source,
-                                     lines=record.lines, size=record.size)
+            row = fer2013_csv.parse_row(
+                record.text, layout, record.line, source, lines=record.lines, size=record.size
+            )
             if isinstance(row, fer2013_csv.QuarantinedRow):
                 yield beam.pvalue.TaggedOutput(QUARANTINE_KEY, row.to_dict())
                 continue
             pixels = row.pixels.astype("uint8").tobytes()
             split = row.split or fer2013_csv.hash_split(row.pixels, self._buckets)
-            yield quality.image_key(pixels), quality.Row(source, record.line, split, row.label,
-                                                         pixels)
+            yield (
+                quality.image_key(pixels),
+                quality.Row(source, record.line, split, row.label, pixels),
+            )
 
 
 @beam.typehints.with_output_types(Tuple[str, bytes, int, int])  # main output
@@ -134,7 +139,8 @@ class _ApplyPolicy(beam.DoFn):
         yield beam.pvalue.TaggedOutput(_FACTS, ("group", outcome.facts))
         if not blank:
             yield beam.pvalue.TaggedOutput(
-                _HASHES, (quality.difference_hash(rows[0].pixels), quality.example_image(rows)))
+                _HASHES, (quality.difference_hash(rows[0].pixels), quality.example_image(rows))
+            )
 
 
 def _encode_batch(batch: List[Tuple[str, bytes, int, int]]) -> Iterator[Tuple[str, bytes]]:
@@ -163,11 +169,17 @@ class _QualityCombineFn(beam.CombineFn):
 
 def _write_single_json(pcoll, label: str, directory: str, name: str):
     """Writes the one element of ``pcoll`` as ``<directory>/<name>.json``."""
-    return (pcoll
-            | f"{label}Json" >> beam.Map(json.dumps, sort_keys=True)
-            | f"Write{label}" >> beam.io.WriteToText(
-                os.path.join(directory, name), num_shards=1, shard_name_template="",
-                file_name_suffix=".json"))
+    return (
+        pcoll
+        | f"{label}Json" >> beam.Map(json.dumps, sort_keys=True)
+        | f"Write{label}"
+        >> beam.io.WriteToText(
+            os.path.join(directory, name),
+            num_shards=1,
+            shard_name_template="",
+            file_name_suffix=".json",
+        )
+    )
 
 
 def _hash_buckets(output_config: example_gen_pb2.Output) -> List[Tuple[str, int]]:
@@ -175,8 +187,10 @@ def _hash_buckets(output_config: example_gen_pb2.Output) -> List[Tuple[str, int]
     buckets = [(s.name, s.hash_buckets) for s in output_config.split_config.splits]
     names = [name for name, _ in buckets]
     if sorted(names) != sorted(features.SPLITS) or any(w <= 0 for _, w in buckets):
-        raise ValueError(f"output_config must split into {features.SPLITS} with positive "
-                         f"hash_buckets, got {buckets}")
+        raise ValueError(
+            f"output_config must split into {features.SPLITS} with positive "
+            f"hash_buckets, got {buckets}"
+        )
     return buckets
 
 
@@ -196,9 +210,12 @@ def _input_files(exec_properties: Dict[str, Any]) -> List[str]:
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Reads fer2013 CSV files into Examples (train/eval/test) and a quarantine."""
 
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties["output_config"], output_config)
@@ -216,57 +233,83 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "Files" >> beam.Create(files)
                 | "ReadRecords" >> beam.FlatMap(read_record_chunks)
                 | "FanOut" >> beam.Reshuffle()
-                | "Parse" >> beam.ParDo(_ParseChunk(buckets)).with_outputs(
-                    QUARANTINE_KEY, main=_ROWS))
+                | "Parse"
+                >> beam.ParDo(_ParseChunk(buckets)).with_outputs(QUARANTINE_KEY, main=_ROWS)
+            )
             rejected = parsed[QUARANTINE_KEY]
             decided = (
                 parsed[_ROWS]
                 | "GroupImages" >> beam.GroupByKey()
-                | "ApplyPolicy" >> beam.ParDo(_ApplyPolicy(policy)).with_outputs(
-                    _DROPPED, _FACTS, _HASHES, main=_ROWS))
-            valid = (decided[_ROWS]
-                     | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-                     | "Encode" >> beam.FlatMap(_encode_batch))
+                | "ApplyPolicy"
+                >> beam.ParDo(_ApplyPolicy(policy)).with_outputs(
+                    _DROPPED, _FACTS, _HASHES, main=_ROWS
+                )
+            )
+            valid = (
+                decided[_ROWS]
+                | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+                | "Encode" >> beam.FlatMap(_encode_batch)
+            )
             by_split = valid | "BySplit" >> beam.Partition(
-                lambda kv, _: features.SPLITS.index(kv[0]), len(features.SPLITS))
+                lambda kv, _: features.SPLITS.index(kv[0]), len(features.SPLITS)
+            )
             for index, split in enumerate(features.SPLITS):
-                _ = (by_split[index]
-                     | f"Bytes[{split}]" >> beam.Values()
-                     | f"WriteSplit[{split}]" >> write_split.WriteSplit(
-                         artifact_utils.get_split_uri([examples], split),
-                         example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-            for name, rows, prefix in (("Quarantine", rejected, QUARANTINE_FILE_PREFIX),
-                                       ("Dropped", decided[_DROPPED], DROPPED_FILE_PREFIX)):
-                _ = (rows
-                     | f"{name}Json" >> beam.Map(json.dumps, sort_keys=True)
-                     | f"Write{name}" >> beam.io.WriteToText(
-                         os.path.join(quarantine.uri, prefix), file_name_suffix=".jsonl"))
-            near_duplicates = (decided[_HASHES]
-                               | "GroupHashes" >> beam.GroupByKey()
-                               | "NearDuplicates" >> beam.Map(lambda kv: ("near", list(kv[1]))))
+                _ = (
+                    by_split[index]
+                    | f"Bytes[{split}]" >> beam.Values()
+                    | f"WriteSplit[{split}]"
+                    >> write_split.WriteSplit(
+                        artifact_utils.get_split_uri([examples], split),
+                        example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+                    )
+                )
+            for name, rows, prefix in (
+                ("Quarantine", rejected, QUARANTINE_FILE_PREFIX),
+                ("Dropped", decided[_DROPPED], DROPPED_FILE_PREFIX),
+            ):
+                _ = (
+                    rows
+                    | f"{name}Json" >> beam.Map(json.dumps, sort_keys=True)
+                    | f"Write{name}"
+                    >> beam.io.WriteToText(
+                        os.path.join(quarantine.uri, prefix), file_name_suffix=".jsonl"
+                    )
+                )
+            near_duplicates = (
+                decided[_HASHES]
+                | "GroupHashes" >> beam.GroupByKey()
+                | "NearDuplicates" >> beam.Map(lambda kv: ("near", list(kv[1])))
+            )
             _write_single_json(
                 (decided[_FACTS], near_duplicates)
                 | "AllFacts" >> beam.Flatten()
                 | "Quality" >> beam.CombineGlobally(_QualityCombineFn()),
-                "QualityCounts", quarantine.uri, _QUALITY_PARTIAL_FILE)
+                "QualityCounts",
+                quarantine.uri,
+                _QUALITY_PARTIAL_FILE,
+            )
             split_keys = valid | "SplitKeys" >> beam.Map(lambda kv: f"split:{kv[0]}")
             reason_keys = rejected | "ReasonKeys" >> beam.Map(lambda r: f"reason:{r['reason']}")
             dropped_keys = decided[_DROPPED] | "DropKeys" >> beam.Map(
-                lambda r: f"dropped:{r['reason']}")
+                lambda r: f"dropped:{r['reason']}"
+            )
             _write_single_json(
                 (split_keys, reason_keys, dropped_keys)
                 | "AllKeys" >> beam.Flatten()
                 | "Count" >> beam.combiners.Count.PerElement()
                 | "AsDict" >> beam.combiners.ToDict(),
-                "Counts", quarantine.uri, _COUNTS_FILE)
+                "Counts",
+                quarantine.uri,
+                _COUNTS_FILE,
+            )
 
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(
-            examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+            examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+        )
         summary = _summarise(quarantine.uri, files, policy)
         _record(summary, examples, quarantine)
-        _enforce_bound(summary, float(exec_properties[MAX_QUARANTINE_FRACTION_KEY]),
-                       quarantine.uri)
+        _enforce_bound(summary, float(exec_properties[MAX_QUARANTINE_FRACTION_KEY]), quarantine.uri)
 
 
 def _pop_json(directory: str, name: str) -> Any:
@@ -301,10 +344,12 @@ def _summarise(quarantine_uri: str, files: List[str], policy: quality.Policy) ->
         "dropped_by_reason": dropped,
         "split_counts": splits,
         "quality": quality_report["counts"],
-        "quarantine_files": sorted(fileio.glob(
-            os.path.join(quarantine_uri, QUARANTINE_FILE_PREFIX + "*"))),
-        "dropped_files": sorted(fileio.glob(
-            os.path.join(quarantine_uri, DROPPED_FILE_PREFIX + "*"))),
+        "quarantine_files": sorted(
+            fileio.glob(os.path.join(quarantine_uri, QUARANTINE_FILE_PREFIX + "*"))
+        ),
+        "dropped_files": sorted(
+            fileio.glob(os.path.join(quarantine_uri, DROPPED_FILE_PREFIX + "*"))
+        ),
     }
     for name, document in ((SUMMARY_FILE, summary), (QUALITY_FILE, quality_report)):
         with fileio.open(os.path.join(quarantine_uri, name), "w") as handle:
@@ -312,15 +357,15 @@ def _summarise(quarantine_uri: str, files: List[str], policy: quality.Policy) ->
     return summary
 
 
-def _record(summary: Dict[str, Any], examples: types.Artifact,
-            quarantine: types.Artifact) -> None:
+def _record(summary: Dict[str, Any], examples: types.Artifact, quarantine: types.Artifact) -> None:
     """Stores the counts as MLMD custom properties, queryable without opening files."""
     for split, count in summary["split_counts"].items():
         examples.set_int_custom_property(f"num_examples_{split}", count)
     for key in ("rows_read", "rows_valid", "rows_quarantined", "rows_dropped"):
         quarantine.set_int_custom_property(key, summary[key])
     quarantine.set_json_value_custom_property(
-        "quarantined_by_reason", summary["quarantined_by_reason"])
+        "quarantined_by_reason", summary["quarantined_by_reason"]
+    )
     quarantine.set_json_value_custom_property("data_quality", summary["quality"])
 
 
@@ -336,10 +381,17 @@ def _enforce_bound(summary: Dict[str, Any], bound: float, quarantine_uri: str) -
     count = sum(unusable.values())
     fraction = count / rows
     if count:
-        logging.warning("%d of %d rows (%.3f%%) are unusable, by reason %s: see %s",
-                        count, rows, 100 * fraction, unusable, quarantine_uri)
+        logging.warning(
+            "%d of %d rows (%.3f%%) are unusable, by reason %s: see %s",
+            count,
+            rows,
+            100 * fraction,
+            unusable,
+            quarantine_uri,
+        )
     if fraction > bound:
         raise QuarantineBoundExceeded(
             f"{count} of {rows} rows ({100 * fraction:.2f}%) are malformed or blank, above "
             f"the bound of {100 * bound:.2f}%; reasons: {unusable}; rows with line numbers "
-            f"in {quarantine_uri}")
+            f"in {quarantine_uri}"
+        )

@@ -7,6 +7,7 @@ rows with the same pixels form a *group* (:func:`image_key`); :func:`decide` app
 few example groups for the report. Nothing is dropped without a reason: dropped rows go
 to the quarantine artifact whole, with their line and the reason.
 """
+
 import base64
 import dataclasses
 import hashlib
@@ -32,11 +33,19 @@ DUPLICATE_IN_TRAIN = "duplicate_in_train"
 CONFLICTING_LABELS = "conflicting_labels"
 EVAL_SEEN_IN_TRAIN = "eval_seen_in_train"
 BLANK_IMAGE = "blank_image"
-DROP_REASONS: Tuple[str, ...] = (DUPLICATE_IN_TRAIN, CONFLICTING_LABELS, EVAL_SEEN_IN_TRAIN,
-                                 BLANK_IMAGE)
+DROP_REASONS: Tuple[str, ...] = (
+    DUPLICATE_IN_TRAIN,
+    CONFLICTING_LABELS,
+    EVAL_SEEN_IN_TRAIN,
+    BLANK_IMAGE,
+)
 # Example categories of the report.
 CROSS_SPLIT, CONFLICTING, BLANK, NEAR_DUPLICATES = (
-    "cross_split", "conflicting_labels", "blank", "near_duplicates")
+    "cross_split",
+    "conflicting_labels",
+    "blank",
+    "near_duplicates",
+)
 CATEGORIES: Tuple[str, ...] = (CROSS_SPLIT, CONFLICTING, BLANK, NEAR_DUPLICATES)
 
 _TRAIN, _EVAL, _TEST = features.SPLITS
@@ -99,8 +108,10 @@ def difference_hash(pixels: bytes) -> int:
     """64-bit dHash: 9x8 block means, one bit per block brighter than its left neighbour."""
     image = features.pixels_from_bytes(pixels).astype(np.float64)
     sums = np.add.reduceat(np.add.reduceat(image, _ROW_EDGES, axis=0), _COL_EDGES, axis=1)
-    sizes = np.outer(np.diff(np.append(_ROW_EDGES, features.IMAGE_SIZE)),
-                     np.diff(np.append(_COL_EDGES, features.IMAGE_SIZE)))
+    sizes = np.outer(
+        np.diff(np.append(_ROW_EDGES, features.IMAGE_SIZE)),
+        np.diff(np.append(_COL_EDGES, features.IMAGE_SIZE)),
+    )
     means = sums / sizes
     bits = (means[:, 1:] > means[:, :-1]).ravel()
     return int(np.packbits(bits).view(">u8")[0])
@@ -143,10 +154,14 @@ def decide(rows: Sequence[Row], policy: Policy, blank: Optional[bool] = None) ->
             dropped.append((row, EVAL_SEEN_IN_TRAIN))
         else:
             kept.append((row, trained_on))
-    facts = {"rows": len(rows), "splits": sorted(splits), "conflicting": conflicting,
-             "blank_rows": len(rows) if blank else 0,
-             "first_line": rows[0].line,
-             "test_seen_in_train": sum(s for r, s in kept if r.split == _TEST)}
+    facts = {
+        "rows": len(rows),
+        "splits": sorted(splits),
+        "conflicting": conflicting,
+        "blank_rows": len(rows) if blank else 0,
+        "first_line": rows[0].line,
+        "test_seen_in_train": sum(s for r, s in kept if r.split == _TEST),
+    }
     if len(rows) > 1 or blank:  # worth showing: carry the picture
         facts["image"] = example_image(rows)
     return Outcome(kept=kept, dropped=dropped, facts=facts)
@@ -154,17 +169,26 @@ def decide(rows: Sequence[Row], policy: Policy, blank: Optional[bool] = None) ->
 
 def example_image(rows: Sequence[Row]) -> Dict[str, Any]:
     """One image of a report example: its pixels and (the first) rows that hold it."""
-    return {"pixels_b64": base64.b64encode(rows[0].pixels).decode("ascii"),
-            "rows": len(rows), "members": [r.member() for r in rows[:MEMBERS_PER_EXAMPLE]]}
+    return {
+        "pixels_b64": base64.b64encode(rows[0].pixels).decode("ascii"),
+        "rows": len(rows),
+        "members": [r.member() for r in rows[:MEMBERS_PER_EXAMPLE]],
+    }
 
 
 def dropped_record(row: Row, reason: str, key: str) -> Dict[str, Any]:
     """A dropped row, whole: the quarantine keeps enough to restore it as a CSV row
     (``key``: its group's image_key)."""
     pixels = np.frombuffer(row.pixels, dtype=np.uint8)
-    return {"source": row.source, "line": row.line, "split": row.split, "label": row.label,
-            "reason": reason, "image": key,
-            "pixels": " ".join(map(str, pixels.tolist()))}
+    return {
+        "source": row.source,
+        "line": row.line,
+        "split": row.split,
+        "label": row.label,
+        "reason": reason,
+        "image": key,
+        "pixels": " ".join(map(str, pixels.tolist())),
+    }
 
 
 class QualityCounts:
@@ -174,15 +198,26 @@ class QualityCounts:
     get the same answer.
     """
 
-    COUNT_KEYS = ("rows", "distinct_images", "duplicate_groups", "extra_copies",
-                  "cross_split_groups", "train_overlap_groups", "conflicting_label_groups",
-                  "blank_images", "near_duplicate_groups", "near_duplicate_images",
-                  "test_seen_in_train")
+    COUNT_KEYS = (
+        "rows",
+        "distinct_images",
+        "duplicate_groups",
+        "extra_copies",
+        "cross_split_groups",
+        "train_overlap_groups",
+        "conflicting_label_groups",
+        "blank_images",
+        "near_duplicate_groups",
+        "near_duplicate_images",
+        "test_seen_in_train",
+    )
 
     @staticmethod
     def empty() -> Dict[str, Any]:
-        return {"counts": {k: 0 for k in QualityCounts.COUNT_KEYS},
-                "examples": {c: [] for c in CATEGORIES}}
+        return {
+            "counts": {k: 0 for k in QualityCounts.COUNT_KEYS},
+            "examples": {c: [] for c in CATEGORIES},
+        }
 
     @staticmethod
     def add_group(acc: Dict[str, Any], facts: Dict[str, Any]) -> Dict[str, Any]:
@@ -196,26 +231,38 @@ class QualityCounts:
         counts["conflicting_label_groups"] += facts["conflicting"]
         counts["blank_images"] += facts["blank_rows"]
         counts["test_seen_in_train"] += facts["test_seen_in_train"]
-        example = {"first_line": facts["first_line"], "images": [facts["image"]]} \
-            if "image" in facts else None
-        for category, applies in ((CROSS_SPLIT, len(splits) > 1),
-                                  (CONFLICTING, facts["conflicting"]),
-                                  (BLANK, facts["blank_rows"] > 0)):
+        example = (
+            {"first_line": facts["first_line"], "images": [facts["image"]]}
+            if "image" in facts
+            else None
+        )
+        for category, applies in (
+            (CROSS_SPLIT, len(splits) > 1),
+            (CONFLICTING, facts["conflicting"]),
+            (BLANK, facts["blank_rows"] > 0),
+        ):
             if applies and example is not None:
                 QualityCounts._keep_example(acc, category, example)
         return acc
 
     @staticmethod
-    def add_near_duplicates(acc: Dict[str, Any], images: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    def add_near_duplicates(
+        acc: Dict[str, Any], images: Sequence[Dict[str, Any]]
+    ) -> Dict[str, Any]:
         """``images``: distinct images sharing one difference hash (example_image dicts)."""
         if len(images) < 2:
             return acc
         acc["counts"]["near_duplicate_groups"] += 1
         acc["counts"]["near_duplicate_images"] += len(images)
         ordered = sorted(images, key=lambda i: i["members"][0]["line"])
-        QualityCounts._keep_example(acc, NEAR_DUPLICATES, {
-            "first_line": ordered[0]["members"][0]["line"],
-            "images": ordered[:MEMBERS_PER_EXAMPLE]})
+        QualityCounts._keep_example(
+            acc,
+            NEAR_DUPLICATES,
+            {
+                "first_line": ordered[0]["members"][0]["line"],
+                "images": ordered[:MEMBERS_PER_EXAMPLE],
+            },
+        )
         return acc
 
     @staticmethod
@@ -241,6 +288,12 @@ def report(acc: Dict[str, Any], dropped: Dict[str, int], policy: Policy) -> Dict
     """The quality.json document: thresholds, policy, counts (with drops by reason), examples."""
     counts = dict(acc["counts"], dropped={r: int(dropped.get(r, 0)) for r in DROP_REASONS})
     examples = {c: [{"images": e["images"]} for e in acc["examples"][c]] for c in CATEGORIES}
-    return {"thresholds": {"blank_std_below": BLANK_STD_BELOW,
-                           "near_duplicate_hamming": NEAR_DUPLICATE_HAMMING},
-            "policy": dataclasses.asdict(policy), "counts": counts, "examples": examples}
+    return {
+        "thresholds": {
+            "blank_std_below": BLANK_STD_BELOW,
+            "near_duplicate_hamming": NEAR_DUPLICATE_HAMMING,
+        },
+        "policy": dataclasses.asdict(policy),
+        "counts": counts,
+        "examples": examples,
+    }

@@ -17,6 +17,7 @@ Light on purpose: the names are here, an architecture's module (and TensorFlow) 
 imported only when it is built or its recipe is read, so pipeline/config.py can use
 :data:`ARCHITECTURES` without importing TensorFlow.
 """
+
 import copy
 import importlib
 from types import ModuleType
@@ -33,8 +34,9 @@ TRANSFER_ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50")
 def module(name: str) -> ModuleType:
     """The architecture's module; ValueError naming the valid ones for an unknown name."""
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; valid names: "
-                         f"{', '.join(sorted(ARCHITECTURES))}")
+        raise ValueError(
+            f"unknown architecture {name!r}; valid names: {', '.join(sorted(ARCHITECTURES))}"
+        )
     return importlib.import_module(f"{__name__}.{name}")
 
 

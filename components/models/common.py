@@ -1,4 +1,5 @@
 """Pieces every architecture shares: the input, the float32 softmax head, weights_source."""
+
 import logging
 import os
 from typing import Optional, Tuple
@@ -22,8 +23,12 @@ def image_input():
 
 def probabilities(x):
     """The 7-way softmax layer ``probabilities``, float32 even under mixed precision."""
-    return keras.layers.Dense(features.NUM_CLASSES, activation="softmax", dtype="float32",
-                              name=features.PROBABILITIES_OUTPUT)(x)
+    return keras.layers.Dense(
+        features.NUM_CLASSES,
+        activation="softmax",
+        dtype="float32",
+        name=features.PROBABILITIES_OUTPUT,
+    )(x)
 
 
 def check_weights(weights) -> Optional[str]:
@@ -49,8 +54,10 @@ def load_scratch_weights(model: keras.Model, weights: Optional[str]) -> str:
     if weights is None:
         return RANDOM_INIT
     if weights == IMAGENET:
-        raise ValueError(f"architecture {model.name!r} is trained from scratch and has no "
-                         "ImageNet weights; use weights=None or a weights file path")
+        raise ValueError(
+            f"architecture {model.name!r} is trained from scratch and has no "
+            "ImageNet weights; use weights=None or a weights file path"
+        )
     if not os.path.exists(weights):
         raise FileNotFoundError(f"weights file {weights!r} does not exist")
     model.load_weights(weights)

@@ -9,6 +9,7 @@ Recipe: ``generalising_recipe`` (components/models/recipe.py), 40 epochs from Ad
 the seed's (constant rate, raw images, up to 50 epochs) reached training accuracy 0.95
 against 0.58 on PublicTest (docs/RESULTS.md).
 """
+
 from typing import Optional, Tuple
 
 import tf_keras as keras

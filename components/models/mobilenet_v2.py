@@ -25,19 +25,21 @@ Recipe: the seed's transfer setting — Adam lr 1e-4 (fine-tuning the whole netw
 batch 64, up to 30 epochs, constant learning rate, no augmentation, early stopping
 after 8 epochs without val_accuracy gain.
 """
+
 from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from fer_data import features
 from components.models import common, transfer
 from components.models.recipe import seed_recipe
+from fer_data import features
 
 NAME = "mobilenet_v2"
 ALPHA = 1.0
 IMAGENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-IMAGENET_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
-                + IMAGENET_FILE)
+IMAGENET_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/" + IMAGENET_FILE
+)
 IMAGENET_HASH = None  # keras.applications does not check this file's hash either
 
 RECIPE = seed_recipe(epochs=30, learning_rate=1e-4, early_stopping_patience=8)
@@ -46,14 +48,18 @@ RECIPE = seed_recipe(epochs=30, learning_rate=1e-4, early_stopping_patience=8)
 def build_backbone() -> keras.Model:
     """MobileNetV2 notop for 48x48x3, random init (weights are applied afterwards)."""
     return keras.applications.MobileNetV2(
-        input_shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 3), alpha=ALPHA,
-        include_top=False, weights=None)
+        input_shape=(features.IMAGE_SIZE, features.IMAGE_SIZE, 3),
+        alpha=ALPHA,
+        include_top=False,
+        weights=None,
+    )
 
 
 def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
     """(model, weights_source); weights: None | 'imagenet' | path to a notop .h5 file."""
-    inputs, x, source = transfer.on_gray_images(build_backbone(), weights, IMAGENET_FILE,
-                                                IMAGENET_URL, IMAGENET_HASH)
+    inputs, x, source = transfer.on_gray_images(
+        build_backbone(), weights, IMAGENET_FILE, IMAGENET_URL, IMAGENET_HASH
+    )
     x = keras.layers.Conv2D(128, 3, padding="same", activation="relu")(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(1024, activation="relu")(x)

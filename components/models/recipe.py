@@ -38,35 +38,60 @@ Recipe schema::
                              signatures, so also TFMA) averages the probabilities of
                              the image and of each transformed copy; [] = off
 """
+
 import math
 from typing import Any, Dict, Mapping
 
-RECIPE_KEYS = frozenset({
-    "epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule", "weight_decay",
-    "label_smoothing", "augmentation", "early_stopping_patience", "test_time_augmentation",
-})
+RECIPE_KEYS = frozenset(
+    {
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "learning_rate",
+        "lr_schedule",
+        "weight_decay",
+        "label_smoothing",
+        "augmentation",
+        "early_stopping_patience",
+        "test_time_augmentation",
+    }
+)
 LR_SCHEDULES = ("reduce_on_plateau", "cosine")
 # Test-time augmentations a recipe may name (components/signatures.py applies them).
 TTA_TRANSFORMS = ("horizontal_flip",)
-AUGMENTATION_KEYS = frozenset({
-    "horizontal_flip", "rotation_degrees", "translation", "zoom", "random_crop_padding",
-    "random_erasing",
-})
+AUGMENTATION_KEYS = frozenset(
+    {
+        "horizontal_flip",
+        "rotation_degrees",
+        "translation",
+        "zoom",
+        "random_crop_padding",
+        "random_erasing",
+    }
+)
 NO_AUGMENTATION: Dict[str, Any] = {
-    "horizontal_flip": False, "rotation_degrees": 0.0, "translation": 0.0, "zoom": 0.0,
-    "random_crop_padding": 0, "random_erasing": 0.0,
+    "horizontal_flip": False,
+    "rotation_degrees": 0.0,
+    "translation": 0.0,
+    "zoom": 0.0,
+    "random_crop_padding": 0,
+    "random_erasing": 0.0,
 }
 
 
-def seed_recipe(epochs: int, learning_rate: float,
-                early_stopping_patience: int) -> Dict[str, Any]:
+def seed_recipe(epochs: int, learning_rate: float, early_stopping_patience: int) -> Dict[str, Any]:
     """The seed notebook's setting: Adam, batch 64, constant LR, no augmentation,
     no weight decay or label smoothing, early stopping on val_accuracy; served with a
     horizontal-flip test-time augmentation (measured: docs/RESULTS.md)."""
     return {
-        "epochs": epochs, "batch_size": 64, "optimizer": {"name": "adam"},
-        "learning_rate": learning_rate, "lr_schedule": None, "weight_decay": 0.0,
-        "label_smoothing": 0.0, "augmentation": dict(NO_AUGMENTATION),
+        "epochs": epochs,
+        "batch_size": 64,
+        "optimizer": {"name": "adam"},
+        "learning_rate": learning_rate,
+        "lr_schedule": None,
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
+        "augmentation": dict(NO_AUGMENTATION),
         "early_stopping_patience": early_stopping_patience,
         "test_time_augmentation": list(TTA_TRANSFORMS),
     }
@@ -80,19 +105,28 @@ def generalising_recipe(epochs: int, learning_rate: float) -> Dict[str, Any]:
     10, best PublicTest weights restored) stays as a guard; served with the flip
     averaged in. Measured against the seed recipe on PublicTest in docs/RESULTS.md."""
     return {
-        "epochs": epochs, "batch_size": 64, "optimizer": {"name": "adam"},
+        "epochs": epochs,
+        "batch_size": 64,
+        "optimizer": {"name": "adam"},
         "learning_rate": learning_rate,
         "lr_schedule": {"name": "cosine", "warmup_epochs": 1, "min_lr": learning_rate / 100},
-        "weight_decay": 0.0, "label_smoothing": 0.1,
-        "augmentation": {**NO_AUGMENTATION, "horizontal_flip": True, "rotation_degrees": 10.0,
-                         "translation": 0.1, "zoom": 0.1},
+        "weight_decay": 0.0,
+        "label_smoothing": 0.1,
+        "augmentation": {
+            **NO_AUGMENTATION,
+            "horizontal_flip": True,
+            "rotation_degrees": 10.0,
+            "translation": 0.1,
+            "zoom": 0.1,
+        },
         "early_stopping_patience": 10,
         "test_time_augmentation": list(TTA_TRANSFORMS),
     }
 
 
-def cosine_learning_rate(epoch: int, epochs: int, learning_rate: float,
-                         warmup_epochs: int, min_lr: float) -> float:
+def cosine_learning_rate(
+    epoch: int, epochs: int, learning_rate: float, warmup_epochs: int, min_lr: float
+) -> float:
     """Learning rate of 0-based ``epoch``: linear warm-up to ``learning_rate`` over the
     first ``warmup_epochs``, then half a cosine from ``learning_rate`` down towards
     ``min_lr`` over the remaining epochs."""
@@ -107,14 +141,18 @@ def validate_recipe(recipe: Mapping[str, Any], name: str = "recipe") -> None:
     if set(recipe) != RECIPE_KEYS:
         raise ValueError(f"{name}: keys {sorted(recipe)} != {sorted(RECIPE_KEYS)}")
     if set(recipe["augmentation"]) != AUGMENTATION_KEYS:
-        raise ValueError(f"{name}: augmentation keys {sorted(recipe['augmentation'])} != "
-                         f"{sorted(AUGMENTATION_KEYS)}")
+        raise ValueError(
+            f"{name}: augmentation keys {sorted(recipe['augmentation'])} != "
+            f"{sorted(AUGMENTATION_KEYS)}"
+        )
     if recipe["optimizer"].get("name") not in ("adam", "sgd"):
         raise ValueError(f"{name}: optimizer name must be 'adam' or 'sgd'")
     unknown_tta = set(recipe["test_time_augmentation"]) - set(TTA_TRANSFORMS)
     if unknown_tta:
-        raise ValueError(f"{name}: unknown test_time_augmentation {sorted(unknown_tta)}; "
-                         f"known: {list(TTA_TRANSFORMS)}")
+        raise ValueError(
+            f"{name}: unknown test_time_augmentation {sorted(unknown_tta)}; "
+            f"known: {list(TTA_TRANSFORMS)}"
+        )
     schedule = recipe["lr_schedule"]
     if schedule is not None and schedule.get("name") not in LR_SCHEDULES:
         raise ValueError(f"{name}: lr_schedule must be None or one of {list(LR_SCHEDULES)}")

@@ -1,6 +1,7 @@
 """The tf_keras objects a training recipe (components/models/recipe.py) asks for: the
 optimizer, the loss, the LR-schedule and early-stopping callbacks, and the training-only
 augmentation."""
+
 import math
 from typing import Any, Callable, List, Mapping
 
@@ -43,23 +44,44 @@ def make_loss(recipe: Mapping[str, Any]) -> Callable:
 
 
 def make_callbacks(recipe: Mapping[str, Any]) -> List[keras.callbacks.Callback]:
-    """The LR schedule (cosine or ReduceLROnPlateau) and EarlyStopping (restoring the best weights) as the recipe asks.
-    Monitors assume the trainer names its accuracy metric ``accuracy``."""
+    """The LR schedule (cosine or ReduceLROnPlateau) and EarlyStopping (restoring the
+    best weights) as the recipe asks. Monitors assume the trainer names its accuracy
+    metric ``accuracy``."""
     callbacks: List[keras.callbacks.Callback] = []
     schedule = recipe["lr_schedule"]
     if schedule is not None and schedule["name"] == "cosine":
-        callbacks.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch, _lr: cosine_learning_rate(
-                epoch, recipe["epochs"], recipe["learning_rate"], schedule["warmup_epochs"],
-                schedule["min_lr"])))
+        callbacks.append(
+            keras.callbacks.LearningRateScheduler(
+                lambda epoch, _lr: cosine_learning_rate(
+                    epoch,
+                    recipe["epochs"],
+                    recipe["learning_rate"],
+                    schedule["warmup_epochs"],
+                    schedule["min_lr"],
+                )
+            )
+        )
     elif schedule is not None:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=schedule["monitor"], mode=schedule["mode"], factor=schedule["factor"],
-            patience=schedule["patience"], min_lr=schedule["min_lr"], verbose=1))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=schedule["monitor"],
+                mode=schedule["mode"],
+                factor=schedule["factor"],
+                patience=schedule["patience"],
+                min_lr=schedule["min_lr"],
+                verbose=1,
+            )
+        )
     if recipe["early_stopping_patience"] is not None:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", mode="max", patience=recipe["early_stopping_patience"],
-            restore_best_weights=True, verbose=1))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy",
+                mode="max",
+                patience=recipe["early_stopping_patience"],
+                restore_best_weights=True,
+                verbose=1,
+            )
+        )
     return callbacks
 
 
@@ -87,8 +109,12 @@ class RandomErasing(keras.layers.Layer):
         left = tf.random.uniform([batch]) * (w_f - erase_w)
         rows = tf.range(h_f)[None, :, None]
         cols = tf.range(w_f)[None, None, :]
-        inside = ((rows >= top[:, None, None]) & (rows < (top + erase_h)[:, None, None])
-                  & (cols >= left[:, None, None]) & (cols < (left + erase_w)[:, None, None]))
+        inside = (
+            (rows >= top[:, None, None])
+            & (rows < (top + erase_h)[:, None, None])
+            & (cols >= left[:, None, None])
+            & (cols < (left + erase_w)[:, None, None])
+        )
         apply = tf.random.uniform([batch]) < self.rate
         mask = inside & apply[:, None, None]
         return tf.where(mask[..., None], tf.zeros_like(images), images)
@@ -108,13 +134,19 @@ def make_augmentation(recipe: Mapping[str, Any], seed=None) -> keras.Sequential:
     if aug["horizontal_flip"]:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
     if aug["rotation_degrees"]:
-        layers.append(keras.layers.RandomRotation(aug["rotation_degrees"] / 360.0,
-                                                  fill_mode="constant", seed=seed))
+        layers.append(
+            keras.layers.RandomRotation(
+                aug["rotation_degrees"] / 360.0, fill_mode="constant", seed=seed
+            )
+        )
     if aug["zoom"]:
         layers.append(keras.layers.RandomZoom(aug["zoom"], fill_mode="constant", seed=seed))
     if aug["translation"]:
-        layers.append(keras.layers.RandomTranslation(aug["translation"], aug["translation"],
-                                                     fill_mode="constant", seed=seed))
+        layers.append(
+            keras.layers.RandomTranslation(
+                aug["translation"], aug["translation"], fill_mode="constant", seed=seed
+            )
+        )
     if aug["random_crop_padding"]:
         layers.append(keras.layers.ZeroPadding2D(int(aug["random_crop_padding"])))
         layers.append(keras.layers.RandomCrop(size, size, seed=seed))

@@ -20,6 +20,7 @@
 The backbone is always built with ``weights=None`` and then loaded, so one build serves
 every case.
 """
+
 import hashlib
 import logging
 import os
@@ -59,12 +60,14 @@ def keras_cache_dir() -> str:
     """The directory whose ``models/`` holds downloaded weights: ``$KERAS_HOME`` when set,
     else ``~/.keras``; like keras' get_file, ``/tmp/.keras`` when that is not writable."""
     cache_dir = os.path.expanduser(
-        os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"))
+        os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    )
     return cache_dir if os.access(cache_dir, os.W_OK) else os.path.join("/tmp", ".keras")
 
 
-def download(url: str, path: str, file_hash: Optional[str] = None,
-             timeout_s: float = DOWNLOAD_TIMEOUT_S) -> str:
+def download(
+    url: str, path: str, file_hash: Optional[str] = None, timeout_s: float = DOWNLOAD_TIMEOUT_S
+) -> str:
     """Downloads ``url`` to ``path`` (via a temporary file in the same folder, so ``path``
     is never half-written) and checks ``file_hash`` (md5 for 32 hex digits, else sha256);
     RuntimeError saying why on any failure."""
@@ -98,8 +101,9 @@ def fetch_imagenet_file(fname: str, url: str, file_hash: Optional[str]) -> str:
     return cached if os.path.exists(cached) else download(url, cached, file_hash)
 
 
-def on_gray_images(backbone: keras.Model, weights: Optional[str], fname: str, url: str,
-                   file_hash: Optional[str]) -> Tuple[Any, Any, str]:
+def on_gray_images(
+    backbone: keras.Model, weights: Optional[str], fname: str, url: str, file_hash: Optional[str]
+) -> Tuple[Any, Any, str]:
     """(model input, backbone output, weights_source): ``weights`` applied to
     ``backbone`` (see the module docstring), which then reads the model's gray input
     repeated to three channels."""
@@ -123,8 +127,13 @@ def _load_file(backbone: keras.Model, path: str) -> None:
     logger.info("Loaded %d of %d backbone tensors from %s by name", changed, len(before), path)
 
 
-def load_backbone_weights(backbone: keras.Model, weights: Optional[str], fname: str,
-                          url: str, file_hash: Optional[str] = None) -> str:
+def load_backbone_weights(
+    backbone: keras.Model,
+    weights: Optional[str],
+    fname: str,
+    url: str,
+    file_hash: Optional[str] = None,
+) -> str:
     """Apply ``weights`` to ``backbone`` (see module docstring); returns weights_source."""
     weights = check_weights(weights)
     if weights is None:
@@ -138,13 +147,20 @@ def load_backbone_weights(backbone: keras.Model, weights: Optional[str], fname: 
                 "!!! ImageNet weights for %s are NOT available: %s. FALLING BACK TO RANDOM "
                 "INIT for the backbone; weights_source='%s'. Put %s into %s (or pass a local "
                 "weights file path) to train from ImageNet weights. !!!",
-                backbone.name, err, RANDOM_INIT, fname, os.path.join(keras_cache_dir(), "models"))
+                backbone.name,
+                err,
+                RANDOM_INIT,
+                fname,
+                os.path.join(keras_cache_dir(), "models"),
+            )
             return RANDOM_INIT
         logger.info("Loaded ImageNet weights for %s from %s", backbone.name, path)
         return IMAGENET
     path = weights
     if not os.path.exists(path):
-        raise FileNotFoundError(f"weights file {path!r} does not exist (weights must be None, "
-                                f"'imagenet' or a local .h5 path)")
+        raise FileNotFoundError(
+            f"weights file {path!r} does not exist (weights must be None, "
+            f"'imagenet' or a local .h5 path)"
+        )
     _load_file(backbone, path)
     return FILE_PREFIX + path

@@ -21,6 +21,7 @@ Recipe: ``generalising_recipe`` (components/models/recipe.py), 40 epochs from Ad
 the seed's (constant 1e-3, no augmentation, up to 50 epochs) overfit after ~20 epochs
 on real FER2013 (docs/RESULTS.md).
 """
+
 from typing import Optional, Tuple
 
 import tf_keras as keras
@@ -33,8 +34,7 @@ NAME = "vgg"
 RECIPE = generalising_recipe(epochs=40, learning_rate=1e-3)
 
 # (filters, padding of the first conv, padding of the second conv) per stage.
-STAGES = ((32, "same", "same"), (64, "same", "valid"), (96, "same", "valid"),
-          (128, "same", "same"))
+STAGES = ((32, "same", "same"), (64, "same", "valid"), (96, "same", "valid"), (128, "same", "same"))
 
 
 def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:

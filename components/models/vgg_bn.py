@@ -39,6 +39,7 @@ Training recipe (``RECIPE``, from the paper / its code):
 * Not replicated: the paper's ten-crop test-time averaging (the served graph predicts
   on the single full image), so expect a somewhat lower single-crop accuracy.
 """
+
 from typing import Optional, Tuple
 
 import tf_keras as keras
@@ -56,8 +57,14 @@ RECIPE = {
     "batch_size": 64,
     "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
     "learning_rate": 0.01,
-    "lr_schedule": {"name": "reduce_on_plateau", "monitor": "val_accuracy", "mode": "max",
-                    "factor": 0.75, "patience": 5, "min_lr": 1e-6},
+    "lr_schedule": {
+        "name": "reduce_on_plateau",
+        "monitor": "val_accuracy",
+        "mode": "max",
+        "factor": 0.75,
+        "patience": 5,
+        "min_lr": 1e-6,
+    },
     "weight_decay": 1e-4,
     "label_smoothing": 0.0,
     "augmentation": {
@@ -79,9 +86,12 @@ def _conv_bn_relu(x, filters: int):
     return keras.layers.ReLU()(x)
 
 
-def build(weights: Optional[str] = None, dense_units: int = DENSE_UNITS,
-                      conv_dropout: float = CONV_DROPOUT,
-                      dense_dropout: float = DENSE_DROPOUT) -> Tuple[keras.Model, str]:
+def build(
+    weights: Optional[str] = None,
+    dense_units: int = DENSE_UNITS,
+    conv_dropout: float = CONV_DROPOUT,
+    dense_dropout: float = DENSE_DROPOUT,
+) -> Tuple[keras.Model, str]:
     """(model, weights_source). weights: None, or a path to this model's own weights file."""
     inputs = common.image_input()
     x = inputs

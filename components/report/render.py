@@ -23,6 +23,7 @@ and writes ``index.html`` with the sections of :data:`SECTIONS` (and those of
 :data:`OPTIONAL_SECTIONS` whose data is there), each PNG beside it, and ``report.json``
 (the data without the images and thumbnails). Drawing needs no display (Agg backend).
 """
+
 import base64
 import html
 import json
@@ -37,8 +38,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
-from fer_data import features  # noqa: E402
 from components import scores, signatures  # noqa: E402
+from fer_data import features  # noqa: E402
 
 INDEX_FILE = "index.html"
 DATA_FILE = "report.json"
@@ -66,7 +67,7 @@ _QUALITY_COUNTS = {
     "conflicting_label_groups": "images whose rows carry different labels",
     "blank_images": "blank images (pixel std below {blank_std_below})",
     "near_duplicate_groups": "groups of distinct near-identical images "
-                             "(Hamming distance at most {near_duplicate_hamming})",
+    "(Hamming distance at most {near_duplicate_hamming})",
     "test_seen_in_train": "test rows whose image is also in train (kept, flagged)",
 }
 _QUALITY_DROPPED = {
@@ -83,7 +84,7 @@ _QUALITY_POLICY = {
 }
 _QUALITY_EXAMPLES = {
     "cross_split": "Images found in more than one split: one row per image, captioned with "
-                   "its rows (split:emotion@CSV line).",
+    "its rows (split:emotion@CSV line).",
     "conflicting_labels": "Identical images whose rows carry different labels.",
     "blank": "Blank images (pixel std below {blank_std_below}).",
     "near_duplicates": "Near-duplicates: one row per group, its distinct images side by side.",
@@ -102,9 +103,12 @@ def _save(figure: "plt.Figure", out_dir: str, name: str) -> str:
 def plot_samples(samples: Mapping[str, Sequence[np.ndarray]], out_dir: str) -> str:
     """A grid: one row per emotion, its sample faces side by side (the seed's showImage)."""
     columns = max([len(faces) for faces in samples.values()] + [1])
-    figure, axes = plt.subplots(len(features.EMOTIONS), columns,
-                                figsize=(1.1 * columns + 1.2, 1.1 * len(features.EMOTIONS)),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        len(features.EMOTIONS),
+        columns,
+        figsize=(1.1 * columns + 1.2, 1.1 * len(features.EMOTIONS)),
+        squeeze=False,
+    )
     for row, emotion in enumerate(features.EMOTIONS):
         faces = list(samples.get(emotion, []))
         for column in range(columns):
@@ -112,9 +116,12 @@ def plot_samples(samples: Mapping[str, Sequence[np.ndarray]], out_dir: str) -> s
             axis.set_xticks([])
             axis.set_yticks([])
             if column < len(faces):
-                axis.imshow(np.asarray(faces[column]).reshape(features.IMAGE_SIZE,
-                                                              features.IMAGE_SIZE),
-                            cmap="gray", vmin=0, vmax=255)
+                axis.imshow(
+                    np.asarray(faces[column]).reshape(features.IMAGE_SIZE, features.IMAGE_SIZE),
+                    cmap="gray",
+                    vmin=0,
+                    vmax=255,
+                )
             else:
                 axis.axis("off")
         axes[row][0].set_ylabel(emotion, rotation=0, ha="right", va="center")
@@ -127,8 +134,11 @@ def _face(image: Mapping[str, Any]) -> np.ndarray:
 
 def _member(member: Mapping[str, Any]) -> str:
     label = member.get("label")
-    emotion = features.EMOTIONS[label] if isinstance(label, int) and \
-        0 <= label < features.NUM_CLASSES else str(label)
+    emotion = (
+        features.EMOTIONS[label]
+        if isinstance(label, int) and 0 <= label < features.NUM_CLASSES
+        else str(label)
+    )
     return f"{member.get('split')}:{emotion}@{member.get('line')}"
 
 
@@ -141,16 +151,20 @@ def _members_caption(members: Sequence[Mapping[str, Any]], rows: Optional[int] =
     return textwrap.fill(text + (f" +{more} more" if more > 0 else ""), 30)
 
 
-def plot_quality_examples(category: str, groups: Sequence[Mapping[str, Any]],
-                          out_dir: str) -> str:
+def plot_quality_examples(category: str, groups: Sequence[Mapping[str, Any]], out_dir: str) -> str:
     """One row per group: its images side by side, each captioned with its rows."""
     rows = [list(group.get("images") or [])[:_THUMBS_PER_GROUP] for group in groups]
     columns = max([len(images) for images in rows] + [1])
-    captions = [[_members_caption(i.get("members") or [], i.get("rows")) for i in images]
-                for images in rows]
+    captions = [
+        [_members_caption(i.get("members") or [], i.get("rows")) for i in images] for images in rows
+    ]
     lines = max([c.count("\n") + 1 for row in captions for c in row] + [1])
-    figure, axes = plt.subplots(len(rows), columns, squeeze=False,
-                                figsize=(1.9 * columns + 0.4, (1.3 + 0.16 * lines) * len(rows)))
+    figure, axes = plt.subplots(
+        len(rows),
+        columns,
+        squeeze=False,
+        figsize=(1.9 * columns + 0.4, (1.3 + 0.16 * lines) * len(rows)),
+    )
     for row, images in enumerate(rows):
         for column, axis in enumerate(axes[row]):
             axis.set_xticks([])
@@ -200,8 +214,15 @@ def plot_confusion(matrix: Sequence[Sequence[int]], title: str, out_dir: str, na
     figure, axis = plt.subplots(figsize=(6, 5.2))
     image = axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for (i, j), value in np.ndenumerate(counts):
-        axis.text(j, i, str(value), ha="center", va="center", fontsize=8,
-                  color="white" if shares[i, j] > 0.5 else "black")
+        axis.text(
+            j,
+            i,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if shares[i, j] > 0.5 else "black",
+        )
     ticks = np.arange(len(features.EMOTIONS))
     axis.set_xticks(ticks, features.EMOTIONS, rotation=45, ha="right")
     axis.set_yticks(ticks, features.EMOTIONS)
@@ -219,20 +240,24 @@ def comparison_rows(architectures: Mapping[str, Mapping[str, Any]]) -> List[Dict
     for arch, info in architectures.items():
         evaluation = info.get("eval") or {}
         matrix = evaluation.get("confusion_matrix")
-        rows.append({
-            "architecture": arch,
-            "params": info.get("params"),
-            "size_mb": (info["size_bytes"] / 1e6) if info.get("size_bytes") is not None else None,
-            "seconds_per_epoch": info.get("seconds_per_epoch"),
-            "images_per_second": info.get("images_per_second"),
-            "epochs": len((info.get("history") or {}).get("loss", [])),
-            "weights": info.get("weights"),
-            "latency_ms": info.get("serving_latency_ms"),
-            "accuracy": evaluation.get("accuracy"),
-            "macro_f1": scores.macro_f1(matrix) if matrix else None,
-            "recall": scores.per_class_scores(matrix)["recall"] if matrix else None,
-            "blessed": bool(info.get("blessed")),
-        })
+        rows.append(
+            {
+                "architecture": arch,
+                "params": info.get("params"),
+                "size_mb": (info["size_bytes"] / 1e6)
+                if info.get("size_bytes") is not None
+                else None,
+                "seconds_per_epoch": info.get("seconds_per_epoch"),
+                "images_per_second": info.get("images_per_second"),
+                "epochs": len((info.get("history") or {}).get("loss", [])),
+                "weights": info.get("weights"),
+                "latency_ms": info.get("serving_latency_ms"),
+                "accuracy": evaluation.get("accuracy"),
+                "macro_f1": scores.macro_f1(matrix) if matrix else None,
+                "recall": scores.per_class_scores(matrix)["recall"] if matrix else None,
+                "blessed": bool(info.get("blessed")),
+            }
+        )
     return rows
 
 
@@ -241,17 +266,35 @@ def _number(value: Optional[float], fmt: str) -> str:
 
 
 def _comparison_table(rows: List[Dict[str, Any]], winner: Optional[str]) -> str:
-    head = ["architecture", "params", "size (MB)", "s/epoch", "images/s", "epochs", "weights",
-            f"serving ms / {signatures.LATENCY_BATCH}", "eval accuracy", "macro-F1", "blessed"] + [f"recall {e}" for e in features.EMOTIONS]
+    head = [
+        "architecture",
+        "params",
+        "size (MB)",
+        "s/epoch",
+        "images/s",
+        "epochs",
+        "weights",
+        f"serving ms / {signatures.LATENCY_BATCH}",
+        "eval accuracy",
+        "macro-F1",
+        "blessed",
+    ] + [f"recall {e}" for e in features.EMOTIONS]
     lines = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for row in rows:
         recall = row["recall"] or [None] * len(features.EMOTIONS)
-        cells = [row["architecture"] + (" ★" if row["architecture"] == winner else ""),
-                 _number(row["params"], ","), _number(row["size_mb"], ".1f"),
-                 _number(row["seconds_per_epoch"], ".1f"), _number(row["images_per_second"], ",.0f"),
-                 str(row["epochs"]), row["weights"] or "–", _number(row["latency_ms"], ".1f"),
-                 _number(row["accuracy"], ".4f"),
-                 _number(row["macro_f1"], ".4f"), "yes" if row["blessed"] else "no"]
+        cells = [
+            row["architecture"] + (" ★" if row["architecture"] == winner else ""),
+            _number(row["params"], ","),
+            _number(row["size_mb"], ".1f"),
+            _number(row["seconds_per_epoch"], ".1f"),
+            _number(row["images_per_second"], ",.0f"),
+            str(row["epochs"]),
+            row["weights"] or "–",
+            _number(row["latency_ms"], ".1f"),
+            _number(row["accuracy"], ".4f"),
+            _number(row["macro_f1"], ".4f"),
+            "yes" if row["blessed"] else "no",
+        ]
         cells += [_number(value, ".3f") for value in recall]
         lines.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return "\n".join(lines + ["</table>"])
@@ -259,16 +302,26 @@ def _comparison_table(rows: List[Dict[str, Any]], winner: Optional[str]) -> str:
 
 def _validation_html(ingest: Mapping[str, Any], validation: Mapping[str, Any]) -> str:
     problems = list(validation.get("problems") or [])
-    verdict = ("<p class='ok'>No anomalies: the data matches the curated schema "
-               f"(splits {', '.join(validation.get('splits') or [])}).</p>" if not problems else
-               "<p class='bad'>Anomalies:</p><ul>" + "".join(
-                   f"<li>{html.escape(p)}</li>" for p in problems) + "</ul>")
+    verdict = (
+        "<p class='ok'>No anomalies: the data matches the curated schema "
+        f"(splits {', '.join(validation.get('splits') or [])}).</p>"
+        if not problems
+        else "<p class='bad'>Anomalies:</p><ul>"
+        + "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+        + "</ul>"
+    )
     reasons = ingest.get("quarantined_by_reason") or {}
-    ingest_html = (f"<p>Rows read {ingest.get('rows_read', '–')}, valid "
-                   f"{ingest.get('rows_valid', '–')}, quarantined "
-                   f"{ingest.get('rows_quarantined', '–')}"
-                   + (": " + ", ".join(f"{html.escape(k)} {v}" for k, v in sorted(reasons.items()))
-                      if reasons else "") + ".</p>")
+    ingest_html = (
+        f"<p>Rows read {ingest.get('rows_read', '–')}, valid "
+        f"{ingest.get('rows_valid', '–')}, quarantined "
+        f"{ingest.get('rows_quarantined', '–')}"
+        + (
+            ": " + ", ".join(f"{html.escape(k)} {v}" for k, v in sorted(reasons.items()))
+            if reasons
+            else ""
+        )
+        + ".</p>"
+    )
     return ingest_html + verdict
 
 
@@ -278,9 +331,15 @@ def _img(name: str, alt: str) -> str:
 
 def _rows_table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     header = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-    return "<table>" + header + "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-        for row in rows) + "</table>"
+    return (
+        "<table>"
+        + header
+        + "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+            for row in rows
+        )
+        + "</table>"
+    )
 
 
 def _fill(text: str, thresholds: Mapping[str, Any]) -> str:
@@ -293,12 +352,17 @@ def _quality_counts_table(quality: Mapping[str, Any]) -> str:
     thresholds = quality.get("thresholds") or {}
     counts = dict(quality.get("counts") or {})
     dropped = counts.pop("dropped", None) or {}
-    rows = [(key, value, _fill(_QUALITY_COUNTS.get(key, ""), thresholds))
-            for key, value in counts.items()]
-    rows += [(f"dropped: {key}", value, _QUALITY_DROPPED.get(key, ""))
-             for key, value in dropped.items()]
-    rows += [(f"policy: {key}", "yes" if value else "no", _QUALITY_POLICY.get(key, ""))
-             for key, value in (quality.get("policy") or {}).items()]
+    rows = [
+        (key, value, _fill(_QUALITY_COUNTS.get(key, ""), thresholds))
+        for key, value in counts.items()
+    ]
+    rows += [
+        (f"dropped: {key}", value, _QUALITY_DROPPED.get(key, "")) for key, value in dropped.items()
+    ]
+    rows += [
+        (f"policy: {key}", "yes" if value else "no", _QUALITY_POLICY.get(key, ""))
+        for key, value in (quality.get("policy") or {}).items()
+    ]
     return _rows_table(["finding", "value", "meaning"], rows)
 
 
@@ -310,31 +374,51 @@ def _quality_html(quality: Mapping[str, Any], out_dir: str) -> str:
         if not groups:
             continue
         caption = _fill(_QUALITY_EXAMPLES.get(category, category), thresholds)
-        parts.append(f"<h3>{html.escape(category)}</h3><p>{html.escape(caption)}</p>"
-                     + _img(plot_quality_examples(category, groups, out_dir), category))
+        parts.append(
+            f"<h3>{html.escape(category)}</h3><p>{html.escape(caption)}</p>"
+            + _img(plot_quality_examples(category, groups, out_dir), category)
+        )
     return "".join(parts)
 
 
 def _without_thumbnails(quality: Mapping[str, Any]) -> Dict[str, Any]:
     """quality.json for report.json: the members of each example, not their pixels."""
-    def group_facts(group: Mapping[str, Any]) -> Dict[str, Any]:
-        return {**group, "images": [{k: v for k, v in image.items() if k != "pixels_b64"}
-                                    for image in group.get("images") or []]}
 
-    return {**quality, "examples": {category: [group_facts(g) for g in groups] for category,
-                                    groups in (quality.get("examples") or {}).items()}}
+    def group_facts(group: Mapping[str, Any]) -> Dict[str, Any]:
+        return {
+            **group,
+            "images": [
+                {k: v for k, v in image.items() if k != "pixels_b64"}
+                for image in group.get("images") or []
+            ],
+        }
+
+    return {
+        **quality,
+        "examples": {
+            category: [group_facts(g) for g in groups]
+            for category, groups in (quality.get("examples") or {}).items()
+        },
+    }
 
 
 def _test_html(test: Mapping[str, Any]) -> str:
     """PrivateTest as published and leakage-free, side by side ("–" when not measured)."""
     figures = (test, test.get("leakage_free") or {})
-    rows = [("accuracy", *[_number(f.get("accuracy"), ".4f") for f in figures]),
-            ("examples", *[_number(f.get("example_count"), ",") for f in figures])]
+    rows = [
+        ("accuracy", *[_number(f.get("accuracy"), ".4f") for f in figures]),
+        ("examples", *[_number(f.get("example_count"), ",") for f in figures]),
+    ]
     table = _rows_table(["", "PrivateTest as published", "PrivateTest, leakage-free"], rows)
     seen = test.get("seen_in_train")
-    note = "" if not seen else (
-        f"<p>Test rows whose image is also in train: {_number(seen.get('example_count'), ',')}"
-        f" (accuracy {_number(seen.get('accuracy'), '.4f')}).</p>")
+    note = (
+        ""
+        if not seen
+        else (
+            f"<p>Test rows whose image is also in train: {_number(seen.get('example_count'), ',')}"
+            f" (accuracy {_number(seen.get('accuracy'), '.4f')}).</p>"
+        )
+    )
     return table + note
 
 
@@ -349,10 +433,18 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
 
     body["samples"] = _img(plot_samples(data.get("samples") or {}, out_dir), "sample faces")
     counts = data.get("class_counts") or {}
-    table = "<table><tr><th>split</th>" + "".join(
-        f"<th>{e}</th>" for e in features.EMOTIONS) + "<th>total</th></tr>" + "".join(
-        f"<tr><td>{html.escape(s)}</td>" + "".join(f"<td>{c}</td>" for c in row)
-        + f"<td>{sum(row)}</td></tr>" for s, row in counts.items()) + "</table>"
+    table = (
+        "<table><tr><th>split</th>"
+        + "".join(f"<th>{e}</th>" for e in features.EMOTIONS)
+        + "<th>total</th></tr>"
+        + "".join(
+            f"<tr><td>{html.escape(s)}</td>"
+            + "".join(f"<td>{c}</td>" for c in row)
+            + f"<td>{sum(row)}</td></tr>"
+            for s, row in counts.items()
+        )
+        + "</table>"
+    )
     body["class-counts"] = _img(plot_class_counts(counts, out_dir), "class counts") + table
     body["validation"] = _validation_html(data.get("ingest") or {}, data.get("validation") or {})
     if data.get("quality"):
@@ -360,36 +452,59 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
     body["training-curves"] = "".join(
         f"<h3>{html.escape(arch)}</h3>"
         + _img(plot_history(arch, info.get("history") or {}, out_dir), f"{arch} curves")
-        for arch, info in architectures.items())
+        for arch, info in architectures.items()
+    )
     rows = comparison_rows(architectures)
     body["comparison"] = (
         f"<p>Selection by {html.escape(str(selection.get('metric', 'accuracy')))} on the eval "
         f"split: <b>{html.escape(winner or 'no blessed candidate: nothing pushed')}</b>.</p>"
-        + _comparison_table(rows, winner))
+        + _comparison_table(rows, winner)
+    )
     matrices = []
     chosen_eval = (architectures.get(chosen) or {}).get("eval") or {}
     if chosen_eval.get("confusion_matrix"):
-        matrices.append(_img(plot_confusion(
-            chosen_eval["confusion_matrix"], f"{chosen}: eval split (accuracy "
-            f"{_number(chosen_eval.get('accuracy'), '.4f')})", out_dir, "confusion_eval.png"),
-            "confusion matrix, eval"))
+        matrices.append(
+            _img(
+                plot_confusion(
+                    chosen_eval["confusion_matrix"],
+                    f"{chosen}: eval split (accuracy "
+                    f"{_number(chosen_eval.get('accuracy'), '.4f')})",
+                    out_dir,
+                    "confusion_eval.png",
+                ),
+                "confusion matrix, eval",
+            )
+        )
     test = data.get("test") or {}
     body["test"] = _test_html(test)
     if test.get("confusion_matrix"):
-        matrices.append(_img(plot_confusion(
-            test["confusion_matrix"], f"{chosen}: test split, reported once (accuracy "
-            f"{_number(test.get('accuracy'), '.4f')})", out_dir, "confusion_test.png"),
-            "confusion matrix, test"))
+        matrices.append(
+            _img(
+                plot_confusion(
+                    test["confusion_matrix"],
+                    f"{chosen}: test split, reported once (accuracy "
+                    f"{_number(test.get('accuracy'), '.4f')})",
+                    out_dir,
+                    "confusion_test.png",
+                ),
+                "confusion matrix, test",
+            )
+        )
     body["confusion-matrix"] = "".join(matrices) or "<p>No confusion matrix was computed.</p>"
 
-    page = ["<!doctype html><html><head><meta charset='utf-8'><title>FER2013 pipeline report"
-            "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-            "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-            ".ok{color:#060}.bad{color:#a00}img{max-width:100%}</style></head><body>",
-            "<h1>FER2013 pipeline report</h1>"]
+    page = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>FER2013 pipeline report"
+        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
+        "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        ".ok{color:#060}.bad{color:#a00}img{max-width:100%}</style></head><body>",
+        "<h1>FER2013 pipeline report</h1>",
+    ]
     titles = {**SECTIONS, **OPTIONAL_SECTIONS}
-    page += [f"<section id='{key}'><h2>{titles[key]}</h2>{body[key]}</section>"
-             for key in _ORDER if key in body]
+    page += [
+        f"<section id='{key}'><h2>{titles[key]}</h2>{body[key]}</section>"
+        for key in _ORDER
+        if key in body
+    ]
     page.append("</body></html>")
     index = os.path.join(out_dir, INDEX_FILE)
     with open(index, "w") as handle:
