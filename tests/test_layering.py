@@ -18,6 +18,12 @@ ALLOWED = {
     "client": {"fer_data"},
     "pipeline": {"components", "fer_data"},
 }
+# What the serving layer may use of the data layer: the data contract; the client also
+# reads fer2013 CSV files as inputs.
+SERVING_LAYER_DATA = {
+    "serving": ("fer_data.features",),
+    "client": ("fer_data.features", "fer_data.fer2013_csv"),
+}
 
 
 def imports(package: str) -> Iterator[Tuple[str, int, str]]:
@@ -41,6 +47,17 @@ def test_no_upward_or_sideways_imports(package):
         f"{os.path.relpath(path, ROOT)}:{line} imports {module}"
         for path, line, module in imports(package)
         if module.split(".")[0] in PROJECT_PACKAGES - {package} - ALLOWED[package]
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("package", sorted(SERVING_LAYER_DATA))
+def test_serving_layer_uses_only_the_data_contract(package):
+    allowed = SERVING_LAYER_DATA[package]
+    wrong = [
+        f"{os.path.relpath(path, ROOT)}:{line} imports {module}"
+        for path, line, module in imports(package)
+        if module.split(".")[0] == "fer_data" and not module.startswith(allowed)
     ]
     assert not wrong, "\n".join(wrong)
 
