@@ -146,6 +146,15 @@ def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
         recipe["test_time_augmentation"] = (
             list(recipe_lib.TTA_TRANSFORMS) if config.test_time_augmentation else []
         )
+    overrides = config.recipe_overrides or {}
+    unknown = set(overrides) - recipe_lib.RECIPE_KEYS
+    if unknown:
+        raise ValueError(
+            f"recipe_overrides: unknown recipe keys {sorted(unknown)}; "
+            f"known: {sorted(recipe_lib.RECIPE_KEYS)}"
+        )
+    recipe.update(overrides)
+    recipe_lib.validate_recipe(recipe, f"{config.architecture} with recipe_overrides")
     return recipe
 
 

@@ -29,6 +29,10 @@ class TrainerConfig:
     # Test-time augmentation of the served model: None: the recipe's; False: none; True:
     # every transform components/models/recipe.py knows (TTA_TRANSFORMS).
     test_time_augmentation: Optional[bool] = None
+    # Recipe settings replaced as a whole, applied after the fields above (keys of the
+    # recipe schema, components/models/recipe.py; the result is validated), e.g.
+    # {"lr_schedule": None, "label_smoothing": 0.0}.
+    recipe_overrides: Optional[Dict[str, Any]] = None
     weights: Optional[str] = None  # None / 'imagenet' / path to a local .h5 (transfer models)
     class_weighting: str = "sqrt_balanced"  # none | balanced | sqrt_balanced (for Disgust)
     mixed_precision: str = "auto"  # auto (on when a GPU is visible) | on | off

@@ -395,6 +395,33 @@ def test_trainer_config_overrides_the_recipe_and_can_turn_augmentation_off():
     assert resolved["optimizer"] == models.get_recipe("vgg_bn")["optimizer"]  # the rest is kept
 
 
+def test_recipe_overrides_replace_recipe_settings_and_are_checked():
+    from components import trainer
+    from pipeline import config
+
+    demo = config.PipelineConfig(
+        data_path="faces.csv",
+        per_architecture=config.per_architecture_training(
+            config.TrainerConfig(), embedded_data=True
+        ),
+    )
+    resolved = trainer.resolve_recipe(demo.trainer_for("vgg"))
+    assert resolved["lr_schedule"] is None and resolved["label_smoothing"] == 0.0
+    assert resolved["learning_rate"] == 5e-4 and resolved["epochs"] == 6
+    real = trainer.resolve_recipe(config.PipelineConfig("fer2013.csv").trainer_for("vgg"))
+    assert real["lr_schedule"]["name"] == "cosine" and real["label_smoothing"] == 0.1
+    with pytest.raises(ValueError, match="unknown recipe keys \\['momentum'\\]"):
+        trainer.resolve_recipe(
+            config.TrainerConfig(architecture="vgg", recipe_overrides={"momentum": 0.9})
+        )
+    with pytest.raises(ValueError, match="lr_schedule must be"):
+        trainer.resolve_recipe(
+            config.TrainerConfig(
+                architecture="vgg", recipe_overrides={"lr_schedule": {"name": "x"}}
+            )
+        )
+
+
 def test_test_time_augmentation_follows_the_recipe_unless_the_config_says():
     from components import trainer
     from pipeline.config import TrainerConfig
