@@ -39,7 +39,7 @@ COPY requirements.lock ./
 RUN python -m pip install --upgrade pip==24.2 \
  && python -m pip install --no-deps -r requirements.lock
 
-# The project itself (packages pipeline, components, serving). The source stays in
+# The project itself (packages fer_data, components, pipeline, serving, client). The source stays in
 # /pipeline as well: schemas/schema.pbtxt is read from here by ImportSchemaGen.
 COPY . .
 RUN python -m pip install --no-deps . \

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench import common
 from fer_data import fer2013_csv
-from pipeline.config import BEAM_MODES, direct_running_mode
+from pipeline.config import BEAM_MODES, PipelineConfig, direct_running_mode, run_paths
 
 INGEST_NODES = (
     "Fer2013ExampleGen",
@@ -77,15 +77,12 @@ def row_parser(path: str) -> int:
 def pipeline_ingest(path: str, beam_mode: str) -> Dict[str, Any]:
     """Runs the pipeline up to Transform on a fresh root; returns its run summary."""
     from pipeline import local_runner
-    from pipeline.config import PipelineConfig
 
     root = tempfile.mkdtemp(prefix="fer-bench-ingest-")
     try:
         config = PipelineConfig(
             data_path=os.path.abspath(path),
-            pipeline_root=os.path.join(root, "pipeline_root"),
-            serving_dir=os.path.join(root, "serving"),
-            metadata_path=os.path.join(root, "metadata.sqlite"),
+            **run_paths(root),
             beam_direct_running_mode=beam_mode,
         )
         return local_runner.run(config, last_node="Transform")
@@ -110,7 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", required=True, help="fer2013 CSV (.csv or .csv.gz)")
     parser.add_argument(
         "--beam-mode",
-        default=BEAM_MODES[0],
+        default=PipelineConfig.beam_direct_running_mode,
         choices=BEAM_MODES,
         help="DirectRunner mode of the Beam steps (pipeline/config.py)",
     )

@@ -47,13 +47,11 @@ def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
     from tfx.types import artifact_utils
 
     from pipeline import local_runner, run_summary
-    from pipeline.config import PipelineConfig
+    from pipeline.config import PipelineConfig, run_paths
 
     config = PipelineConfig(
         data_path=os.path.abspath(data),
-        pipeline_root=os.path.join(run_root, "pipeline_root"),
-        serving_dir=os.path.join(run_root, "serving"),
-        metadata_path=os.path.join(run_root, "metadata.sqlite"),
+        **run_paths(run_root),
     )
     local_runner.run(config, last_node="Transform")
     outputs = run_summary.latest_run_outputs(

@@ -52,13 +52,18 @@ HEADER = ",".join(COLUMNS)
 # `Usage` value -> TFX split name (the protocol: train on Training, choose on PublicTest,
 # report PrivateTest once).
 TRAINING, PUBLIC_TEST, PRIVATE_TEST = "Training", "PublicTest", "PrivateTest"
-USAGE_TO_SPLIT: Dict[str, str] = {TRAINING: "train", PUBLIC_TEST: "eval", PRIVATE_TEST: "test"}
-USAGES: Tuple[str, ...] = tuple(USAGE_TO_SPLIT)
+USAGES: Tuple[str, ...] = (TRAINING, PUBLIC_TEST, PRIVATE_TEST)
+USAGE_TO_SPLIT: Dict[str, str] = dict(zip(USAGES, features.SPLITS))
 # A valid record is under 10 KB (2304 pixels of up to 3 digits); a longer one is read no
 # further than this, quarantined as line_too_long and keeps only its first characters.
 MAX_RECORD_BYTES = 64 * 1024
 KEPT_TEXT_CHARS = 1024
 BOM = "\ufeff"
+
+
+def format_row(label: int, pixels: str, usage: str) -> str:
+    """One data line of a fer2013 CSV (``HEADER`` order), newline included."""
+    return f"{label},{pixels},{usage}\n"
 
 
 def is_gzip(path: str) -> bool:

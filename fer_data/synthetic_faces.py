@@ -444,7 +444,7 @@ def write_csv(path: str, num_rows: int = DEFAULT_ROWS, seed: int = 0) -> str:
         with fer2013_csv.create_text(tmp_path, gzipped=fer2013_csv.is_gzip(path)) as f:
             f.write(fer2013_csv.HEADER + "\n")
             for emotion, pixels, usage in generate_rows(num_rows, seed):
-                f.write(f"{emotion},{pixels},{usage}\n")
+                f.write(fer2013_csv.format_row(emotion, pixels, usage))
         os.replace(tmp_path, path)
     finally:
         if os.path.exists(tmp_path):

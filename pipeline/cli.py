@@ -133,7 +133,8 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
         "--beam-mode",
         default=DEFAULTS.beam_direct_running_mode,
         choices=config_lib.BEAM_MODES,
-        help="DirectRunner mode; auto: in_memory on <= 2 CPUs, else multi_processing",
+        help=f"DirectRunner mode; auto: in_memory on <= {config_lib.IN_MEMORY_MAX_CPUS} CPUs, "
+        "else multi_processing",
     )
     parser.add_argument(
         "--summary-json", help="where the run summary goes (default: <run-root>/summary.json)"
@@ -171,11 +172,12 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """Flags -> PipelineConfig (the only place flags meet configuration)."""
     run_root = args.run_root
     trainer = _trainer_config(args)
+    paths = config_lib.run_paths(run_root)
     return config_lib.PipelineConfig(
         data_path=args.data or _default_data(run_root),
-        pipeline_root=args.pipeline_root or os.path.join(run_root, "pipeline_root"),
-        serving_dir=args.serving_dir or os.path.join(run_root, "serving"),
-        metadata_path=args.metadata_path or os.path.join(run_root, "metadata.sqlite"),
+        pipeline_root=args.pipeline_root or paths["pipeline_root"],
+        serving_dir=args.serving_dir or paths["serving_dir"],
+        metadata_path=args.metadata_path or paths["metadata_path"],
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
         quality_policy=_quality_policy(args),

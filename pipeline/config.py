@@ -41,13 +41,24 @@ SYNTHETIC_DATA_TRAINING: Dict[str, Dict[str, Any]] = {
 }
 
 
+def run_paths(run_root: str) -> Dict[str, str]:
+    """Where a local run under ``run_root`` keeps its pipeline root, served models and ML
+    Metadata (PipelineConfig's ``pipeline_root``, ``serving_dir``, ``metadata_path``)."""
+    return {
+        "pipeline_root": os.path.join(run_root, "pipeline_root"),
+        "serving_dir": os.path.join(run_root, "serving"),
+        "metadata_path": os.path.join(run_root, "metadata.sqlite"),
+    }
+
+
 def per_architecture_training(
     trainer: TrainerConfig, embedded_data: bool
 ) -> Dict[str, Dict[str, Any]]:
     """Per-architecture trainer settings of a run: on the embedded synthetic faces,
     SYNTHETIC_DATA_TRAINING except what ``trainer`` (the flags) sets for every
-    architecture; none when the run has its own data or sets the epochs itself."""
-    if not embedded_data or trainer.epochs is not None:
+    architecture (``--epochs 3`` replaces the demo's epochs, not its learning rates);
+    none when the run has its own data."""
+    if not embedded_data:
         return {}
     return {
         arch: {key: value for key, value in settings.items() if getattr(trainer, key) is None}

@@ -16,7 +16,7 @@ from typing import Iterator, TextIO
 
 from components import progress
 
-_OWN_LOGGERS = ("components", "pipeline")
+_OWN_LOGGERS = ("fer_data", "components", "pipeline")
 
 
 def log_path(run_root: str) -> str:

@@ -163,7 +163,9 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
 
     quarantine = _single(outputs, "Fer2013ExampleGen", "quarantine")
     if quarantine is not None:
-        with open(os.path.join(quarantine.uri, "summary.json")) as handle:
+        from components.fer2013_example_gen.executor import SUMMARY_FILE
+
+        with open(os.path.join(quarantine.uri, SUMMARY_FILE)) as handle:
             summary["ingest"] = json.load(handle)
     architectures = sorted(
         node[len("Trainer_") :] for node in outputs if node.startswith("Trainer_")

@@ -55,6 +55,10 @@ def test_flags_win_over_the_demo_settings_and_real_data_uses_the_recipes(tmp_pat
     resnet = config.trainer_for("resnet50")
     assert resnet.learning_rate == 0.01
     assert resnet.epochs == config_lib.SYNTHETIC_DATA_TRAINING["resnet50"]["epochs"]
+    vgg = _run_config(tmp_path, "--epochs", "2").trainer_for("vgg")
+    demo_vgg = config_lib.SYNTHETIC_DATA_TRAINING["vgg"]
+    assert vgg.epochs == 2 and vgg.learning_rate == demo_vgg["learning_rate"]
+    assert vgg.recipe_overrides == demo_vgg["recipe_overrides"]
     real = _run_config(tmp_path, "--data", "fer2013.csv.gz")
     assert real.per_architecture == {} and real.trainer_for("resnet50").epochs is None
 

@@ -181,6 +181,20 @@ def test_download_checks_the_hash(tmp_path):
     assert (tmp_path / "cache" / "w.h5").read_bytes() == b"weights"
 
 
+def test_a_cached_file_that_fails_its_hash_is_downloaded_again(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    source = tmp_path / "w.h5"
+    source.write_bytes(b"good weights")
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    cached = tmp_path / "keras" / "models" / "w.h5"
+    cached.write_bytes(b"corrupt")
+    md5 = hashlib.md5(b"good weights").hexdigest()
+    assert transfer.fetch_imagenet_file("w.h5", source.as_uri(), md5) == str(cached)
+    assert cached.read_bytes() == b"good weights"
+    source.unlink()  # a cached file that passes is used without the network
+    assert transfer.fetch_imagenet_file("w.h5", source.as_uri(), md5) == str(cached)
+
+
 def test_imagenet_file_in_keras_cache_is_used(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(mobilenet_v2, "IMAGENET_URL", _closed_port_url(mobilenet_v2.IMAGENET_FILE))
@@ -280,8 +294,9 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
 
 
 def test_generalising_recipe_trains_with_its_schedule():
-    """improved and vgg: augmentation, label smoothing and the cosine LR reach Keras."""
-    r = dict(models.get_recipe("vgg"), epochs=3)
+    """improved and vgg: augmentation, label smoothing and the cosine LR reach Keras; the
+    floor follows an overridden learning rate."""
+    r = dict(models.get_recipe("vgg"), epochs=3, learning_rate=2e-3)
     assert r["lr_schedule"]["name"] == "cosine" and r["label_smoothing"] == 0.1
     assert r["augmentation"]["horizontal_flip"] and r["augmentation"]["translation"] > 0
     model = keras.Sequential(
@@ -296,7 +311,7 @@ def test_generalising_recipe_trains_with_its_schedule():
         _images(16), _labels(16), epochs=3, verbose=0, callbacks=training.make_callbacks(r)[:1]
     )
     assert history.history["lr"] == pytest.approx(
-        [recipe.cosine_learning_rate(e, 3, 1e-3, 1, 1e-5) for e in range(3)]
+        [recipe.cosine_learning_rate(e, 3, 2e-3, 1, 2e-5) for e in range(3)]
     )
 
 

@@ -44,7 +44,11 @@ def run(tmp_path_factory):
         serving_dir=str(root / "serving"),
         metadata_path=str(root / "metadata.sqlite"),
         architectures=ARCHITECTURES,
-        per_architecture={LEARNER: {"epochs": 10}, "resnet50": {"epochs": 1}},
+        # The demo's settings for the learner (constant rate, no augmentation), more epochs.
+        per_architecture={
+            LEARNER: {**config_lib.SYNTHETIC_DATA_TRAINING[LEARNER], "epochs": 10},
+            "resnet50": {"epochs": 1},
+        },
         min_accuracy=0.3,
         beam_direct_running_mode="in_memory",
     )

@@ -19,11 +19,12 @@ Recipe schema::
                                      "mode": "max"|"min", "factor": float,
                                      "patience": int, "min_lr": float} or
                                     {"name": "cosine", "warmup_epochs": int,
-                                     "min_lr": float}  (per epoch, over ``epochs``;
+                                     "min_lr_fraction": float}  (per epoch, over
+                                     ``epochs``, down to learning_rate * min_lr_fraction;
                                      see cosine_learning_rate)
     weight_decay             float  0.0 = none; passed to the optimizer's
-                                    ``weight_decay`` (see make_optimizer)
-    label_smoothing          float  0.0 = none (see make_loss)
+                                    ``weight_decay`` (see training.make_optimizer)
+    label_smoothing          float  0.0 = none (see training.make_loss)
     augmentation             dict   training-only image augmentation, keys:
         horizontal_flip      bool
         rotation_degrees     float  max |angle|, 0 = off
@@ -56,7 +57,11 @@ RECIPE_KEYS = frozenset(
         "test_time_augmentation",
     }
 )
-LR_SCHEDULES = ("reduce_on_plateau", "cosine")
+# Schedule name -> the keys its dict holds besides "name".
+LR_SCHEDULES = {
+    "reduce_on_plateau": frozenset({"monitor", "mode", "factor", "patience", "min_lr"}),
+    "cosine": frozenset({"warmup_epochs", "min_lr_fraction"}),
+}
 # Test-time augmentations a recipe may name (components/signatures.py applies them).
 TTA_TRANSFORMS = ("horizontal_flip",)
 AUGMENTATION_KEYS = frozenset(
@@ -109,7 +114,7 @@ def generalising_recipe(epochs: int, learning_rate: float) -> Dict[str, Any]:
         "batch_size": 64,
         "optimizer": {"name": "adam"},
         "learning_rate": learning_rate,
-        "lr_schedule": {"name": "cosine", "warmup_epochs": 1, "min_lr": learning_rate / 100},
+        "lr_schedule": {"name": "cosine", "warmup_epochs": 1, "min_lr_fraction": 0.01},
         "weight_decay": 0.0,
         "label_smoothing": 0.1,
         "augmentation": {
@@ -154,5 +159,11 @@ def validate_recipe(recipe: Mapping[str, Any], name: str = "recipe") -> None:
             f"known: {list(TTA_TRANSFORMS)}"
         )
     schedule = recipe["lr_schedule"]
-    if schedule is not None and schedule.get("name") not in LR_SCHEDULES:
-        raise ValueError(f"{name}: lr_schedule must be None or one of {list(LR_SCHEDULES)}")
+    if schedule is not None:
+        if schedule.get("name") not in LR_SCHEDULES:
+            raise ValueError(f"{name}: lr_schedule must be None or one of {list(LR_SCHEDULES)}")
+        keys = LR_SCHEDULES[schedule["name"]]
+        if set(schedule) - {"name"} != keys:
+            raise ValueError(
+                f"{name}: lr_schedule {schedule['name']!r} needs exactly the keys {sorted(keys)}"
+            )

@@ -57,7 +57,7 @@ def make_callbacks(recipe: Mapping[str, Any]) -> List[keras.callbacks.Callback]:
                     recipe["epochs"],
                     recipe["learning_rate"],
                     schedule["warmup_epochs"],
-                    schedule["min_lr"],
+                    recipe["learning_rate"] * schedule["min_lr_fraction"],
                 )
             )
         )

@@ -22,6 +22,7 @@ every case.
 """
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -65,6 +66,15 @@ def keras_cache_dir() -> str:
     return cache_dir if os.access(cache_dir, os.W_OK) else os.path.join("/tmp", ".keras")
 
 
+def has_hash(path: str, file_hash: str) -> bool:
+    """Whether the file's md5 (for 32 hex digits) or sha256 is ``file_hash``."""
+    digest = hashlib.md5() if len(file_hash) == 32 else hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == file_hash
+
+
 def download(
     url: str, path: str, file_hash: Optional[str] = None, timeout_s: float = DOWNLOAD_TIMEOUT_S
 ) -> str:
@@ -76,18 +86,13 @@ def download(
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
             shutil.copyfileobj(response, out, 1 << 20)
-        if file_hash:
-            digest = hashlib.md5() if len(file_hash) == 32 else hashlib.sha256()
-            with open(tmp, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != file_hash:
-                raise RuntimeError(f"{url}: hash {digest.hexdigest()} != expected {file_hash}")
+        if file_hash and not has_hash(tmp, file_hash):
+            raise RuntimeError(f"{url}: the downloaded file's hash is not {file_hash}")
         os.replace(tmp, path)
         return path
     except urllib.error.HTTPError as err:
         raise RuntimeError(f"{url} answered HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
         raise RuntimeError(f"cannot download {url} ({getattr(err, 'reason', err)})") from err
     finally:
         if os.path.exists(tmp):
@@ -96,9 +101,12 @@ def download(
 
 def fetch_imagenet_file(fname: str, url: str, file_hash: Optional[str]) -> str:
     """Path of the ImageNet weights file in the Keras cache, downloaded there first if
-    needed; raises RuntimeError saying why it cannot be had."""
+    it is missing or fails its hash (as keras' get_file); raises RuntimeError saying why
+    it cannot be had."""
     cached = os.path.join(keras_cache_dir(), "models", fname)
-    return cached if os.path.exists(cached) else download(url, cached, file_hash)
+    if os.path.exists(cached) and (not file_hash or has_hash(cached, file_hash)):
+        return cached
+    return download(url, cached, file_hash)
 
 
 def on_gray_images(

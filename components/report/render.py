@@ -249,7 +249,7 @@ def comparison_rows(architectures: Mapping[str, Mapping[str, Any]]) -> List[Dict
                 else None,
                 "seconds_per_epoch": info.get("seconds_per_epoch"),
                 "images_per_second": info.get("images_per_second"),
-                "epochs": len((info.get("history") or {}).get("loss", [])),
+                "epochs": info.get("epochs_run"),
                 "weights": info.get("weights"),
                 "latency_ms": info.get("serving_latency_ms"),
                 "accuracy": evaluation.get("accuracy"),
