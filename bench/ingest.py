@@ -81,9 +81,7 @@ def pipeline_ingest(path: str, beam_mode: str) -> Dict[str, Any]:
     root = tempfile.mkdtemp(prefix="fer-bench-ingest-")
     try:
         config = PipelineConfig(
-            data_path=os.path.abspath(path),
-            **run_paths(root),
-            beam_direct_running_mode=beam_mode,
+            data_path=os.path.abspath(path), **run_paths(root), beam_direct_running_mode=beam_mode
         )
         return local_runner.run(config, last_node="Transform")
     finally:

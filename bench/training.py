@@ -49,10 +49,7 @@ def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
     from pipeline import local_runner, run_summary
     from pipeline.config import PipelineConfig, run_paths
 
-    config = PipelineConfig(
-        data_path=os.path.abspath(data),
-        **run_paths(run_root),
-    )
+    config = PipelineConfig(data_path=os.path.abspath(data), **run_paths(run_root))
     local_runner.run(config, last_node="Transform")
     outputs = run_summary.latest_run_outputs(
         run_summary.open_store(config.metadata_path), config.pipeline_name

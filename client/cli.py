@@ -27,28 +27,20 @@ def _quiet_tensorflow() -> None:
 
 
 def _client_parser() -> argparse.ArgumentParser:
+    # fmt: off
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--server",
-        default=None,
-        help="HOST:PORT (default localhost:8500, or localhost:8501 with --rest)",
-    )
+    common.add_argument("--server", default=None,
+                        help="HOST:PORT (default localhost:8500, or localhost:8501 with --rest)")
     common.add_argument("--model-name", default=features.MODEL_NAME)
     which = common.add_mutually_exclusive_group()
     which.add_argument("--version", type=int, default=None, help="a specific version")
     which.add_argument("--version-label", default=None, help="a version label, e.g. stable")
-    common.add_argument(
-        "--signature",
-        default=None,
-        help="signature (default: serving_images for images, serving_default for CSV rows)",
-    )
+    common.add_argument("--signature", default=None,
+                        help="signature (default: serving_images for images, "
+                             "serving_default for CSV rows)")
     common.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
-    common.add_argument(
-        "--retries",
-        type=int,
-        default=3,
-        help="retries when the server is unavailable (exponential backoff)",
-    )
+    common.add_argument("--retries", type=int, default=3,
+                        help="retries when the server is unavailable (exponential backoff)")
     common.add_argument("--json", action="store_true", help="print JSON")
     common.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
     common.add_argument("--tls", action="store_true", help="TLS (https for --rest)")
@@ -61,58 +53,43 @@ def _client_parser() -> argparse.ArgumentParser:
         "3 server unavailable, 4 deadline exceeded",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    predict = commands.add_parser(
-        "predict", parents=[common], help="predict images (PNG/JPEG/BMP/GIF) or fer2013 CSV rows"
-    )
+    predict = commands.add_parser("predict", parents=[common],
+                                  help="predict images (PNG/JPEG/BMP/GIF) or fer2013 CSV rows")
     predict.add_argument("files", nargs="+", metavar="FILE")
     predict.add_argument("--batch-size", type=int, default=64, help="inputs per request")
     commands.add_parser("status", parents=[common], help="version states (GetModelStatus)")
     commands.add_parser("metadata", parents=[common], help="signatures (GetModelMetadata)")
-    bench = commands.add_parser(
-        "bench", parents=[common], help="bounded load test of a loopback server"
-    )
-    bench.add_argument(
-        "files",
-        nargs="*",
-        metavar="FILE",
-        help="images or CSV files to send (default: synthetic 48x48 PNGs)",
-    )
+    bench = commands.add_parser("bench", parents=[common],
+                                help="bounded load test of a loopback server")
+    bench.add_argument("files", nargs="*", metavar="FILE",
+                       help="images or CSV files to send (default: synthetic 48x48 PNGs)")
     bench.add_argument("--clients", type=int, default=8, help="concurrent clients (threads)")
     bench.add_argument("--requests", type=int, default=100, help="requests per client")
     bench.add_argument("--batch-size", type=int, default=1, help="inputs per request")
     bench.add_argument("--max-seconds", type=float, default=120.0, help="stop after this long")
     return parser
+    # fmt: on
 
 
 def _make_client(args: argparse.Namespace, retries: Optional[int] = None) -> Any:
     from client.fer_client import FerClient, RestFerClient
 
     retries = args.retries if retries is None else retries
-    if args.rest:
-        return RestFerClient(
-            args.server,
-            model_name=args.model_name,
-            timeout=args.timeout,
-            retries=retries,
-            tls=args.tls,
-            root_certs=args.root_certs,
-            version=args.version,
-            version_label=args.version_label,
-        )
-    root_certs = None
-    if args.root_certs:
-        with open(args.root_certs, "rb") as handle:
-            root_certs = handle.read()
-    return FerClient(
-        args.server,
+    options = dict(
         model_name=args.model_name,
         timeout=args.timeout,
         retries=retries,
         tls=args.tls,
-        root_certs=root_certs,
         version=args.version,
         version_label=args.version_label,
     )
+    if args.rest:  # a CA bundle path for requests, the PEM bytes for gRPC
+        return RestFerClient(args.server, root_certs=args.root_certs, **options)
+    root_certs = None
+    if args.root_certs:
+        with open(args.root_certs, "rb") as handle:
+            root_certs = handle.read()
+    return FerClient(args.server, root_certs=root_certs, **options)
 
 
 def _batches(items: Iterator[Any], size: int) -> Iterator[List[Any]]:

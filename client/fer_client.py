@@ -168,12 +168,22 @@ def _predictions(outputs: Dict[str, np.ndarray], version: Optional[int]) -> List
     return results
 
 
+# (version, version_label) of one call; either or neither may be set.
+Target = Tuple[Optional[int], Optional[str]]
+# The signature that takes each input (predict_values' default).
+SIGNATURE_OF_INPUT = {
+    features.IMAGES_INPUT: features.SERVING_IMAGES_SIGNATURE,
+    features.EXAMPLES_INPUT: features.SERVING_DEFAULT_SIGNATURE,
+}
+
+
 class _BaseClient:
     """What the gRPC and REST clients share: options, retries, input preparation."""
 
     def __init__(
         self,
         server: str,
+        *,
         model_name: str = features.MODEL_NAME,
         timeout: float = 10.0,
         retries: int = 3,
@@ -181,6 +191,9 @@ class _BaseClient:
         version: Optional[int] = None,
         version_label: Optional[str] = None,
     ) -> None:
+        """``server`` host:port; the options (keyword-only, shared by both clients): the
+        model, a per-call ``timeout`` in seconds, ``retries`` of UNAVAILABLE with
+        exponential ``backoff``, and the default ``version`` or ``version_label``."""
         if version is not None and version_label:
             raise ValueError("give a version or a version label, not both")
         if timeout <= 0 or retries < 0 or backoff < 0:
@@ -219,49 +232,40 @@ class _BaseClient:
                 time.sleep(self.backoff * (2**attempt))
                 attempt += 1
 
-    def predict_images(
-        self,
-        images: Sequence[bytes],
-        version: Optional[int] = None,
-        version_label: Optional[str] = None,
-        signature: str = features.SERVING_IMAGES_SIGNATURE,
-    ) -> List[Prediction]:
-        """Encoded PNG/JPEG/BMP/GIF images (any size, colour or gray) -> predictions."""
-        images = [bytes(i) for i in images]
-        if not images:
-            raise ValueError("predict_images needs at least one image")
-        return self._predict(features.IMAGES_INPUT, images, signature, version, version_label)
+    def predict_images(self, images: Sequence[bytes], **target: Any) -> List[Prediction]:
+        """Encoded PNG/JPEG/BMP/GIF images (any size, colour or gray) -> predictions;
+        ``target``: see :meth:`predict_values`."""
+        return self.predict_values(features.IMAGES_INPUT, images, **target)
 
-    def predict_pixels(
-        self,
-        pixels: np.ndarray,
-        version: Optional[int] = None,
-        version_label: Optional[str] = None,
-        signature: str = features.SERVING_DEFAULT_SIGNATURE,
-    ) -> List[Prediction]:
+    def predict_pixels(self, pixels: np.ndarray, **target: Any) -> List[Prediction]:
         """48x48 gray pixels ([N, 48, 48] or [N, 2304], 0..255), sent as tf.Examples."""
-        return self.predict_examples(pixels_to_examples(pixels), version, version_label, signature)
+        return self.predict_examples(pixels_to_examples(pixels), **target)
 
-    def predict_examples(
-        self,
-        examples: Sequence[bytes],
-        version: Optional[int] = None,
-        version_label: Optional[str] = None,
-        signature: str = features.SERVING_DEFAULT_SIGNATURE,
-    ) -> List[Prediction]:
+    def predict_examples(self, examples: Sequence[bytes], **target: Any) -> List[Prediction]:
         """Serialized tf.Examples (feature ``pixels``) -> predictions."""
-        examples = [bytes(e) for e in examples]
-        if not examples:
-            raise ValueError("predict_examples needs at least one example")
-        return self._predict(features.EXAMPLES_INPUT, examples, signature, version, version_label)
+        return self.predict_values(features.EXAMPLES_INPUT, examples, **target)
 
-    def _predict(
+    def predict_values(
         self,
         input_name: str,
-        values: List[bytes],
-        signature: str,
-        version: Optional[int],
-        version_label: Optional[str],
+        values: Sequence[bytes],
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+        signature: Optional[str] = None,
+    ) -> List[Prediction]:
+        """Byte strings for one signature input (``features.IMAGES_INPUT`` or
+        ``EXAMPLES_INPUT``) -> predictions, from the client's default version unless
+        ``version`` or ``version_label`` says otherwise; ``signature`` defaults to the
+        one that takes that input."""
+        values = [bytes(v) for v in values]
+        if not values:
+            raise ValueError(f"nothing to predict: no {input_name}")
+        if signature is None:
+            signature = SIGNATURE_OF_INPUT[input_name]
+        return self._predict(input_name, values, signature, (version, version_label))
+
+    def _predict(
+        self, input_name: str, values: List[bytes], signature: str, target: Target
     ) -> List[Prediction]:
         raise NotImplementedError
 
@@ -281,17 +285,14 @@ class FerClient(_BaseClient):
     def __init__(
         self,
         server: str,
-        model_name: str = features.MODEL_NAME,
-        timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.2,
+        *,
         tls: bool = False,
         root_certs: Optional[bytes] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        version: Optional[int] = None,
-        version_label: Optional[str] = None,
+        **options: Any,
     ) -> None:
-        super().__init__(server, model_name, timeout, retries, backoff, version, version_label)
+        """``root_certs``: PEM bytes for ``tls``; ``options``: see _BaseClient."""
+        super().__init__(server, **options)
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         options = [
@@ -360,16 +361,11 @@ class FerClient(_BaseClient):
         return outputs, response.model_spec.version.value
 
     def _predict(
-        self,
-        input_name: str,
-        values: List[bytes],
-        signature: str,
-        version: Optional[int],
-        version_label: Optional[str],
+        self, input_name: str, values: List[bytes], signature: str, target: Target
     ) -> List[Prediction]:
         array = np.empty(len(values), dtype=object)
         array[:] = values
-        outputs, served = self.predict({input_name: array}, signature, version, version_label)
+        outputs, served = self.predict({input_name: array}, signature, *target)
         return _predictions(outputs, served)
 
     def status(
@@ -433,23 +429,15 @@ class RestFerClient(_BaseClient):
     """The same API over TF Serving's REST API (``host:8501``), using ``requests``."""
 
     def __init__(
-        self,
-        server: str,
-        model_name: str = features.MODEL_NAME,
-        timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.2,
-        tls: bool = False,
-        root_certs: Optional[str] = None,
-        version: Optional[int] = None,
-        version_label: Optional[str] = None,
+        self, server: str, *, tls: bool = False, root_certs: Optional[str] = None, **options: Any
     ) -> None:
-        super().__init__(server, model_name, timeout, retries, backoff, version, version_label)
+        """``root_certs``: a CA bundle path for ``tls``; ``options``: see _BaseClient."""
+        super().__init__(server, **options)
         import requests
 
         self._requests = requests
         self._session = requests.Session()
-        self._base = f"{'https' if tls else 'http'}://{server}/v1/models/{model_name}"
+        self._base = f"{'https' if tls else 'http'}://{server}/v1/models/{self.model_name}"
         self._verify: Any = root_certs if root_certs else True
 
     def _url(self, version: Optional[int], version_label: Optional[str], suffix: str = "") -> str:
@@ -490,12 +478,7 @@ class RestFerClient(_BaseClient):
         return self._with_retries(call)
 
     def _predict(
-        self,
-        input_name: str,
-        values: List[bytes],
-        signature: str,
-        version: Optional[int],
-        version_label: Optional[str],
+        self, input_name: str, values: List[bytes], signature: str, target: Target
     ) -> List[Prediction]:
         body = {
             "signature_name": signature,
@@ -503,7 +486,7 @@ class RestFerClient(_BaseClient):
                 {input_name: {"b64": base64.b64encode(v).decode("ascii")}} for v in values
             ],
         }
-        payload = self._http("POST", self._url(version, version_label, ":predict"), body)
+        payload = self._http("POST", self._url(*target, ":predict"), body)
         predictions = payload.get("predictions") if isinstance(payload, dict) else None
         if not isinstance(predictions, list) or not all(isinstance(p, dict) for p in predictions):
             raise ClientError("INTERNAL", f"unexpected answer: {json.dumps(payload)[:200]}")
@@ -519,7 +502,7 @@ class RestFerClient(_BaseClient):
             outputs[features.PROBABILITIES_OUTPUT] = np.asarray(
                 [p[features.PROBABILITIES_OUTPUT] for p in predictions], dtype=np.float64
             )
-        version, _ = self._choice(version, version_label)
+        version, _ = self._choice(*target)
         return _predictions(outputs, version)
 
     def status(

@@ -6,7 +6,13 @@ TYPE_NAME, and the KubeflowV2 compiler accepts only ``<namespace>.<Title>`` name
 and ``components/__init__.py`` exposes the class under that path.
 """
 
+from typing import Any, Dict, List
+
 from tfx.types import artifact
+
+# The arguments of every executor's Do(): artifacts by key, and the exec properties.
+Artifacts = Dict[str, List[artifact.Artifact]]
+Properties = Dict[str, Any]
 
 
 class QuarantinedRows(artifact.Artifact):

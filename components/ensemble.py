@@ -14,12 +14,12 @@ import tempfile
 from typing import Any, Dict, List
 
 import tensorflow as tf
-from tfx import types
 from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
 from components import candidates, model_metadata, node_ids, signatures
+from components.artifacts import Artifacts, Properties
 from fer_data import features
 
 ENSEMBLE = node_ids.ENSEMBLE
@@ -66,10 +66,7 @@ class Executor(base_executor.BaseExecutor):
     """Averages the blessed candidates into the output Model (with fer_model.json)."""
 
     def Do(
-        self,
-        input_dict: Dict[str, List[types.Artifact]],
-        output_dict: Dict[str, List[types.Artifact]],
-        exec_properties: Dict[str, Any],
+        self, input_dict: Artifacts, output_dict: Artifacts, exec_properties: Properties
     ) -> None:
         grouped = candidates.group_by_architecture(input_dict)
         blessed = [a for a, arts in grouped.items() if candidates.is_blessed(arts)]

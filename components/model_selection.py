@@ -11,13 +11,13 @@ import json
 import os
 from typing import Any, Dict, List
 
-from tfx import types
 from tfx.dsl.components.base import base_component, base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
 from components import candidates, evaluation
+from components.artifacts import Artifacts, Properties
 from fer_data import features
 
 SELECTION_FILE = "selection.json"
@@ -43,10 +43,7 @@ class Executor(base_executor.BaseExecutor):
     """Ranks the candidates and copies the winner into the output Model."""
 
     def Do(
-        self,
-        input_dict: Dict[str, List[types.Artifact]],
-        output_dict: Dict[str, List[types.Artifact]],
-        exec_properties: Dict[str, Any],
+        self, input_dict: Artifacts, output_dict: Artifacts, exec_properties: Properties
     ) -> None:
         metric = exec_properties["metric"]
         rows = []

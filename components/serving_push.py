@@ -12,9 +12,8 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
-from tfx import types
 from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
@@ -22,6 +21,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
+
+from components.artifacts import Artifacts, Properties
 
 TEMP_PREFIX = ".pushing-"  # .pushing-<version>-<unique>: a copy in progress
 RESERVED_PREFIX = ".version-"  # .version-<version>: a number taken by a push in progress
@@ -134,10 +135,7 @@ class AtomicPushExecutor(pusher_executor.Executor):
     """TFX Pusher executor whose filesystem push is atomic and version-monotonic."""
 
     def Do(
-        self,
-        input_dict: Dict[str, List[types.Artifact]],
-        output_dict: Dict[str, List[types.Artifact]],
-        exec_properties: Dict[str, Any],
+        self, input_dict: Artifacts, output_dict: Artifacts, exec_properties: Properties
     ) -> None:
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties["push_destination"], destination)

@@ -61,74 +61,32 @@ class Expression:
 NEUTRAL = Expression()
 
 # Index i is the expression of features.EMOTIONS[i].
+# A table, one expression per entry: kept as written.
+# fmt: off
 EXPRESSIONS: Tuple[Expression, ...] = (
     # Angry: V-shaped lowered brows, narrowed eyes, flat tight thick-lipped mouth.
-    Expression(
-        brow_inner=0.17,
-        brow_outer=-0.03,
-        brow_arch=0.0,
-        eye_open=0.6,
-        mouth_width=0.27,
-        curve=-0.03,
-        lip_weight=1.8,
-    ),
+    Expression(brow_inner=0.17, brow_outer=-0.03, brow_arch=0.0, eye_open=0.6,
+               mouth_width=0.27, curve=-0.03, lip_weight=1.8),
     # Disgust: one brow lowered, squint, wrinkled nose, asymmetric raised upper lip.
-    Expression(
-        brow_inner=0.07,
-        brow_outer=0.03,
-        brow_asym=0.09,
-        eye_open=0.55,
-        mouth_width=0.32,
-        curve=-0.07,
-        tilt=0.07,
-        snarl=0.12,
-        bottom=0.02,
-        wrinkle=1.0,
-    ),
+    Expression(brow_inner=0.07, brow_outer=0.03, brow_asym=0.09, eye_open=0.55,
+               mouth_width=0.32, curve=-0.07, tilt=0.07, snarl=0.12, bottom=0.02,
+               wrinkle=1.0),
     # Fear: raised (inner-most) brows, wide eyes, small stretched open wavy mouth.
-    Expression(
-        brow_inner=-0.17,
-        brow_outer=-0.07,
-        brow_arch=0.0,
-        eye_open=1.55,
-        mouth_width=0.38,
-        curve=-0.06,
-        wave=0.035,
-        top=0.02,
-        bottom=0.08,
-    ),
+    Expression(brow_inner=-0.17, brow_outer=-0.07, brow_arch=0.0, eye_open=1.55,
+               mouth_width=0.38, curve=-0.06, wave=0.035, top=0.02, bottom=0.08),
     # Happy: relaxed brows, smiling (squinted) eyes, wide upturned mouth, often open.
-    Expression(
-        brow_inner=-0.03,
-        brow_outer=-0.02,
-        brow_arch=0.04,
-        eye_open=0.55,
-        mouth_width=0.5,
-        curve=0.18,
-        bottom=0.07,
-    ),
+    Expression(brow_inner=-0.03, brow_outer=-0.02, brow_arch=0.04, eye_open=0.55,
+               mouth_width=0.5, curve=0.18, bottom=0.07),
     # Sad: inner-raised brows, droopy eyes, downturned mouth.
-    Expression(
-        brow_inner=-0.15,
-        brow_outer=0.05,
-        brow_arch=-0.02,
-        eye_open=0.75,
-        mouth_width=0.33,
-        curve=-0.16,
-    ),
+    Expression(brow_inner=-0.15, brow_outer=0.05, brow_arch=-0.02, eye_open=0.75,
+               mouth_width=0.33, curve=-0.16),
     # Surprise: high arched brows, very wide eyes, wide round open mouth.
-    Expression(
-        brow_inner=-0.17,
-        brow_outer=-0.15,
-        brow_arch=0.07,
-        eye_open=1.75,
-        mouth_width=0.19,
-        top=0.12,
-        bottom=0.2,
-    ),
+    Expression(brow_inner=-0.17, brow_outer=-0.15, brow_arch=0.07, eye_open=1.75,
+               mouth_width=0.19, top=0.12, bottom=0.2),
     # Neutral: straight brows, straight mouth.
     NEUTRAL,
 )
+# fmt: on
 assert len(EXPRESSIONS) == features.NUM_CLASSES
 
 
@@ -416,9 +374,7 @@ def pixels_to_string(image: np.ndarray) -> str:
 
 
 def generate_rows(
-    num_rows: int,
-    seed: int = 0,
-    usage_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    num_rows: int, seed: int = 0, usage_fractions: Sequence[float] = (0.8, 0.1, 0.1)
 ) -> Iterator[Tuple[int, str, str]]:
     """Yields ``num_rows`` (emotion, pixels string, usage) rows, deterministic for ``seed``.
 

@@ -38,58 +38,39 @@ def _architectures(text: str) -> Tuple[str, ...]:
 
 
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--architectures",
-        type=_architectures,
-        default=config_lib.ARCHITECTURES,
-        help="comma-separated, each in its own Trainer (default: all: "
-        f"{','.join(config_lib.ARCHITECTURES)})",
-    )
+    # fmt: off
+    parser.add_argument("--architectures", type=_architectures, default=config_lib.ARCHITECTURES,
+                        help="comma-separated, each in its own Trainer (default: all: "
+                        f"{','.join(config_lib.ARCHITECTURES)})")
     parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
     parser.add_argument("--batch-size", type=int, help="override every recipe's batch size")
     parser.add_argument("--learning-rate", type=float, help="override every recipe's LR")
-    parser.add_argument(
-        "--weights", help="transfer backbones: imagenet or a local .h5 file (default: random init)"
-    )
-    parser.add_argument(
-        "--test-time-augmentation",
-        choices=("on", "off"),
-        help="serve every model with (on) or without (off) horizontal-flip "
-        "test-time augmentation (default: each recipe's)",
-    )
-    parser.add_argument(
-        "--min-accuracy",
-        type=float,
-        default=DEFAULTS.min_accuracy,
-        help="absolute eval-accuracy bound for blessing",
-    )
-    parser.add_argument(
-        "--no-ensemble",
-        dest="ensemble",
-        action="store_false",
-        help="no ensemble candidate (the blessed architectures averaged)",
-    )
-    parser.add_argument(
-        "--selection-metric",
-        default=DEFAULTS.selection_metric,
-        choices=features.SELECTION_METRICS,
-        help="how ModelSelector ranks the blessed candidates on eval",
-    )
+    parser.add_argument("--weights", help="transfer backbones: imagenet or a local .h5 file "
+                                          "(default: random init)")
+    parser.add_argument("--test-time-augmentation", choices=("on", "off"),
+                        help="serve every model with (on) or without (off) horizontal-flip "
+                        "test-time augmentation (default: each recipe's)")
+    parser.add_argument("--min-accuracy", type=float, default=DEFAULTS.min_accuracy,
+                        help="absolute eval-accuracy bound for blessing")
+    parser.add_argument("--no-ensemble", dest="ensemble", action="store_false",
+                        help="no ensemble candidate (the blessed architectures averaged)")
+    parser.add_argument("--selection-metric", default=DEFAULTS.selection_metric,
+                        choices=features.SELECTION_METRICS,
+                        help="how ModelSelector ranks the blessed candidates on eval")
+    # fmt: on
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     """Drift and data quality policy flags, for local runs and compiled packages alike."""
-    parser.add_argument(
-        "--allow-drift",
-        action="store_true",
-        help="train even when the train split drifted from the previous "
-        "run's statistics, and make this run the new reference",
-    )
+    # fmt: off
+    parser.add_argument("--allow-drift", action="store_true",
+                        help="train even when the train split drifted from the previous "
+                        "run's statistics, and make this run the new reference")
     quality = parser.add_argument_group(
-        "data quality policy (default: the safe one; dropped rows are kept in the quarantine)"
-    )
+        "data quality policy (default: the safe one; dropped rows are kept in the quarantine)")
     for flag, setting, what in _QUALITY_FLAGS:
         quality.add_argument(flag, dest=setting, action="store_false", default=True, help=what)
+    # fmt: on
 
 
 def _quality_policy(args: argparse.Namespace) -> Dict[str, bool]:
@@ -109,42 +90,30 @@ def _trainer_config(args: argparse.Namespace) -> config_lib.TrainerConfig:
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    # fmt: off
     parser.add_argument("--data", help="fer2013 CSV (.csv or .csv.gz); default: synthetic faces")
-    parser.add_argument(
-        "--run-root",
-        default=config_lib.DEFAULT_RUN_ROOT,
-        help="where pipeline root, metadata and serving dir go by default",
-    )
+    parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
+                        help="where pipeline root, metadata and serving dir go by default")
     parser.add_argument("--pipeline-root", help="default: <run-root>/pipeline_root")
     parser.add_argument("--serving-dir", help="default: <run-root>/serving")
     parser.add_argument("--metadata-path", help="SQLite MLMD; default: <run-root>/metadata.sqlite")
     _add_training_args(parser)
     _add_data_args(parser)
-    parser.add_argument(
-        "--max-quarantine-fraction", type=float, default=DEFAULTS.max_quarantine_fraction
-    )
-    parser.add_argument(
-        "--allow-anomalies",
-        action="store_true",
-        help="experts: train even when data validation finds anomalies",
-    )
+    parser.add_argument("--max-quarantine-fraction", type=float,
+                        default=DEFAULTS.max_quarantine_fraction)
+    parser.add_argument("--allow-anomalies", action="store_true",
+                        help="experts: train even when data validation finds anomalies")
     parser.add_argument("--no-cache", action="store_true", help="rerun every step")
-    parser.add_argument(
-        "--beam-mode",
-        default=DEFAULTS.beam_direct_running_mode,
-        choices=config_lib.BEAM_MODES,
-        help=f"DirectRunner mode; auto: in_memory on <= {config_lib.IN_MEMORY_MAX_CPUS} CPUs, "
-        "else multi_processing",
-    )
-    parser.add_argument(
-        "--summary-json", help="where the run summary goes (default: <run-root>/summary.json)"
-    )
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show the full TF/Beam/TFX log on the console instead of "
-        "writing it to <run-root>/logs/",
-    )
+    parser.add_argument("--beam-mode", default=DEFAULTS.beam_direct_running_mode,
+                        choices=config_lib.BEAM_MODES,
+                        help=f"DirectRunner mode; auto: in_memory on <= "
+                             f"{config_lib.IN_MEMORY_MAX_CPUS} CPUs, else multi_processing")
+    parser.add_argument("--summary-json",
+                        help="where the run summary goes (default: <run-root>/summary.json)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the full TF/Beam/TFX log on the console instead of "
+                        "writing it to <run-root>/logs/")
+    # fmt: on
 
 
 # --flag -> the quality.Policy setting it turns off.
@@ -306,48 +275,29 @@ def format_table(summary: dict) -> str:
 
 
 def _add_compile_args(parser: argparse.ArgumentParser) -> None:
+    # fmt: off
     defaults = config_lib.KubeflowConfig()
     parser.add_argument("--output", default=DEFAULT_PACKAGE, help="KFP package (.yaml)")
-    parser.add_argument(
-        "--image", default=defaults.image, help="container image with this project (see Dockerfile)"
-    )
+    parser.add_argument("--image", default=defaults.image,
+                        help="container image with this project (see Dockerfile)")
     parser.add_argument("--data", default=defaults.data_path, help="fer2013 CSV URI in the cluster")
     parser.add_argument("--pipeline-root", default=defaults.pipeline_root)
-    parser.add_argument(
-        "--serving-dir",
-        default=defaults.serving_dir,
-        help="volume/URI shared with TF Serving (kubernetes/)",
-    )
-    parser.add_argument(
-        "--serving-pvc",
-        default=defaults.serving_pvc,
-        help="PVC mounted at --serving-dir in the Pusher and baseline steps; "
-        "'' for none (e.g. a gs:// serving dir)",
-    )
-    parser.add_argument(
-        "--schema-dir",
-        default=defaults.schema_dir,
-        help="folder of schema.pbtxt as the pods see it (the image's)",
-    )
-    parser.add_argument(
-        "--beam-runner",
-        default=defaults.beam_runner,
-        choices=["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"],
-    )
-    parser.add_argument(
-        "--beam-arg",
-        action="append",
-        default=[],
-        help="extra Beam flag for the Beam steps, e.g. --beam-arg=--project=P",
-    )
-    parser.add_argument(
-        "--trainer-gpus",
-        type=int,
-        default=defaults.trainer.gpus,
-        help="nvidia.com/gpu per Trainer pod (0 = CPU)",
-    )
+    parser.add_argument("--serving-dir", default=defaults.serving_dir,
+                        help="volume/URI shared with TF Serving (kubernetes/)")
+    parser.add_argument("--serving-pvc", default=defaults.serving_pvc,
+                        help="PVC mounted at --serving-dir in the Pusher and baseline steps; "
+                        "'' for none (e.g. a gs:// serving dir)")
+    parser.add_argument("--schema-dir", default=defaults.schema_dir,
+                        help="folder of schema.pbtxt as the pods see it (the image's)")
+    parser.add_argument("--beam-runner", default=defaults.beam_runner,
+                        choices=["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"])
+    parser.add_argument("--beam-arg", action="append", default=[],
+                        help="extra Beam flag for the Beam steps, e.g. --beam-arg=--project=P")
+    parser.add_argument("--trainer-gpus", type=int, default=defaults.trainer.gpus,
+                        help="nvidia.com/gpu per Trainer pod (0 = CPU)")
     _add_training_args(parser)
     _add_data_args(parser)
+    # fmt: on
 
 
 def compile_command(args: argparse.Namespace) -> int:
@@ -423,7 +373,11 @@ def run_package_command(args: argparse.Namespace) -> int:
     pvcs = _pairs(args.pvc, "--pvc", value_required=True)
     try:
         results = package_runner.run_package(
-            args.package, args.pipeline_root, args.backend, pvcs, args.run_id
+            args.package,
+            pipeline_root=args.pipeline_root,
+            backend=args.backend,
+            pvc_dirs=pvcs,
+            run_id=args.run_id,
         )
     except (kfp_package.PackageError, package_runner.PackageRunError, ValueError) as error:
         print(f"fer-pipeline: {error}", file=sys.stderr)
@@ -437,6 +391,7 @@ def run_package_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # fmt: off
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(prog="fer-pipeline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -453,39 +408,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     submit_parser.add_argument("--run-name")
     submit_parser.add_argument("--namespace")
     submit_parser.add_argument("--param", action="append", default=[], help="k=v")
-    submit_parser.add_argument(
-        "--service-account", help="service account of the run's pods (default: KFP's)"
-    )
-    submit_parser.add_argument(
-        "--dry-run", action="store_true", help="validate the package, contact no server"
-    )
+    submit_parser.add_argument("--service-account",
+                               help="service account of the run's pods (default: KFP's)")
+    submit_parser.add_argument("--dry-run", action="store_true",
+                               help="validate the package, contact no server")
     submit_parser.set_defaults(handler=submit_command)
     package_parser = commands.add_parser(
-        "run-package",
-        help="run a compiled package here as open-source KFP would "
-        "(an emulation of its driver and launcher, not KFP)",
-    )
+        "run-package", help="run a compiled package here as open-source KFP would "
+                            "(an emulation of its driver and launcher, not KFP)")
     package_parser.add_argument("package", help="compiled package (.yaml)")
-    package_parser.add_argument(
-        "--pipeline-root", help="local folder (default: the package's, if local)"
-    )
-    package_parser.add_argument(
-        "--backend",
-        default="2.5",
-        help="KFP backend semantics: 2.0 (2.0-2.4), 2.5 (executor-logs "
-        "output, uuid in output URIs), 2.15 (outputFile in the "
-        "task root)",
-    )
-    package_parser.add_argument(
-        "--pvc",
-        action="append",
-        default=[],
-        help="NAME=DIR: a PVC the package mounts, as a local folder",
-    )
+    package_parser.add_argument("--pipeline-root",
+                                help="local folder (default: the package's, if local)")
+    package_parser.add_argument("--backend", default="2.5",
+                                help="KFP backend semantics: 2.0 (2.0-2.4), 2.5 (executor-logs "
+                                "output, uuid in output URIs), 2.15 (outputFile in the "
+                                "task root)")
+    package_parser.add_argument("--pvc", action="append", default=[],
+                                help="NAME=DIR: a PVC the package mounts, as a local folder")
     package_parser.add_argument("--run-id", help="default: a new random id")
     package_parser.set_defaults(handler=run_package_command)
     args = parser.parse_args(argv)
     return args.handler(args)
+    # fmt: on
 
 
 if __name__ == "__main__":

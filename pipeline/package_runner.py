@@ -358,13 +358,7 @@ class PackageRun:
         self.outputs[name] = recorded
 
 
-def run_package(
-    package: str,
-    pipeline_root: Optional[str] = None,
-    backend: str = "2.5",
-    pvc_dirs: Optional[Dict[str, str]] = None,
-    run_id: Optional[str] = None,
-    progress: Callable[[str], None] = print,
-) -> List[TaskResult]:
-    """Runs every task of ``package``; see the module docstring for what is emulated."""
-    return PackageRun(package, pipeline_root, backend, pvc_dirs, run_id, progress).run()
+def run_package(package: str, **options: Any) -> List[TaskResult]:
+    """Runs every task of ``package`` (``options``: PackageRun's); see the module
+    docstring for what is emulated."""
+    return PackageRun(package, **options).run()

@@ -33,70 +33,42 @@ def _quiet_tensorflow() -> None:
 
 
 def _serve_parser() -> argparse.ArgumentParser:
+    # fmt: off
     parser = argparse.ArgumentParser(
         prog="fer-serve",
         description="Serve the pushed FER model versions: runs tensorflow_model_server when it "
         "is on PATH, otherwise the project's local TF Serving stand-in.",
     )
-    parser.add_argument(
-        "--model-base-path", required=True, help="directory holding the numeric version directories"
-    )
+    parser.add_argument("--model-base-path", required=True,
+                        help="directory holding the numeric version directories")
     parser.add_argument("--model-name", default=features.MODEL_NAME)
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    parser.add_argument(
-        "--rest-port",
-        type=int,
-        default=None,
-        help="REST API port (TF Serving uses 8501); default: no REST",
-    )
-    parser.add_argument(
-        "--poll-seconds",
-        type=float,
-        default=1.0,
-        help="how often to look for new versions (default 1; 0 = never)",
-    )
-    parser.add_argument(
-        "--version-policy",
-        default="latest:1",
-        help="TF Serving only: latest[:N], all or specific:V1,V2 (default "
-        "latest:1, what the stand-in serves)",
-    )
-    parser.add_argument(
-        "--version-labels", default=None, help="TF Serving only: labels, e.g. stable=3,canary=4"
-    )
-    parser.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=None,
-        help="largest request accepted (default 64 MiB in the stand-in)",
-    )
-    parser.add_argument(
-        "--enable-batching",
-        action="store_true",
-        help="TF Serving only: merge concurrent requests into batches",
-    )
+    parser.add_argument("--rest-port", type=int, default=None,
+                        help="REST API port (TF Serving uses 8501); default: no REST")
+    parser.add_argument("--poll-seconds", type=float, default=1.0,
+                        help="how often to look for new versions (default 1; 0 = never)")
+    parser.add_argument("--version-policy", default="latest:1",
+                        help="TF Serving only: latest[:N], all or specific:V1,V2 (default "
+                        "latest:1, what the stand-in serves)")
+    parser.add_argument("--version-labels", default=None,
+                        help="TF Serving only: labels, e.g. stable=3,canary=4")
+    parser.add_argument("--max-message-bytes", type=int, default=None,
+                        help="largest request accepted (default 64 MiB in the stand-in)")
+    parser.add_argument("--enable-batching", action="store_true",
+                        help="TF Serving only: merge concurrent requests into batches")
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--batch-timeout-ms", type=float, default=2.0)
     parser.add_argument("--num-batch-threads", type=int, default=2)
     stand_in = parser.add_argument_group("local stand-in only")
-    stand_in.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)",
-    )
-    stand_in.add_argument(
-        "--max-workers",
-        type=int,
-        default=Limits.grpc_workers,
-        help="gRPC worker threads (TF Serving: --grpc_max_threads)",
-    )
-    stand_in.add_argument(
-        "--stand-in",
-        action="store_true",
-        help="use the local stand-in even when TF Serving is installed",
-    )
+    stand_in.add_argument("--host", default="127.0.0.1",
+                          help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    stand_in.add_argument("--max-workers", type=int, default=Limits.grpc_workers,
+                          help="gRPC worker threads (TF Serving: --grpc_max_threads)")
+    stand_in.add_argument("--stand-in", action="store_true",
+                          help="use the local stand-in even when TF Serving is installed")
     stand_in.add_argument("--log-level", default="INFO")
     return parser
+    # fmt: on
 
 
 def _write_temp(prefix: str, text: str) -> str:

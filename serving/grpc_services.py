@@ -9,11 +9,11 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_pb2,
-    model_service_pb2_grpc,
     predict_pb2,
-    prediction_service_pb2_grpc,
     status_pb2,
 )
+from tensorflow_serving.apis import model_service_pb2_grpc as model_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc as prediction_grpc
 
 from client import tensors
 from serving import errors
@@ -47,11 +47,15 @@ def _answer(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """Predict and GetModelMetadata; the base class answers UNIMPLEMENTED for the others."""
+class _Servicer:
+    """What every service answers from: the PredictionCore."""
 
     def __init__(self, core: PredictionCore) -> None:
         self.core = core
+
+
+class PredictionService(_Servicer, prediction_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata; the base class answers UNIMPLEMENTED for the others."""
 
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
@@ -135,11 +139,8 @@ def status_response(states) -> get_model_status_pb2.GetModelStatusResponse:
     return response
 
 
-class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+class ModelService(_Servicer, model_grpc.ModelServiceServicer):
     """GetModelStatus; the base class answers UNIMPLEMENTED for HandleReloadConfigRequest."""
-
-    def __init__(self, core: PredictionCore) -> None:
-        self.core = core
 
     def GetModelStatus(
         self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
@@ -153,7 +154,5 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 def add_services(server: grpc.Server, core: PredictionCore) -> None:
     """Registers both services on ``server``."""
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(core), server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
+    prediction_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
+    model_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)

@@ -28,6 +28,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
+from components.artifacts import Artifacts, Properties
 from components.fer2013_example_gen import quality
 from fer_data import features, fer2013_csv
 
@@ -211,10 +212,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     """Reads fer2013 CSV files into Examples (train/eval/test) and a quarantine."""
 
     def Do(
-        self,
-        input_dict: Dict[str, List[types.Artifact]],
-        output_dict: Dict[str, List[types.Artifact]],
-        exec_properties: Dict[str, Any],
+        self, input_dict: Artifacts, output_dict: Artifacts, exec_properties: Properties
     ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         output_config = example_gen_pb2.Output()

@@ -33,12 +33,7 @@ DUPLICATE_IN_TRAIN = "duplicate_in_train"
 CONFLICTING_LABELS = "conflicting_labels"
 EVAL_SEEN_IN_TRAIN = "eval_seen_in_train"
 BLANK_IMAGE = "blank_image"
-DROP_REASONS: Tuple[str, ...] = (
-    DUPLICATE_IN_TRAIN,
-    CONFLICTING_LABELS,
-    EVAL_SEEN_IN_TRAIN,
-    BLANK_IMAGE,
-)
+DROP_REASONS = (DUPLICATE_IN_TRAIN, CONFLICTING_LABELS, EVAL_SEEN_IN_TRAIN, BLANK_IMAGE)
 # Example categories of the report.
 CROSS_SPLIT, CONFLICTING, BLANK, NEAR_DUPLICATES = (
     "cross_split",

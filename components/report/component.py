@@ -21,7 +21,7 @@ from tfx.types import artifact_utils, channel, component_spec, standard_artifact
 from tfx.utils import io_utils, path_utils
 
 from components import candidates, data_validation_gate, evaluation, model_metadata, model_selection
-from components.artifacts import QuarantinedRows, Report
+from components.artifacts import Artifacts, Properties, QuarantinedRows, Report
 from components.fer2013_example_gen import executor as example_gen_executor
 from components.report import render
 from fer_data import features
@@ -112,10 +112,7 @@ class Executor(base_executor.BaseExecutor):
     """Gathers the report data from the input artifacts and renders it."""
 
     def Do(
-        self,
-        input_dict: Dict[str, List[types.Artifact]],
-        output_dict: Dict[str, List[types.Artifact]],
-        exec_properties: Dict[str, Any],
+        self, input_dict: Artifacts, output_dict: Artifacts, exec_properties: Properties
     ) -> None:
         def single(key: str) -> types.Artifact:
             return artifact_utils.get_single_instance(input_dict[key])
