@@ -22,10 +22,10 @@ DEFAULT_MODEL_NAME = features.MODEL_NAME
 # of each recipe: enough for every architecture to learn visibly above chance (blessed at
 # min_accuracy 0.3) in minutes on 2 CPUs, robust to the seed: Adam 1e-3 can leave the plain
 # CNNs at chance for 6+ epochs, vgg_bn's augmentation keeps it at chance for 3, resnet50
-# learns faster at 3e-4 than at its fine-tuning 1e-4; the plain CNNs' real-data recipe
-# (cosine LR, label smoothing, augmentation) left vgg at chance (0.181) and improved at
-# 0.519 after 6 demo epochs, against 0.695 each at a constant rate without them
-# (measured: docs/RESULTS.md).
+# learns faster at 3e-4 than at its fine-tuning 1e-4; the plain CNNs' real-data cosine LR
+# and label smoothing (augmentation already off) left vgg at chance (0.181) and improved at
+# 0.519 after 6 demo epochs, against 0.652 and 0.614 at a constant rate without label
+# smoothing (measured: docs/RESULTS.md).
 _CONSTANT_RATE = {"lr_schedule": None, "label_smoothing": 0.0}
 SYNTHETIC_DATA_TRAINING: Dict[str, Dict[str, Any]] = {
     "improved": {"epochs": 6, "augmentation": False, "recipe_overrides": _CONSTANT_RATE},
