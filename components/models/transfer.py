@@ -5,7 +5,8 @@
 * ``None``        -> random init; weights_source ``"random init"``.
 * ``"imagenet"``  -> the ImageNet notop file keras.applications itself uses: same file
   name, same URL, same cache (``~/.keras/models``, or ``$KERAS_HOME/models`` when that
-  variable is set). A cached file is used without touching the network. Otherwise it is
+  variable is set). A cached file that passes its hash is used without touching the
+  network. Otherwise it is
   downloaded (:func:`download`: a timeout on this one connection, not a process-wide
   socket default, so a refused or silent server fails in ``DOWNLOAD_TIMEOUT_S``), checked
   against its hash and moved into the cache whole.
