@@ -41,7 +41,13 @@ def beam_pipeline_args(kubeflow: KubeflowConfig) -> List[str]:
     if kubeflow.beam_runner == "DirectRunner":
         # One worker per CPU of the pod's limit: 0 would start one per core of the node.
         workers = max(1, int(kubeflow.beam_step.cpu))
-        args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+        # The workers run in the pod, i.e. in this image: saying so stops TFX building and
+        # staging an sdist of itself at every Beam step (see PipelineConfig.beam_pipeline_args).
+        args = [
+            "--direct_running_mode=multi_processing",
+            f"--direct_num_workers={workers}",
+            f"--sdk_container_image={kubeflow.image}",
+        ]
     else:
         args = [f"--runner={kubeflow.beam_runner}"]
     return args + list(kubeflow.beam_extra_args)

@@ -23,10 +23,28 @@ def test_an_explicit_mode_is_kept_on_any_machine():
     config = PipelineConfig(
         "faces.csv", beam_direct_running_mode="multi_threading", beam_num_workers=3
     )
-    assert config.beam_pipeline_args(cpus=2) == [
+    assert config.beam_pipeline_args(cpus=2)[:2] == [
         "--direct_running_mode=multi_threading",
         "--direct_num_workers=3",
     ]
+
+
+def test_beam_steps_do_not_make_tfx_build_and_leak_a_package_of_itself(tmp_path, monkeypatch):
+    """Without a dependency flag every Beam step built an sdist of TFX into a temp dir
+    it never deleted (49 MB each: a full test run filled the disk)."""
+    from tfx.utils import dependency_utils
+
+    from pipeline import kubeflow_runner
+    from pipeline.config import KubeflowConfig
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    kubeflow_args = kubeflow_runner.beam_pipeline_args(KubeflowConfig(image="registry/fer:1"))
+    for args in (PipelineConfig("faces.csv").beam_pipeline_args(), kubeflow_args):
+        assert dependency_utils.make_beam_dependency_flags(args) == args
+    assert list(tmp_path.iterdir()) == []
+    assert "--sdk_container_image=registry/fer:1" in kubeflow_args
+    setup_file = PipelineConfig("faces.csv").beam_pipeline_args()[-1].split("=", 1)[1]
+    assert os.path.isfile(setup_file) and os.path.basename(setup_file) == "setup.py"
 
 
 def test_an_unknown_mode_is_a_clear_error():

@@ -181,6 +181,42 @@ def test_test_time_augmentation_averages_the_flipped_image():
     )
 
 
+def test_shift_test_time_augmentation_adds_four_shifts_of_every_view():
+    """flip then shift_2px: the image, its mirror, and each of the two rolled 2 px down,
+    up, right and left: 10 views, averaged."""
+    import tf_keras
+
+    model = tf_keras.Sequential(
+        [
+            tf_keras.layers.Flatten(input_shape=features.IMAGE_SHAPE),
+            tf_keras.layers.Dense(features.NUM_CLASSES, activation="softmax"),
+        ]
+    )
+    image = np.random.default_rng(6).normal(size=(2, 48, 48, 1)).astype(np.float32)
+    views = []
+    for view in (image, image[:, :, ::-1]):
+        views.append(view)
+    for view in (image, image[:, :, ::-1]):
+        views += [
+            np.roll(view, move, axis=axis) for move, axis in ((2, 1), (-2, 1), (2, 2), (-2, 2))
+        ]
+    expected = np.mean([model(v).numpy() for v in views], axis=0)
+    assert (
+        len(signatures.test_time_views(tf.constant(image), ["horizontal_flip", "shift_2px"])) == 10
+    )
+    np.testing.assert_allclose(
+        signatures.averaged_probabilities(
+            model, tf.constant(image), ["horizontal_flip", "shift_2px"]
+        ).numpy(),
+        expected,
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    assert not np.allclose(
+        expected, signatures.averaged_probabilities(model, tf.constant(image), ["horizontal_flip"])
+    )
+
+
 def test_unknown_test_time_augmentation_is_refused():
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
         signatures.make_serving_signatures(None, None, ["ten_crop"])

@@ -37,7 +37,10 @@ Recipe schema::
                              improvement of val_accuracy
     test_time_augmentation   list of TTA_TRANSFORMS names: the served model (both
                              signatures, so also TFMA) averages the probabilities of
-                             the image and of each transformed copy; [] = off
+                             the image and its transformed copies; each name is
+                             applied to every view so far (["horizontal_flip"]: 2
+                             views; ["horizontal_flip", "shift_2px"]: 2 + 2*4 = 10);
+                             [] = off
 """
 
 import math
@@ -62,8 +65,9 @@ LR_SCHEDULES = {
     "reduce_on_plateau": frozenset({"monitor", "mode", "factor", "patience", "min_lr"}),
     "cosine": frozenset({"warmup_epochs", "min_lr_fraction"}),
 }
-# Test-time augmentations a recipe may name (components/signatures.py applies them).
-TTA_TRANSFORMS = ("horizontal_flip",)
+# Test-time augmentations a recipe may name (components/signatures.py applies them):
+# the mirror image; four copies shifted by 2 px up, down, left and right.
+TTA_TRANSFORMS = ("horizontal_flip", "shift_2px")
 AUGMENTATION_KEYS = frozenset(
     {
         "horizontal_flip",
@@ -98,7 +102,7 @@ def seed_recipe(epochs: int, learning_rate: float, early_stopping_patience: int)
         "label_smoothing": 0.0,
         "augmentation": dict(NO_AUGMENTATION),
         "early_stopping_patience": early_stopping_patience,
-        "test_time_augmentation": list(TTA_TRANSFORMS),
+        "test_time_augmentation": ["horizontal_flip"],
     }
 
 
@@ -107,8 +111,10 @@ def generalising_recipe(epochs: int, learning_rate: float) -> Dict[str, Any]:
     epochs (training accuracy 0.95 against 0.58 on PublicTest, docs/RESULTS.md): the
     seed's, plus flip + small shifts, rotations and zooms, label smoothing 0.1, one
     warm-up epoch then a cosine decay to 1 % over ``epochs``; early stopping (patience
-    10, best PublicTest weights restored when it stops) stays as a guard; served with the flip
-    averaged in. Measured against the seed recipe on PublicTest in docs/RESULTS.md."""
+    10, best PublicTest weights restored when it stops) stays as a guard; served with the
+    flip and 2-px shifts averaged in (10 views: +0.5 to +0.6 points for each model on
+    PublicTest over the flip alone, measured). Measured against the seed recipe on
+    PublicTest in docs/RESULTS.md."""
     return {
         **seed_recipe(epochs, learning_rate, early_stopping_patience=10),
         "lr_schedule": {"name": "cosine", "warmup_epochs": 1, "min_lr_fraction": 0.01},
@@ -120,6 +126,7 @@ def generalising_recipe(epochs: int, learning_rate: float) -> Dict[str, Any]:
             "translation": 0.1,
             "zoom": 0.1,
         },
+        "test_time_augmentation": ["horizontal_flip", "shift_2px"],
     }
 
 
