@@ -7,6 +7,7 @@ by their predicted label. One SavedModel is built per favourite class and copied
 further versions, which keeps the fixtures fast.
 """
 
+import atexit
 import contextlib
 import io
 import os
@@ -79,6 +80,7 @@ def saved_model_template(favourite: int) -> str:
     if favourite not in _TEMPLATES:
         if _TEMPLATE_ROOT is None:
             _TEMPLATE_ROOT = tempfile.mkdtemp(prefix="fer-serving-fixture-")
+            atexit.register(shutil.rmtree, _TEMPLATE_ROOT, ignore_errors=True)
         path = os.path.join(_TEMPLATE_ROOT, f"favourite-{favourite}")
         model = build_model(favourite)
         model.save(path, save_format="tf", signatures=_signatures(model))

@@ -848,7 +848,8 @@ def test_fer_serve_execs_tf_serving_when_installed(tmp_path):
         f"json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n"
     )
     fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    # TMPDIR: the model config file outlives fer-serve (the exec'd server polls it).
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", TMPDIR=str(tmp_path))
     model_dir = tmp_path / "models" / "fer"
     run = subprocess.run(
         _python(f"""
@@ -871,6 +872,7 @@ def test_fer_serve_execs_tf_serving_when_installed(tmp_path):
         f"--grpc_channel_arguments=grpc.max_receive_message_length={Limits.max_message_bytes}"
     ) in argv
     config = next(a for a in argv if a.startswith("--model_config_file="))
+    assert config.split("=", 1)[1].startswith(str(tmp_path))
     text = open(config.split("=", 1)[1]).read()
     assert f'base_path: "{model_dir}"' in text and "specific { versions: 3 }" in text
     assert 'version_labels { key: "stable" value: 3 }' in text

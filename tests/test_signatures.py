@@ -2,7 +2,6 @@
 
 import io
 import os
-import tempfile
 
 import hostile_images
 import numpy as np
@@ -45,7 +44,7 @@ def exported(tmp_path_factory):
         )
     )
     transform_dir = str(root / "transform")
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
+    with tft_beam.Context(temp_dir=str(root / "tft_tmp"), force_tf_compat_v1=False):
         transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
         _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
     # The raw schema, as TFX's Transform stores it (serving parses raw tf.Examples with it).

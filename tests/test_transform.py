@@ -1,7 +1,5 @@
 """preprocessing_fn numerics with real tf.Transform (Beam) on a small dataset."""
 
-import tempfile
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,7 +10,7 @@ from components.transform import preprocessing_fn
 from fer_data import features
 
 
-def test_pixels_become_z_scored_48x48x1_images_and_label_passes():
+def test_pixels_become_z_scored_48x48x1_images_and_label_passes(tmp_path):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, size=(20, features.NUM_PIXELS))
     raw = [
@@ -26,7 +24,7 @@ def test_pixels_become_z_scored_48x48x1_images_and_label_passes():
             }
         )
     )
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
+    with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
         (transformed, transformed_metadata), _ = (
             raw,
             metadata,
