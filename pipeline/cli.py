@@ -48,8 +48,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="transfer backbones: imagenet or a local .h5 file "
                                           "(default: random init)")
     parser.add_argument("--test-time-augmentation", choices=("on", "off"),
-                        help="serve every model with (on) or without (off) horizontal-flip "
-                        "test-time augmentation (default: each recipe's)")
+                        help="serve every model with (on: mirror image and 2-px shifts) or without "
+                        "(off) test-time augmentation (default: each recipe's)")
     parser.add_argument("--min-accuracy", type=float, default=DEFAULTS.min_accuracy,
                         help="absolute eval-accuracy bound for blessing")
     parser.add_argument("--no-ensemble", dest="ensemble", action="store_false",
