@@ -67,7 +67,7 @@ def per_architecture_training(
 
 
 DEFAULT_RUN_ROOT = "runs"  # relative to the working directory
-# The checkout (or the image's /pipeline): schemas/ and setup.py live here.
+# The source tree (a checkout; an editable install): schemas/ and setup.py live here.
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # DirectRunner modes; "auto" picks in_memory on machines with at most this many CPUs, where
 # starting worker processes costs more than they gain (full FER2013 ExampleGen -> Transform
