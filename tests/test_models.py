@@ -449,9 +449,8 @@ def test_test_time_augmentation_follows_the_recipe_unless_the_config_says():
     on = trainer.resolve_recipe(TrainerConfig(architecture="improved", test_time_augmentation=True))
     assert off["test_time_augmentation"] == []
     assert on["test_time_augmentation"] == ["horizontal_flip", "shift_2px"]
-    # The generalising recipe serves with 10 views, the seed's with the flip alone.
-    assert own["test_time_augmentation"] == ["horizontal_flip", "shift_2px"]
-    assert models.get_recipe("resnet50")["test_time_augmentation"] == ["horizontal_flip"]
+    # Every recipe serves the flip; the 2-px shifts only when asked for (docs/RESULTS.md).
+    assert own["test_time_augmentation"] == ["horizontal_flip"]
 
 
 def test_recipe_with_an_unknown_test_time_augmentation_is_refused():

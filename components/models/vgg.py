@@ -18,7 +18,8 @@ Dropout rates carry no parameters; the seed's rates are not recoverable from the
 0.25 is the conventional value for this layout.
 
 Recipe: ``generalising_recipe`` (components/models/recipe.py), 55 epochs from Adam 1e-3
-(with 40, PublicTest was still rising at the last epoch, docs/RESULTS.md).
+(with 40, PublicTest was still rising at the last epoch; with 55, early stopping ended it at
+epoch 41, best epoch 31: docs/RESULTS.md).
 With the seed's (constant 1e-3, no augmentation, up to 50 epochs) PublicTest flattened
 after ~20 epochs while training accuracy kept rising (best epoch 30 of 40, 0.6227;
 docs/RESULTS.md).
