@@ -192,9 +192,7 @@ def test_shift_test_time_augmentation_adds_four_shifts_of_every_view():
         ]
     )
     image = np.random.default_rng(6).normal(size=(2, 48, 48, 1)).astype(np.float32)
-    views = []
-    for view in (image, image[:, :, ::-1]):
-        views.append(view)
+    views = [image, image[:, :, ::-1]]
     for view in (image, image[:, :, ::-1]):
         views += [
             np.roll(view, move, axis=axis) for move, axis in ((2, 1), (-2, 1), (2, 2), (-2, 2))
