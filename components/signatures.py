@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import image_header
+from components.models import recipe
 from fer_data import features
 
 
@@ -81,6 +82,12 @@ TEST_TIME_TRANSFORMS: Dict[str, Callable[[tf.Tensor], List[tf.Tensor]]] = {
     "horizontal_flip": lambda image: [tf.image.flip_left_right(image)],
     "shift_2px": _shifted_copies,
 }
+# The recipe schema names the transforms (without TensorFlow); this maps each name.
+if set(TEST_TIME_TRANSFORMS) != set(recipe.TTA_TRANSFORMS):
+    raise ImportError(
+        f"test-time transforms {sorted(TEST_TIME_TRANSFORMS)} != the recipe's "
+        f"TTA_TRANSFORMS {sorted(recipe.TTA_TRANSFORMS)}"
+    )
 
 
 def test_time_views(

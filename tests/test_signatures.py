@@ -155,16 +155,21 @@ def test_a_request_of_too_many_pixels_is_refused(exported):
     )
 
 
-def test_test_time_augmentation_averages_the_flipped_image():
-    """The served probabilities are the mean over the image and its mirror image."""
+def _position_sensitive_model():
+    """A dense softmax over the flattened pixels: neither flip- nor shift-invariant."""
     import tf_keras
 
-    model = tf_keras.Sequential(
+    return tf_keras.Sequential(
         [
             tf_keras.layers.Flatten(input_shape=features.IMAGE_SHAPE),
             tf_keras.layers.Dense(features.NUM_CLASSES, activation="softmax"),
         ]
     )
+
+
+def test_test_time_augmentation_averages_the_flipped_image():
+    """The served probabilities are the mean over the image and its mirror image."""
+    model = _position_sensitive_model()
     image = tf.constant(np.random.default_rng(5).normal(size=(3, 48, 48, 1)), tf.float32)
     plain = model(image).numpy()
     mirrored = model(tf.image.flip_left_right(image)).numpy()
@@ -183,14 +188,7 @@ def test_test_time_augmentation_averages_the_flipped_image():
 def test_shift_test_time_augmentation_adds_four_shifts_of_every_view():
     """flip then shift_2px: the image, its mirror, and each of the two rolled 2 px down,
     up, right and left: 10 views, averaged."""
-    import tf_keras
-
-    model = tf_keras.Sequential(
-        [
-            tf_keras.layers.Flatten(input_shape=features.IMAGE_SHAPE),
-            tf_keras.layers.Dense(features.NUM_CLASSES, activation="softmax"),
-        ]
-    )
+    model = _position_sensitive_model()
     image = np.random.default_rng(6).normal(size=(2, 48, 48, 1)).astype(np.float32)
     views = [image, image[:, :, ::-1]]
     for view in (image, image[:, :, ::-1]):
