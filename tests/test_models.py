@@ -299,6 +299,8 @@ def test_generalising_recipe_trains_with_its_schedule():
     r = dict(models.get_recipe("vgg"), epochs=3, learning_rate=2e-3)
     assert r["lr_schedule"]["name"] == "cosine" and r["label_smoothing"] == 0.1
     assert r["augmentation"]["horizontal_flip"] and r["augmentation"]["translation"] > 0
+    # The schedule is the stopping rule: no EarlyStopping cuts it short.
+    assert [type(c).__name__ for c in training.make_callbacks(r)] == ["LearningRateScheduler"]
     model = keras.Sequential(
         [
             keras.Input(features.IMAGE_SHAPE),

@@ -44,7 +44,7 @@ Recipe schema::
 """
 
 import math
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 RECIPE_KEYS = frozenset(
     {
@@ -88,7 +88,9 @@ NO_AUGMENTATION: Dict[str, Any] = {
 }
 
 
-def seed_recipe(epochs: int, learning_rate: float, early_stopping_patience: int) -> Dict[str, Any]:
+def seed_recipe(
+    epochs: int, learning_rate: float, early_stopping_patience: Optional[int]
+) -> Dict[str, Any]:
     """The seed notebook's setting: Adam, batch 64, constant LR, no augmentation,
     no weight decay or label smoothing, early stopping on val_accuracy; served with a
     horizontal-flip test-time augmentation (measured: docs/RESULTS.md)."""
@@ -110,14 +112,17 @@ def generalising_recipe(epochs: int, learning_rate: float) -> Dict[str, Any]:
     """For the small CNNs on real FER2013, which overfit the seed's recipe after ~20
     epochs (training accuracy 0.95 against 0.58 on PublicTest, docs/RESULTS.md): the
     seed's, plus flip + small shifts, rotations and zooms, label smoothing 0.1, one
-    warm-up epoch then a cosine decay to 1 % over ``epochs``; early stopping (patience
-    10, best PublicTest weights restored when it stops) stays as a guard; served with the
-    flip averaged in. Measured against the seed recipe on PublicTest in docs/RESULTS.md.
+    warm-up epoch then a cosine decay to 1 % over ``epochs``, which is also the stopping
+    rule: no early stopping (on the noisy PublicTest accuracy, patience 10, it ended vgg
+    at epoch 41 of 55 while its validation loss was still falling and the rate still at
+    a third of its peak; the low-rate epochs it skipped are the point of the schedule);
+    served with the flip averaged in. Measured against the seed recipe on PublicTest in
+    docs/RESULTS.md.
     Adding "shift_2px" (10 views) helped each model on PublicTest in two runs but not the
     ensemble that gets served (+0.40 and -0.21 points) at five times the serving work, so
     it is available, not the default."""
     return {
-        **seed_recipe(epochs, learning_rate, early_stopping_patience=10),
+        **seed_recipe(epochs, learning_rate, early_stopping_patience=None),
         "lr_schedule": {"name": "cosine", "warmup_epochs": 1, "min_lr_fraction": 0.01},
         "label_smoothing": 0.1,
         "augmentation": {
