@@ -19,8 +19,9 @@ Dropout rates carry no parameters; the seed's rates are not recoverable from the
 
 Recipe: ``generalising_recipe`` (components/models/recipe.py), 52 epochs from Adam 1e-3
 (with 40, PublicTest was still rising at the last epoch; with 55, early stopping ended it at
-epoch 41, best epoch 31: docs/RESULTS.md). 52 is what the 2 h budget of a real-data run on
-2 vCPU holds beside ``improved`` (~81 s per epoch there, all included).
+epoch 41, best epoch 31; with 52 and no early stopping, 0.6137 at the last epoch, its
+validation loss flat from ~40: docs/RESULTS.md). 52 is what the 2 h budget of a real-data
+run on 2 vCPU holds beside ``improved`` (~80 s per epoch there, all included).
 With the seed's (constant 1e-3, no augmentation, up to 50 epochs) PublicTest flattened
 after ~20 epochs while training accuracy kept rising (best epoch 30 of 40, 0.6227;
 docs/RESULTS.md).
