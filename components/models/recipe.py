@@ -92,7 +92,7 @@ def seed_recipe(
     epochs: int, learning_rate: float, early_stopping_patience: Optional[int]
 ) -> Dict[str, Any]:
     """The seed notebook's setting: Adam, batch 64, constant LR, no augmentation,
-    no weight decay or label smoothing, early stopping on val_accuracy; served with a
+    no weight decay or label smoothing, early stopping on val_accuracy (None: none); served with a
     horizontal-flip test-time augmentation (measured: docs/RESULTS.md)."""
     return {
         "epochs": epochs,
