@@ -36,6 +36,7 @@ SYNTHETIC_DATA_TRAINING: Dict[str, Dict[str, Any]] = {
         "augmentation": False,
         "recipe_overrides": _CONSTANT_RATE,
     },
+    "vgg_bn_small": {"epochs": 6, "augmentation": False, "recipe_overrides": _CONSTANT_RATE},
     "vgg_bn": {"epochs": 3, "augmentation": False},
     "mobilenet_v2": {"epochs": 10},
     "resnet50": {"epochs": 6, "learning_rate": 3e-4},

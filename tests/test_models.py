@@ -20,6 +20,7 @@ from fer_data import features
 EXPECTED_PARAMS = {
     "improved": 647_111,
     "vgg": 528_295,
+    "vgg_bn_small": 530_215,  # vgg - 640 conv biases + 4 x 640 batch-norm weights
     "mobilenet_v2": 5_835_975,
     "resnet50": 25_693_063,
     "vgg_bn": 10_472_519,  # our design (see vgg_bn.py)
@@ -108,6 +109,22 @@ def test_vgg_layout_reaches_the_seed_count():
         "same",
         "same",
     ]
+
+
+def test_vgg_bn_small_is_vgg_with_batch_norm_after_every_conv():
+    plain, normed = models.build_model("vgg")[0], models.build_model("vgg_bn_small")[0]
+
+    def convs(model):
+        return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+    assert [(c.filters, c.padding) for c in convs(normed)] == [
+        (c.filters, c.padding) for c in convs(plain)
+    ]
+    assert not any(c.use_bias for c in convs(normed)) and all(c.use_bias for c in convs(plain))
+    after_conv = [normed.layers[normed.layers.index(c) + 1] for c in convs(normed)]
+    assert all(isinstance(layer, keras.layers.BatchNormalization) for layer in after_conv)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
+    assert models.get_recipe("vgg_bn_small") == models.get_recipe("vgg")
 
 
 def test_vgg_bn_structure():

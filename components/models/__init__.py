@@ -26,7 +26,14 @@ from typing import Any, Dict, Optional, Tuple
 from components.models.recipe import validate_recipe
 
 # Every architecture, in the order the pipeline trains them; each is components/models/<name>.py.
-ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50", "vgg", "improved", "vgg_bn")
+ARCHITECTURES: Tuple[str, ...] = (
+    "mobilenet_v2",
+    "resnet50",
+    "vgg",
+    "vgg_bn_small",
+    "improved",
+    "vgg_bn",
+)
 # Those that put a keras.applications backbone behind a gray -> RGB layer (transfer.py).
 TRANSFER_ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50")
 

@@ -44,13 +44,24 @@ STAGES = ((32, "same", "same"), (64, "same", "valid"), (96, "same", "valid"), (1
 
 def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
     """(model, weights_source). weights: None, or a path to this model's own weights file."""
+    return build_layout(NAME, weights, batch_norm=False)
+
+
+def build_layout(name: str, weights: Optional[str], batch_norm: bool) -> Tuple[keras.Model, str]:
+    """The STAGES layout above; with ``batch_norm`` every conv is conv (no bias) -> batch
+    norm -> ReLU (components/models/vgg_bn_small.py), without it conv + ReLU."""
     inputs = common.image_input()
     x = inputs
     for filters, first, second in STAGES:
-        x = keras.layers.Conv2D(filters, 3, padding=first, activation="relu")(x)
-        x = keras.layers.Conv2D(filters, 3, padding=second, activation="relu")(x)
+        for padding in (first, second):
+            if batch_norm:
+                x = keras.layers.Conv2D(filters, 3, padding=padding, use_bias=False)(x)
+                x = keras.layers.BatchNormalization()(x)
+                x = keras.layers.ReLU()(x)
+            else:
+                x = keras.layers.Conv2D(filters, 3, padding=padding, activation="relu")(x)
         x = keras.layers.MaxPooling2D(2)(x)
         x = keras.layers.Dropout(0.25)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, activation="relu")(x)
-    return common.scratch_model(inputs, x, NAME, weights)
+    return common.scratch_model(inputs, x, name, weights)
