@@ -21,6 +21,13 @@ def image_input():
     return keras.Input(shape=features.IMAGE_SHAPE, name=features.IMAGE_XF_KEY)
 
 
+def conv_bn_relu(x, filters: int, padding: str = "same"):
+    """A 3x3 conv without bias (batch norm's beta replaces it) -> BatchNormalization -> ReLU."""
+    x = keras.layers.Conv2D(filters, 3, padding=padding, use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.layers.ReLU()(x)
+
+
 def probabilities(x):
     """The 7-way softmax layer ``probabilities``, float32 even under mixed precision."""
     return keras.layers.Dense(

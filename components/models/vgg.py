@@ -55,9 +55,7 @@ def build_layout(name: str, weights: Optional[str], batch_norm: bool) -> Tuple[k
     for filters, first, second in STAGES:
         for padding in (first, second):
             if batch_norm:
-                x = keras.layers.Conv2D(filters, 3, padding=padding, use_bias=False)(x)
-                x = keras.layers.BatchNormalization()(x)
-                x = keras.layers.ReLU()(x)
+                x = common.conv_bn_relu(x, filters, padding)
             else:
                 x = keras.layers.Conv2D(filters, 3, padding=padding, activation="relu")(x)
         x = keras.layers.MaxPooling2D(2)(x)

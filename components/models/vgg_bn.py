@@ -80,12 +80,6 @@ RECIPE = {
 }
 
 
-def _conv_bn_relu(x, filters: int):
-    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
-    return keras.layers.ReLU()(x)
-
-
 def build(
     weights: Optional[str] = None,
     dense_units: int = DENSE_UNITS,
@@ -96,8 +90,8 @@ def build(
     inputs = common.image_input()
     x = inputs
     for filters in STAGE_FILTERS:  # 48 -> 24 -> 12 -> 6 -> 3
-        x = _conv_bn_relu(x, filters)
-        x = _conv_bn_relu(x, filters)
+        x = common.conv_bn_relu(x, filters)
+        x = common.conv_bn_relu(x, filters)
         x = keras.layers.MaxPooling2D(2)(x)
         if conv_dropout:
             x = keras.layers.Dropout(conv_dropout)(x)
