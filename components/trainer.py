@@ -5,11 +5,13 @@ carries this package is all Kubeflow needs. The architecture's recipe
 (components/models/<arch>.py ``RECIPE``), overridden by the TrainerConfig, decides the
 optimizer, LR schedule, augmentation, label smoothing and early stopping on the eval
 split. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
-augment in parallel, prefetch). Output: a SavedModel with both serving signatures, and
-``assets.extra/fer_model.json`` (history, timing, params, weights source) beside it.
+augment in parallel, repeat -- one iterator for the whole fit --, prefetch). Output: a
+SavedModel with both serving signatures, and ``assets.extra/fer_model.json`` (history,
+timing, params, weights source) beside it.
 """
 
 import logging
+import math
 import time
 from typing import Any, Dict, List, Optional, TextIO
 
@@ -64,8 +66,16 @@ def batches(
     shuffle_buffer: int = 0,
     seed: int = 0,
     augmentation: Optional[tf_keras.Model] = None,
+    repeat: bool = False,
 ) -> tf.data.Dataset:
-    """Shuffled (train) or ordered (eval) batches, augmented on the fly when asked."""
+    """Shuffled (train) or ordered (eval) batches, augmented on the fly when asked.
+
+    ``repeat``: pass after pass without end, each pass reshuffled and ending with its own
+    partial batch, so ``steps_per_epoch`` = ceil(examples / batch_size) keeps Keras
+    epochs identical to passes while ONE iterator serves the whole fit. Keras otherwise
+    builds a new iterator every epoch, and destroying the old one (its tf.data autotune
+    thread) stalled the real-data Trainer ~50 s with both cores idle after about one
+    epoch in four (docs/RESULTS.md, fifth run)."""
     if shuffle_buffer:
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = examples.batch(batch_size)
@@ -73,35 +83,75 @@ def batches(
         dataset = dataset.map(
             lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
+    if repeat:
+        dataset = dataset.repeat()
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class BatchNormRecalibrator:
+    """Replaces every BatchNormalization layer's moving mean/variance of ``model`` with
+    their exact average over up to ``max_examples`` un-augmented training images
+    ("precise BN", Wu & Johnson 2021). Keras' moving averages (momentum 0.99, 0.999 in
+    keras.applications) still remember their initial values after a short run, so a
+    model that learned can evaluate at chance.
+
+    One traced forward pass per batch, at momentum 0 (each layer stores that batch's
+    statistics, which are summed): an eager pass with a per-batch momentum cost ~0.6 s
+    per 64 images on 2 vCPU, 75 s for the final 8,192 (docs/RESULTS.md, fourth run)."""
+
+    def __init__(self, model: tf_keras.Model):
+        self._model = model
+        self.layers = [
+            layer
+            for layer in model.submodules
+            if isinstance(layer, tf_keras.layers.BatchNormalization)
+        ]
+        self._sums = [
+            (
+                tf.Variable(tf.zeros_like(layer.moving_mean), trainable=False),
+                tf.Variable(tf.zeros_like(layer.moving_variance), trainable=False),
+            )
+            for layer in self.layers
+        ]
+        self._accumulate = tf.function(self._add_batch_statistics, reduce_retracing=True)
+
+    def _add_batch_statistics(self, images: tf.Tensor) -> None:
+        self._model(images, training=True)  # at momentum 0 each layer stores this batch's
+        for layer, (mean_sum, variance_sum) in zip(self.layers, self._sums):
+            mean_sum.assign_add(layer.moving_mean)
+            variance_sum.assign_add(layer.moving_variance)
+
+    def __call__(self, examples: tf.data.Dataset, max_examples: int, batch_size: int) -> int:
+        """Recalibrates on ``examples``; returns the number of images used (0 when the
+        model has no BatchNormalization layer)."""
+        if not self.layers or max_examples <= 0:
+            return 0
+        momenta = [layer.momentum for layer in self.layers]
+        for mean_sum, variance_sum in self._sums:
+            mean_sum.assign(tf.zeros_like(mean_sum))
+            variance_sum.assign(tf.zeros_like(variance_sum))
+        seen = count = 0
+        try:
+            for layer in self.layers:
+                layer.momentum = 0.0  # read when traced: the traced pass always runs at 0
+            for images, _ in examples.take(max_examples).batch(batch_size):
+                self._accumulate(images)
+                seen, count = seen + int(images.shape[0]), count + 1
+        finally:
+            for layer, momentum in zip(self.layers, momenta):
+                layer.momentum = momentum
+        for layer, (mean_sum, variance_sum) in zip(self.layers, self._sums):
+            if count:  # every batch weighs the same, as in the paper
+                layer.moving_mean.assign(mean_sum / count)
+                layer.moving_variance.assign(variance_sum / count)
+        return seen
 
 
 def recalibrate_batch_norm(
     model: tf_keras.Model, examples: tf.data.Dataset, max_examples: int, batch_size: int
 ) -> int:
-    """Replaces every BatchNormalization layer's moving mean/variance with their exact
-    average over up to ``max_examples`` un-augmented training images ("precise BN",
-    Wu & Johnson 2021). Keras' moving averages (momentum 0.99, 0.999 in
-    keras.applications) still remember their initial values after a short run, so a
-    model that learned can evaluate at chance. Returns the number of images used (0 when
-    the model has no BatchNormalization layer)."""
-    layers = [
-        layer for layer in model.submodules if isinstance(layer, tf_keras.layers.BatchNormalization)
-    ]
-    if not layers or max_examples <= 0:
-        return 0
-    momenta = [layer.momentum for layer in layers]
-    seen = 0
-    try:
-        for index, (images, _) in enumerate(examples.take(max_examples).batch(batch_size)):
-            for layer in layers:  # running mean over batches: weight 1/(index+1) for the new one
-                layer.momentum = index / (index + 1.0)
-            model(images, training=True)  # eager: BN reads its momentum at each call
-            seen += int(images.shape[0])
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-    return seen
+    """One-off precise BN (see BatchNormRecalibrator); returns the number of images used."""
+    return BatchNormRecalibrator(model)(examples, max_examples, batch_size)
 
 
 class BatchNormRecalibration(tf_keras.callbacks.Callback):
@@ -114,9 +164,12 @@ class BatchNormRecalibration(tf_keras.callbacks.Callback):
     def __init__(self, examples: tf.data.Dataset, count: int, batch_size: int):
         super().__init__()
         self._examples, self._count, self._batch_size = examples, count, batch_size
+        self._recalibrator: Optional[BatchNormRecalibrator] = None
 
     def on_test_begin(self, logs=None):
-        recalibrate_batch_norm(self.model, self._examples, self._count, self._batch_size)
+        if self._recalibrator is None:  # traced once, reused every epoch
+            self._recalibrator = BatchNormRecalibrator(self.model)
+        self._recalibrator(self._examples, self._count, self._batch_size)
 
 
 def class_weights(labels: np.ndarray, mode: str) -> Optional[Dict[int, float]]:
@@ -237,7 +290,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train_examples = load_examples(fn_args.train_files, tf_transform_output)
     eval_examples = load_examples(fn_args.eval_files, tf_transform_output)
-    train_labels = np.concatenate([y.numpy().reshape(-1) for _, y in train_examples.batch(4096)])
+    train_labels = np.concatenate(
+        [np.zeros(0, np.int64)] + [y.numpy().reshape(-1) for _, y in train_examples.batch(4096)]
+    )
+    if not len(train_labels):
+        raise ValueError(f"no training examples in {fn_args.train_files}")
     weights_by_class = class_weights(train_labels, config.class_weighting)
 
     strategy = distribution_strategy()
@@ -256,8 +313,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         else None
     )
     train = batches(
-        train_examples, recipe["batch_size"], config.shuffle_buffer, config.seed, augmentation
+        train_examples,
+        recipe["batch_size"],
+        config.shuffle_buffer,
+        config.seed,
+        augmentation,
+        repeat=True,
     )
+    steps_per_epoch = math.ceil(len(train_labels) / recipe["batch_size"])
     evaluation = batches(eval_examples, recipe["batch_size"])
     timer = EpochTimer()
     callbacks = training.make_callbacks(recipe) + [
@@ -295,6 +358,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         train,
         validation_data=evaluation,
         epochs=recipe["epochs"],
+        steps_per_epoch=steps_per_epoch,
         class_weight=weights_by_class,
         callbacks=callbacks,
         verbose=2,

@@ -384,6 +384,32 @@ def test_batch_norm_recalibration_sets_the_exact_average_of_the_batch_statistics
     assert trainer.recalibrate_batch_norm(plain, examples, 300, 100) == 0
 
 
+def test_batch_norm_recalibration_of_image_batches_is_exact_and_starts_afresh_each_time():
+    from components import trainer
+
+    inputs = keras.Input(shape=(4, 4, 2))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))  # the fused kernel
+    recalibrator = trainer.BatchNormRecalibrator(model)
+    rng = np.random.default_rng(2)
+    layer = model.layers[1]
+    for loc in (3.0, -1.0):  # the second call must not remember the first
+        data = rng.normal(loc=loc, scale=[1.0, 2.0], size=(250, 4, 4, 2)).astype("float32")
+        examples = tf.data.Dataset.from_tensor_slices((data, np.zeros(250, "int64")))
+        assert recalibrator(examples, max_examples=250, batch_size=100) == 250
+        batches = [data[:100], data[100:200], data[200:]]  # the partial batch weighs the same
+        np.testing.assert_allclose(
+            layer.moving_mean.numpy(),
+            np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0),
+            rtol=1e-4,
+        )
+        np.testing.assert_allclose(  # the fused kernel keeps the unbiased variance, as in fit
+            layer.moving_variance.numpy(),
+            np.mean([b.reshape(-1, 2).var(axis=0, ddof=1) for b in batches], axis=0),
+            rtol=1e-5,
+        )
+    assert layer.momentum == 0.99
+
+
 def test_validation_during_fit_sees_recalibrated_batch_norm_statistics():
     from components import trainer
 
@@ -412,6 +438,21 @@ def test_validation_during_fit_sees_recalibrated_batch_norm_statistics():
         means[recalibrate] = seen[0]
     assert np.all(means[False] < 0.2)  # 4 steps at momentum 0.99: still near the initial 0
     np.testing.assert_allclose(means[True], data[:128].mean(axis=0), atol=0.05)
+
+
+def test_repeated_training_batches_keep_each_epoch_one_reshuffled_pass():
+    from components import trainer
+
+    examples = tf.data.Dataset.from_tensor_slices(
+        (np.arange(10, dtype="float32"), np.zeros(10, "int64"))
+    )
+    steps = 3  # ceil(10 / 4): what run_fn passes as steps_per_epoch
+    dataset = trainer.batches(examples, 4, shuffle_buffer=10, seed=3, repeat=True)
+    taken = [x.numpy() for x, _ in dataset.take(steps * 4)]
+    assert [len(batch) for batch in taken] == [4, 4, 2] * 4  # a pass ends with its partial batch
+    passes = [np.concatenate(taken[i * steps : (i + 1) * steps]) for i in range(4)]
+    assert all(sorted(p.tolist()) == list(range(10)) for p in passes)  # each example once a pass
+    assert len({tuple(p.tolist()) for p in passes}) > 1  # reshuffled between passes
 
 
 def test_trainer_config_overrides_the_recipe_and_can_turn_augmentation_off():
