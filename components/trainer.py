@@ -73,9 +73,9 @@ def batches(
     ``repeat``: pass after pass without end, each pass reshuffled and ending with its own
     partial batch, so ``steps_per_epoch`` = ceil(examples / batch_size) keeps Keras
     epochs identical to passes while ONE iterator serves the whole fit. Keras otherwise
-    builds a new iterator every epoch, and destroying the old one (its tf.data autotune
-    thread) stalled the real-data Trainer ~50 s with both cores idle after about one
-    epoch in four (docs/RESULTS.md, fifth run)."""
+    builds a new iterator every epoch, and destroying the old one (waiting for one of
+    its tf.data threads) stalled the real-data Trainer 37-58 s with both cores idle
+    after 19 of 52 epochs (docs/RESULTS.md, fifth run)."""
     if shuffle_buffer:
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = examples.batch(batch_size)
@@ -88,70 +88,32 @@ def batches(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-class BatchNormRecalibrator:
-    """Replaces every BatchNormalization layer's moving mean/variance of ``model`` with
-    their exact average over up to ``max_examples`` un-augmented training images
-    ("precise BN", Wu & Johnson 2021). Keras' moving averages (momentum 0.99, 0.999 in
-    keras.applications) still remember their initial values after a short run, so a
-    model that learned can evaluate at chance.
-
-    One traced forward pass per batch, at momentum 0 (each layer stores that batch's
-    statistics, which are summed): an eager pass with a per-batch momentum cost ~0.6 s
-    per 64 images on 2 vCPU, 75 s for the final 8,192 (docs/RESULTS.md, fourth run)."""
-
-    def __init__(self, model: tf_keras.Model):
-        self._model = model
-        self.layers = [
-            layer
-            for layer in model.submodules
-            if isinstance(layer, tf_keras.layers.BatchNormalization)
-        ]
-        self._sums = [
-            (
-                tf.Variable(tf.zeros_like(layer.moving_mean), trainable=False),
-                tf.Variable(tf.zeros_like(layer.moving_variance), trainable=False),
-            )
-            for layer in self.layers
-        ]
-        self._accumulate = tf.function(self._add_batch_statistics, reduce_retracing=True)
-
-    def _add_batch_statistics(self, images: tf.Tensor) -> None:
-        self._model(images, training=True)  # at momentum 0 each layer stores this batch's
-        for layer, (mean_sum, variance_sum) in zip(self.layers, self._sums):
-            mean_sum.assign_add(layer.moving_mean)
-            variance_sum.assign_add(layer.moving_variance)
-
-    def __call__(self, examples: tf.data.Dataset, max_examples: int, batch_size: int) -> int:
-        """Recalibrates on ``examples``; returns the number of images used (0 when the
-        model has no BatchNormalization layer)."""
-        if not self.layers or max_examples <= 0:
-            return 0
-        momenta = [layer.momentum for layer in self.layers]
-        for mean_sum, variance_sum in self._sums:
-            mean_sum.assign(tf.zeros_like(mean_sum))
-            variance_sum.assign(tf.zeros_like(variance_sum))
-        seen = count = 0
-        try:
-            for layer in self.layers:
-                layer.momentum = 0.0  # read when traced: the traced pass always runs at 0
-            for images, _ in examples.take(max_examples).batch(batch_size):
-                self._accumulate(images)
-                seen, count = seen + int(images.shape[0]), count + 1
-        finally:
-            for layer, momentum in zip(self.layers, momenta):
-                layer.momentum = momentum
-        for layer, (mean_sum, variance_sum) in zip(self.layers, self._sums):
-            if count:  # every batch weighs the same, as in the paper
-                layer.moving_mean.assign(mean_sum / count)
-                layer.moving_variance.assign(variance_sum / count)
-        return seen
-
-
 def recalibrate_batch_norm(
     model: tf_keras.Model, examples: tf.data.Dataset, max_examples: int, batch_size: int
 ) -> int:
-    """One-off precise BN (see BatchNormRecalibrator); returns the number of images used."""
-    return BatchNormRecalibrator(model)(examples, max_examples, batch_size)
+    """Replaces every BatchNormalization layer's moving mean/variance with their exact
+    average over up to ``max_examples`` un-augmented training images ("precise BN",
+    Wu & Johnson 2021). Keras' moving averages (momentum 0.99, 0.999 in
+    keras.applications) still remember their initial values after a short run, so a
+    model that learned can evaluate at chance. Returns the number of images used (0 when
+    the model has no BatchNormalization layer)."""
+    layers = [
+        layer for layer in model.submodules if isinstance(layer, tf_keras.layers.BatchNormalization)
+    ]
+    if not layers or max_examples <= 0:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    seen = 0
+    try:
+        for index, (images, _) in enumerate(examples.take(max_examples).batch(batch_size)):
+            for layer in layers:  # running mean over batches: weight 1/(index+1) for the new one
+                layer.momentum = index / (index + 1.0)
+            model(images, training=True)  # eager: BN reads its momentum at each call
+            seen += int(images.shape[0])
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return seen
 
 
 class BatchNormRecalibration(tf_keras.callbacks.Callback):
@@ -164,12 +126,9 @@ class BatchNormRecalibration(tf_keras.callbacks.Callback):
     def __init__(self, examples: tf.data.Dataset, count: int, batch_size: int):
         super().__init__()
         self._examples, self._count, self._batch_size = examples, count, batch_size
-        self._recalibrator: Optional[BatchNormRecalibrator] = None
 
     def on_test_begin(self, logs=None):
-        if self._recalibrator is None:  # traced once, reused every epoch
-            self._recalibrator = BatchNormRecalibrator(self.model)
-        self._recalibrator(self._examples, self._count, self._batch_size)
+        recalibrate_batch_norm(self.model, self._examples, self._count, self._batch_size)
 
 
 def class_weights(labels: np.ndarray, mode: str) -> Optional[Dict[int, float]]:

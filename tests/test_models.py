@@ -389,13 +389,12 @@ def test_batch_norm_recalibration_of_image_batches_is_exact_and_starts_afresh_ea
 
     inputs = keras.Input(shape=(4, 4, 2))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))  # the fused kernel
-    recalibrator = trainer.BatchNormRecalibrator(model)
     rng = np.random.default_rng(2)
     layer = model.layers[1]
     for loc in (3.0, -1.0):  # the second call must not remember the first
         data = rng.normal(loc=loc, scale=[1.0, 2.0], size=(250, 4, 4, 2)).astype("float32")
         examples = tf.data.Dataset.from_tensor_slices((data, np.zeros(250, "int64")))
-        assert recalibrator(examples, max_examples=250, batch_size=100) == 250
+        assert trainer.recalibrate_batch_norm(model, examples, 250, 100) == 250
         batches = [data[:100], data[100:200], data[200:]]  # the partial batch weighs the same
         np.testing.assert_allclose(
             layer.moving_mean.numpy(),
