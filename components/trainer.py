@@ -249,11 +249,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train_examples = load_examples(fn_args.train_files, tf_transform_output)
     eval_examples = load_examples(fn_args.eval_files, tf_transform_output)
-    train_labels = np.concatenate(
-        [np.zeros(0, np.int64)] + [y.numpy().reshape(-1) for _, y in train_examples.batch(4096)]
-    )
-    if not len(train_labels):
+    label_batches = [y.numpy().reshape(-1) for _, y in train_examples.batch(4096)]
+    if not label_batches:
         raise ValueError(f"no training examples in {fn_args.train_files}")
+    train_labels = np.concatenate(label_batches)
     weights_by_class = class_weights(train_labels, config.class_weighting)
 
     strategy = distribution_strategy()
