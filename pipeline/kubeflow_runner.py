@@ -36,21 +36,35 @@ def resource_spec(resources: Resources) -> ResourceSpec:
     return spec
 
 
+# The Beam options that name the workers' environment; with none of them TFX builds and
+# stages an sdist of itself at every Beam step (tfx/utils/dependency_utils.py,
+# make_beam_dependency_flags, checks exactly these).
+BEAM_DEPENDENCY_FLAGS = (
+    "--extra_package",
+    "--extra_packages",
+    "--setup_file",
+    "--requirements_file",
+    "--worker_harness_container_image",
+    "--sdk_container_image",
+)
+
+
 def beam_pipeline_args(kubeflow: KubeflowConfig) -> List[str]:
-    """Beam flags for the Beam-powered steps: DirectRunner in the pod, or a cluster runner."""
+    """Beam flags for the Beam-powered steps: DirectRunner in the pod, or a cluster runner.
+
+    Either way the workers run the pipeline image (it holds this project, TFX and Beam's
+    worker boot binary, see the Dockerfile) unless the user's ``--beam-arg`` flags name
+    their own environment."""
     if kubeflow.beam_runner == "DirectRunner":
         # One worker per CPU of the pod's limit: 0 would start one per core of the node.
         workers = max(1, int(kubeflow.beam_step.cpu))
-        # The workers run in the pod, i.e. in this image: saying so stops TFX building and
-        # staging an sdist of itself at every Beam step (see PipelineConfig.beam_pipeline_args).
-        args = [
-            "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={workers}",
-            f"--sdk_container_image={kubeflow.image}",
-        ]
+        args = ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
     else:
         args = [f"--runner={kubeflow.beam_runner}"]
-    return args + list(kubeflow.beam_extra_args)
+    extra = list(kubeflow.beam_extra_args)
+    if not any(arg.split("=", 1)[0] in BEAM_DEPENDENCY_FLAGS for arg in extra):
+        args.append(f"--sdk_container_image={kubeflow.image}")
+    return args + extra
 
 
 def attach_resources(

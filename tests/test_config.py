@@ -2,6 +2,7 @@
 default's Trainer settings against flags, the summary table."""
 
 import argparse
+import dataclasses
 import os
 
 import pytest
@@ -45,6 +46,38 @@ def test_beam_steps_do_not_make_tfx_build_and_leak_a_package_of_itself(tmp_path,
     assert "--sdk_container_image=registry/fer:1" in kubeflow_args
     setup_file = PipelineConfig("faces.csv").beam_pipeline_args()[-1].split("=", 1)[1]
     assert os.path.isfile(setup_file) and os.path.basename(setup_file) == "setup.py"
+
+
+def test_cluster_beam_workers_run_the_pipeline_image_unless_told_otherwise(tmp_path, monkeypatch):
+    """A cluster runner's workers get the pipeline image too (no sdist built per step);
+    a dependency the user names replaces it instead of being contradicted."""
+    from tfx.utils import dependency_utils
+
+    from pipeline import kubeflow_runner
+    from pipeline.config import KubeflowConfig
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    flink = KubeflowConfig(
+        image="registry/fer:1",
+        beam_runner="FlinkRunner",
+        beam_extra_args=("--flink_master=f:8081",),
+    )
+    args = kubeflow_runner.beam_pipeline_args(flink)
+    assert args == [
+        "--runner=FlinkRunner",
+        "--sdk_container_image=registry/fer:1",
+        "--flink_master=f:8081",
+    ]
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+    assert list(tmp_path.iterdir()) == []
+
+    own = dataclasses.replace(flink, beam_extra_args=("--sdk_container_image=registry/beam:2",))
+    assert kubeflow_runner.beam_pipeline_args(own) == [
+        "--runner=FlinkRunner",
+        "--sdk_container_image=registry/beam:2",
+    ]
+    packaged = dataclasses.replace(flink, beam_extra_args=("--setup_file", "/src/setup.py"))
+    assert not any("registry/fer:1" in a for a in kubeflow_runner.beam_pipeline_args(packaged))
 
 
 def test_an_unknown_mode_is_a_clear_error():
