@@ -13,6 +13,8 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import re
+import zlib
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple, Union
 
 import numpy as np
@@ -59,6 +61,11 @@ USAGE_TO_SPLIT: Dict[str, str] = dict(zip(USAGES, features.SPLITS))
 MAX_RECORD_BYTES = 64 * 1024
 KEPT_TEXT_CHARS = 1024
 BOM = "\ufeff"
+# A .gz input may inflate to at most this many times the compressed bytes read so far, plus
+# the slack (the real file: 3.2x; a gzip bomb: ~1000x). Beyond it the read fails.
+MAX_INFLATION_RATIO = 100
+INFLATION_SLACK_BYTES = 16 << 20
+READ_BLOCK_BYTES = 1 << 16
 
 
 def format_row(label: int, pixels: str, usage: str) -> str:
@@ -91,6 +98,97 @@ def create_text(path: str, gzipped: Optional[bool] = None) -> Iterator[TextIO]:
 
 class CsvHeaderError(ValueError):
     """The file cannot be read as fer2013 at all (no header, missing columns)."""
+
+
+class CorruptInputError(ValueError):
+    """The file's bytes cannot be read to their end: a truncated or corrupt archive, or one
+    that inflates beyond the bound. The message names the file and the byte offset."""
+
+
+class GzipReader:
+    """``read(n)`` of the text inside a gzip file (concatenated members too), checked.
+
+    Unlike Beam's reader and ``gzip.GzipFile`` with a bound, it fails with
+    :class:`CorruptInputError` (file, byte offset) when the stream ends before its end
+    marker (a truncated file), when the data or its CRC is corrupt, and when the output
+    exceeds MAX_INFLATION_RATIO x the compressed bytes read + INFLATION_SLACK_BYTES. It
+    holds at most one block of input and ``n`` bytes of output.
+    """
+
+    def __init__(self, raw, source: str) -> None:
+        self._raw, self.source = raw, source
+        self._zlib = zlib.decompressobj(wbits=31)
+        self._input = b""  # compressed bytes not yet inflated
+        self.read_bytes = self.inflated_bytes = 0
+
+    def _error(self, what: str) -> CorruptInputError:
+        offset = self.read_bytes - len(self._input)
+        return CorruptInputError(
+            f"{self.source}: {what} at byte {offset} of the file "
+            f"({self.inflated_bytes} bytes inflated); the file is refused, not read in part"
+        )
+
+    def read(self, size: int) -> bytes:
+        while True:
+            if not self._input:
+                self._input = self._raw.read(READ_BLOCK_BYTES)
+                self.read_bytes += len(self._input)
+                if not self._input:
+                    if self._zlib.eof or not self.read_bytes:
+                        return b""
+                    raise self._error("the gzip stream ends before its end marker (truncated?)")
+            if self._zlib.eof:  # another gzip member follows
+                self._zlib = zlib.decompressobj(wbits=31)
+            try:
+                data = self._zlib.decompress(self._input, size)
+            except zlib.error as err:
+                raise self._error(f"corrupt gzip data ({err})") from None
+            self._input = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
+            self.inflated_bytes += len(data)
+            if self.inflated_bytes > MAX_INFLATION_RATIO * self.read_bytes + INFLATION_SLACK_BYTES:
+                raise self._error(
+                    f"the archive inflates more than {MAX_INFLATION_RATIO}x its size "
+                    f"(+{INFLATION_SLACK_BYTES >> 20} MiB)"
+                )
+            if data:
+                return data
+
+
+_BLANK = re.compile(rb"[ \t\r\n]*")
+
+
+class LineReader:
+    """``readline(limit)`` and ``skip_blank_lines()`` over a stream that has ``read(n)``
+    (a file, Beam's stream, :class:`GzipReader`); holds at most ``limit`` + a block."""
+
+    def __init__(self, stream, block: int = READ_BLOCK_BYTES) -> None:
+        self.stream, self.block, self.buffer, self.position = stream, block, b"", 0
+
+    def _more(self) -> bool:
+        data = self.stream.read(self.block)
+        if data:
+            self.buffer, self.position = self.buffer[self.position :] + data, 0
+        return bool(data)
+
+    def readline(self, limit: int) -> bytes:
+        while True:
+            end = self.buffer.find(b"\n", self.position, self.position + limit)
+            if end >= 0 or len(self.buffer) - self.position >= limit or not self._more():
+                break
+        stop = end + 1 if end >= 0 else min(self.position + limit, len(self.buffer))
+        line, self.position = self.buffer[self.position : stop], stop
+        return line
+
+    def skip_blank_lines(self) -> int:
+        """Skips whole blank (whitespace-only) lines in bulk; returns how many."""
+        count = 0
+        while True:
+            blank = _BLANK.match(self.buffer, self.position).end()  # to a whole line's end:
+            end = self.buffer.rfind(b"\n", self.position, blank) + 1 or self.position
+            count += self.buffer.count(b"\n", self.position, end)
+            self.position = end
+            if end < len(self.buffer) or not self._more():
+                return count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +302,7 @@ def _one_record(data: bytes, num_columns: Optional[int]) -> bool:
 
 
 def read_records(
-    readline: Callable[[int], bytes], first_line: int = 2, num_columns: Optional[int] = None
+    lines: LineReader, first_line: int = 2, num_columns: Optional[int] = None
 ) -> Iterator[Record]:
     """The data records after the header, each with the number of its first line.
 
@@ -212,20 +310,26 @@ def read_records(
     but only if the lines then make exactly one record of ``num_columns`` fields: a stray
     quote makes its own line a bad row, and the lines after it are read again as rows.
     Past MAX_RECORD_BYTES a record ends at its line's end, and only MAX_RECORD_BYTES + 1
-    bytes of it are kept. Blank lines are records (quarantined as empty_row) only when a
-    record follows them: blank lines at the end of a file are not data.
+    bytes of it are kept. A run of blank lines is one record (quarantined as empty_row,
+    ``lines`` long) when a record follows it: blank lines at the end of a file are not data.
+    Memory stays bounded whatever the input: no list of lines or records is kept.
     """
     pending: List[bytes] = []  # lines to read again
 
     def next_chunk() -> bytes:
-        return pending.pop(0) if pending else readline(MAX_RECORD_BYTES + 1)
+        return pending.pop(0) if pending else lines.readline(MAX_RECORD_BYTES + 1)
 
-    line, blanks = first_line, []
+    line, blank = first_line, Record(first_line, "", 0)  # the blank lines before a record
     while True:
+        skipped = 0 if pending else lines.skip_blank_lines()
+        blank, line = dataclasses.replace(blank, lines=blank.lines + skipped), line + skipped
         first = next_chunk()
         if not first:
             return
         kept, first_size = _physical_line(first, next_chunk)
+        if first_size <= MAX_RECORD_BYTES and not kept.strip():
+            blank, line = dataclasses.replace(blank, lines=blank.lines + 1), line + 1
+            continue
         parts, total, quotes = [kept], first_size, kept.count(b'"')
         while quotes % 2 and total <= MAX_RECORD_BYTES:
             chunk = next_chunk()  # an open quote: the record may go on over the next line
@@ -239,25 +343,24 @@ def read_records(
         ):
             pending[:0] = parts[1:]
             parts, total = parts[:1], first_size
-        record = Record(line, b"".join(parts).decode("utf-8", errors="replace"), len(parts), total)
+        if blank.lines:
+            yield blank
+        yield Record(line, b"".join(parts).decode("utf-8", errors="replace"), len(parts), total)
         line += len(parts)
-        if not record.text.strip():
-            blanks.append(record)
-            continue
-        yield from blanks
-        blanks = []
-        yield record
+        blank = Record(line, "", 0)
 
 
 _DIGITS_AND_SPACES = str.maketrans("", "", "0123456789 ")
+_PIXEL_TEXT = str.maketrans("", "", "0123456789 \t\r\n-")  # what the token path reads
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII only: int() also reads "1_0", "+3", "\u0663"
 
 
 def parse_pixels(field: str) -> np.ndarray:
     """Parses 2304 space-separated ints in 0..255; raises _Reject on any defect.
 
-    Fast path: a field of only digits and spaces is parsed in C (``np.fromstring``),
-    which for such text gives exactly what ``int()`` per token gives; anything else, or
-    a wrong count or range, takes the token-by-token path that names the defect.
+    ASCII digits separated by spaces (or tabs) only. Fast path: a field of only digits
+    and spaces is parsed in C (``np.fromstring``); anything else, or a wrong count or
+    range, takes the token-by-token path that names the defect.
     """
     if not field.translate(_DIGITS_AND_SPACES):
         values = np.fromstring(field, dtype=np.int64, sep=" ")
@@ -268,11 +371,14 @@ def parse_pixels(field: str) -> np.ndarray:
         raise _Reject(
             WRONG_PIXEL_COUNT, f"{len(tokens)} pixel values, expected {features.NUM_PIXELS}"
         )
+    stray = field.translate(_PIXEL_TEXT)
+    if stray:
+        raise _Reject(NON_NUMERIC_PIXEL, f"pixels hold {stray[:1]!r}: ASCII digits and spaces only")
+    bad = next((t for t in tokens if not _INTEGER.fullmatch(t)), None)
+    if bad is not None:
+        raise _Reject(NON_NUMERIC_PIXEL, f"pixel token {bad[:20]!r} is not an integer")
     try:
         values = np.array(tokens, dtype=np.int64)
-    except ValueError:
-        bad = next((t for t in tokens if not t.lstrip("+-").isdigit()), tokens[0])
-        raise _Reject(NON_NUMERIC_PIXEL, f"pixel token {bad[:20]!r} is not an integer") from None
     except OverflowError:  # an integer beyond int64
         index, bad = max(enumerate(tokens), key=lambda item: len(item[1].lstrip("+-0")))
         raise _Reject(PIXEL_OUT_OF_RANGE, f"pixel {index} = {bad[:20]} is outside 0..255") from None
@@ -284,14 +390,14 @@ def parse_pixels(field: str) -> np.ndarray:
 
 
 def parse_label(field: str) -> int:
-    """Parses the emotion label, an int in 0..6."""
-    try:
-        label = int(field.strip())
-    except ValueError:
-        raise _Reject(NON_NUMERIC_LABEL, f"emotion {field[:20]!r} is not an integer") from None
+    """Parses the emotion label: ASCII digits (around them, spaces) for an int in 0..6."""
+    text = field.strip(" ")
+    if not _INTEGER.fullmatch(text):
+        raise _Reject(NON_NUMERIC_LABEL, f"emotion {field[:20]!r} is not an integer")
+    label = int(text) if len(text) < 20 else features.NUM_CLASSES  # no 4,300-digit int()
     if not 0 <= label < features.NUM_CLASSES:
         raise _Reject(
-            LABEL_OUT_OF_RANGE, f"emotion {label} is outside 0..{features.NUM_CLASSES - 1}"
+            LABEL_OUT_OF_RANGE, f"emotion {text[:20]} is outside 0..{features.NUM_CLASSES - 1}"
         )
     return label
 
@@ -336,7 +442,7 @@ def parse_row(
                 "characters are kept",
             )
         if not stripped.strip():
-            raise _Reject(EMPTY_ROW, "empty line")
+            raise _Reject(EMPTY_ROW, f"{lines} empty lines" if lines > 1 else "empty line")
         try:
             fields = _split_csv_line(stripped)
         except csv.Error as err:

@@ -136,15 +136,13 @@ def test_header_with_a_byte_order_mark():
 
 
 def test_records_span_quoted_newlines_and_long_lines_are_cut():
-    import io
-
     text = (
         f'1,"{PIXELS[:100]}\n{PIXELS[100:]}",Training\n'
         + "x" * (3 * fer2013_csv.MAX_RECORD_BYTES)
         + "\n\n"
         + f"2,{PIXELS},PublicTest\n\n\n"
     )
-    records = list(fer2013_csv.read_records(io.BytesIO(text.encode()).readline))
+    records = list(fer2013_csv.read_records(_reader(text.encode())))
     assert [(r.line, r.lines) for r in records] == [(2, 2), (4, 1), (5, 1), (6, 1)]
     assert isinstance(parse(records[0].text), fer2013_csv.ParsedRow)
     long = records[1]
@@ -156,16 +154,115 @@ def test_records_span_quoted_newlines_and_long_lines_are_cut():
 
 
 def test_a_stray_quote_spoils_its_own_row_only():
-    import io
-
     rows = [f"{i % 7},{PIXELS},Training\n" for i in range(24)]
     rows[3] = f'1,"{PIXELS},Training\n'  # the quote never closes
     records = list(
-        fer2013_csv.read_records(
-            io.BytesIO("".join(rows).encode()).readline, num_columns=LAYOUT.num_columns
-        )
+        fer2013_csv.read_records(_reader("".join(rows).encode()), num_columns=LAYOUT.num_columns)
     )
     assert [r.line for r in records] == list(range(2, 26)) and all(r.lines == 1 for r in records)
     parsed = [fer2013_csv.parse_row(r.text, LAYOUT, r.line, size=r.size) for r in records]
     bad = [p for p in parsed if isinstance(p, fer2013_csv.QuarantinedRow)]
     assert [(b.line, b.reason) for b in bad] == [(5, fer2013_csv.BROKEN_QUOTING)]
+
+
+@pytest.mark.parametrize("label", ["0_3", "+3", "\u0663", "\uff13", "3\u00a0"])
+def test_labels_are_ascii_digits_only(label):
+    """int() reads all of these as 3 (or 1); the format has ASCII digits only."""
+    row = parse(f"{label},{PIXELS},Training")
+    assert isinstance(row, fer2013_csv.QuarantinedRow), label
+    assert row.reason == fer2013_csv.NON_NUMERIC_LABEL
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        PIXELS.replace("10", "1_0", 1),
+        PIXELS.replace("3", "+3", 1),
+        PIXELS.replace("5", "\u0665", 1),  # Arabic-Indic five
+        PIXELS.replace("5", "\uff15", 1),  # fullwidth five
+        PIXELS.replace(" ", "\u00a0", 1),  # a no-break space between two pixels
+        PIXELS.replace(" ", "\u2003"),  # em spaces throughout
+        PIXELS.replace(" ", "\x1c", 1),  # str.split() splits on this too
+    ],
+)
+def test_pixels_are_ascii_digits_and_spaces_only(pixels):
+    row = parse(f"3,{pixels},Training")
+    assert isinstance(row, fer2013_csv.QuarantinedRow)
+    assert row.reason == fer2013_csv.NON_NUMERIC_PIXEL, row.detail
+
+
+def _reader(data: bytes):
+    import io
+
+    return fer2013_csv.LineReader(io.BytesIO(data))
+
+
+def test_a_run_of_blank_lines_is_one_record_and_no_list():
+    """2 MB of blank lines: one empty_row record when a row follows, nothing at the end of
+    the file, and no list of them in memory."""
+    import tracemalloc
+
+    blanks = b"\n" * 1_000_000 + b" \r\n" * 330_000
+    data = f"1,{PIXELS},Training\n".encode() + blanks + f"2,{PIXELS},Training\n".encode() + blanks
+    tracemalloc.start()
+    try:
+        records = list(fer2013_csv.read_records(_reader(data)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak  # the data itself is 2 x 2 MB, held by the test
+    assert [(r.line, r.lines) for r in records] == [(2, 1), (3, 1_330_000), (1_330_003, 1)]
+    row = fer2013_csv.parse_row(records[1].text, LAYOUT, records[1].line, lines=records[1].lines)
+    assert row.reason == fer2013_csv.EMPTY_ROW and "1330000 empty lines" in row.detail
+
+
+def _gzip(text: str) -> bytes:
+    import gzip
+
+    return gzip.compress(text.encode(), mtime=0)
+
+
+def test_a_truncated_gzip_is_an_error_naming_file_and_offset():
+    data = _gzip("emotion,pixels,Usage\n" + f"3,{PIXELS},Training\n" * 50)
+    cut = data[: int(len(data) * 0.6)]
+    with pytest.raises(fer2013_csv.CorruptInputError, match=rf"cut\.csv\.gz.*byte {len(cut)}"):
+        list(fer2013_csv.read_records(_reader_of_gzip(cut, "cut.csv.gz")))
+
+
+def _reader_of_gzip(data: bytes, source: str):
+    import io
+
+    return fer2013_csv.LineReader(fer2013_csv.GzipReader(io.BytesIO(data), source))
+
+
+def test_corrupt_gzip_data_is_an_error_naming_the_byte():
+    data = bytearray(_gzip("emotion,pixels,Usage\n" + f"3,{PIXELS},Training\n" * 50))
+    data[len(data) // 2] ^= 0xFF
+    with pytest.raises(fer2013_csv.CorruptInputError, match=r"bad\.csv\.gz.*byte \d+"):
+        list(fer2013_csv.read_records(_reader_of_gzip(bytes(data), "bad.csv.gz")))
+
+
+def test_a_gzip_bomb_stops_at_the_inflation_bound_in_bounded_memory():
+    import gzip
+    import time
+    import tracemalloc
+
+    inflated = fer2013_csv.INFLATION_SLACK_BYTES + (64 << 20)
+    bomb = gzip.compress(b"emotion,pixels,Usage\n" + b"0" * inflated, compresslevel=9, mtime=0)
+    assert len(bomb) * fer2013_csv.MAX_INFLATION_RATIO < inflated  # a 1:1000 archive
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        with pytest.raises(fer2013_csv.CorruptInputError, match=r"bomb\.csv\.gz.*inflates"):
+            list(fer2013_csv.read_records(_reader_of_gzip(bomb, "bomb.csv.gz")))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20 and time.monotonic() - started < 10, (peak, time.monotonic() - started)
+
+
+def test_concatenated_gzip_members_are_one_file():
+    rows = [f"{i},{PIXELS},Training\n" for i in range(4)]
+    data = _gzip("".join(rows[:2])) + _gzip("".join(rows[2:]))
+    records = list(fer2013_csv.read_records(_reader_of_gzip(data, "two.csv.gz"), first_line=1))
+    assert [r.text[:2] for r in records] == ["0,", "1,", "2,", "3,"]

@@ -158,3 +158,61 @@ def test_hostile_files_are_read_record_by_record(tmp_path):
 def test_header_near_misses_and_duplicates_are_refused(tmp_path, header, message):
     with pytest.raises(Exception, match=re.escape(message)):
         run_executor(tmp_path, good_rows(3), header=header)
+
+
+def _gzip_file(path, text):
+    with gzip.open(path, "wt") as handle:
+        handle.write(text)
+    return path
+
+
+def test_a_truncated_gzip_fails_the_run_naming_file_and_offset(tmp_path):
+    """Cut at 60 % of its bytes, the archive is an error, not 60 % of the data (nothing
+    goes on to the next step, so nothing is trained or pushed from it)."""
+    whole = _gzip_file(tmp_path / "whole.gz", "\n".join(["emotion,pixels,Usage"] + good_rows(40)))
+    data = whole.read_bytes()
+    whole.unlink()
+    cut = tmp_path / "fer.csv.gz"
+    cut.write_bytes(data[: int(0.6 * len(data))])
+    import apache_beam as beam
+
+    out = tmp_path / "records"
+    with pytest.raises(Exception, match=rf"fer\.csv\.gz.*ends.*byte {int(0.6 * len(data))}"):
+        with beam.Pipeline() as pipeline:  # the executor's reading step, as Beam runs it
+            _ = (
+                pipeline
+                | beam.Create([str(cut)])
+                | beam.FlatMap(gen_executor.read_record_chunks)
+                | beam.Map(lambda chunk: len(chunk[2]))
+                | beam.io.WriteToText(str(out))
+            )
+    assert not glob.glob(str(out) + "*")  # nothing of the partial file went on
+
+
+def test_a_gzip_bomb_is_refused_while_reading(tmp_path):
+    from fer_data import fer2013_csv
+
+    size = fer2013_csv.INFLATION_SLACK_BYTES + (32 << 20)
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as handle:
+        handle.write(b"emotion,pixels,Usage\n")
+        for _ in range(size >> 20):
+            handle.write(b"0" * (1 << 20))
+    with pytest.raises(fer2013_csv.CorruptInputError, match=r"bomb\.csv\.gz.*inflates"):
+        list(gen_executor.read_record_chunks(str(bomb)))
+
+
+def test_a_run_of_blank_lines_is_one_quarantined_record(tmp_path):
+    path = tmp_path / "fer.csv"
+    rows = good_rows(3)
+    path.write_text(
+        "emotion,pixels,Usage\n" + rows[0] + "\n" * 200_001 + "\n".join(rows[1:]) + "\n"
+    )
+    chunks = list(gen_executor.read_record_chunks(str(path)))
+    records = [r for _, _, records in chunks for r in records]
+    assert [(r.line, r.lines) for r in records] == [
+        (2, 1),
+        (3, 200_000),
+        (200_003, 1),
+        (200_004, 1),
+    ]
