@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
@@ -23,6 +23,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
 
 from components.artifacts import Artifacts, Properties
+from fer_data import features
 
 TEMP_PREFIX = ".pushing-"  # .pushing-<version>-<unique>: a copy in progress
 RESERVED_PREFIX = ".version-"  # .version-<version>: a number taken by a push in progress
@@ -32,21 +33,32 @@ def _is_local(path: str) -> bool:
     return "://" not in path
 
 
+def _numbered(model_base_path: str, prefix: str = "") -> List[Tuple[str, int]]:
+    """(name, version) of the folders named ``prefix<int64 version>`` (features.model_version);
+    digit names beyond int64 are logged and left out."""
+    names = fileio.listdir(model_base_path) if fileio.exists(model_base_path) else []
+    found = []
+    for name in (n.rstrip("/") for n in names):
+        if not name.startswith(prefix):
+            continue
+        number = name[len(prefix) :]
+        version = features.model_version(number)
+        if version is not None:
+            found.append((name, version))
+        elif number.isascii() and number.isdigit():
+            logging.warning("Ignoring %s/%s: no int64 version", model_base_path, name[:40])
+    return found
+
+
 def pushed_versions(model_base_path: str, marker: str = "saved_model.pb") -> List[int]:
-    """Complete versions under a base path, oldest first (temp dirs excluded): numeric
-    directories holding ``marker`` (a SavedModel's, or another file pushed atomically)."""
-    if not fileio.exists(model_base_path):
-        return []
-    versions = []
-    for name in fileio.listdir(model_base_path):
-        name = name.rstrip("/")
-        if (
-            name.isascii()
-            and name.isdigit()
-            and fileio.exists(os.path.join(model_base_path, name, marker))
-        ):
-            versions.append(int(name))
-    return sorted(versions)
+    """Complete versions under a base path, oldest first (temp dirs excluded): folders named
+    by an int64 version (features.model_version) holding ``marker`` (a SavedModel's, or
+    another file pushed atomically)."""
+    return sorted(
+        version
+        for name, version in _numbered(model_base_path)
+        if fileio.exists(os.path.join(model_base_path, name, marker))
+    )
 
 
 def latest_version(model_base_path: str, marker: str = "saved_model.pb") -> Optional[int]:
@@ -55,15 +67,11 @@ def latest_version(model_base_path: str, marker: str = "saved_model.pb") -> Opti
 
 
 def next_version(model_base_path: str, now: Optional[float] = None) -> int:
-    """A Unix-time version, strictly above every existing or reserved one."""
+    """A Unix-time version, strictly above every existing or reserved one (int64 names
+    only: a folder named 10^20 is no version and is not numbered past)."""
     stamp = int(now if now is not None else time.time())
-    names = [
-        n.rstrip("/")
-        for n in (fileio.listdir(model_base_path) if fileio.exists(model_base_path) else [])
-    ]
-    numbers = [n[len(RESERVED_PREFIX) :] if n.startswith(RESERVED_PREFIX) else n for n in names]
-    taken = [int(n) for n in numbers if n.isascii() and n.isdigit()]
-    return max([stamp] + [v + 1 for v in taken])
+    taken = _numbered(model_base_path) + _numbered(model_base_path, RESERVED_PREFIX)
+    return max([stamp] + [version + 1 for _, version in taken])
 
 
 def reserve_version(model_base_path: str) -> int:

@@ -4,7 +4,7 @@ Every link of the chain (ExampleGen, schema, Transform, Trainer, serving, client
 reads these names from here, so the contract lives in one place.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -43,6 +43,9 @@ SPLITS: Tuple[str, ...] = ("train", "eval", "test")
 
 # Serving contract (both signatures return the same outputs).
 MODEL_NAME = "fer"  # the served model: <serving dir>/fer/<version>, ModelSpec.name
+# TF Serving's versions are int64 (ModelSpec.version): a folder named by a larger number is
+# no version, for the pusher and the development server alike (model_version).
+MAX_MODEL_VERSION = 2**63 - 1
 SERVING_DEFAULT_SIGNATURE = "serving_default"  # input: serialized tf.Example
 SERVING_IMAGES_SIGNATURE = "serving_images"  # input: encoded image bytes (PNG/JPEG/BMP/GIF)
 EXAMPLES_INPUT = "examples"
@@ -62,6 +65,16 @@ MAX_REQUEST_PIXELS = MAX_IMAGE_SIDE**2
 # GIF blocks read to find every frame (~4 MiB of full 255-byte data sub-blocks): the header
 # walk costs well under a second whatever the file holds.
 MAX_GIF_BLOCKS = 16_384
+
+
+def model_version(name: str) -> Optional[int]:
+    """The version a folder name stands for (ASCII digits, at most MAX_MODEL_VERSION), else
+    None (``.pushing-3``, ``latest``, ``\u0663``, ``99999999999999999999``)."""
+    name = name.rstrip("/")
+    if not (name.isascii() and name.isdigit()) or len(name.lstrip("0")) > 19:
+        return None  # (and int() of a 5,000-digit name would raise)
+    version = int(name)
+    return version if version <= MAX_MODEL_VERSION else None
 
 
 def pixels_to_bytes(pixels) -> bytes:

@@ -2,13 +2,14 @@
 
 The stand-in serves the newest loadable version only (TF Serving's default policy,
 ``latest:1``); version policies, labels and batching are TF Serving's, configured by
-``fer-serve`` for the real binary. Like TF Serving's file-system source, only numeric
-sub-directories holding a ``saved_model.pb`` are versions (``.pushing-*`` staging dirs and
-half-copied dirs are not). After startup a new version must also look the same on two
-consecutive polls (files, sizes, mtimes) before it is loaded, which covers non-atomic
-copies. A version is loaded and warmed up completely before it replaces the previous one,
-so a swap never leaves a gap. A version that fails to load is not retried until its files
-change, and the newest loadable one serves meanwhile.
+``fer-serve`` for the real binary. Like TF Serving's file-system source, only
+sub-directories named by an int64 number and holding a ``saved_model.pb`` are versions
+(``.pushing-*`` staging dirs, half-copied dirs and ``99999999999999999999`` are not); a
+version whose folder is removed leaves the status. After startup a new version must also
+look the same on two consecutive polls (files, sizes, mtimes) before it is loaded, which
+covers non-atomic copies. A version is loaded and warmed up completely before it replaces
+the previous one, so a swap never leaves a gap. A version that fails to load is not
+retried until its files change, and the newest loadable one serves meanwhile.
 """
 
 import logging
@@ -19,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import grpc
 
+from fer_data import features
 from serving import errors
 
 log = logging.getLogger(__name__)
@@ -50,21 +52,25 @@ def fingerprint(path: str) -> Fingerprint:
     return tuple(sorted(entries))
 
 
-def scan_versions(base_path: str) -> Dict[int, str]:
-    """{version: dir} for numeric sub-dirs of ``base_path`` that contain saved_model.pb."""
+def scan_versions(base_path: str, refused: Optional[Set[str]] = None) -> Dict[int, str]:
+    """{version: dir} for sub-dirs named by an int64 version (features.model_version) that
+    contain saved_model.pb; other digit names (above int64) are logged once per name in
+    ``refused``, and ignored."""
     try:
         names = os.listdir(base_path)
     except OSError:
         return {}
-    found = {}
+    found, refused = {}, set() if refused is None else refused
     for name in names:
+        version = features.model_version(name)
+        if version is None:
+            if name.isascii() and name.isdigit() and name not in refused:
+                refused.add(name)
+                log.warning("Ignoring %s/%s: no int64 version", base_path, name[:40])
+            continue
         path = os.path.join(base_path, name)
-        if (
-            name.isascii()
-            and name.isdigit()
-            and os.path.isfile(os.path.join(path, "saved_model.pb"))
-        ):
-            found[int(name)] = path
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            found[version] = path
     return found
 
 
@@ -87,6 +93,7 @@ class ModelVersions:
         self._states: Dict[int, VersionState] = {}
         self._failed: Dict[int, Fingerprint] = {}
         self._seen: Dict[int, Fingerprint] = {}
+        self._refused: Set[str] = set()  # digit names beyond int64, logged once
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.refreshes = 0
@@ -190,7 +197,7 @@ class ModelVersions:
         """One poll: load the newest version (fully), then unload the rest; returns loaded."""
         with self._refresh_lock:
             self.refreshes += 1
-            on_disk = scan_versions(self.base_path)
+            on_disk = scan_versions(self.base_path, self._refused)
             candidates = self._candidates(on_disk, initial)
             while True:
                 wanted = self._wanted(candidates)
@@ -208,6 +215,10 @@ class ModelVersions:
                     self._loaded.pop(version, None)
                 self._set_state(version, "END")
                 log.info("Unloaded version %d of %s", version, self.model_name)
+            with self._lock:  # a version whose folder is gone leaves the status
+                for version in set(self._states) - set(on_disk) - set(self._loaded):
+                    del self._states[version]
+                    self._failed.pop(version, None)
             return self.loaded_versions()
 
     # ----------------------------------------------------------------- watcher

@@ -7,6 +7,7 @@ apart by label (favourite 0 -> Angry, 3 -> Happy).
 
 import base64
 import json
+import logging
 import os
 import shutil
 import signal
@@ -933,3 +934,28 @@ def test_the_stand_in_refuses_what_only_tf_serving_does(tmp_path, capsys, option
         cli.serve_main(["--model-base-path", str(tmp_path), "--stand-in", *option])
     assert exit_info.value.code == 2
     assert "need TF Serving" in capsys.readouterr().err
+
+
+def test_version_folders_beyond_int64_are_ignored_and_removed_ones_leave_status(tmp_path, caplog):
+    """A folder named 10^20 (with a model in it) is logged once and never served, status
+    and Predict keep working; a removed version folder leaves the status."""
+    base = str(tmp_path / "fer")
+    fx.write_version(base, 1, ANGRY)
+    fx.write_version(base, 2, HAPPY)
+    huge = os.path.join(base, "99999999999999999999")
+    shutil.copytree(fx.saved_model_template(HAPPY), huge)
+    with caplog.at_level(logging.WARNING, logger="serving.version_watcher"):
+        running = start_server(model_base_path=base, port=0, poll_seconds=0.05)
+    try:
+        with FerClient(running.address, retries=0) as fer:
+            seen = running.versions.refreshes
+            wait_for(lambda: running.versions.refreshes >= seen + 3)
+            assert [s.version for s in fer.status()] == [2]
+            assert fer.predict_images([rng_image(1)])[0].version == 2
+            assert caplog.text.count("99999999999999999999") == 1  # once, not every poll
+            shutil.rmtree(huge)
+            shutil.rmtree(os.path.join(base, "2"))
+            wait_for(lambda: [s.version for s in fer.status()] == [1])
+            assert fer.predict_images([rng_image(1)])[0].version == 1
+    finally:
+        running.stop(0)

@@ -121,3 +121,19 @@ def test_concurrent_pushes_never_publish_a_mixed_version(tmp_path):
             assert len(contents) == 1, f"trial {trial}: {version_dir} mixes models"
         # No staging copy or reservation is left behind.
         assert sorted(os.listdir(base)) == sorted(os.path.basename(p) for p in pushed)
+
+
+def test_version_folders_beyond_int64_are_ignored_and_never_numbered_past(tmp_path, caplog):
+    """TF Serving's versions are int64: a folder named 10^20 is no version, and the next
+    push is numbered from the real ones, not 10^20 + 1."""
+    base = tmp_path / "fer"
+    _saved_model_dir(base / "100")
+    _saved_model_dir(base / "99999999999999999999")
+    _saved_model_dir(base / ("9" * 250))  # a file system allows 255 characters
+    _saved_model_dir(base / "\u0663")  # an Arabic-Indic digit: not an ASCII version
+    os.makedirs(base / f"{serving_push.RESERVED_PREFIX}99999999999999999999")
+    assert serving_push.pushed_versions(str(base)) == [100]
+    assert serving_push.latest_version(str(base)) == 100
+    assert serving_push.next_version(str(base), now=50) == 101
+    assert serving_push.reserve_version(str(base)) < 2**63
+    assert "99999999999999999999" in caplog.text  # logged, not silently skipped
