@@ -18,6 +18,10 @@ class Limits:
     max_concurrent_rpcs: int = 64  # gRPC calls in flight; more get RESOURCE_EXHAUSTED
     grpc_workers: int = 8
     rest_max_body_bytes: int = 2 << 20  # JSON expands more than protobuf
+    # Parsed JSON grows with its values (~60 bytes each): a body may hold this many (counted
+    # as its commas, "[" and "{" before parsing), nested this deep (row format: 4).
+    rest_max_json_values: int = 8192  # 8 per instance of a full batch
+    rest_max_json_depth: int = 8
     rest_max_connections: int = 16  # open REST connections; more get 503
     rest_listen_backlog: int = 128
     rest_socket_timeout_s: float = 10.0  # a client silent this long is disconnected

@@ -21,6 +21,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from fer_data import features
 from serving import errors
 from serving.grpc_services import metadata_response, status_response
 from serving.inference import PredictionCore, internal
@@ -32,9 +33,23 @@ log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _PATH_RE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<suffix>/metadata|:[a-zA-Z]+)?/?$"
 )  # labels: NOT_FOUND here
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep JSON ``value`` nests (iteratively), stopping past ``limit``."""
+    level, deepest = [value], 0
+    while level and deepest <= limit:
+        deepest += 1
+        level = [
+            child
+            for item in level
+            if isinstance(item, (list, dict))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return deepest
 
 
 def decode_binary(value: Any) -> Any:
@@ -153,7 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, err: errors.ServingError, status: Optional[int] = None) -> None:
         # The body may be unread: never parse what follows as another request.
         self.close_connection = True
-        self._send(status or errors.http_status(err.code), {"error": err.message})
+        status = status or errors.http_status(err.code)
+        if status < 500:  # a client's fault: one line, whatever it sent
+            log.info("REST %s %.80s -> %d %.200s", self.command, self.path, status, err.message)
+        self._send(status, {"error": err.message})
 
     def _route(self) -> Tuple[str, Optional[int], Optional[str], str]:
         match = _PATH_RE.match(self.path.split("?", 1)[0])
@@ -163,7 +181,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "(expected /v1/models/<name>[/versions/<v>|/labels/<l>]"
                 "[/metadata|:predict])"
             )
-        version = int(match["version"]) if match["version"] else None
+        version = features.model_version(match["version"]) if match["version"] else None
+        if match["version"] and version is None:
+            raise errors.invalid(f"Failed to convert version {match['version'][:40]} to int64")
         return match["name"], version, match["label"], match["suffix"] or ""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -221,13 +241,26 @@ class _Handler(BaseHTTPRequestHandler):
                 "this server's limit "
                 f"of {self.gateway.limits.rest_max_body_bytes} bytes"
             )
-        raw = self.rfile.read(size)
+        try:
+            raw = self.rfile.read(size)
+        except OSError:  # the socket timeout or the connection deadline
+            raw = b""
+        if len(raw) != size:
+            raise errors.invalid(f"Request body ended before its Content-Length of {size}")
+        limits = self.gateway.limits
+        values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")  # before any parsing
+        if values > limits.rest_max_json_values:
+            raise errors.invalid(
+                f"Request body holds more than {limits.rest_max_json_values} JSON values"
+            )
         try:
             body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise errors.invalid(f"Request body is not valid JSON: {err}") from None
-        except RecursionError:
-            raise errors.invalid("Request body nests JSON too deeply") from None
+        except (ValueError, RecursionError) as err:  # incl. 4,300-digit integers
+            raise errors.invalid(f"Request body is not valid JSON: {str(err)[:100]}") from None
+        if _depth(body, limits.rest_max_json_depth) > limits.rest_max_json_depth:
+            raise errors.invalid(
+                f"Request body nests JSON deeper than {limits.rest_max_json_depth} levels"
+            )
         if not isinstance(body, dict):
             raise errors.invalid("Request body must be a JSON object")
         return body

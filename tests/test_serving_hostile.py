@@ -7,6 +7,7 @@ request (/proc/self/clear_refs); the server runs in this process.
 """
 
 import json
+import logging
 import re
 import socket
 import time
@@ -289,3 +290,75 @@ def test_a_trickling_rest_client_is_cut_at_the_connection_deadline(tmp_path, cli
             except OSError:
                 pass  # the server has closed the connection
             assert time.monotonic() - started < 6
+
+
+def _rest_post(server, body: bytes, path: bytes = b"/v1/models/fer:predict") -> bytes:
+    return _http(
+        server,
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (path, len(body)) + body,
+    )
+
+
+def _serving_log(caplog):
+    return [r for r in caplog.records if r.name.startswith("serving")]
+
+
+REST_CLIENT_FAULTS = {
+    "5,000-digit integer": lambda server: _rest_post(
+        server, b'{"instances": [' + b"9" * 5000 + b"]}"
+    ),
+    "900-deep nesting": lambda server: _rest_post(
+        server, b'{"instances": ' + b"[" * 900 + b"]" * 900 + b"}"
+    ),
+    "5,000-digit version": lambda server: _http(
+        server, b"GET /v1/models/fer/versions/%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"9" * 5000)
+    ),
+    "20-digit version": lambda server: _rest_post(
+        server, b'{"instances": []}', b"/v1/models/fer/versions/99999999999999999999:predict"
+    ),
+    "Content-Length lie": lambda server: _http(
+        server,
+        b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{}",
+        read_timeout=LIMITS.rest_socket_timeout_s + 4,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REST_CLIENT_FAULTS))
+def test_rest_client_faults_are_4xx_with_a_one_line_log(server, client, caplog, case):
+    with caplog.at_level(logging.DEBUG, logger="serving"):
+        answer = REST_CLIENT_FAULTS[case](server)
+    assert _status_lines(answer) == [b"400"], answer[:300]
+    assert "incident" not in answer.decode(errors="replace")
+    lines = [r.getMessage() for r in _serving_log(caplog) if r.levelno >= logging.INFO]
+    assert len(lines) == 1 and "\n" not in lines[0] and len(lines[0]) < 400, lines
+    assert not any(r.exc_info for r in _serving_log(caplog))
+    _normal_request_works(client)
+
+
+def _rss_mb() -> float:
+    return int(re.search(r"VmRSS:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024
+
+
+def test_rest_request_memory_is_bounded_by_the_body_size(server, client):
+    """16 bodies of 2 MiB of two-character strings (8 connections at a time, the bound):
+    each is refused before it becomes ~700,000 Python objects, and the memory goes back."""
+    from concurrent import futures
+
+    strings = b",".join(b'"%02d"' % (i % 100) for i in range(LIMITS.rest_max_body_bytes // 5 - 8))
+    body = b'{"instances": [' + strings + b"]}"
+    assert len(body) <= LIMITS.rest_max_body_bytes
+    before = _rss_mb()
+    _reset_peak()
+    with futures.ThreadPoolExecutor(max_workers=LIMITS.rest_max_connections) as pool:
+        answers = list(pool.map(lambda _: _rest_post(server, body), range(16)))
+    peak, grown = _peak_kb() / 1024 - before, _rss_mb() - before
+    print(
+        f"\nREST 16 x {len(body) / 2**20:.1f} MiB of short strings: peak +{peak:.0f} MB, "
+        f"RSS after +{grown:.0f} MB"
+    )
+    assert all(_status_lines(a) in ([b"400"], [b"503"]) for a in answers), answers[0][:300]
+    # In flight: 8 bodies, each held twice in this process (the client's and the server's).
+    in_flight_mb = 2 * LIMITS.rest_max_connections * LIMITS.rest_max_body_bytes / 2**20
+    assert peak < 2 * in_flight_mb and grown < 1.5 * in_flight_mb, (peak, grown)
+    _normal_request_works(client)
