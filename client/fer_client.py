@@ -7,12 +7,18 @@
 
 :class:`FerClient` speaks gRPC, :class:`RestFerClient` TF Serving's REST API (port 8501)
 with the same methods. Calls retry only on UNAVAILABLE, with exponential backoff, and
-each attempt has a deadline; failures raise :class:`ClientError` (a status code and a
-one-line message).
+each attempt has a deadline for the whole call (REST too: not per read); failures raise
+:class:`ClientError` (a status code and a one-line message). What a server answers is
+bounded before it is used: its size (``max_message_bytes``), each tensor's size against
+the request, one answer per input; an answer that breaks them is one ClientError.
 """
 
 import base64
+import http.client
 import json
+import socket
+import ssl
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -140,32 +146,55 @@ def pixels_to_examples(pixels: np.ndarray) -> List[bytes]:
     return [features.serving_example(row) for row in flat]
 
 
-def _predictions(outputs: Dict[str, np.ndarray], version: Optional[int]) -> List[Prediction]:
+def _answer_shapes(count: int) -> Dict[str, Tuple[int, ...]]:
+    """The outputs a prediction reads, and their shapes for ``count`` inputs."""
+    return {
+        features.PROBABILITIES_OUTPUT: (count, features.NUM_CLASSES),
+        features.CLASS_ID_OUTPUT: (count,),
+        features.CLASS_NAME_OUTPUT: (count,),
+        features.ERROR_OUTPUT: (count,),
+    }
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _predictions(
+    outputs: Dict[str, Any], version: Optional[int], input_name: str, count: int
+) -> List[Prediction]:
+    """One Prediction per input, from outputs of the shapes _answer_shapes(count) gives.
+
+    A refused input (its ``error`` set, or a row without a class: the serving_images
+    signature answers a bad image this way, so that images batched with it are answered)
+    raises INVALID_ARGUMENT naming it; an answer of another shape or content INTERNAL.
+    """
     try:
         probabilities = np.asarray(outputs[features.PROBABILITIES_OUTPUT], dtype=np.float64)
-    except KeyError:
+        class_ids = np.asarray(
+            outputs.get(features.CLASS_ID_OUTPUT, np.argmax(probabilities, axis=-1)), np.int64
+        )
+        names = outputs.get(features.CLASS_NAME_OUTPUT)
+        refusals = outputs.get(features.ERROR_OUTPUT, [""] * count)
+        if probabilities.shape != (count, features.NUM_CLASSES) or class_ids.shape != (count,):
+            raise ValueError(f"probabilities of shape {list(probabilities.shape)}")
+        results = []
+        for i, (row, class_id) in enumerate(zip(probabilities, class_ids.tolist())):
+            refused = _text(refusals[i])
+            if refused or class_id < 0 or not np.isfinite(row).all():
+                raise ClientError(
+                    "INVALID_ARGUMENT", f"{input_name}[{i}]: {refused or 'refused by the model'}"
+                )
+            label = _text(names[i]) if names is not None else features.EMOTIONS[class_id]
+            if label not in features.EMOTIONS or class_id >= features.NUM_CLASSES:
+                raise ValueError(f"class {class_id} {label[:20]!r}")
+            results.append(Prediction(label, class_id, tuple(row.tolist()), version))
+        return results
+    except (KeyError, IndexError, TypeError, ValueError) as err:
         raise ClientError(
             "INTERNAL",
-            f"the answer has no {features.PROBABILITIES_OUTPUT!r} output (got {sorted(outputs)})",
+            f"unexpected answer for {count} input(s): {type(err).__name__}: {str(err)[:120]}",
         ) from None
-    class_ids = outputs.get(features.CLASS_ID_OUTPUT)
-    if class_ids is None:
-        class_ids = probabilities.argmax(axis=-1)
-    names = outputs.get(features.CLASS_NAME_OUTPUT)
-    results = []
-    for i, row in enumerate(probabilities):
-        class_id = int(class_ids[i])
-        label = names[i] if names is not None else features.EMOTIONS[class_id]
-        label = label.decode("utf-8") if isinstance(label, bytes) else str(label)
-        results.append(
-            Prediction(
-                label=label,
-                class_id=class_id,
-                probabilities=tuple(float(p) for p in row),
-                version=version,
-            )
-        )
-    return results
 
 
 # (version, version_label) of one call; either or neither may be set.
@@ -190,14 +219,17 @@ class _BaseClient:
         backoff: float = 0.2,
         version: Optional[int] = None,
         version_label: Optional[str] = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         """``server`` host:port; the options (keyword-only, shared by both clients): the
-        model, a per-call ``timeout`` in seconds, ``retries`` of UNAVAILABLE with
-        exponential ``backoff``, and the default ``version`` or ``version_label``."""
+        model, a ``timeout`` in seconds for each call (an attempt: connecting, sending and
+        reading the whole answer), ``retries`` of UNAVAILABLE with exponential ``backoff``,
+        the default ``version`` or ``version_label``, and the largest answer accepted."""
         if version is not None and version_label:
             raise ValueError("give a version or a version label, not both")
-        if timeout <= 0 or retries < 0 or backoff < 0:
-            raise ValueError("timeout must be > 0, retries and backoff >= 0")
+        if timeout <= 0 or retries < 0 or backoff < 0 or max_message_bytes <= 0:
+            raise ValueError("timeout and max_message_bytes must be > 0, retries and backoff >= 0")
+        self.max_message_bytes = max_message_bytes
         self.server = server
         self.model_name = model_name
         self.timeout = timeout
@@ -288,7 +320,6 @@ class FerClient(_BaseClient):
         *,
         tls: bool = False,
         root_certs: Optional[bytes] = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         **options: Any,
     ) -> None:
         """``root_certs``: PEM bytes for ``tls``; ``options``: see _BaseClient."""
@@ -296,8 +327,8 @@ class FerClient(_BaseClient):
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         options = [
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
         ]
         if tls:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certs)
@@ -346,8 +377,13 @@ class FerClient(_BaseClient):
         version: Optional[int] = None,
         version_label: Optional[str] = None,
         output_filter: Sequence[str] = (),
+        shapes: Optional[Dict[str, Tuple[int, ...]]] = None,
     ) -> Tuple[Dict[str, np.ndarray], int]:
-        """Raw Predict: {input: array} -> ({output: array}, version that answered)."""
+        """Raw Predict: {input: array} -> ({output: array}, version that answered).
+
+        Each output is converted only if its values fit ``max_message_bytes``; with
+        ``shapes``, only those outputs are read, and only if they have those shapes.
+        """
         from tensorflow_serving.apis import predict_pb2
 
         from client import tensors
@@ -357,7 +393,19 @@ class FerClient(_BaseClient):
         for name, array in inputs.items():
             request.inputs[name].CopyFrom(tensors.from_ndarray(np.asarray(array)))
         response = self._rpc(self._predict_stub.Predict, request)
-        outputs = {name: tensors.to_ndarray(proto) for name, proto in response.outputs.items()}
+        outputs = {}
+        for name, proto in response.outputs.items():
+            if shapes is not None and name not in shapes:
+                continue
+            try:
+                shape = tensors.shape_of(proto)
+                if shapes is not None and shape != shapes[name]:
+                    raise ValueError(f"has shape {list(shape)}, expected {list(shapes[name])}")
+                outputs[name] = tensors.to_ndarray(proto, max_bytes=self.max_message_bytes)
+            except ValueError as err:
+                raise ClientError(
+                    "INTERNAL", f"unexpected answer from {self.server}: output {name!r} {err}"
+                ) from None
         return outputs, response.model_spec.version.value
 
     def _predict(
@@ -365,8 +413,9 @@ class FerClient(_BaseClient):
     ) -> List[Prediction]:
         array = np.empty(len(values), dtype=object)
         array[:] = values
-        outputs, served = self.predict({input_name: array}, signature, *target)
-        return _predictions(outputs, served)
+        shapes = _answer_shapes(len(values))
+        outputs, served = self.predict({input_name: array}, signature, *target, shapes=shapes)
+        return _predictions(outputs, served, input_name, len(values))
 
     def status(
         self, version: Optional[int] = None, version_label: Optional[str] = None
@@ -426,19 +475,18 @@ class FerClient(_BaseClient):
 
 
 class RestFerClient(_BaseClient):
-    """The same API over TF Serving's REST API (``host:8501``), using ``requests``."""
+    """The same API over TF Serving's REST API (``host:8501``), on ``http.client``: one
+    connection per call, cut when the call's ``timeout`` is over (a socket timeout alone
+    bounds each read, and a server trickling bytes would never be cut), its answer read
+    to at most ``max_message_bytes``."""
 
     def __init__(
         self, server: str, *, tls: bool = False, root_certs: Optional[str] = None, **options: Any
     ) -> None:
         """``root_certs``: a CA bundle path for ``tls``; ``options``: see _BaseClient."""
         super().__init__(server, **options)
-        import requests
-
-        self._requests = requests
-        self._session = requests.Session()
-        self._base = f"{'https' if tls else 'http'}://{server}/v1/models/{self.model_name}"
-        self._verify: Any = root_certs if root_certs else True
+        self._tls = ssl.create_default_context(cafile=root_certs) if tls else None
+        self._base = f"/v1/models/{self.model_name}"
 
     def _url(self, version: Optional[int], version_label: Optional[str], suffix: str = "") -> str:
         version, version_label = self._choice(version, version_label)
@@ -448,31 +496,75 @@ class RestFerClient(_BaseClient):
             return f"{self._base}/labels/{version_label}{suffix}"
         return self._base + suffix
 
-    def _http(self, method: str, url: str, body: Optional[Dict[str, Any]] = None) -> Any:
-        requests = self._requests
+    def _exchange(
+        self, method: str, url: str, body: Optional[bytes]
+    ) -> Tuple[int, Optional[bytes]]:
+        """(status, body) of one HTTP call within ``timeout``; None for a body larger than
+        ``max_message_bytes`` (not read further)."""
+        connection = (
+            http.client.HTTPSConnection(self.server, timeout=self.timeout, context=self._tls)
+            if self._tls
+            else http.client.HTTPConnection(self.server, timeout=self.timeout)
+        )
+        expired = threading.Event()
 
-        def call() -> Any:
-            try:
-                response = self._session.request(
-                    method, url, json=body, timeout=self.timeout, verify=self._verify
-                )
-            except requests.Timeout:
+        def cut() -> None:  # the call's deadline: unblocks any read or write in progress
+            expired.set()
+            if connection.sock is not None:
+                try:
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        timer = threading.Timer(self.timeout, cut)
+        timer.start()
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            connection.request(method, url, body=body, headers=headers)
+            response = connection.getresponse()
+            data: List[bytes] = []
+            size = response.length or 0  # as announced, then as read
+            if size <= self.max_message_bytes:
+                size = 0
+                while size <= self.max_message_bytes and (chunk := response.read(1 << 16)):
+                    data.append(chunk)
+                    size += len(chunk)
+            if expired.is_set():  # cut: what was read is not the whole answer
+                raise TimeoutError
+            return response.status, b"".join(data) if size <= self.max_message_bytes else None
+        except (OSError, http.client.HTTPException) as err:
+            if expired.is_set() or isinstance(err, TimeoutError):
                 raise ClientError(
                     "DEADLINE_EXCEEDED", f"no answer from {self.server} within {self.timeout:g} s"
                 ) from None
-            except requests.ConnectionError as err:
+            raise ClientError(
+                "UNAVAILABLE",
+                f"cannot reach the model server at {self.server}: {type(err).__name__}",
+            ) from None
+        finally:
+            timer.cancel()
+            connection.close()
+
+    def _http(self, method: str, url: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        data = None if body is None else json.dumps(body).encode("utf-8")
+
+        def call() -> Any:
+            status, answer = self._exchange(method, url, data)
+            if answer is None:
                 raise ClientError(
-                    "UNAVAILABLE",
-                    f"cannot reach the model server at {self.server}: {type(err).__name__}",
-                ) from None
+                    "RESOURCE_EXHAUSTED",
+                    f"the answer from {self.server} exceeds {self.max_message_bytes} bytes",
+                )
             try:
-                payload = response.json()
-            except ValueError:
-                payload = {"error": response.text[:200]}
-            if response.status_code != 200:
-                code = _CODE_BY_HTTP.get(response.status_code, "UNKNOWN")
+                payload = json.loads(answer)
+            except (ValueError, RecursionError):
+                payload = {"error": answer[:200].decode("utf-8", errors="replace")}
+            if status != 200:
+                code = _CODE_BY_HTTP.get(status, "UNKNOWN")
                 message = payload.get("error") if isinstance(payload, dict) else None
-                raise ClientError(code, message or f"HTTP {response.status_code}")
+                raise ClientError(code, str(message or f"HTTP {status}")[:500])
+            if not isinstance(payload, dict):
+                raise ClientError("INTERNAL", f"unexpected answer from {self.server}: no object")
             return payload
 
         return self._with_retries(call)
@@ -487,23 +579,16 @@ class RestFerClient(_BaseClient):
             ],
         }
         payload = self._http("POST", self._url(*target, ":predict"), body)
-        predictions = payload.get("predictions") if isinstance(payload, dict) else None
-        if not isinstance(predictions, list) or not all(isinstance(p, dict) for p in predictions):
-            raise ClientError("INTERNAL", f"unexpected answer: {json.dumps(payload)[:200]}")
-        outputs = (
-            {
-                name: np.asarray([p.get(name) for p in predictions], dtype=object)
-                for name in predictions[0]
-            }
-            if predictions
-            else {}
-        )
-        if features.PROBABILITIES_OUTPUT in outputs:
-            outputs[features.PROBABILITIES_OUTPUT] = np.asarray(
-                [p[features.PROBABILITIES_OUTPUT] for p in predictions], dtype=np.float64
-            )
+        rows = payload.get("predictions")
+        if not isinstance(rows, list) or not all(isinstance(p, dict) for p in rows):
+            rows = []  # _predictions names what is wrong: no answer per input
+        outputs = {
+            name: [row.get(name) for row in rows]
+            for name in _answer_shapes(len(values))
+            if rows and name in rows[0]
+        }
         version, _ = self._choice(*target)
-        return _predictions(outputs, version)
+        return _predictions(outputs, version, input_name, len(values))
 
     def status(
         self, version: Optional[int] = None, version_label: Optional[str] = None
@@ -545,4 +630,4 @@ class RestFerClient(_BaseClient):
         )
 
     def close(self) -> None:
-        self._session.close()
+        pass

@@ -4,7 +4,7 @@ Shared by the server and the client; works on the protos alone for the common dt
 so a request's tensor is checked (shape vs. number of values) with a clear message.
 """
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -54,9 +54,15 @@ def shape_of(proto: tensor_pb2.TensorProto) -> Tuple[int, ...]:
     return dims
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """TensorProto -> numpy (strings as an object array of bytes); ValueError if malformed."""
+def to_ndarray(proto: tensor_pb2.TensorProto, max_bytes: Optional[int] = None) -> np.ndarray:
+    """TensorProto -> numpy (strings as an object array of bytes); ValueError if malformed,
+    or if its values would take more than ``max_bytes`` (a shape can declare far more
+    values than the message holds: TensorProto fills the rest with the last one)."""
     shape = shape_of(proto)
+    declared = float(np.prod(shape, dtype=np.float64))  # no int64 overflow
+    itemsize = _NUMERIC[proto.dtype][0].itemsize if proto.dtype in _NUMERIC else 8
+    if max_bytes is not None and declared * itemsize > max_bytes:
+        raise ValueError(f"declares {declared:.0f} values, more than {max_bytes} bytes")
     size = int(np.prod(shape, dtype=np.int64))
     if proto.dtype == types_pb2.DT_STRING:
         values = proto.string_val

@@ -53,6 +53,9 @@ IMAGES_INPUT = "images"
 PROBABILITIES_OUTPUT = "probabilities"  # float32 [N, 7]
 CLASS_ID_OUTPUT = "class_id"  # int64 [N]
 CLASS_NAME_OUTPUT = "class_name"  # string [N]
+# serving_images only: why an image was refused ("" when it was not). A refused image's row
+# has NaN probabilities, class_id -1 and class_name "" (its request's other rows are answered).
+ERROR_OUTPUT = "error"  # string [N]
 
 # Bounds on one image sent to the serving_images signature, checked from its header before
 # anything is decoded (components/image_header.py), in TF Serving and the dev server alike.

@@ -6,11 +6,14 @@ request succeeds right after it. Peak memory is the process's VmHWM, reset befor
 request (/proc/self/clear_refs); the server runs in this process.
 """
 
+import contextlib
 import json
 import logging
 import re
 import socket
+import threading
 import time
+from concurrent import futures
 
 import grpc
 import hostile_images
@@ -20,7 +23,7 @@ import serving_fixtures as fx
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from client.fer_client import FerClient
+from client.fer_client import ClientError, FerClient, RestFerClient
 from fer_data import features
 from serving.limits import Limits
 
@@ -58,12 +61,13 @@ def _normal_request_works(client) -> None:
 
 
 def _cheap(call):
-    """Runs ``call`` and returns its result with (extra peak MB, seconds)."""
-    before = _peak_kb()
+    """Runs ``call`` and returns its result with (extra peak MB over the RSS before it,
+    seconds). (The peak is reset first: VmHWM is the RSS then.)"""
     _reset_peak()
+    before = _peak_kb()
     started = time.monotonic()
     result = call()
-    return result, (_peak_kb() - min(before, _peak_kb())) / 1024, time.monotonic() - started
+    return result, (_peak_kb() - before) / 1024, time.monotonic() - started
 
 
 def _predict(server, inputs, signature=features.SERVING_IMAGES_SIGNATURE):
@@ -228,8 +232,6 @@ def test_internal_errors_say_nothing_of_the_server(server):
 
 
 def test_concurrent_rpcs_beyond_the_bound_are_refused_not_queued(server, client):
-    from concurrent import futures
-
     image = fx.image_bytes(np.zeros((48, 48)), "PNG")
     with futures.ThreadPoolExecutor(max_workers=32) as pool:
         codes = list(
@@ -343,8 +345,6 @@ def _rss_mb() -> float:
 def test_rest_request_memory_is_bounded_by_the_body_size(server, client):
     """16 bodies of 2 MiB of two-character strings (8 connections at a time, the bound):
     each is refused before it becomes ~700,000 Python objects, and the memory goes back."""
-    from concurrent import futures
-
     strings = b",".join(b'"%02d"' % (i % 100) for i in range(LIMITS.rest_max_body_bytes // 5 - 8))
     body = b'{"instances": [' + strings + b"]}"
     assert len(body) <= LIMITS.rest_max_body_bytes
@@ -362,3 +362,152 @@ def test_rest_request_memory_is_bounded_by_the_body_size(server, client):
     in_flight_mb = 2 * LIMITS.rest_max_connections * LIMITS.rest_max_body_bytes / 2**20
     assert peak < 2 * in_flight_mb and grown < 1.5 * in_flight_mb, (peak, grown)
     _normal_request_works(client)
+
+
+# ----------------------------------------------------------- a client facing a hostile server
+class _Answers(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, response):
+        self.response = response
+
+    def Predict(self, request, context):  # noqa: N802 - gRPC's naming
+        return self.response
+
+
+@contextlib.contextmanager
+def _grpc_answering(**outputs):
+    """A gRPC server that answers every Predict with ``outputs`` (TensorProtos)."""
+    response = predict_pb2.PredictResponse()
+    for name, proto in outputs.items():
+        response.outputs[name].CopyFrom(proto)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_Answers(response), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+def _floats(shape, values=()):
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]
+        ),
+        float_val=list(values),
+    )
+
+
+def _int64s(*values):
+    proto = _floats([len(values)])
+    proto.dtype, proto.float_val[:] = types_pb2.DT_INT64, []
+    proto.int64_val.extend(values)
+    return proto
+
+
+ONE_ROW = [1.0] + [0.0] * 6
+BAD_ANSWERS = {
+    # 60 bytes on the wire that declare 16 M x 7 floats (the client used 4.8 GB for 34 s).
+    "a tensor declaring [2^24, 7]": dict(probabilities=_floats([2**24, 7])),
+    "two answers for one input": dict(probabilities=_floats([2, 7], ONE_ROW * 2)),
+    "a class id out of range": dict(probabilities=_floats([1, 7], ONE_ROW), class_id=_int64s(99)),
+    "probabilities as strings": dict(probabilities=_strings(b"x" * 7)),
+    "no probabilities": dict(class_id=_int64s(0)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ANSWERS))
+def test_a_bad_grpc_answer_is_one_clear_client_error(case):
+    with _grpc_answering(**BAD_ANSWERS[case]) as address:
+        with FerClient(address, retries=0, timeout=5) as fer:
+            (caught, extra_mb, seconds) = _cheap(lambda: _raises(fer.predict_images, [b"face"]))
+    assert isinstance(caught, ClientError), caught
+    assert caught.code == "INTERNAL" and "\n" not in str(caught), caught
+    assert extra_mb < 50 and seconds < 2, (extra_mb, seconds)
+
+
+def test_fer_client_reports_a_bad_answer_in_one_line(tmp_path, capsys):
+    from client import cli
+
+    face = tmp_path / "face.png"
+    face.write_bytes(fx.image_bytes(np.zeros((48, 48)), "PNG"))
+    with _grpc_answering(**BAD_ANSWERS["a tensor declaring [2^24, 7]"]) as address:
+        code = cli.client_main(["predict", "--server", address, "--retries", "0", str(face)])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_REFUSED and err.count("\n") == 1, err
+    assert err.startswith("fer-client: error: INTERNAL: ") and "Traceback" not in err
+
+
+def _raises(call, *args):
+    try:
+        call(*args)
+    except Exception as err:  # noqa: BLE001 - the test looks at what was raised
+        return err
+    return None
+
+
+@contextlib.contextmanager
+def _http_answering(answer):
+    """A raw HTTP server: ``answer(connection, stop)`` writes whatever it likes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                try:
+                    connection.recv(65536)
+                    answer(connection, stop)
+                except OSError:
+                    pass  # the client went away
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def _endless(connection, stop):  # 8 GB announced, sent as fast as the client reads
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8000000000\r\n\r\n")
+    until = time.monotonic() + 8
+    while not stop.is_set() and time.monotonic() < until:
+        connection.sendall(b" " * 65536)
+
+
+def _trickle(connection, stop):  # a byte every 0.2 s: each read is within any timeout
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    until = time.monotonic() + 8
+    while not stop.is_set() and time.monotonic() < until:
+        connection.sendall(b" ")
+        time.sleep(0.2)
+
+
+def _two_answers(connection, stop):
+    body = json.dumps({"predictions": [{"probabilities": ONE_ROW, "class_id": 0}] * 2}).encode()
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+@pytest.mark.parametrize(
+    "answer, code",
+    [
+        (_endless, "RESOURCE_EXHAUSTED"),
+        (_trickle, "DEADLINE_EXCEEDED"),
+        (_two_answers, "INTERNAL"),
+    ],
+)
+def test_the_rest_client_bounds_the_answer_size_the_call_time_and_the_count(answer, code):
+    with _http_answering(answer) as address:
+        fer = RestFerClient(address, retries=0, timeout=1.0, max_message_bytes=4 << 20)
+        (caught, extra_mb, seconds) = _cheap(lambda: _raises(fer.predict_images, [b"face"]))
+    assert isinstance(caught, ClientError) and caught.code == code, caught
+    assert extra_mb < 50 and seconds < 1.8, (extra_mb, seconds)
