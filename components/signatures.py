@@ -5,7 +5,7 @@ TF Serving's Predict API and image clients all see one contract (fer_data/featur
 """
 
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -26,23 +26,54 @@ def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
     return tf.reshape(pixels, (features.NUM_PIXELS,))
 
 
-def decode_image_to_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
-    """PNG/JPEG/BMP/GIF bytes, colour or gray -> int64 [2304] 48x48 gray pixels.
+UNDECODABLE = "cannot be decoded as a PNG, JPEG, BMP or GIF image (corrupt or truncated?)"
 
-    The header is checked first (image_header): an image beyond the data contract's
-    bounds fails with INVALID_ARGUMENT before a byte of it is decoded.
+
+def decode_images_to_pixels(images: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """A batch of encoded images -> (int64 [N, 2304] 48x48 gray pixels, [N] refusals).
+
+    Each image is checked from its bytes first (image_header.refusal: size, frames,
+    decoding work) and decoded only if it passes; one that fails either way gets zero
+    pixels and its reason, and the others are decoded all the same: TF Serving's batching
+    merges requests into one call, and one client's bad image must not fail the others'
+    (tf.data's ``ignore_errors`` is the graph's only way past a failed decode). The call
+    fails as a whole only beyond MAX_BATCH_PIXELS, which no merged batch of valid
+    requests reaches.
     """
-    with tf.control_dependencies([image_header.assert_decodable_size(image_bytes)]):
-        return _decode(image_bytes)
-
-
-def decode_images_to_pixels(images: tf.Tensor) -> tf.Tensor:
-    """A batch of encoded images -> int64 [N, 2304]; every header is checked (once) first,
-    each image against its bounds and the batch against the request's pixel bound."""
-    with tf.control_dependencies([image_header.assert_decodable_batch(images)]):
-        return tf.map_fn(
-            _decode, images, fn_output_signature=tf.TensorSpec([features.NUM_PIXELS], tf.int64)
+    reasons, pixels_declared = image_header.refusals(images)
+    count = tf.shape(images, out_type=tf.int64)[0]
+    check = tf.debugging.assert_less_equal(
+        tf.reduce_sum(pixels_declared),
+        tf.constant(features.MAX_BATCH_PIXELS, tf.int64),
+        message=f"images of more than {features.MAX_BATCH_PIXELS} pixels in one call",
+    )
+    with tf.control_dependencies([check]):
+        decoded = (
+            tf.data.Dataset.range(count)
+            .filter(lambda i: tf.equal(reasons[i], ""))
+            .map(lambda i: (i, _decode(images[i])))
+            .ignore_errors()
+            .concatenate(  # never empty, so the batch below always has an element
+                tf.data.Dataset.from_tensors(
+                    (tf.constant(-1, tf.int64), tf.zeros([features.NUM_PIXELS], tf.int64))
+                )
+            )
         )
+    index, pixels = decoded.batch(count + 1).get_single_element()
+    index, pixels = index[:-1, None], pixels[:-1]
+    shape = tf.stack([count, features.NUM_PIXELS])
+    done = tf.scatter_nd(index, tf.ones_like(index[:, 0], tf.bool), shape[:1])
+    reasons = tf.where(done | tf.not_equal(reasons, ""), reasons, UNDECODABLE)
+    return tf.scatter_nd(index, pixels, shape), reasons
+
+
+def decode_image_to_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+    """One image -> int64 [2304]; fails with INVALID_ARGUMENT (its reason) if refused."""
+    pixels, reasons = decode_images_to_pixels(image_bytes[None])
+    with tf.control_dependencies(
+        [tf.debugging.assert_equal(reasons[0], "", message="image refused")]
+    ):
+        return tf.identity(pixels[0])
 
 
 _BYTE_VALUES = [bytes([value]) for value in range(256)]
@@ -56,14 +87,27 @@ def pixels_to_bytes(pixels: tf.Tensor) -> tf.Tensor:
 
 
 def predictions(probabilities: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """The signature outputs derived from the softmax: probabilities, class id and name."""
+    """The signature outputs derived from the softmax: probabilities, class id and name;
+    a row that is not finite (a refused image's, or an ensemble's mean over it) gets
+    class id -1 and name ""."""
     probabilities = tf.cast(probabilities, tf.float32)
-    class_id = tf.argmax(probabilities, axis=-1)
+    answered = tf.reduce_all(tf.math.is_finite(probabilities), axis=-1)
+    class_id = tf.argmax(tf.where(tf.math.is_finite(probabilities), probabilities, 0.0), axis=-1)
     return {
         features.PROBABILITIES_OUTPUT: probabilities,
-        features.CLASS_ID_OUTPUT: class_id,
-        features.CLASS_NAME_OUTPUT: tf.gather(tf.constant(features.EMOTIONS), class_id),
+        features.CLASS_ID_OUTPUT: tf.where(answered, class_id, -1),
+        features.CLASS_NAME_OUTPUT: tf.where(
+            answered, tf.gather(tf.constant(features.EMOTIONS), class_id), ""
+        ),
     }
+
+
+def image_predictions(probabilities: tf.Tensor, refused: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """serving_images' outputs: predictions(), with a refused image's row NaN (so that an
+    ensemble's mean over it is refused too) and its reason in ``error``."""
+    answered = tf.equal(refused, "")[:, None]
+    outputs = predictions(tf.where(answered, tf.cast(probabilities, tf.float32), float("nan")))
+    return {**outputs, features.ERROR_OUTPUT: refused}
 
 
 SHIFT_PIXELS = 2  # the "shift_2px" test-time augmentation
@@ -143,7 +187,9 @@ def make_serving_signatures(
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
     def serve_images(images):
-        return predict_raw({features.PIXELS_KEY: pixels_to_bytes(decode_images_to_pixels(images))})
+        pixels, refused = decode_images_to_pixels(images)
+        outputs = predict_raw({features.PIXELS_KEY: pixels_to_bytes(pixels)})
+        return image_predictions(outputs[features.PROBABILITIES_OUTPUT], refused)
 
     return {
         features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),

@@ -57,17 +57,27 @@ CLASS_NAME_OUTPUT = "class_name"  # string [N]
 # has NaN probabilities, class_id -1 and class_name "" (its request's other rows are answered).
 ERROR_OUTPUT = "error"  # string [N]
 
-# Bounds on one image sent to the serving_images signature, checked from its header before
+# Bounds on one image sent to the serving_images signature, checked from its bytes before
 # anything is decoded (components/image_header.py), in TF Serving and the dev server alike.
-# A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only);
-# a request decodes at most as many pixels as one such image (e.g. 1,024 faces of 128x128).
+# A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only).
+# Decoding work is bounded too: a progressive JPEG's scans (each walks the whole image
+# again: 10,000 repeated scans of a 4096^2 image cost minutes), a PNG's compressed data
+# (at most what its declared size needs: its tail would be inflated to the end).
 MAX_IMAGE_BYTES = 10 * 2**20
 MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_FRAMES = 1
+MAX_JPEG_SCANS = 32  # libjpeg's progressive default: 10 (colour), 6 (gray)
+# A request decodes at most as many pixels as one such image (e.g. 1,024 faces of 128x128):
+# the dev server checks it per request. The signature sees TF Serving's merged batches, so
+# it bounds a call at what the largest merged batch (batching.config's max_batch_size,
+# <= 256 in kubernetes/) of allowed images can declare: a batch of merged valid requests
+# never fails on it, a single request beyond it does.
 MAX_REQUEST_PIXELS = MAX_IMAGE_SIDE**2
-# GIF blocks read to find every frame (~4 MiB of full 255-byte data sub-blocks): the header
-# walk costs well under a second whatever the file holds.
-MAX_GIF_BLOCKS = 16_384
+MAX_BATCHED_IMAGES = 256
+MAX_BATCH_PIXELS = MAX_BATCHED_IMAGES * MAX_IMAGE_SIDE**2
+# GIF blocks, PNG chunks, JPEG segments read to find every frame, all image data, the size
+# (~4 MiB of full 255-byte GIF sub-blocks): a walk costs well under a second whatever the file.
+MAX_HEADER_BLOCKS = 16_384
 
 
 def model_version(name: str) -> Optional[int]:

@@ -183,7 +183,8 @@ class LineReader:
         """Skips whole blank (whitespace-only) lines in bulk; returns how many."""
         count = 0
         while True:
-            blank = _BLANK.match(self.buffer, self.position).end()  # to a whole line's end:
+            match = _BLANK.match(self.buffer, self.position)  # whitespace, to a line's end:
+            blank = match.end() if match else self.position
             end = self.buffer.rfind(b"\n", self.position, blank) + 1 or self.position
             count += self.buffer.count(b"\n", self.position, end)
             self.position = end

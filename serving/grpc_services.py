@@ -17,7 +17,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc as prediction_gr
 
 from client import tensors
 from serving import errors
-from serving.inference import PredictionCore, internal
+from serving.inference import PredictionCore, cancellation, internal
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,21 @@ class PredictionService(_Servicer, prediction_grpc.PredictionServiceServicer):
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
-        return _answer(context, lambda: self._predict(request))
+        return _answer(context, lambda: self._predict(request, context))
 
-    def _predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    def _predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> predict_pb2.PredictResponse:
+        # A call that waited past its deadline (or whose client left) is not started, and
+        # one that runs is stopped when the RPC ends that way (the callback's moment).
+        cancel = cancellation.CancellationManager()
+        remaining = context.time_remaining()
+        if not context.add_callback(cancel.start_cancel) or (
+            remaining is not None and remaining <= 0
+        ):
+            raise errors.ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began"
+            )
         spec = request.model_spec
         version, label = version_choice(spec)
         servable = self.core.servable(spec.name, version, label)
@@ -79,7 +91,7 @@ class PredictionService(_Servicer, prediction_grpc.PredictionServiceServicer):
                     f"Input {name!r} is not a valid TensorProto: it {err}"
                 ) from err
         signature_name, outputs = self.core.predict_on(
-            servable, signature.name, inputs, request.output_filter
+            servable, signature.name, inputs, request.output_filter, cancel
         )
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name

@@ -9,12 +9,14 @@ too large a batch or image -> RESOURCE_EXHAUSTED.
 import io
 import logging
 import re
+import threading
 import uuid
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import cancellation
 
 from fer_data import features
 from serving import errors
@@ -23,6 +25,12 @@ from serving.servable import Servable, Signature
 from serving.version_watcher import ModelVersions, VersionState
 
 log = logging.getLogger(__name__)
+
+# TensorFlow takes a call's CancellationManager from one process-wide variable
+# (cancellation.context(), read by context.call_function); a server runs calls on many
+# threads at once, so each thread names its own here.
+_CALL = threading.local()
+cancellation.context = lambda: getattr(_CALL, "manager", None)
 
 DEFAULT_SIGNATURE = features.SERVING_DEFAULT_SIGNATURE
 IMAGE_MAGIC: Tuple[bytes, ...] = (
@@ -69,14 +77,18 @@ def _shape_text(shape: Iterable[Optional[int]]) -> str:
 
 
 def check_images(name: str, values: np.ndarray) -> None:
-    """Each element must be one PNG/JPEG/GIF/BMP frame within the data contract's bounds.
+    """Each element must be one PNG/JPEG/GIF/BMP frame within the data contract's bounds,
+    and the request at most MAX_REQUEST_PIXELS.
 
     Fails closed: bytes Pillow cannot read (a decompression bomb included) are refused.
-    The serving signature checks the same bounds from the headers before it decodes
-    (components/image_header.py); this answers earlier, naming the offending element.
+    The serving signature checks the same per-image bounds, and the decoding work, before
+    it decodes (components/image_header.py); this answers earlier, naming the offending
+    element, and bounds each request (the signature can only bound a call: TF Serving's
+    batching merges requests).
     """
     from PIL import Image
 
+    pixels = 0
     for index, value in enumerate(values.ravel()):
         if not isinstance(value, bytes):
             continue
@@ -107,19 +119,23 @@ def check_images(name: str, values: np.ndarray) -> None:
             )
         if animated:
             raise errors.invalid(f"{where} has several frames; send one still image")
+        pixels += max(width, height) ** 2
+        if pixels > features.MAX_REQUEST_PIXELS:
+            raise errors.invalid(
+                f"images of more than {features.MAX_REQUEST_PIXELS} pixels in one request"
+            )
 
 
-def locate_bad_image(inputs: Dict[str, np.ndarray]) -> Optional[str]:
-    """After a failed batch: ``images[i]: <why>`` for the first image TF cannot decode."""
-    values = inputs.get(features.IMAGES_INPUT)
-    if values is None or values.dtype.kind != "O":
+def refused_input(outputs: Dict[str, np.ndarray], name: str) -> Optional[str]:
+    """``images[i]: <why>`` for the first input the signature answered without a class
+    (serving_images refuses an image in its row, so that batched neighbours go on)."""
+    class_ids = outputs.get(features.CLASS_ID_OUTPUT)
+    if class_ids is None or class_ids.ndim != 1 or not (class_ids < 0).any():
         return None
-    for index, value in enumerate(values.ravel()):
-        try:
-            tf.io.decode_image(value, channels=3, expand_animations=False)
-        except tf.errors.OpError as err:
-            return f"{features.IMAGES_INPUT}[{index}]: {clean_tf_message(err.message)}"
-    return None
+    index = int(np.argmax(class_ids < 0))
+    reasons = outputs.get(features.ERROR_OUTPUT)
+    reason = reasons[index].decode("utf-8", "replace") if reasons is not None else ""
+    return f"{name}[{index}]: {reason or 'refused by the model'}"
 
 
 class PredictionCore:
@@ -210,24 +226,40 @@ class PredictionCore:
             raise errors.invalid("Inputs have different batch sizes")
 
     @staticmethod
-    def run(signature: Signature, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Calls the signature; TF errors become ServingErrors with TF's code."""
+    def run(
+        signature: Signature,
+        inputs: Dict[str, np.ndarray],
+        cancel: Optional[cancellation.CancellationManager] = None,
+    ) -> Dict[str, np.ndarray]:
+        """Calls the signature (stopped between ops once ``cancel`` is cancelled: the
+        client went away or its deadline passed); TF errors become ServingErrors with
+        TF's code, a refused input INVALID_ARGUMENT."""
         tensors = {
             name: tf.constant(array, dtype=signature.inputs[name].dtype)
             for name, array in inputs.items()
         }
+        _CALL.manager = cancel
         try:
             outputs = signature.function(**tensors)
+        except tf.errors.CancelledError:
+            raise errors.ServingError(
+                grpc.StatusCode.CANCELLED, "stopped: the client went away or its deadline passed"
+            ) from None
         except tf.errors.OpError as err:
-            message = clean_tf_message(err.message)
-            if isinstance(err, tf.errors.InvalidArgumentError):
-                message = locate_bad_image(inputs) or message
-            raise errors.ServingError(errors.grpc_code(err.error_code), message) from None
+            raise errors.ServingError(
+                errors.grpc_code(err.error_code), clean_tf_message(err.message)
+            ) from None
         except (TypeError, ValueError) as err:
             raise errors.invalid(
                 f"Signature {signature.name!r} rejected the inputs: {clean_tf_message(str(err))}"
             ) from None
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        finally:
+            _CALL.manager = None
+        result = {name: tensor.numpy() for name, tensor in outputs.items()}
+        refused = next(filter(None, (refused_input(result, name) for name in inputs)), None)
+        if refused:
+            raise errors.invalid(refused)
+        return result
 
     def predict_on(
         self,
@@ -235,6 +267,7 @@ class PredictionCore:
         signature_name: str,
         inputs: Dict[str, np.ndarray],
         output_filter: Iterable[str] = (),
+        cancel: Optional[cancellation.CancellationManager] = None,
     ) -> Tuple[str, Dict[str, np.ndarray]]:
         """Runs one resolved servable; returns (signature name, outputs)."""
         signature = self.signature(servable, signature_name)
@@ -247,7 +280,7 @@ class PredictionCore:
                 f"{', '.join(sorted(signature.outputs))})"
             )
         self.check_inputs(signature, inputs)
-        outputs = self.run(signature, inputs)
+        outputs = self.run(signature, inputs, cancel)
         if wanted:
             outputs = {o: outputs[o] for o in wanted}
         return signature.name, outputs

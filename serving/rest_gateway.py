@@ -12,7 +12,9 @@ import base64
 import json
 import logging
 import re
+import select
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Optional, Tuple
@@ -24,7 +26,7 @@ from google.protobuf import json_format
 from fer_data import features
 from serving import errors
 from serving.grpc_services import metadata_response, status_response
-from serving.inference import PredictionCore, internal
+from serving.inference import PredictionCore, cancellation, internal
 from serving.limits import Limits
 from serving.servable import Signature
 
@@ -281,8 +283,26 @@ class _Handler(BaseHTTPRequestHandler):
             raise errors.invalid('"signature_name" must be a string')
         servable = core.servable(name, version, label)
         signature = core.signature(servable, signature_name)
-        _, outputs = core.predict_on(servable, signature.name, request_inputs(body, signature))
+        inputs = request_inputs(body, signature)
+        cancel, done = cancellation.CancellationManager(), threading.Event()
+        threading.Thread(target=self._watch_client, args=(cancel, done), daemon=True).start()
+        try:
+            _, outputs = core.predict_on(servable, signature.name, inputs, cancel=cancel)
+        finally:
+            done.set()
         return 200, response_body(outputs)
+
+    def _watch_client(self, cancel: cancellation.CancellationManager, done: threading.Event):
+        """Stops the call (``cancel``) if the client closes the connection before its answer."""
+        while not done.wait(0.05):
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    cancel.start_cancel()
+                    return
+            except (OSError, ValueError):  # closed meanwhile
+                cancel.start_cancel()
+                return
 
 
 class _PayloadTooLarge(Exception):
@@ -299,6 +319,12 @@ class _BoundedServer(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(limits.rest_max_connections)
         self._deadline = limits.rest_connection_deadline_s
         super().__init__(address, handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed outside a request (e.g. the client left before its
+        answer): one log line, not socketserver's traceback on stderr."""
+        error = sys.exc_info()[1]
+        log.info("REST connection from %s ended: %s", client_address[0], repr(error)[:200])
 
     def process_request(self, request, client_address):
         if not self._slots.acquire(blocking=False):

@@ -30,6 +30,47 @@ def png_bomb(side: int) -> bytes:
     )
 
 
+def png_inflation_bomb(side: int, tail_mib: int) -> bytes:
+    """A valid side x side gray PNG whose zlib stream goes on past its last row with
+    ``tail_mib`` MiB of zeros (~1 KB each on the wire): libpng inflates all of it."""
+    compressor, row = zlib.compressobj(9), b"\x00" * (side + 1)
+    data = b"".join(compressor.compress(row) for _ in range(side))
+    data += b"".join(compressor.compress(bytes(1 << 20)) for _ in range(tail_mib))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        + _chunk(b"IDAT", data + compressor.flush())
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _jpeg_segments(data: bytes) -> List[Tuple[int, int, int]]:
+    """(marker, start, end) of each JPEG segment; a scan's end includes its entropy data."""
+    segments, position = [], 2
+    while position < len(data):
+        marker = data[position + 1]
+        if marker == 0xD9:
+            return segments + [(marker, position, position + 2)]
+        end = position + 2 + struct.unpack(">H", data[position + 2 : position + 4])[0]
+        if marker == 0xDA:  # entropy-coded data runs to the next marker (not FF00, not RSTn)
+            end = data.index(b"\xff", end)
+            while data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                end = data.index(b"\xff", end + 2)
+        segments.append((marker, position, end))
+        position = end
+    return segments
+
+
+def jpeg_scan_bomb(side: int, scans: int) -> bytes:
+    """A flat gray side x side progressive JPEG whose last scan (a few dozen bytes) is
+    repeated until it has ``scans`` scans: each walks the whole image again."""
+    data = encoded(np.full((side, side), 128), "JPEG", progressive=True, quality=90)
+    segments = _jpeg_segments(data)
+    sos = [(start, end) for marker, start, end in segments if marker == 0xDA]
+    start, end = sos[-1]
+    return data[:start] + data[start:end] * (scans - len(sos) + 1) + b"\xff\xd9"
+
+
 def gif(screen: Tuple[int, int], frames: List[Tuple[int, int]]) -> bytes:
     """A GIF with a screen size and frames of the given sizes (each with a tiny LZW stream)."""
     out = b"GIF89a" + struct.pack("<HH", *screen) + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
@@ -52,9 +93,9 @@ def bmp_header(width: int, height: int) -> bytes:
     return b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 14 + len(info)) + info
 
 
-def encoded(array: np.ndarray, fmt: str) -> bytes:
+def encoded(array: np.ndarray, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(array.astype(np.uint8)).save(buffer, format=fmt)
+    Image.fromarray(array.astype(np.uint8)).save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 
@@ -65,7 +106,8 @@ def corpus_names() -> List[str]:
 
 @functools.lru_cache(maxsize=1)
 def corpus() -> Dict[str, bytes]:
-    """name -> bytes that the serving_images signature must refuse before decoding."""
+    """name -> bytes that the serving_images signature must refuse before decoding: each
+    declares too large a picture, or costs far more to decode than its size needs."""
     return {name: build() for name, build in _BUILDERS.items()}
 
 
@@ -77,4 +119,6 @@ _BUILDERS = {
     "bmp 30000x30000": lambda: bmp_header(30000, 30000),
     "bmp top-down 10x-30000": lambda: bmp_header(10, -30000),
     "jpeg 5000x5000": lambda: encoded(np.zeros((5000, 5000)), "JPEG"),
+    "jpeg 4096x4096 of 10000 scans": lambda: jpeg_scan_bomb(4096, 10_000),
+    "png 64x64 inflating 256 MiB past its rows": lambda: png_inflation_bomb(64, 256),
 }

@@ -50,13 +50,7 @@ def _signatures(model: tf_keras.Model) -> Dict[str, tf.types.experimental.Concre
     def outputs(pixels: tf.Tensor) -> Dict[str, tf.Tensor]:
         """`pixels` as the tf.Example holds them (2304 bytes), decoded as Transform does."""
         image = transform.pixels_to_image(pixels)
-        probabilities = tf.cast(model(image, training=False), tf.float32)
-        class_id = tf.argmax(probabilities, axis=-1)
-        return {
-            features.PROBABILITIES_OUTPUT: probabilities,
-            features.CLASS_ID_OUTPUT: class_id,
-            features.CLASS_NAME_OUTPUT: tf.gather(tf.constant(features.EMOTIONS), class_id),
-        }
+        return signatures.predictions(model(image, training=False))
 
     spec = {features.PIXELS_KEY: tf.io.FixedLenFeature([1], tf.string)}
 
@@ -66,7 +60,9 @@ def _signatures(model: tf_keras.Model) -> Dict[str, tf.types.experimental.Concre
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGES_INPUT)])
     def serve_images(images):
-        return outputs(signatures.pixels_to_bytes(signatures.decode_images_to_pixels(images)))
+        pixels, refused = signatures.decode_images_to_pixels(images)
+        probabilities = outputs(signatures.pixels_to_bytes(pixels))[features.PROBABILITIES_OUTPUT]
+        return signatures.image_predictions(probabilities, refused)
 
     return {
         features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),

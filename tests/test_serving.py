@@ -190,7 +190,7 @@ def test_status_and_metadata(client):
     images = metadata.signatures["serving_images"]
     assert str(images.inputs["images"]) == "string [-1]"
     assert str(images.outputs["probabilities"]) == "float [-1,7]"
-    assert set(images.outputs) == {"probabilities", "class_id", "class_name"}
+    assert set(images.outputs) == {"probabilities", "class_id", "class_name", "error"}
     assert set(metadata.signatures["serving_default"].inputs) == {"examples"}
 
 

@@ -511,3 +511,90 @@ def test_the_rest_client_bounds_the_answer_size_the_call_time_and_the_count(answ
         (caught, extra_mb, seconds) = _cheap(lambda: _raises(fer.predict_images, [b"face"]))
     assert isinstance(caught, ClientError) and caught.code == code, caught
     assert extra_mb < 50 and seconds < 1.8, (extra_mb, seconds)
+
+
+# ------------------------------------------------------------ deadlines and clients that leave
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_requests_past_their_deadline_stop_and_ordinary_faces_are_answered(tmp_path):
+    """Four legal but heavy requests (1,024 progressive JPEGs each, ~1.1 s of CPU) with a
+    0.3 s deadline on a server of 2 workers: the running ones stop between images, the
+    queued ones never start, and an ordinary face sent at 0.5 s is answered at once."""
+    heavy = _strings(*[hostile_images.jpeg_scan_bomb(128, features.MAX_JPEG_SCANS)] * 1024)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "fer"
+    request.model_spec.signature_name = features.SERVING_IMAGES_SIGNATURE
+    request.inputs[features.IMAGES_INPUT].CopyFrom(heavy)
+    limits = Limits(grpc_workers=2)
+    with fx.serving(str(tmp_path / "fer"), {1: 3}, poll_seconds=0, limits=limits) as server:
+        with grpc.insecure_channel(server.address) as channel, FerClient(server.address) as fer:
+            _normal_request_works(fer)
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            started = time.monotonic()
+            calls = [stub.Predict.future(request, timeout=0.3) for _ in range(4)]
+            time.sleep(0.5)
+            cpu = _cpu_seconds()
+            _normal_request_works(fer)
+            answered = time.monotonic() - started
+            time.sleep(1.0)
+            idle_cpu = _cpu_seconds() - cpu
+            codes = [call.exception().code() for call in calls]
+    print(
+        f"\nordinary face answered {answered:.2f} s after 4 heavy calls (0.3 s deadline); "
+        f"CPU in the next 1.5 s: {idle_cpu:.2f} s"
+    )
+    assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 4
+    assert answered < 1.0 and idle_cpu < 0.5, (answered, idle_cpu)
+
+
+def test_a_rest_client_that_leaves_stops_its_request(tmp_path):
+    import base64
+
+    image = base64.b64encode(hostile_images.jpeg_scan_bomb(128, features.MAX_JPEG_SCANS))
+    body = b'{"signature_name": "serving_images", "instances": [%s]}' % b", ".join(
+        [b'{"b64": "%s"}' % image] * 1024
+    )
+    with fx.serving(str(tmp_path / "fer"), {1: 3}, poll_seconds=0, limits=LIMITS) as server:
+        with FerClient(server.address) as fer:
+            _normal_request_works(fer)
+            sock = socket.create_connection(("127.0.0.1", server.rest_port))
+            sock.sendall(
+                b"POST /v1/models/fer:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                % len(body)
+                + body
+            )
+            time.sleep(0.3)
+            sock.close()  # gone before the answer
+            time.sleep(0.2)
+            cpu = _cpu_seconds()
+            time.sleep(1.0)
+            idle_cpu = _cpu_seconds() - cpu
+            _normal_request_works(fer)
+    assert idle_cpu < 0.4, idle_cpu
+
+
+def test_eight_scan_bombs_at_once_leave_ordinary_faces_answered(server, client):
+    """The issue's attack: eight 396 KB progressive JPEGs of 10,000 scans at once (14 s of
+    CPU each when decoded): each is refused from its bytes, a face is answered at once."""
+    bomb = _strings(hostile_images.corpus()["jpeg 4096x4096 of 10000 scans"])
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "fer"
+    request.model_spec.signature_name = features.SERVING_IMAGES_SIGNATURE
+    request.inputs[features.IMAGES_INPUT].CopyFrom(bomb)
+    with grpc.insecure_channel(server.address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        cpu, started = _cpu_seconds(), time.monotonic()
+        calls = [stub.Predict.future(request, timeout=30) for _ in range(8)]
+        _normal_request_works(client)
+        answered = time.monotonic() - started
+        errors = [call.exception() for call in calls]
+        cpu = _cpu_seconds() - cpu
+    print(f"\n8 scan bombs: a face answered after {answered:.2f} s, {cpu:.2f} CPU s in all")
+    assert [e.code() for e in errors] == [grpc.StatusCode.INVALID_ARGUMENT] * 8
+    assert all("scans" in e.details() for e in errors), errors[0].details()
+    assert answered < 2 and cpu < 4, (answered, cpu)

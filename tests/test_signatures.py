@@ -2,6 +2,8 @@
 
 import io
 import os
+import re
+import time
 
 import hostile_images
 import numpy as np
@@ -109,11 +111,24 @@ def test_decode_resizes_colour_to_48x48_gray():
     assert set(np.unique(pixels)) == {76}
 
 
-def test_corrupt_image_bytes_raise_invalid_argument(exported):
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-            images=tf.constant([b"definitely not an image"])
-        )
+def _serve_images(exported, images):
+    outputs = exported.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant(images))
+    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+
+def check_refused(outputs, index, reason):
+    assert outputs[features.CLASS_ID_OUTPUT][index] == -1
+    assert outputs[features.CLASS_NAME_OUTPUT][index] == b""
+    assert np.isnan(outputs[features.PROBABILITIES_OUTPUT][index]).all()
+    assert re.search(reason, outputs[features.ERROR_OUTPUT][index].decode()), outputs
+
+
+def test_corrupt_image_bytes_are_refused_in_their_row(exported):
+    face = encode(np.zeros((48, 48)), "PNG")
+    outputs = _serve_images(exported, [b"definitely not an image", face[:60], face])
+    check_refused(outputs, 0, "not a PNG, JPEG")
+    check_refused(outputs, 1, "cannot be decoded")
+    assert outputs[features.ERROR_OUTPUT][2] == b"" and outputs[features.CLASS_ID_OUTPUT][2] >= 0
 
 
 @pytest.fixture(scope="module")
@@ -123,36 +138,73 @@ def bombs():
 
 @pytest.mark.parametrize("name", sorted(hostile_images.corpus_names()))
 def test_bombs_are_refused_by_the_saved_signature_before_decoding(exported, bombs, name):
-    """What TF Serving runs: the SavedModel's serving_images signature, no other guard."""
-    import time
-
-    started = time.monotonic()
-    with pytest.raises(
-        tf.errors.InvalidArgumentError,
-        match=r"image side larger than|image with more than|pixels in one request",
-    ):
-        exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-            images=tf.constant([encode(np.zeros((48, 48)), "PNG"), bombs[name]])
-        )
-    assert time.monotonic() - started < 5
-    # A normal request still succeeds afterwards.
-    check_outputs(
-        exported.signatures[features.SERVING_IMAGES_SIGNATURE](
-            images=tf.constant([encode(np.zeros((48, 48)), "PNG")])
-        ),
-        1,
-    )
+    """What TF Serving runs: the SavedModel's serving_images signature, no other guard;
+    the scan and inflation bombs declare allowed sizes and cost 10+ s each to decode."""
+    started = time.process_time()
+    outputs = _serve_images(exported, [encode(np.zeros((48, 48)), "PNG"), bombs[name]])
+    assert time.process_time() - started < 2  # CPU seconds of this process
+    check_refused(outputs, 1, r"side larger than|more than 1 frame|scans|more image data")
+    check_outputs({k: tf.constant(v[:1]) for k, v in outputs.items()}, 1)  # neighbour answered
 
 
-def test_a_request_of_too_many_pixels_is_refused(exported):
-    """Each image within its bound, the request beyond MAX_REQUEST_PIXELS."""
-    side = int((features.MAX_REQUEST_PIXELS // 2) ** 0.5) + 1
-    bomb = hostile_images.png_bomb(side)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="pixels in one request"):
-        exported.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant([bomb, bomb]))
-    check_outputs(
-        exported.signatures[features.SERVING_IMAGES_SIGNATURE](images=tf.constant([bomb])), 1
-    )
+def test_a_call_beyond_the_batch_pixel_bound_fails_as_a_whole(exported):
+    """Above what any merged batch of valid requests declares: only a single hostile
+    request gets there, and it fails alone."""
+    big = hostile_images.png_bomb(features.MAX_IMAGE_SIDE)  # an allowed size, 16 KB
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixels in one call"):
+        _serve_images(exported, [big] * (features.MAX_BATCHED_IMAGES + 1))
+
+
+def test_batching_keeps_each_requests_answer_its_own(exported):
+    """TF Serving's batching (BatchingSession) concatenates requests along the batch
+    dimension, runs the signature once and splits the outputs by request. Simulated
+    here: each request's rows of the merged call equal its answer alone, whatever its
+    neighbours sent (garbage, an allowed 4096x4096 image, a scan bomb, a corrupt PNG)."""
+    face = encode(np.random.default_rng(3).integers(0, 256, (48, 48)), "PNG")
+    requests = [
+        [face],
+        [b"twelve bytes"],
+        [hostile_images.png_bomb(features.MAX_IMAGE_SIDE)],
+        [hostile_images.jpeg_scan_bomb(1024, 1_000)],
+        [face[:60], face],
+    ]
+    merged = _serve_images(exported, [image for request in requests for image in request])
+    start = 0
+    for request in requests:
+        alone = _serve_images(exported, request)
+        for name, values in alone.items():
+            rows = merged[name][start : start + len(request)]
+            if values.dtype.kind == "f":
+                np.testing.assert_allclose(rows, values, rtol=1e-5, atol=1e-6, err_msg=name)
+            else:
+                assert rows.tolist() == values.tolist(), name
+        start += len(request)
+    assert merged[features.CLASS_ID_OUTPUT].tolist()[0] >= 0  # the face is answered
+    assert [e.decode()[:10] for e in merged[features.ERROR_OUTPUT]] == [
+        "",
+        "not a PNG,",
+        "",
+        "JPEG of mo",
+        "cannot be ",
+        "",
+    ]
+
+
+def test_batching_configurations_cannot_merge_past_the_call_bound():
+    """The kubernetes overlays' max_batch_size x the largest allowed image stays within
+    MAX_BATCH_PIXELS, so a merged batch of valid requests never fails on it."""
+    root = os.path.join(os.path.dirname(__file__), "..", "kubernetes")
+    configs = [
+        os.path.join(folder, name)
+        for folder, _, names in os.walk(root)
+        for name in names
+        if name == "batching.config"
+    ]
+    assert configs
+    for path in configs:
+        size = int(re.search(r"max_batch_size\s*\{\s*value:\s*(\d+)", open(path).read())[1])
+        assert size <= features.MAX_BATCHED_IMAGES, path
+        assert size * features.MAX_IMAGE_SIDE**2 <= features.MAX_BATCH_PIXELS
 
 
 def _position_sensitive_model():
@@ -215,3 +267,19 @@ def test_shift_test_time_augmentation_adds_four_shifts_of_every_view():
 def test_unknown_test_time_augmentation_is_refused():
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
         signatures.make_serving_signatures(None, None, ["ten_crop"])
+
+
+def test_an_ensemble_refuses_what_its_members_refuse(tmp_path):
+    """The ensemble averages its members' probabilities: a refused image's NaN row stays
+    refused (class id -1), and its neighbours are answered."""
+    import serving_fixtures as fx
+
+    from components import ensemble
+
+    ensemble.build([fx.saved_model_template(1), fx.saved_model_template(4)], str(tmp_path))
+    outputs = _serve_images(
+        tf.saved_model.load(str(tmp_path)), [encode(np.zeros((48, 48)), "PNG"), b"garbage"]
+    )
+    assert outputs[features.CLASS_ID_OUTPUT].tolist()[0] >= 0
+    assert outputs[features.CLASS_ID_OUTPUT].tolist()[1] == -1
+    assert np.isnan(outputs[features.PROBABILITIES_OUTPUT][1]).all()
