@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -38,8 +38,11 @@ def face_pngs(count: int = 64) -> List[bytes]:
     return images
 
 
-def start_fer_serve(model_base_path: str, port: int, batching: bool) -> Dict[str, Any]:
-    """Starts fer-serve; returns {process, seconds until a version is AVAILABLE}."""
+def start_fer_serve(
+    model_base_path: str, port: int, batching: bool, extra: Sequence[str] = ()
+) -> Dict[str, Any]:
+    """Starts fer-serve (with ``extra`` flags); returns {process, seconds until a version
+    is AVAILABLE}."""
     from client.fer_client import FerClient
 
     command = [
@@ -51,6 +54,7 @@ def start_fer_serve(model_base_path: str, port: int, batching: bool) -> Dict[str
     ]
     if batching:
         command.append("--enable-batching")
+    command += extra
     log = tempfile.TemporaryFile()  # a pipe could fill up and stall the server
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
