@@ -21,7 +21,11 @@ FROM gcr.io/tfx-oss-public/tfx:1.16.0
 LABEL org.opencontainers.image.title="fer-pipeline" \
       org.opencontainers.image.description="FER2013 TFX pipeline (Beam, TFDV, TFT, Keras, TFMA, Kubeflow, TF Serving)"
 
-ENV PYTHONUNBUFFERED=1 \
+# PYTHONPATH: every step imports the project from /pipeline, whatever its working
+# directory, so the code fingerprint each pod checks (pipeline/kfp_entrypoint.py) is
+# computed over the same files, schemas/ included, as `make image` tagged.
+ENV PYTHONPATH=/pipeline \
+    PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TF_USE_LEGACY_KERAS=1 \

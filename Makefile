@@ -11,7 +11,8 @@ export TF_CPP_MIN_LOG_LEVEL := 1
 ARGS ?=
 DOCKER ?= docker
 IMAGE ?= fer-pipeline
-TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The tag `fer-pipeline compile --image REGISTRY/fer-pipeline` names: the code's fingerprint.
+TAG ?= $(shell python3 -m pipeline.code_fingerprint 2>/dev/null || echo dev)
 
 .PHONY: venv run test lint bench image clean
 

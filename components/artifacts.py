@@ -25,3 +25,10 @@ class Report(artifact.Artifact):
     """A directory with ``index.html``, PNG plots and ``report.json``."""
 
     TYPE_NAME = "components.Report"
+
+
+class TrainingDecision(artifact.Artifact):
+    """Whether a Kubeflow run trains (components/training_ledger.py): custom properties
+    only (``train``, ``ledger_key``, ``reason``, ``data``)."""
+
+    TYPE_NAME = "components.TrainingDecision"

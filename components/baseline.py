@@ -12,6 +12,7 @@ the absolute bound decides.
 import os
 
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 from tfx.utils import io_utils, path_utils
 
 from components import model_metadata, serving_push
@@ -49,3 +50,33 @@ def ServingBaseline(
     baseline.set_string_custom_property(SOURCE_PROPERTY, label)
     baseline.set_int_custom_property(IS_CANDIDATE_PROPERTY, int(version is None))
     print(f"Baseline for evaluation: {label} ({source})")
+
+
+SERVED_VERSION_PROPERTY = "served_version"  # int; 0: nothing comparable is served
+
+
+@tfx.dsl.components.component
+def ServedModel(
+    model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
+    model_base_path: tfx.dsl.components.Parameter[str],
+    served_version: tfx.dsl.components.Parameter[int] = 0,
+) -> None:
+    """The model TF Serving serves now, for the Trainers' warm start (TFX's ``base_model``):
+    an empty Model when nothing is served or the served model predates the data contract.
+
+    ``served_version`` is the newest version when the pipeline was built (local runs),
+    so that TFX's cache sees a new push; on Kubeflow this step mounts the serving volume
+    and is never cached, and the version is read here."""
+    version = serving_push.latest_version(model_base_path)
+    source = os.path.join(model_base_path, str(version)) if version is not None else None
+    if source is not None and not model_metadata.reads_current_examples(source):
+        print(f"Served version {version} predates data contract {features.DATA_CONTRACT_VERSION}")
+        source, version = None, None
+    target = path_utils.serving_model_dir(model.uri)
+    if source is None:
+        fileio.makedirs(target)
+        print("Warm start: nothing comparable is served; the Trainers start from scratch")
+    else:
+        io_utils.copy_dir(source, target)
+        print(f"Warm start from served version {version} ({source})")
+    model.set_int_custom_property(SERVED_VERSION_PROPERTY, version or 0)

@@ -29,6 +29,10 @@ class DataValidationError(RuntimeError):
     """The data does not match the curated schema."""
 
 
+class DataDriftError(DataValidationError):
+    """The data matches the schema but drifted from the previous span's statistics."""
+
+
 def expected_splits(schema: schema_pb2.Schema) -> List[str]:
     """Split names the schema declares with `annotation { tag: "split:<name>" }`."""
     return [
@@ -119,7 +123,7 @@ def DataValidationGate(
             )
         if drifts and not (allow_drift or allow_anomalies):
             hints += _drift_hint(drift)
-        raise DataValidationError(
+        raise (DataValidationError if problems else DataDriftError)(
             "Data validation failed; training was not started:\n  - "
             + "\n  - ".join(blocking)
             + hints

@@ -18,7 +18,7 @@ from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, model_metadata, node_ids, signatures
+from components import candidates, lineage, model_metadata, node_ids, signatures
 from components.artifacts import Artifacts, Properties
 from fer_data import features
 
@@ -90,6 +90,7 @@ class Executor(base_executor.BaseExecutor):
             )
             io_utils.copy_dir(local, out_dir)
         model.set_string_custom_property("architecture", ENSEMBLE)
+        lineage.record_producer(model, self, exec_properties)
         print(
             f"Ensemble of {', '.join(members)} "
             f"({'blessed' if blessed else 'none blessed: all candidates'}) -> {out_dir}"

@@ -2,7 +2,7 @@
 reading its output."""
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import wrappers_pb2
@@ -10,11 +10,16 @@ from tfx import v1 as tfx
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_component_specs
+from tfx.utils import proto_utils
 
-from components import baseline, scores
+from components import baseline, lineage, scores
+from components import exec_properties as properties
 from fer_data import features
 
 ACCURACY_METRIC = "sparse_categorical_accuracy"
+# Custom properties of an evaluation: the blessing bound applied, what it was compared with.
+BOUND_PROPERTY = "min_accuracy"
+BASELINE_PROPERTY = "baseline"
 
 
 def make_eval_config(
@@ -76,21 +81,62 @@ def make_eval_config(
     )
 
 
+def _accuracy_bounds(config: tfma.EvalConfig) -> Iterator[Any]:
+    """The absolute (lower-bound) value thresholds of an EvalConfig, to read or set."""
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            for bound in metric.per_slice_thresholds:
+                if bound.threshold.value_threshold.HasField("lower_bound"):
+                    yield bound.threshold.value_threshold.lower_bound
+
+
+def with_min_accuracy(eval_config_json: str, min_accuracy: float) -> str:
+    """The EvalConfig (JSON, as the Evaluator's exec property holds it) with every
+    absolute accuracy bound set to ``min_accuracy``."""
+    config = proto_utils.json_to_proto(eval_config_json, tfma.EvalConfig())
+    for bound in _accuracy_bounds(config):
+        bound.value = min_accuracy
+    return proto_utils.proto_to_json(config)
+
+
+def accuracy_bound(eval_config_json: str) -> Optional[float]:
+    """The absolute accuracy bound of an EvalConfig (JSON); None when it blesses nothing."""
+    config = proto_utils.json_to_proto(eval_config_json, tfma.EvalConfig())
+    return next((bound.value for bound in _accuracy_bounds(config)), None)
+
+
 class Executor(evaluator_executor.Executor):
-    """TFX's Evaluator executor, without a second inference pass over the split when the
-    baseline is the candidate itself (nothing served yet, see components/baseline.py):
-    TFX then evaluates the candidate alone, and change thresholds are rubber-stamped,
-    which is what comparing a model with itself would give."""
+    """TFX's Evaluator executor with the run-time blessing bound (the ``min_accuracy``
+    exec property, a pipeline parameter on Kubeflow); its evaluation records the bound,
+    the baseline it was compared with, the execution and the code (components/lineage.py).
+    Without a second inference pass over the split when the baseline is the candidate
+    itself (nothing served yet, see components/baseline.py): TFX then evaluates the
+    candidate alone, and change thresholds are rubber-stamped, which is what comparing a
+    model with itself would give."""
 
     def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
         key = standard_component_specs.BASELINE_MODEL_KEY
-        if any(
-            model.get_int_custom_property(baseline.IS_CANDIDATE_PROPERTY) == 1
-            for model in input_dict.get(key) or []
-        ):
+        baselines = input_dict.get(key) or []
+        if any(m.get_int_custom_property(baseline.IS_CANDIDATE_PROPERTY) == 1 for m in baselines):
             logging.info("The baseline is the candidate itself: evaluating the candidate alone")
             input_dict = {k: v for k, v in input_dict.items() if k != key}
-        return super().Do(input_dict, output_dict, exec_properties)
+        config_key = standard_component_specs.EVAL_CONFIG_KEY
+        bound = exec_properties.get(properties.MIN_ACCURACY)
+        if bound is not None and exec_properties.get(config_key):
+            exec_properties = {
+                **exec_properties,
+                config_key: with_min_accuracy(exec_properties[config_key], float(bound)),
+            }
+        super().Do(input_dict, output_dict, exec_properties)
+        bound = accuracy_bound(exec_properties.get(config_key) or "{}")
+        for output in output_dict.get(standard_component_specs.EVALUATION_KEY) or []:
+            lineage.record_producer(output, self, exec_properties)
+            if bound is not None:
+                output.set_float_custom_property(BOUND_PROPERTY, bound)
+            for model in baselines:
+                output.set_string_custom_property(
+                    BASELINE_PROPERTY, model.get_string_custom_property(baseline.SOURCE_PROPERTY)
+                )
 
 
 class Evaluator(tfx.components.Evaluator):

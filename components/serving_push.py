@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
@@ -22,6 +22,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
 
+from components import lineage, training_ledger
 from components.artifacts import Artifacts, Properties
 from fer_data import features
 
@@ -110,13 +111,18 @@ def _fsync_dir(path: str) -> None:
         os.close(descriptor)
 
 
-def push_atomically(model_path: str, model_base_path: str) -> str:
+def push_atomically(
+    model_path: str,
+    model_base_path: str,
+    prepare: Optional[Callable[[str, int], None]] = None,
+) -> str:
     """Copies a SavedModel dir to <base>/<version>/ via a hidden temp dir; returns the path.
 
     On a local or PVC path the version is reserved exclusively, the copy goes to a folder
     no other push uses, and files and folders are fsynced before and after the rename, so a
     published version is complete, of one model, and survives a crash. Object stores
     (gs://, s3://) have neither rename nor mkdir: there a copy lands under a unique name.
+    ``prepare(staging_dir, version)`` adds to the copy before it becomes visible.
     """
     fileio.makedirs(model_base_path)
     local = _is_local(model_base_path)
@@ -125,6 +131,8 @@ def push_atomically(model_path: str, model_base_path: str) -> str:
     final = os.path.join(model_base_path, str(version))
     try:
         io_utils.copy_dir(model_path, staging)
+        if prepare is not None:
+            prepare(staging, version)
         if local:
             _fsync_tree(staging)
         fileio.rename(staging, final)
@@ -140,7 +148,9 @@ def push_atomically(model_path: str, model_base_path: str) -> str:
 
 
 class AtomicPushExecutor(pusher_executor.Executor):
-    """TFX Pusher executor whose filesystem push is atomic and version-monotonic."""
+    """TFX Pusher executor whose filesystem push is atomic and version-monotonic, writes
+    the version's lineage into it and, on Kubeflow, the run's training ledger entry
+    (components/training_ledger.py), pushed or not."""
 
     def Do(
         self, input_dict: Artifacts, output_dict: Artifacts, exec_properties: Properties
@@ -152,15 +162,35 @@ class AtomicPushExecutor(pusher_executor.Executor):
             return
         self._log_startup(input_dict, output_dict, exec_properties)
         model_push = artifact_utils.get_single_instance(output_dict["pushed_model"])
-        if not self.CheckBlessing(input_dict):
-            self._MarkNotPushed(model_push)
-            return
-        model_path = self.GetModelPath(input_dict)
-        final = push_atomically(model_path, destination.filesystem.base_directory)
-        io_utils.copy_dir(model_path, model_push.uri)
-        self._MarkPushed(
-            model_push, pushed_destination=final, pushed_version=os.path.basename(final)
+        facts = lineage.of_push(
+            artifact_utils.get_single_instance(input_dict["model"]), self, exec_properties
         )
+        version: Optional[int] = None
+        if self.CheckBlessing(input_dict):
+            model_path = self.GetModelPath(input_dict)
+            final = push_atomically(
+                model_path,
+                destination.filesystem.base_directory,
+                prepare=lambda staging, number: lineage.write(
+                    staging, {**facts, "version": number}
+                ),
+            )
+            version = int(os.path.basename(final))
+            io_utils.copy_dir(model_path, model_push.uri)
+            self._MarkPushed(model_push, pushed_destination=final, pushed_version=str(version))
+        else:
+            self._MarkNotPushed(model_push)
+        ledger_dir = exec_properties.get(training_ledger.LEDGER_DIR)
+        if ledger_dir and facts.get("ledger_key"):
+            training_ledger.write_entry(
+                ledger_dir,
+                facts["ledger_key"],
+                {
+                    **facts,
+                    "pushed_version": version,
+                    "model_base_path": destination.filesystem.base_directory,
+                },
+            )
 
 
 class AtomicPusher(pusher_component.Pusher):

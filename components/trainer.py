@@ -12,6 +12,7 @@ timing, params, weights source) beside it.
 
 import logging
 import math
+import os
 import time
 from typing import Any, Dict, List, Optional, TextIO
 
@@ -170,6 +171,31 @@ def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
     return recipe
 
 
+def warm_start(
+    model: tf_keras.Model, base_model: Optional[str], architecture: str
+) -> Optional[str]:
+    """Loads the served model's weights into ``model`` when it is of the same architecture
+    (TFX's ``base_model``, from components/baseline.py ``ServedModel``); returns the
+    model it started from, None when it starts from scratch."""
+    if not base_model or not tf.io.gfile.exists(os.path.join(base_model, "saved_model.pb")):
+        return None
+    served = model_metadata.read(base_model).get("architecture")
+    if served != architecture:
+        logging.getLogger(__name__).warning(
+            "Warm start: the served model is %s, not %s; training from scratch",
+            served,
+            architecture,
+        )
+        return None
+    # The SavedModel's variables are a checkpoint of the saved Keras model; what the
+    # architecture does not have (optimizer slots, the Transform layer) stays unmatched.
+    model.load_weights(os.path.join(base_model, "variables", "variables")).expect_partial()
+    logging.info(
+        "Warm start: %s starts from the served model's weights (%s)", architecture, base_model
+    )
+    return base_model
+
+
 def distribution_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy on a multi-GPU pod, the default strategy otherwise."""
     gpus = tf.config.list_logical_devices("GPU")
@@ -258,6 +284,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     strategy = distribution_strategy()
     with strategy.scope():
         model, weights_source = models.build_model(config.architecture, weights=config.weights)
+        started_from = warm_start(model, fn_args.base_model, config.architecture)
         model.compile(
             optimizer=training.make_optimizer(recipe),
             loss=training.make_loss(recipe),
@@ -344,6 +371,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         "architecture": config.architecture,
         "params": int(model.count_params()),
         "weights": weights_source,
+        "warm_start_from": started_from,
         "config": config.to_custom_config(),
         "recipe": recipe,
         "mixed_precision": mixed,

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from fer_data import features, fer2013_csv
 
 DEFAULT_ROWS = 2100  # the embedded default dataset: 1,680 / 210 / 210 faces
+USAGE_FRACTIONS = (0.8, 0.1, 0.1)  # Training / PublicTest / PrivateTest shares
 SUPERSAMPLE = 4  # faces are drawn at 4x and box-filtered down: smooth, anti-aliased lines
 CANVAS = features.IMAGE_SIZE * SUPERSAMPLE
 
@@ -374,7 +375,7 @@ def pixels_to_string(image: np.ndarray) -> str:
 
 
 def generate_rows(
-    num_rows: int, seed: int = 0, usage_fractions: Sequence[float] = (0.8, 0.1, 0.1)
+    num_rows: int, seed: int = 0, usage_fractions: Sequence[float] = USAGE_FRACTIONS
 ) -> Iterator[Tuple[int, str, str]]:
     """Yields ``num_rows`` (emotion, pixels string, usage) rows, deterministic for ``seed``.
 
@@ -387,9 +388,18 @@ def generate_rows(
         yield emotion, pixels_to_string(draw_face(emotion, rng)), usage
 
 
-def write_csv(path: str, num_rows: int = DEFAULT_ROWS, seed: int = 0) -> str:
+def write_csv(
+    path: str,
+    num_rows: int = DEFAULT_ROWS,
+    seed: int = 0,
+    brightness: int = 0,
+    shuffle_labels: bool = False,
+) -> str:
     """Writes a fer2013-format CSV (gzip when ``path`` ends in .gz) and returns ``path``.
 
+    ``brightness`` shifts every pixel (clipped to 0..255): a camera change the pipeline's
+    drift check should catch. ``shuffle_labels`` permutes the labels over the rows (same
+    class balance, no relation to the faces): data no model should be blessed on.
     The file is written under a temporary name and renamed, so a crash never leaves a
     half-written dataset at ``path``.
     """
@@ -399,8 +409,19 @@ def write_csv(path: str, num_rows: int = DEFAULT_ROWS, seed: int = 0) -> str:
     try:
         with fer2013_csv.create_text(tmp_path, gzipped=fer2013_csv.is_gzip(path)) as f:
             f.write(fer2013_csv.HEADER + "\n")
-            for emotion, pixels, usage in generate_rows(num_rows, seed):
-                f.write(fer2013_csv.format_row(emotion, pixels, usage))
+            shuffled = (
+                np.random.default_rng([seed, 3])
+                .permutation([e for e, _ in assign_labels(num_rows, seed, USAGE_FRACTIONS)])
+                .tolist()
+                if shuffle_labels
+                else None
+            )
+            for index, (label, pixels, usage) in enumerate(generate_rows(num_rows, seed)):
+                label = shuffled[index] if shuffled is not None else label
+                if brightness:
+                    shifted = np.array(pixels.split(), dtype=np.int64) + brightness
+                    pixels = pixels_to_string(shifted.clip(0, 255))
+                f.write(fer2013_csv.format_row(label, pixels, usage))
         os.replace(tmp_path, path)
     finally:
         if os.path.exists(tmp_path):
@@ -420,7 +441,7 @@ def count_rows(path: str) -> Dict[str, collections.Counter]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """fer-make-data --output PATH [--rows N] [--seed S]"""
+    """fer-make-data --output PATH [--rows N] [--seed S] [--brightness B] [--shuffle-labels]"""
     parser = argparse.ArgumentParser(
         prog="fer-make-data",
         description="Write a synthetic fer2013-format CSV of procedurally drawn faces.",
@@ -430,10 +451,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--rows", type=int, default=DEFAULT_ROWS, help=f"number of faces (default {DEFAULT_ROWS})"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--brightness", type=int, default=0, help="shift every pixel by this many grey levels"
+    )
+    parser.add_argument(
+        "--shuffle-labels", action="store_true", help="labels unrelated to the faces"
+    )
     args = parser.parse_args(argv)
     if args.rows < 0:
         parser.error("--rows must be >= 0")
-    path = write_csv(args.output, num_rows=args.rows, seed=args.seed)
+    path = write_csv(
+        args.output,
+        num_rows=args.rows,
+        seed=args.seed,
+        brightness=args.brightness,
+        shuffle_labels=args.shuffle_labels,
+    )
     print(f"Wrote {args.rows} synthetic faces (seed {args.seed}) to {path}")
     counts = count_rows(path)
     for usage, per_class in sorted(counts.items(), key=lambda kv: fer2013_csv.USAGES.index(kv[0])):

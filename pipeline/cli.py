@@ -1,7 +1,14 @@
-"""fer-pipeline: run locally (BeamDagRunner), compile for / submit to Kubeflow Pipelines."""
+"""fer-pipeline: run locally (BeamDagRunner), compile for / submit to Kubeflow Pipelines,
+run a compiled package here, and trace a served model back to its run.
+
+``fer-pipeline run`` is also what a cron job calls; its exit code says what happened
+(:data:`EXIT_CODES`).
+"""
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -13,6 +20,22 @@ from pipeline import config as config_lib
 
 DEFAULTS = config_lib.PipelineConfig  # the flags' defaults are the configuration's
 DEFAULT_PACKAGE = "fer_pipeline.yaml"  # what compile writes and submit reads
+
+# Exit codes of `fer-pipeline run` (and of the others where they apply).
+PUSHED = 0  # a new version is served
+FAILED = 1  # the run (or the command) failed; the message says why
+NOT_PUSHED = 3  # trained and evaluated; no candidate blessed and better than the served one
+NOTHING_NEW = 4  # no new span: every Trainer was cached, nothing trained or pushed
+DRIFT_STOP = 5  # the new span drifted from the previous one: stopped before training
+DATA_REJECTED = 6  # the data failed validation (schema, quarantine bound, unreadable file)
+EXIT_CODES = {
+    PUSHED: "pushed",
+    FAILED: "failed",
+    NOT_PUSHED: "not pushed (nothing blessed or better than the served model)",
+    NOTHING_NEW: "nothing new (no new span: nothing trained)",
+    DRIFT_STOP: "drift stop",
+    DATA_REJECTED: "data rejected",
+}
 
 
 def _default_data(run_root: str) -> str:
@@ -37,85 +60,6 @@ def _architectures(text: str) -> Tuple[str, ...]:
     return names
 
 
-def _add_training_args(parser: argparse.ArgumentParser) -> None:
-    # fmt: off
-    parser.add_argument("--architectures", type=_architectures, default=config_lib.ARCHITECTURES,
-                        help="comma-separated, each in its own Trainer (default: all: "
-                        f"{','.join(config_lib.ARCHITECTURES)})")
-    parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
-    parser.add_argument("--batch-size", type=int, help="override every recipe's batch size")
-    parser.add_argument("--learning-rate", type=float, help="override every recipe's LR")
-    parser.add_argument("--weights", help="transfer backbones: imagenet or a local .h5 file "
-                                          "(default: random init)")
-    parser.add_argument("--test-time-augmentation", choices=("on", "off"),
-                        help="serve every model with (on: mirror image and 2-px shifts) or without "
-                        "(off) test-time augmentation (default: each recipe's)")
-    parser.add_argument("--min-accuracy", type=float, default=DEFAULTS.min_accuracy,
-                        help="absolute eval-accuracy bound for blessing")
-    parser.add_argument("--no-ensemble", dest="ensemble", action="store_false",
-                        help="no ensemble candidate (the blessed architectures averaged)")
-    parser.add_argument("--selection-metric", default=DEFAULTS.selection_metric,
-                        choices=features.SELECTION_METRICS,
-                        help="how ModelSelector ranks the blessed candidates on eval")
-    # fmt: on
-
-
-def _add_data_args(parser: argparse.ArgumentParser) -> None:
-    """Drift and data quality policy flags, for local runs and compiled packages alike."""
-    # fmt: off
-    parser.add_argument("--allow-drift", action="store_true",
-                        help="train even when the train split drifted from the previous "
-                        "run's statistics, and make this run the new reference")
-    quality = parser.add_argument_group(
-        "data quality policy (default: the safe one; dropped rows are kept in the quarantine)")
-    for flag, setting, what in _QUALITY_FLAGS:
-        quality.add_argument(flag, dest=setting, action="store_false", default=True, help=what)
-    # fmt: on
-
-
-def _quality_policy(args: argparse.Namespace) -> Dict[str, bool]:
-    """The policy settings the flags turned off (config.PipelineConfig.quality_policy)."""
-    return {setting: False for _, setting, _ in _QUALITY_FLAGS if not getattr(args, setting)}
-
-
-def _trainer_config(args: argparse.Namespace) -> config_lib.TrainerConfig:
-    tta = {"on": True, "off": False, None: None}[args.test_time_augmentation]
-    return config_lib.TrainerConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        weights=args.weights,
-        test_time_augmentation=tta,
-    )
-
-
-def _add_run_args(parser: argparse.ArgumentParser) -> None:
-    # fmt: off
-    parser.add_argument("--data", help="fer2013 CSV (.csv or .csv.gz); default: synthetic faces")
-    parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
-                        help="where pipeline root, metadata and serving dir go by default")
-    parser.add_argument("--pipeline-root", help="default: <run-root>/pipeline_root")
-    parser.add_argument("--serving-dir", help="default: <run-root>/serving")
-    parser.add_argument("--metadata-path", help="SQLite MLMD; default: <run-root>/metadata.sqlite")
-    _add_training_args(parser)
-    _add_data_args(parser)
-    parser.add_argument("--max-quarantine-fraction", type=float,
-                        default=DEFAULTS.max_quarantine_fraction)
-    parser.add_argument("--allow-anomalies", action="store_true",
-                        help="experts: train even when data validation finds anomalies")
-    parser.add_argument("--no-cache", action="store_true", help="rerun every step")
-    parser.add_argument("--beam-mode", default=DEFAULTS.beam_direct_running_mode,
-                        choices=config_lib.BEAM_MODES,
-                        help=f"DirectRunner mode; auto: in_memory on <= "
-                             f"{config_lib.IN_MEMORY_MAX_CPUS} CPUs, else multi_processing")
-    parser.add_argument("--summary-json",
-                        help="where the run summary goes (default: <run-root>/summary.json)")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show the full TF/Beam/TFX log on the console instead of "
-                        "writing it to <run-root>/logs/")
-    # fmt: on
-
-
 # --flag -> the quality.Policy setting it turns off.
 _QUALITY_FLAGS = (
     ("--keep-train-duplicates", "dedupe_train", "train on every copy of a duplicated image"),
@@ -137,52 +81,135 @@ _QUALITY_FLAGS = (
 )
 
 
-def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """Flags -> PipelineConfig (the only place flags meet configuration)."""
-    run_root = args.run_root
-    trainer = _trainer_config(args)
-    paths = config_lib.run_paths(run_root)
-    return config_lib.PipelineConfig(
-        data_path=args.data or _default_data(run_root),
-        pipeline_root=args.pipeline_root or paths["pipeline_root"],
-        serving_dir=args.serving_dir or paths["serving_dir"],
-        metadata_path=args.metadata_path or paths["metadata_path"],
+def _add_pipeline_args(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """What a local run and a compiled package share: data, training, blessing, policy."""
+    # fmt: off
+    parser.add_argument("--data", help=data_help)
+    parser.add_argument("--architectures", type=_architectures, default=config_lib.ARCHITECTURES,
+                        help="comma-separated, each in its own Trainer (default: all: "
+                        f"{','.join(config_lib.ARCHITECTURES)})")
+    parser.add_argument("--training", choices=("quick", "full"),
+                        help="quick: short constant-rate settings that learn in minutes on a "
+                        "CPU (the embedded default's); full: each architecture's recipe "
+                        "(default: quick without --data, full with it)")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="start each Trainer from the served model's weights when it is "
+                        "of the same architecture (TFX's base_model)")
+    parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
+    parser.add_argument("--batch-size", type=int, help="override every recipe's batch size")
+    parser.add_argument("--learning-rate", type=float, help="override every recipe's LR")
+    parser.add_argument("--weights", help="transfer backbones: imagenet or a local .h5 file "
+                                          "(default: random init)")
+    parser.add_argument("--test-time-augmentation", choices=("on", "off"),
+                        help="serve every model with (on: mirror image and 2-px shifts) or without "
+                        "(off) test-time augmentation (default: each recipe's)")
+    parser.add_argument("--min-accuracy", type=float, default=DEFAULTS.min_accuracy,
+                        help="absolute eval-accuracy bound for blessing")
+    parser.add_argument("--no-ensemble", dest="ensemble", action="store_false",
+                        help="no ensemble candidate (the blessed architectures averaged)")
+    parser.add_argument("--selection-metric", default=DEFAULTS.selection_metric,
+                        choices=features.SELECTION_METRICS,
+                        help="how ModelSelector ranks the blessed candidates on eval")
+    parser.add_argument("--allow-drift", action="store_true",
+                        help="train even when the new data drifted from the previous span's "
+                        "statistics, and make it the new reference")
+    parser.add_argument("--allow-anomalies", action="store_true",
+                        help="experts: train even when data validation finds anomalies")
+    parser.add_argument("--max-quarantine-fraction", type=float,
+                        default=DEFAULTS.max_quarantine_fraction)
+    quality = parser.add_argument_group(
+        "data quality policy (default: the safe one; dropped rows are kept in the quarantine)")
+    for flag, setting, what in _QUALITY_FLAGS:
+        quality.add_argument(flag, dest=setting, action="store_false", default=True, help=what)
+    # fmt: on
+
+
+DATA_PATTERN_HELP = (
+    "fer2013 CSV (.csv or .csv.gz) or a pattern of them; '{SPAN}' in it picks the newest "
+    "span, e.g. 'incoming/span-{SPAN}/*.csv'"
+)
+
+
+def config_from_args(
+    args: argparse.Namespace, kubeflow: Optional[config_lib.KubeflowConfig] = None
+) -> config_lib.PipelineConfig:
+    """Flags -> PipelineConfig, for `run` and (with ``kubeflow``) `compile` alike."""
+    quick = args.training == "quick" if args.training else not args.data
+    trainer = config_lib.TrainerConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        weights=args.weights,
+        test_time_augmentation={"on": True, "off": False, None: None}[args.test_time_augmentation],
+    )
+    shared = dict(
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
-        quality_policy=_quality_policy(args),
+        quality_policy={s: False for _, s, _ in _QUALITY_FLAGS if not getattr(args, s)},
         allow_drift=args.allow_drift,
         architectures=args.architectures,
         trainer=trainer,
-        per_architecture=config_lib.per_architecture_training(trainer, embedded_data=not args.data),
+        warm_start=args.warm_start,
+        per_architecture=config_lib.per_architecture_training(trainer, quick=quick),
         min_accuracy=args.min_accuracy,
         selection_metric=args.selection_metric,
         ensemble=args.ensemble,
+    )
+    if kubeflow is not None:
+        return config_lib.PipelineConfig(
+            data_path=kubeflow.data_path,
+            pipeline_root=kubeflow.pipeline_root,
+            serving_dir=kubeflow.serving_dir,
+            schema_dir=kubeflow.schema_dir,
+            retrain=args.retrain,
+            **shared,
+        )
+    paths = config_lib.run_paths(args.run_root)
+    return config_lib.PipelineConfig(
+        data_path=args.data or _default_data(args.run_root),
+        pipeline_root=args.pipeline_root or paths["pipeline_root"],
+        serving_dir=args.serving_dir or paths["serving_dir"],
+        metadata_path=args.metadata_path or paths["metadata_path"],
         beam_direct_running_mode=args.beam_mode,
         enable_cache=not args.no_cache,
+        **shared,
     )
 
 
-def _known_failure(error: BaseException) -> Optional[str]:
-    """The readable message of a data/validation failure, however deeply Beam wrapped it."""
-    from components.data_validation_gate import DataValidationError
-    from components.fer2013_example_gen.executor import QuarantineBoundExceeded
-    from fer_data.fer2013_csv import CsvHeaderError
-
-    names = [
-        cls.__name__
-        for cls in (DataValidationError, QuarantineBoundExceeded, CsvHeaderError, FileNotFoundError)
-    ]
+def _failure(error: BaseException) -> Tuple[int, Optional[str]]:
+    """(exit code, readable message) of a known data failure, however deeply Beam or a node
+    process wrapped it; (FAILED, None) for anything else."""
+    known = {
+        "DataDriftError": DRIFT_STOP,
+        "DataValidationError": DATA_REJECTED,
+        "QuarantineBoundExceeded": DATA_REJECTED,
+        "CsvHeaderError": DATA_REJECTED,
+        "CorruptInputError": DATA_REJECTED,
+        "FileNotFoundError": FAILED,
+    }
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if type(error).__name__ in names:
-            return f"{type(error).__name__}: {error}"
+        if type(error).__name__ in known:
+            return known[type(error).__name__], f"{type(error).__name__}: {error}"
         text = str(error)
-        for name in names:
+        for name, code in known.items():
             if f"{name}: " in text:
-                return name + ": " + text.split(f"{name}: ", 1)[1].split("\n [while running")[0]
+                detail = text.split(f"{name}: ", 1)[1].split("\n [while running")[0]
+                return code, f"{name}: {detail}"
         error = error.__cause__ or error.__context__
-    return None
+    return FAILED, None
+
+
+def outcome(summary: dict) -> int:
+    """The exit code of a run that completed: pushed, nothing new, or not pushed."""
+    cached = set(summary.get("cached_nodes", []))
+    trainers = [n for n in summary.get("node_seconds", {}) if n.startswith("Trainer_")]
+    if summary.get("pushed") and "AtomicPusher" not in cached:
+        return PUSHED
+    if trainers and all(n in cached for n in trainers):
+        return NOTHING_NEW
+    return NOT_PUSHED
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -206,25 +233,38 @@ def run_command(args: argparse.Namespace) -> int:
                     logging.exception("The run failed")  # the traceback, into the log
                 raise
     except Exception as error:  # pylint: disable=broad-except
-        message = _known_failure(error)
+        code, message = _failure(error)
         if message is None:
             if args.verbose:
                 raise
             message = f"{type(error).__name__}: {str(error).strip()[:500]}"
-        print(f"fer-pipeline: run failed: {message}", file=sys.stderr)
+        print(f"fer-pipeline: run failed ({EXIT_CODES[code]}): {message}", file=sys.stderr)
         if not args.verbose:
             print(f"fer-pipeline: the traceback is in {log}", file=sys.stderr)
-        return 2
+        return code
+    code = outcome(summary)
     print(f"Summary (JSON): {summary_json}")
     if summary.get("report"):
         print(f"Report: {summary['report']}")
+    data = (summary.get("ingest") or {}).get("data") or {}
+    if data.get("span") is not None:
+        print(
+            f"Data: span {data['span']}"
+            + (f" version {data['version']}" if data.get("version") is not None else "")
+            + f", files fingerprint {data.get('input_fingerprint')}"
+        )
     print(
-        f"Pushed model: {summary['pushed_path']}"
-        if summary.get("pushed")
-        else "No model was pushed (none blessed): see the eval accuracy below."
+        {
+            PUSHED: f"Pushed model: {summary.get('pushed_path')}",
+            NOTHING_NEW: "Nothing new: every Trainer was cached (same data, settings and "
+            "code as an earlier run); nothing was trained or pushed.",
+            NOT_PUSHED: "No model was pushed (none blessed, or not better than the served "
+            "one): see the eval accuracy below.",
+        }[code]
     )
     print(format_table(summary))
-    return 0
+    print(f"Outcome: {EXIT_CODES[code]} (exit code {code})")
+    return code
 
 
 def format_table(summary: dict) -> str:
@@ -274,18 +314,43 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    # fmt: off
+    _add_pipeline_args(parser, DATA_PATTERN_HELP + "; default: the embedded synthetic faces")
+    parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
+                        help="where pipeline root, metadata and serving dir go by default")
+    parser.add_argument("--pipeline-root", help="default: <run-root>/pipeline_root")
+    parser.add_argument("--serving-dir", help="default: <run-root>/serving")
+    parser.add_argument("--metadata-path", help="SQLite MLMD; default: <run-root>/metadata.sqlite")
+    parser.add_argument("--no-cache", action="store_true", help="rerun every step")
+    parser.add_argument("--beam-mode", default=DEFAULTS.beam_direct_running_mode,
+                        choices=config_lib.BEAM_MODES,
+                        help=f"DirectRunner mode; auto: in_memory on <= "
+                             f"{config_lib.IN_MEMORY_MAX_CPUS} CPUs, else multi_processing")
+    parser.add_argument("--summary-json",
+                        help="where the run summary goes (default: <run-root>/summary.json)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the full TF/Beam/TFX log on the console instead of "
+                        "writing it to <run-root>/logs/")
+    # fmt: on
+
+
 def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     # fmt: off
     defaults = config_lib.KubeflowConfig()
+    _add_pipeline_args(parser, DATA_PATTERN_HELP + "; as the pods see it (gs://...). The "
+                       "default of the pipeline parameter 'data'")
     parser.add_argument("--output", default=DEFAULT_PACKAGE, help="KFP package (.yaml)")
-    parser.add_argument("--image", default=defaults.image,
-                        help="container image with this project (see Dockerfile)")
-    parser.add_argument("--data", default=defaults.data_path, help="fer2013 CSV URI in the cluster")
-    parser.add_argument("--pipeline-root", default=defaults.pipeline_root)
+    parser.add_argument("--image", required=True,
+                        help="the image of this tree (see Dockerfile, `make image`); without a "
+                        "tag, the tag is the code's fingerprint: REGISTRY/fer-pipeline -> "
+                        "REGISTRY/fer-pipeline:code-<12 hex>")
+    parser.add_argument("--pipeline-root", required=True,
+                        help="where the runs' artifacts go: a store TensorFlow writes (gs://...)")
     parser.add_argument("--serving-dir", default=defaults.serving_dir,
                         help="volume/URI shared with TF Serving (kubernetes/)")
     parser.add_argument("--serving-pvc", default=defaults.serving_pvc,
-                        help="PVC mounted at --serving-dir in the Pusher and baseline steps; "
+                        help="PVC mounted at --serving-dir in the steps that use it; "
                         "'' for none (e.g. a gs:// serving dir)")
     parser.add_argument("--schema-dir", default=defaults.schema_dir,
                         help="folder of schema.pbtxt as the pods see it (the image's)")
@@ -294,20 +359,26 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="extra Beam flag for the Beam steps, e.g. --beam-arg=--project=P")
     parser.add_argument("--trainer-gpus", type=int, default=defaults.trainer.gpus,
-                        help="nvidia.com/gpu per Trainer pod (0 = CPU)")
-    _add_training_args(parser)
-    _add_data_args(parser)
+                        help="nvidia.com/gpu per Trainer pod (0: CPU-only clusters)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="default of the pipeline parameter 'retrain': train even on data "
+                        "already trained on with the same settings")
     # fmt: on
 
 
 def compile_command(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from pipeline import kfp_package, kubeflow_runner
 
     defaults = config_lib.KubeflowConfig()
+    if not args.data:
+        print(
+            "fer-pipeline: compile needs --data: the input as the pods see it (the default of "
+            "the pipeline parameter 'data'; `submit --param data=...` changes it per run)",
+            file=sys.stderr,
+        )
+        return FAILED
     kubeflow = config_lib.KubeflowConfig(
-        image=args.image,
+        image=kubeflow_runner.image_reference(args.image),
         pipeline_root=args.pipeline_root,
         serving_dir=args.serving_dir,
         serving_pvc=args.serving_pvc or None,
@@ -317,22 +388,15 @@ def compile_command(args: argparse.Namespace) -> int:
         beam_extra_args=tuple(args.beam_arg),
         trainer=dataclasses.replace(defaults.trainer, gpus=args.trainer_gpus),
     )
-    config = config_lib.PipelineConfig(
-        data_path=args.data,
-        min_accuracy=args.min_accuracy,
-        architectures=args.architectures,
-        selection_metric=args.selection_metric,
-        ensemble=args.ensemble,
-        quality_policy=_quality_policy(args),
-        allow_drift=args.allow_drift,
-        trainer=_trainer_config(args),
-    )
     try:
-        print(f"Compiled {kubeflow_runner.compile_pipeline(config, kubeflow, args.output)}")
-    except kfp_package.PackageError as error:
+        path = kubeflow_runner.compile_pipeline(
+            config_from_args(args, kubeflow), kubeflow, args.output
+        )
+    except (kfp_package.PackageError, ValueError) as error:
         print(f"fer-pipeline: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return FAILED
+    print(f"Compiled {path} for image {kubeflow.image}")
+    return PUSHED
 
 
 def _pairs(pairs: List[str], flag: str, value_required: bool = False) -> Dict[str, str]:
@@ -349,22 +413,43 @@ def _pairs(pairs: List[str], flag: str, value_required: bool = False) -> Dict[st
 def submit_command(args: argparse.Namespace) -> int:
     from pipeline import kubeflow_runner
 
+    token = None
+    if args.token_file:
+        try:
+            with open(args.token_file) as handle:
+                token = handle.read().strip()
+        except OSError as error:
+            print(f"fer-pipeline: cannot read --token-file: {error}", file=sys.stderr)
+            return FAILED
+    request = kubeflow_runner.Submission(
+        package=args.package,
+        host=args.host,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        namespace=args.namespace,
+        params=_pairs(args.param, "--param"),
+        service_account=args.service_account,
+        schedule=args.schedule,
+        wait=args.wait,
+        timeout_seconds=args.timeout,
+        token=token,
+    )
     try:
-        message = kubeflow_runner.submit(
-            args.package,
-            host=args.host,
-            experiment=args.experiment,
-            run_name=args.run_name,
-            namespace=args.namespace,
-            params=_pairs(args.param, "--param"),
-            service_account=args.service_account,
-            dry_run=args.dry_run,
-        )
+        message, succeeded = kubeflow_runner.submit(request, dry_run=args.dry_run)
     except kubeflow_runner.SubmitError as error:
         print(f"fer-pipeline: {error}", file=sys.stderr)
-        return 1
+        return FAILED
     print(message)
-    return 0
+    return PUSHED if succeeded else FAILED
+
+
+def _typed(text: str):
+    """A --param value of run-package: a JSON number/bool if it parses as one, else text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, (int, float, bool)) else text
 
 
 def run_package_command(args: argparse.Namespace) -> int:
@@ -378,22 +463,41 @@ def run_package_command(args: argparse.Namespace) -> int:
             backend=args.backend,
             pvc_dirs=pvcs,
             run_id=args.run_id,
+            parameters={k: _typed(v) for k, v in _pairs(args.param, "--param").items()},
         )
     except (kfp_package.PackageError, package_runner.PackageRunError, ValueError) as error:
         print(f"fer-pipeline: {error}", file=sys.stderr)
-        return 1
+        return FAILED
     ran = sum(r.state == "ran" for r in results)
     print(
         f"{ran} of {len(results)} tasks ran; skipped: "
         f"{', '.join(r.task for r in results if r.state == 'skipped') or 'none'}"
     )
-    return 0
+    return PUSHED
+
+
+def lineage_command(args: argparse.Namespace) -> int:
+    from pipeline import model_lineage
+
+    try:
+        print(
+            model_lineage.describe(
+                args.model_base_path, args.version, args.metadata_path, as_json=args.json
+            )
+        )
+    except (LookupError, FileNotFoundError, ValueError) as error:
+        print(f"fer-pipeline: {error}", file=sys.stderr)
+        return FAILED
+    return PUSHED
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     # fmt: off
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    parser = argparse.ArgumentParser(prog="fer-pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fer-pipeline", description=__doc__,
+        epilog="exit codes of run: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run the pipeline with BeamDagRunner")
     _add_run_args(run_parser)
@@ -406,12 +510,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     submit_parser.add_argument("--package", default=DEFAULT_PACKAGE)
     submit_parser.add_argument("--experiment", default=config_lib.DEFAULT_PIPELINE_NAME)
     submit_parser.add_argument("--run-name")
-    submit_parser.add_argument("--namespace")
-    submit_parser.add_argument("--param", action="append", default=[], help="k=v")
+    submit_parser.add_argument("--namespace", help="the profile namespace (multi-user Kubeflow)")
+    submit_parser.add_argument("--param", action="append", default=[],
+                               help="NAME=VALUE of a pipeline parameter (checked against the "
+                               "package before anything is sent)")
     submit_parser.add_argument("--service-account",
                                help="service account of the run's pods (default: KFP's)")
+    submit_parser.add_argument("--schedule", metavar="CRON",
+                               help="create a recurring run instead: KFP's 6-field cron, "
+                               "seconds first, e.g. '0 0 2 * * *' (02:00 daily)")
+    submit_parser.add_argument("--wait", action="store_true",
+                               help="follow the run to its end; exit 1 unless it succeeded")
+    submit_parser.add_argument("--timeout", type=int, default=24 * 3600,
+                               help="seconds --wait waits (default: a day)")
+    submit_parser.add_argument("--token-file",
+                               help="bearer token for a multi-user endpoint (default: the "
+                               "kfp client's in-cluster service-account token, if any)")
     submit_parser.add_argument("--dry-run", action="store_true",
-                               help="validate the package, contact no server")
+                               help="check the package and parameters, print what would be "
+                               "created, contact no server")
     submit_parser.set_defaults(handler=submit_command)
     package_parser = commands.add_parser(
         "run-package", help="run a compiled package here as open-source KFP would "
@@ -425,8 +542,24 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 "task root)")
     package_parser.add_argument("--pvc", action="append", default=[],
                                 help="NAME=DIR: a PVC the package mounts, as a local folder")
+    package_parser.add_argument("--param", action="append", default=[],
+                                help="NAME=VALUE of a pipeline parameter (numbers as JSON)")
     package_parser.add_argument("--run-id", help="default: a new random id")
     package_parser.set_defaults(handler=run_package_command)
+    lineage_parser = commands.add_parser(
+        "lineage", help="where a served version came from: its run, data, code, evaluation "
+                        "and, with the run's ML Metadata, the executions and artifacts")
+    lineage_parser.add_argument("--model-base-path",
+                                default=os.path.join(config_lib.DEFAULT_RUN_ROOT, "serving",
+                                                     config_lib.DEFAULT_MODEL_NAME),
+                                help="TF Serving's model base path (<serving-dir>/<model>)")
+    lineage_parser.add_argument("--version", type=int, help="default: the newest")
+    lineage_parser.add_argument("--metadata-path",
+                                default=os.path.join(config_lib.DEFAULT_RUN_ROOT,
+                                                     "metadata.sqlite"),
+                                help="the SQLite ML Metadata of local runs")
+    lineage_parser.add_argument("--json", action="store_true")
+    lineage_parser.set_defaults(handler=lineage_command)
     args = parser.parse_args(argv)
     return args.handler(args)
     # fmt: on

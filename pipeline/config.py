@@ -53,14 +53,12 @@ def run_paths(run_root: str) -> Dict[str, str]:
     }
 
 
-def per_architecture_training(
-    trainer: TrainerConfig, embedded_data: bool
-) -> Dict[str, Dict[str, Any]]:
-    """Per-architecture trainer settings of a run: on the embedded synthetic faces,
-    SYNTHETIC_DATA_TRAINING except what ``trainer`` (the flags) sets for every
-    architecture (``--epochs 3`` replaces the demo's epochs, not its learning rates);
-    none when the run has its own data."""
-    if not embedded_data:
+def per_architecture_training(trainer: TrainerConfig, quick: bool) -> Dict[str, Dict[str, Any]]:
+    """Per-architecture trainer settings of a run: ``quick`` (the embedded synthetic
+    faces' default, ``--training quick``), SYNTHETIC_DATA_TRAINING except what ``trainer``
+    (the flags) sets for every architecture (``--epochs 3`` replaces the demo's epochs, not
+    its learning rates); none for ``--training full`` (each recipe as it is)."""
+    if not quick:
         return {}
     return {
         arch: {key: value for key, value in settings.items() if getattr(trainer, key) is None}
@@ -99,16 +97,22 @@ class Resources:
     gpus: int = 0  # nvidia.com/gpu; 0 = CPU only
 
 
+# Examples of a cluster's values, not usable ones: compile refuses them (kubeflow_runner).
+PLACEHOLDER_IMAGE = "REGISTRY/fer-pipeline"
+PLACEHOLDER_PIPELINE_ROOT = "gs://BUCKET/pipeline_root"
+PLACEHOLDER_DATA = "gs://BUCKET/data/fer2013.csv.gz"
+
+
 @dataclasses.dataclass
 class KubeflowConfig:
     """Compile-time settings of the Kubeflow Pipelines (v2) package."""
 
-    image: str = "ghcr.io/fer-pipeline/fer-pipeline:0.1.0"
-    pipeline_root: str = "gs://fer-pipeline/pipeline_root"
+    image: str = PLACEHOLDER_IMAGE
+    pipeline_root: str = PLACEHOLDER_PIPELINE_ROOT
     serving_dir: str = "/models"  # the PVC shared with TF Serving (kubernetes/base)
     serving_pvc: Optional[str] = "fer-models"  # mounted at serving_dir; None for gs:// etc.
     schema_dir: str = "/pipeline/schemas"  # where the Dockerfile puts schemas/ in the image
-    data_path: str = "gs://fer-pipeline/data/fer2013.csv.gz"
+    data_path: str = PLACEHOLDER_DATA
     beam_runner: str = "DirectRunner"
     beam_extra_args: Tuple[str, ...] = ()
     trainer: Resources = dataclasses.field(
@@ -143,9 +147,15 @@ class PipelineConfig:
     # Train even when the train split drifted from the previous run's (DriftCheck), and
     # make this run's statistics the new reference.
     allow_drift: bool = False
+    # Train even when this data was already trained on with these settings (Kubeflow's
+    # NewDataCheck, components/training_ledger.py); locally --no-cache implies it.
+    retrain: bool = False
     # Training, blessing, selection
     architectures: Tuple[str, ...] = ARCHITECTURES  # each trains in its own Trainer
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)  # shared overrides
+    # Start each Trainer from the served model's weights when it is of the same
+    # architecture (TFX's base_model; components/baseline.py ServedModel).
+    warm_start: bool = False
     # Per-architecture overrides on top of `trainer`, e.g. {"resnet50": {"epochs": 5}}.
     per_architecture: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
     min_accuracy: float = 0.3
@@ -169,6 +179,12 @@ class PipelineConfig:
         """Where each run's train statistics are kept for the next run's drift check:
         beside the served models, the one place local and Kubeflow runs share."""
         return os.path.join(self.serving_dir, "statistics", self.pipeline_name)
+
+    @property
+    def training_ledger_dir(self) -> str:
+        """Where Kubeflow runs record what they trained on (components/training_ledger.py),
+        beside the served models like the statistics reference."""
+        return os.path.join(self.serving_dir, "ledger", self.pipeline_name)
 
     @property
     def model_serving_dir(self) -> str:

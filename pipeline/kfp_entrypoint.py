@@ -1,7 +1,9 @@
 """The command every pipeline step runs in its pod on Kubeflow Pipelines (v2 engine).
 
-``python -m pipeline.kfp_entrypoint <TFX entrypoint flags>``: repairs the executor input
-that the open-source KFP backend hands over, then runs TFX's own container entrypoint
+``python -m pipeline.kfp_entrypoint <TFX entrypoint flags>``: checks that the image holds
+the code the package was compiled from (the package sets ``FER_CODE_FINGERPRINT`` in
+every container; pipeline/code_fingerprint.py), repairs the executor input that the
+open-source KFP backend hands over, then runs TFX's own container entrypoint
 (``kubeflow_v2_run_executor``) on it. Two repairs, both no-ops on Vertex AI Pipelines:
 
 * Input artifacts arrive with an empty type: the driver reads upstream outputs back from
@@ -15,8 +17,9 @@ that the open-source KFP backend hands over, then runs TFX's own container entry
 """
 
 import json
+import os
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 INVOCATION_FLAG = "--json_serialized_invocation_args"
 INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
@@ -64,10 +67,34 @@ def repaired_argv(argv: List[str]) -> List[str]:
     return argv
 
 
+def code_mismatch(expected: Optional[str]) -> Optional[str]:
+    """Why this image's code is not the package's (None when it is, or none is expected)."""
+    from components import lineage
+    from pipeline import code_fingerprint
+
+    if not expected:
+        return None
+    actual = code_fingerprint.tree_fingerprint()
+    if actual == expected:
+        return None
+    return (
+        f"this image holds code {code_fingerprint.short(actual)}, the package was compiled "
+        f"from code {code_fingerprint.short(expected)} ({lineage.TREE_FINGERPRINT_ENV}): build "
+        "and push the image of the compiled tree (`make image`, tag "
+        f"{code_fingerprint.IMAGE_TAG_PREFIX}{code_fingerprint.short(expected)}) or compile "
+        "from the tree the image was built from"
+    )
+
+
 def main(argv: List[str]) -> None:
     from absl import app
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 
+    from components import lineage
+
+    problem = code_mismatch(os.environ.get(lineage.TREE_FINGERPRINT_ENV))
+    if problem:
+        raise SystemExit(f"kfp_entrypoint: {problem}")
     fixed = repaired_argv(argv[1:])
     app.run(
         kubeflow_v2_run_executor.main,

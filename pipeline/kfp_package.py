@@ -114,6 +114,47 @@ def _title_problem(title: str) -> str:
     return ""
 
 
+def _parameter_problems(spec: Dict[str, Any]) -> List[str]:
+    """Pipeline parameters a run could not resolve: a task input naming no parameter of
+    the pipeline (driver/resolve.go: "parent DAG does not have input parameter"), or a
+    default that the type checks refuse (apiserver/template/v2_template.go, resolve.go)."""
+    problems = []
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    for name, parameter in declared.items():
+        kind = parameter.get("parameterType", "STRING")
+        if "defaultValue" in parameter and (
+            parameter_mismatch(parameter["defaultValue"], kind)
+            or kind == "STRING"
+            and not isinstance(parameter["defaultValue"], str)
+        ):
+            problems.append(
+                f"pipeline parameter {name!r}: default {parameter['defaultValue']!r} is not "
+                f"of type {kind} (apiserver/template/v2_template.go)"
+            )
+    components = spec.get("components", {})
+    for task_name, task in spec.get("root", {}).get("dag", {}).get("tasks", {}).items():
+        component = components.get(task.get("componentRef", {}).get("name"), {})
+        inputs = component.get("inputDefinitions", {}).get("parameters", {})
+        for param, value in task.get("inputs", {}).get("parameters", {}).items():
+            source = value.get("componentInputParameter")
+            if source is None:
+                continue
+            if source not in declared:
+                problems.append(
+                    f"task {task_name}: parameter {param!r} reads pipeline parameter "
+                    f"{source!r}, which the pipeline does not declare (driver/resolve.go)"
+                )
+                continue
+            default = declared[source].get("defaultValue")
+            kind = inputs.get(param, {}).get("parameterType", "STRING")
+            if default is not None and parameter_mismatch(default, kind):
+                problems.append(
+                    f"task {task_name}: parameter {param!r} of type {kind} cannot take "
+                    f"pipeline parameter {source!r} ({declared[source].get('parameterType')})"
+                )
+    return problems
+
+
 def check_package(documents: List[Dict[str, Any]]) -> List[str]:
     """Every reason open-source KFP would refuse the package or fail one of its tasks."""
     spec = documents[0]
@@ -142,6 +183,7 @@ def check_package(documents: List[Dict[str, Any]]) -> List[str]:
                     f"task {name}: parameter {param!r} = {constant!r} is not of type "
                     f"{parameter_type} (driver/resolve.go)"
                 )
+    problems += _parameter_problems(spec)
     titles = set()
     for _, key, value in _walk(components):
         if key == "artifactType" and isinstance(value, dict):

@@ -6,8 +6,9 @@ the container image (Dockerfile) that carries this package is all a pod needs.
 """
 
 import dataclasses
+import json
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 from google.protobuf import json_format
@@ -15,8 +16,16 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import base_component
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from pipeline import kfp_package
-from pipeline.config import KubeflowConfig, PipelineConfig, Resources
+from components import lineage
+from pipeline import code_fingerprint, kfp_package, parameters
+from pipeline.config import (
+    PLACEHOLDER_DATA,
+    PLACEHOLDER_IMAGE,
+    PLACEHOLDER_PIPELINE_ROOT,
+    KubeflowConfig,
+    PipelineConfig,
+    Resources,
+)
 from pipeline.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
@@ -95,6 +104,18 @@ def kubeflow_pipeline_config(config: PipelineConfig, kubeflow: KubeflowConfig) -
     )
 
 
+# Steps that read or write the serving volume: the Pusher writes versions and the training
+# ledger, ServingBaseline reads the served model, DriftCheck the statistics reference,
+# NewDataCheck the ledger, ServedModel the served model for a warm start.
+SERVING_VOLUME_STEPS = (
+    "AtomicPusher",
+    "ServingBaseline",
+    "ServedModel",
+    "DriftCheck",
+    "NewDataCheck",
+)
+
+
 def serving_volume_platform_spec(spec: Dict, kubeflow: KubeflowConfig) -> Optional[Dict]:
     """KFP's Kubernetes platform spec mounting the serving PVC into the steps that use it.
 
@@ -107,9 +128,34 @@ def serving_volume_platform_spec(spec: Dict, kubeflow: KubeflowConfig) -> Option
     executors = {
         name: {"pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": kubeflow.serving_dir}]}
         for name in spec["deploymentSpec"]["executors"]
-        if name.startswith(("AtomicPusher", "ServingBaseline", "DriftCheck"))
+        if name.startswith(SERVING_VOLUME_STEPS)
     }
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
+def image_reference(image: str) -> str:
+    """The image a package names: ``image`` as given when it has a tag or digest, else
+    ``image:code-<12 hex>``, the fingerprint of this tree (``make image`` builds and tags
+    it so). A tag derived from the code makes every code change a new image, so the image
+    and the package cannot drift apart behind a fixed tag, and KFP's cache (keyed on the
+    image) sees the code too. With an explicit tag, each pod checks the code it holds
+    against the package's (pipeline/kfp_entrypoint.py)."""
+    name = image.rsplit("/", 1)[-1]
+    if "@" in image or ":" in name:
+        return image
+    return f"{image}:{code_fingerprint.image_tag()}"
+
+
+def _placeholders(config: PipelineConfig, kubeflow: KubeflowConfig) -> List[str]:
+    """Compile settings still at their example values (config.PLACEHOLDER_*)."""
+    found = []
+    if kubeflow.image.split(":")[0].split("@")[0] == PLACEHOLDER_IMAGE:
+        found.append(f"--image is the example {PLACEHOLDER_IMAGE!r}: name your registry's image")
+    if kubeflow.pipeline_root == PLACEHOLDER_PIPELINE_ROOT:
+        found.append(f"--pipeline-root is the example {PLACEHOLDER_PIPELINE_ROOT!r}")
+    if config.data_path == PLACEHOLDER_DATA:
+        found.append(f"--data is the example {PLACEHOLDER_DATA!r}")
+    return found
 
 
 def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: str) -> str:
@@ -125,8 +171,14 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
         raise ValueError(
             f"--output must end in .yaml or .yml (what kfp's client accepts), got {output}"
         )
+    placeholders = _placeholders(kubeflow_pipeline_config(config, kubeflow), kubeflow)
+    if placeholders:
+        raise ValueError(
+            "refusing to compile a package that cannot run: " + "; ".join(placeholders)
+        )
+    config = kubeflow_pipeline_config(config, kubeflow)
     pipeline = create_pipeline(
-        kubeflow_pipeline_config(config, kubeflow), beam_pipeline_args=beam_pipeline_args(kubeflow)
+        config, beam_pipeline_args=beam_pipeline_args(kubeflow), kubeflow=True
     )
     attach_resources(pipeline.components, kubeflow)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
@@ -139,6 +191,8 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     job = runner.run(pipeline, write_out=False)
     spec = job["pipelineSpec"]
     _fill_missing_resources(spec, pipeline.components)
+    _declare_parameter_defaults(spec, parameters.values(config))
+    _expect_code(spec, code_fingerprint.tree_fingerprint())
     spec["defaultPipelineRoot"] = kubeflow.pipeline_root
     documents = [spec]
     platform = serving_volume_platform_spec(spec, kubeflow)
@@ -156,6 +210,30 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     with open(output, "w") as handle:
         yaml.safe_dump_all(documents, handle, sort_keys=False)
     return output
+
+
+def _declare_parameter_defaults(spec: Dict, defaults: Dict[str, Any]) -> None:
+    """Gives each pipeline parameter its default, the value ``compile`` was given.
+
+    TFX's compiler declares the parameters (the root's ``inputDefinitions``) but keeps
+    their defaults in the PipelineJob's runtime config, which a package does not carry.
+    The KFP API server takes a run's missing parameters from these defaults
+    (backend/src/v2/compiler/argocompiler/argo.go ``Compile``)."""
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    for name, parameter in declared.items():
+        parameter["defaultValue"] = defaults[name]
+
+
+def _expect_code(spec: Dict, fingerprint: str) -> None:
+    """Tells every step which code the package was compiled from (an environment variable
+    that pipeline/kfp_entrypoint.py checks against the code in the image)."""
+    for executor in spec["deploymentSpec"]["executors"].values():
+        container = executor.get("container")
+        if container is not None:
+            env = [
+                e for e in container.get("env", []) if e.get("name") != lineage.TREE_FINGERPRINT_ENV
+            ]
+            container["env"] = env + [{"name": lineage.TREE_FINGERPRINT_ENV, "value": fingerprint}]
 
 
 def _cache_only_artifact_inputs(spec: Dict, platform: Optional[Dict]) -> None:
@@ -205,55 +283,157 @@ class SubmitError(RuntimeError):
     """Submission failed for a reason the user can act on (one line)."""
 
 
-def submit(
-    package: str,
-    host: str,
-    experiment: str,
-    run_name: Optional[str] = None,
-    namespace: Optional[str] = None,
-    params: Optional[Dict[str, str]] = None,
-    service_account: Optional[str] = None,
-    dry_run: bool = False,
-) -> str:
-    """Submits a compiled package with kfp.Client; dry_run checks it without a server.
+# KFP's schedules use robfig/cron with a seconds field: 6 fields (kfp.Client
+# create_recurring_run), e.g. "0 0 2 * * *" = 02:00 every day.
+CRON_FIELDS = 6
+WAIT_POLL_SECONDS = 10
 
-    ``service_account`` is the Kubernetes service account the run's pods use (it needs
-    the serving PVC and, for a gs:// root, bucket access); KFP's default when None.
-    """
-    import kfp
 
-    if not os.path.exists(package):
-        raise SubmitError(f"package {package} does not exist: run `fer-pipeline compile` first")
+@dataclasses.dataclass
+class Submission:
+    """What ``fer-pipeline submit`` sends: one run, or a recurring run with ``schedule``."""
+
+    package: str
+    host: str
+    experiment: str
+    run_name: Optional[str] = None
+    namespace: Optional[str] = None
+    params: Dict[str, str] = dataclasses.field(default_factory=dict)  # NAME -> text
+    service_account: Optional[str] = None
+    schedule: Optional[str] = None  # cron, 6 fields
+    wait: bool = False
+    timeout_seconds: int = 24 * 3600
+    token: Optional[str] = None  # None: kfp's in-cluster service-account token, if any
+
+
+def checked_parameters(spec: pipeline_spec_pb2.PipelineSpec, given: Dict[str, str]) -> Dict:
+    """``--param`` texts typed and checked against the package's pipeline parameters."""
+    declared = {
+        name: pipeline_spec_pb2.ParameterType.ParameterTypeEnum.Name(p.parameter_type)
+        for name, p in spec.root.input_definitions.parameters.items()
+    }
     try:
-        _, spec = kfp_package.load_checked(package)
+        return parameters.parse(given, declared)
+    except parameters.ParameterError as error:
+        raise SubmitError(str(error)) from error
+
+
+def _check_cron(schedule: str) -> None:
+    if len(schedule.split()) != CRON_FIELDS:
+        raise SubmitError(
+            f"--schedule {schedule!r}: KFP's cron has {CRON_FIELDS} fields, seconds first "
+            "(robfig/cron), e.g. '0 0 2 * * *' for 02:00 every day"
+        )
+
+
+def _refused(error: Exception) -> bool:
+    return getattr(error, "status", None) in (401, 403)
+
+
+def _one_line(host: str, error: Exception) -> SubmitError:
+    if _refused(error):
+        return SubmitError(
+            f"{host} refused the credentials (HTTP {error.status}): pass "
+            "--token-file with a token the endpoint accepts, or run where the kfp client "
+            "finds the service-account token (KF_PIPELINES_SA_TOKEN_PATH, default "
+            "/var/run/secrets/kubeflow/pipelines/token)"
+        )
+    detail = str(error).splitlines()[0] if str(error) else "no detail"
+    return SubmitError(f"could not submit to {host}: {type(error).__name__}: {detail}")
+
+
+def submit(
+    request: Submission, dry_run: bool = False, client_factory: Optional[Any] = None
+) -> Tuple[str, bool]:
+    """Submits a compiled package with the kfp client; returns (what happened, success).
+
+    The package and the parameters are checked before anything is sent; ``dry_run``
+    stops there and says exactly what would be created. ``client_factory`` (default
+    ``kfp.Client``) is called with host, namespace and existing_token.
+    """
+    if not os.path.exists(request.package):
+        raise SubmitError(
+            f"package {request.package} does not exist: run `fer-pipeline compile` first"
+        )
+    try:
+        _, spec = kfp_package.load_checked(request.package)
     except kfp_package.PackageError as error:
         raise SubmitError(str(error)) from error
-    declared = set(spec.root.input_definitions.parameters)
-    unknown = set(params or {}) - declared
-    if unknown:
-        raise SubmitError(
-            f"unknown pipeline parameter(s) {sorted(unknown)}; "
-            f"the package declares {sorted(declared) or 'none'}"
-        )
+    params = checked_parameters(spec, request.params)
+    if request.schedule is not None:
+        _check_cron(request.schedule)
+        if request.wait:
+            raise SubmitError("--wait follows one run; a --schedule creates runs later")
+    name = request.run_name or (f"{request.experiment}-recurring" if request.schedule else None)
+    what = {
+        "kind": "recurring run" if request.schedule else "run",
+        "host": request.host,
+        "experiment": request.experiment,
+        "namespace": request.namespace,
+        "name": name,
+        "package": request.package,
+        "parameters": params,
+        "service_account": request.service_account,
+        **(
+            {"cron": request.schedule, "max_concurrency": 1, "no_catchup": True}
+            if request.schedule
+            else {}
+        ),
+    }
     if dry_run:
         return (
-            f"dry run: {package} is a valid KFP PipelineSpec (schema "
+            f"dry run: {request.package} is a valid KFP PipelineSpec (schema "
             f"{spec.schema_version}) with {len(spec.root.dag.tasks)} tasks that open-source "
-            f"KFP can run; would submit to {host}"
+            f"KFP can run; would create:\n{json.dumps(what, indent=2)}",
+            True,
         )
+    if client_factory is None:
+        import kfp
+
+        client_factory = kfp.Client
     try:
-        client = kfp.Client(host=host, namespace=namespace)
-        result = client.create_run_from_pipeline_package(
-            package,
-            arguments=params or {},
-            run_name=run_name,
-            experiment_name=experiment,
-            namespace=namespace,
-            service_account=service_account,
+        client = client_factory(
+            host=request.host, namespace=request.namespace, existing_token=request.token
         )
-    except Exception as error:  # kfp raises many transport/auth error types
+        if request.schedule:
+            experiment = client.create_experiment(
+                name=request.experiment, namespace=request.namespace
+            )
+            recurring = client.create_recurring_run(
+                experiment_id=experiment.experiment_id,
+                job_name=name,
+                cron_expression=request.schedule,
+                max_concurrency=1,
+                no_catchup=True,
+                params=params,
+                pipeline_package_path=request.package,
+                enabled=True,
+                service_account=request.service_account,
+            )
+            return (
+                f"created recurring run {recurring.recurring_run_id} ({request.schedule}): "
+                f"{request.host.rstrip('/')}/#/recurringruns/details/{recurring.recurring_run_id}",
+                True,
+            )
+        result = client.create_run_from_pipeline_package(
+            request.package,
+            arguments=params,
+            run_name=name,
+            experiment_name=request.experiment,
+            namespace=request.namespace,
+            service_account=request.service_account,
+        )
+        url = f"{request.host.rstrip('/')}/#/runs/details/{result.run_id}"
+        if not request.wait:
+            return f"submitted run {result.run_id}: {url}", True
+        run = client.wait_for_run_completion(
+            result.run_id, timeout=request.timeout_seconds, sleep_duration=WAIT_POLL_SECONDS
+        )
+    except TimeoutError as error:
         raise SubmitError(
-            f"could not submit to {host}: {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else 'no detail'}"
+            f"run {result.run_id} did not end within {request.timeout_seconds} s: {url}"
         ) from error
-    return f"submitted run {result.run_id} to {host}"
+    except Exception as error:  # kfp raises many transport/auth error types
+        raise _one_line(request.host, error) from error
+    state = str(getattr(run, "state", "UNKNOWN"))
+    return f"run {result.run_id} ended {state}: {url}", state == "SUCCEEDED"

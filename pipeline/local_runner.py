@@ -12,7 +12,8 @@ from typing import Any, Dict, Optional, TextIO
 
 from tfx import v1 as tfx
 
-from pipeline import node_processes, run_summary
+from components import lineage
+from pipeline import code_fingerprint, node_processes, run_summary
 from pipeline.config import PipelineConfig
 from pipeline.console import Console
 from pipeline.pipeline import create_pipeline
@@ -42,6 +43,9 @@ def run(
         if console is not None
         else contextlib.nullcontext()
     )
+    # What the Pusher records as the code of the run (components/lineage.py); the node
+    # processes inherit it.
+    os.environ[lineage.TREE_FINGERPRINT_ENV] = code_fingerprint.tree_fingerprint()
     started = time.time()
     with listening:
         node_processes.IsolatingBeamDagRunner().run(pipeline)

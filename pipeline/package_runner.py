@@ -5,15 +5,23 @@ input is built as the v2 driver builds it, each container command runs as the v2
 launcher runs it, with this Python environment in place of the image. Every behaviour
 mirrors a file of kubeflow/pipelines ``backend/src/v2`` (2.0.5 to master):
 
-* parameters: ``runtimeValue.constant`` resolves, then the type check against
-  ``parameterType`` (driver/resolve.go ``resolveInputs``); other kinds (pipeline inputs,
-  upstream parameters: TFX packages have none) are refused here, not emulated; the
+* pipeline parameters: the run's values (``--param``) are checked against the root's
+  ``inputDefinitions`` as the API server checks them (apiserver/template/v2_template.go
+  ``validatePipelineJobInputs``: known names, value kinds), missing ones take their
+  ``defaultValue`` (compiler/argocompiler/argo.go ``Compile``);
+* task parameters: ``runtimeValue.constant`` and ``componentInputParameter`` (a pipeline
+  parameter) resolve, then the type check against ``parameterType``
+  (driver/resolve.go ``resolveInputs``, ``resolveInputParameter``); from 2.5 the driver
+  substitutes ``{{$.pipeline_job_uuid}}`` and the other run placeholders in constants;
+  upstream parameters (TFX packages have none) are refused here, not emulated; the
   launcher adds declared defaults to the executor input it substitutes (launcher_v2.go
   ``addDefaultParams``), after the driver has evaluated the trigger condition;
 * input artifacts: what the producer's launcher recorded in MLMD, read back with an
   empty type, the MLMD id as name and metadata as custom properties turned back into
   numbers/strings (metadata/client.go ``GetOutputArtifactsByExecutionId``, converter.go);
 * ``triggerPolicy.condition``: CEL over the executor input (expression/expression.go);
+  a task whose condition is false is skipped, and so is every task that depends on it
+  (compiler/argocompiler/dag.go ``depends``: upstream tasks must have Succeeded);
 * outputs: ``<root>/<pipeline>/<run-id>/<task>/<key>``, from 2.5 with a per-task uuid
   segment and an ``executor-logs`` artifact, from 2.15 the ``outputFile`` under the task
   root (driver/driver.go ``provisionOutputs``);
@@ -118,6 +126,7 @@ class PackageRun:
         pvc_dirs: Optional[Dict[str, str]] = None,
         run_id: Optional[str] = None,
         progress: Callable[[str], None] = print,
+        parameters: Optional[Dict[str, Any]] = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -137,7 +146,9 @@ class PackageRun:
         self.backend = tuple(int(p) for p in backend.split("."))
         self.pvc_dirs = {k: os.path.abspath(v) for k, v in (pvc_dirs or {}).items()}
         self.progress = progress
+        self.parameters = run_parameters(self.raw, parameters or {})
         self.outputs: Dict[str, Dict[str, Dict[str, Any]]] = {}  # task -> key -> artifact
+        self.skipped: set = set()
         self.next_id = 1
 
     def order(self) -> List[str]:
@@ -178,7 +189,14 @@ class PackageRun:
         parameters = {}
         for key, spec in task.get("inputs", {}).get("parameters", {}).items():
             if set(spec.get("runtimeValue", {})) == {"constant"}:
-                value = spec["runtimeValue"]["constant"]
+                value = self._constant(spec["runtimeValue"]["constant"])
+            elif "componentInputParameter" in spec:
+                source = spec["componentInputParameter"]
+                if source not in self.parameters:
+                    raise PackageRunError(
+                        f"task {name}: parent DAG does not have input parameter {source}"
+                    )
+                value = self.parameters[source]
             else:
                 raise PackageRunError(
                     f"task {name}: param runtime value spec of type "
@@ -211,6 +229,17 @@ class PackageRun:
                 )
             artifacts[key] = {"artifacts": [produced[source["outputArtifactKey"]]]}
         return {"parameterValues": parameters, "artifacts": artifacts}
+
+    def _constant(self, value: Any) -> Any:
+        """A constant as the driver resolves it: from 2.5 the run placeholders are
+        substituted (driver/resolve.go resolveInputParameter); before, they stay as text."""
+        if self.backend >= (2, 5) and isinstance(value, str):
+            return {
+                "{{$.pipeline_job_uuid}}": self.run_id,
+                "{{$.pipeline_job_name}}": self.run_id,
+                "{{$.pipeline_job_resource_name}}": self.run_id,
+            }.get(value, value)
+        return value
 
     def _outputs(self, name: str, component: Dict[str, Any], local_dir: str) -> Dict:
         specs = dict(component.get("outputDefinitions", {}).get("artifacts", {}))
@@ -275,6 +304,9 @@ class PackageRun:
     def run_task(self, name: str) -> TaskResult:
         task = self.raw["root"]["dag"]["tasks"][name]
         component = self.raw["components"][task["componentRef"]["name"]]
+        if self.skipped & set(task.get("dependentTasks", [])):
+            self.skipped.add(name)  # dag.go depends: upstream tasks must have Succeeded
+            return TaskResult(name, "skipped")
         local_dir = os.path.join(os.path.dirname(self.run_root), ".kfp_local", self.run_id, name)
         os.makedirs(local_dir, exist_ok=True)
         executor_input: Dict[str, Any] = {"inputs": self._inputs(name, task, component)}
@@ -284,6 +316,7 @@ class PackageRun:
             view = json_format.MessageToDict(proto, preserving_proto_field_name=True)
             try:
                 if not cel.evaluate_condition(condition, view):
+                    self.skipped.add(name)
                     return TaskResult(name, "skipped")
             except cel.CelError as error:
                 raise PackageRunError(f"task {name}: condition {condition!r}: {error}") from error
@@ -356,6 +389,38 @@ class PackageRun:
             }
             self.next_id += 1
         self.outputs[name] = recorded
+
+
+def run_parameters(spec: Dict[str, Any], given: Dict[str, Any]) -> Dict[str, Any]:
+    """A run's pipeline parameters: ``given`` checked as the API server checks them
+    (apiserver/template/v2_template.go validatePipelineJobInputs), the declared defaults
+    for the others (compiler/argocompiler/argo.go Compile)."""
+    declared = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise PackageRunError(
+            f"unknown pipeline parameter(s) {unknown}; the package declares "
+            f"{', '.join(sorted(declared)) or 'none'}"
+        )
+    values = {}
+    for name, parameter in declared.items():
+        if name in given:
+            kind = parameter.get("parameterType", "STRING")
+            if kfp_package.parameter_mismatch(given[name], kind) or (
+                kind == "STRING" and not isinstance(given[name], str)
+            ):
+                raise PackageRunError(
+                    f"input parameter {name} requires type {kind}, got {given[name]!r}"
+                )
+            values[name] = given[name]
+        elif "defaultValue" in parameter:
+            values[name] = parameter["defaultValue"]
+        elif not parameter.get("isOptional"):
+            raise PackageRunError(
+                f"parameter {name} is not optional, yet has neither default value "
+                "nor user provided value"
+            )
+    return values
 
 
 def run_package(package: str, **options: Any) -> List[TaskResult]:

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import evaluation, model_metadata, node_ids
+from components import evaluation, lineage, model_metadata, node_ids
 from pipeline import executor_process
 
 NodeOutputs = Dict[str, List[metadata_store_pb2.Artifact]]  # output key -> artifacts
@@ -159,6 +159,11 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
         "pipeline_name": pipeline_name,
         "node_seconds": _node_seconds(executions, node_of),
         "node_peak_rss_mib": _node_peak_rss_mib(executions, node_of),
+        "cached_nodes": sorted(
+            node_of[e.id]
+            for e in executions
+            if e.id in node_of and e.last_known_state == metadata_store_pb2.Execution.CACHED
+        ),
     }
 
     quarantine = _single(outputs, "Fer2013ExampleGen", "quarantine")
@@ -188,6 +193,7 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     summary["pushed_path"] = (
         custom_property(pushed, "pushed_destination") if summary["pushed"] else None
     )
+    summary["lineage"] = lineage.read(summary["pushed_path"]) if summary["pushed_path"] else None
     report = _single(outputs, "Report", "report")
     summary["report"] = os.path.join(report.uri, "index.html") if report is not None else None
     return summary

@@ -1,101 +1,148 @@
-"""End to end on the Kubeflow path: compile -> run-package (KFP 2.5 semantics) -> pushed -> gRPC.
+"""End to end on the Kubeflow path, as an operator runs it: one compiled package, run again
+and again on a growing folder of spans with `fer-pipeline run-package` (KFP 2.5 semantics).
 
 The compiled package, not the Python pipeline object, is what runs: every task's command
 is executed as the KFP launcher would, with the executor input the KFP driver would
-build (see pipeline/package_runner.py). Sized to prove the chain, not to train well.
+build (see pipeline/package_runner.py). No TFX driver resolves ``{SPAN}`` there: the
+ExampleGen does, and NewDataCheck stops a run on data already trained on. tests/spans.py
+says what each span holds. Sized to prove the chain, not to train well.
 """
 
+import glob
+import json
 import os
 
-import numpy as np
 import pytest
+import spans  # tests/spans.py
 
-from client import fer_client as client_lib
-from fer_data import features, synthetic_faces
-from pipeline import cli, kfp_package
+from fer_data import features
+from pipeline import cli
 from pipeline import config as config_lib
-from pipeline.pipeline import create_pipeline
-from serving import model_server
 
 pytestmark = pytest.mark.e2e
-ROWS = 700
+ARCHITECTURE = "vgg_bn_small"
+EPOCHS = 10
+GATED = {  # the tasks after NewDataCheck
+    "StatisticsGen",
+    "ExampleValidator",
+    "DriftCheck",
+    "DataValidationGate",
+    "Transform",
+    f"Trainer_{ARCHITECTURE}",
+    f"ServingBaseline_{ARCHITECTURE}",
+    f"Evaluator_{ARCHITECTURE}",
+    "ModelSelector",
+    "Evaluator_test",
+    "AtomicPusher",
+    "Report",
+}
 
 
 @pytest.fixture(scope="module")
-def package_run(tmp_path_factory):
+def package_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("kfp")
-    data = synthetic_faces.write_csv(str(root / "data" / "fer2013.csv"), num_rows=ROWS, seed=5)
-    package, models = str(root / "fer_pipeline.yaml"), str(root / "models")
+    incoming, package, models = str(root / "incoming"), str(root / "fer.yaml"), str(root / "pvc")
+    compiled = cli.main(
+        ["compile", "--output", package, "--image", "registry.example/fer-pipeline"]
+        + ["--data", os.path.join(incoming, spans.PATTERN)]
+        + ["--architectures", ARCHITECTURE, "--training", "quick", "--epochs", str(EPOCHS)]
+        + ["--min-accuracy", str(spans.MIN_ACCURACY)]
+        + ["--pipeline-root", str(root / "pipeline_root"), "--serving-dir", "/models"]
+        + ["--schema-dir", config_lib.PipelineConfig("x").schema_dir]
+        # 2 CPUs here: one Beam worker in this process, not a worker pool per step.
+        + ["--beam-arg=--direct_running_mode=in_memory"]
+    )
+    assert compiled == 0
+    results = {}
+
+    def run(label, *params):
+        code = cli.main(
+            ["run-package", package, "--pvc", f"fer-models={models}", "--run-id", label]
+            + [flag for param in params for flag in ("--param", param)]
+        )
+        logs = {
+            os.path.basename(os.path.dirname(path)): open(path).read()
+            for path in glob.glob(
+                str(root / "pipeline_root" / "*" / ".kfp_local" / label / "*" / "log.txt")
+            )
+        }
+        results[label] = (code, logs)
+
+    for span in (1, 2, 3, 4):
+        spans.write_span(incoming, span)
+        run(f"span{span}")
+    run("again")
+    run("retrain", "retrain=1", "epochs=2")
+    return results, os.path.join(models, features.MODEL_NAME), models
+
+
+def _lineage(model_base_path, version):
+    with open(os.path.join(model_base_path, str(version), "assets.extra", "lineage.json")) as f:
+        return json.load(f)
+
+
+def test_span_1_runs_every_task_and_pushes_v1(package_runs):
+    code, logs = package_runs[0]["span1"]
+    assert code == 0 and GATED <= set(logs)
+    [version] = spans.versions(package_runs[1])
+    lineage = _lineage(package_runs[1], version)
+    assert lineage["run_id"] == "span1"  # KFP >= 2.5 substitutes {{$.pipeline_job_uuid}}
+    assert lineage["data"]["span"] == 1 and lineage["candidate"] == ARCHITECTURE
+    assert "Resolved" in logs["Fer2013ExampleGen"] and "span 1" in logs["Fer2013ExampleGen"]
+
+
+def test_span_2_is_evaluated_against_v1_and_pushed_because_better(package_runs):
+    code, logs = package_runs[0]["span2"]
+    first, second = spans.versions(package_runs[1])
+    assert code == 0
     assert (
-        cli.main(
-            [
-                "compile",
-                "--output",
-                package,
-                "--data",
-                data,
-                "--architectures",
-                "improved",
-                "--epochs",
-                "1",
-                "--min-accuracy",
-                "0",
-                "--pipeline-root",
-                str(root / "pipeline_root"),
-                "--serving-dir",
-                "/models",
-                "--schema-dir",
-                config_lib.PipelineConfig("x").schema_dir,
-                # 2 CPUs here: one Beam worker in this process, not a worker pool per step.
-                "--beam-arg=--direct_running_mode=in_memory",
-            ]
-        )
-        == 0
+        f"Baseline for evaluation: served version {first}"
+        in logs[f"ServingBaseline_{ARCHITECTURE}"]
     )
-    code = cli.main(
-        [
-            "run-package",
-            package,
-            "--pvc",
-            f"fer-models={models}",
-            "--backend",
-            "2.5",
-            "--run-id",
-            "e2e",
-        ]
-    )
-    return root, package, models, code
+    lineage = _lineage(package_runs[1], second)
+    assert lineage["data"]["span"] == 2
+    assert lineage["thresholds"]["not_worse_than"] == f"served version {first}"
+    # A pod is not told its MLMD id: the lineage names the KFP run and the task.
+    assert lineage["run_id"] == "span2" and lineage["trainer"]["node"] == f"Trainer_{ARCHITECTURE}"
+    assert lineage["trainer"]["execution"] is None
 
 
-def test_every_task_runs_through_the_pusher(package_run, capsys):
-    root, package, _, code = package_run
-    assert code == 0
-    documents = kfp_package.read_documents(package)
-    tasks = set(documents[0]["root"]["dag"]["tasks"])
-    local = create_pipeline(
-        config_lib.PipelineConfig(data_path="/d.csv", architectures=("improved",))
+def test_span_3_drifted_fails_the_run_at_the_gate_and_v2_stays_served(package_runs):
+    code, logs = package_runs[0]["span3"]
+    assert code == 1
+    assert (
+        "DataDriftError" in logs["DataValidationGate"]
+        and "pixel_mean" in logs["DataValidationGate"]
     )
-    assert tasks == {node.id for node in local.components}  # the same nodes as BeamDagRunner
-    run_root = root / "pipeline_root" / documents[0]["pipelineInfo"]["name"] / "e2e"
-    assert {p.name for p in run_root.iterdir()} == tasks  # every task wrote its outputs
+    assert "Transform" not in logs
+    assert len(spans.versions(package_runs[1])) == 2
 
 
-def test_pushed_model_is_served_over_grpc(package_run):
-    _, _, models, code = package_run
-    assert code == 0
-    model_dir = os.path.join(models, config_lib.DEFAULT_MODEL_NAME)
-    [version] = [v for v in os.listdir(model_dir) if v.isdigit()]
-    assert os.path.exists(os.path.join(model_dir, version, "saved_model.pb"))
-    server = model_server.start_server(
-        model_base_path=model_dir, model_name=config_lib.DEFAULT_MODEL_NAME, port=0
-    )
-    try:
-        client = client_lib.FerClient(
-            f"127.0.0.1:{server.port}", model_name=config_lib.DEFAULT_MODEL_NAME
-        )
-        face = synthetic_faces.draw_face(2, np.random.default_rng(1))
-        [result] = client.predict_pixels(face[None])
-        assert result.version == int(version) and result.label in features.EMOTIONS
-        assert abs(sum(result.probabilities) - 1.0) < 1e-4
-    finally:
-        server.stop(0)
+def test_span_4_is_trained_not_blessed_and_recorded_in_the_ledger(package_runs):
+    code, logs = package_runs[0]["span4"]
+    assert code == 0 and f"Trainer_{ARCHITECTURE}" in logs
+    assert "NOT blessed" in logs["ModelSelector"] or "nothing to push" in logs["ModelSelector"]
+    assert len(spans.versions(package_runs[1])) == 2
+    entries = glob.glob(os.path.join(package_runs[2], "ledger", "*", "*.json"))
+    ledger = [json.load(open(path)) for path in entries]
+    by_span = {entry["data"]["span"]: entry for entry in ledger}
+    assert set(by_span) == {1, 2, 4}  # span 3 never completed
+    assert by_span[4]["pushed_version"] is None and by_span[4]["run_id"] == "span4"
+    assert by_span[2]["pushed_version"] == spans.versions(package_runs[1])[1]
+
+
+def test_a_run_with_no_new_span_trains_nothing(package_runs):
+    code, logs = package_runs[0]["again"]
+    assert code == 0 and set(logs) == {"Fer2013ExampleGen", "ImportSchemaGen", "NewDataCheck"}
+    assert "nothing new: span 4" in logs["NewDataCheck"] and "run span4" in logs["NewDataCheck"]
+
+
+def test_pipeline_parameters_set_per_run_reach_the_steps(package_runs):
+    code, logs = package_runs[0]["retrain"]
+    assert code == 0 and f"Trainer_{ARCHITECTURE}" in logs
+    assert "-> train" in logs["NewDataCheck"]
+    assert "Epoch 2/2" in logs[f"Trainer_{ARCHITECTURE}"]  # --param epochs=2 overrode 10
+
+
+def test_the_served_model_answers_grpc_better_than_chance(package_runs):
+    assert spans.served_accuracy(package_runs[1], span=2) > 2 / features.NUM_CLASSES

@@ -22,6 +22,10 @@ def package(tmp_path_factory):
                 output,
                 "--image",
                 "registry.example/fer:1.0",
+                "--pipeline-root",
+                ROOT,
+                "--data",
+                DATA,
                 "--trainer-gpus",
                 "2",
             ]
@@ -31,11 +35,17 @@ def package(tmp_path_factory):
     return output
 
 
+ROOT = "gs://bucket/root"
+DATA = "gs://bucket/fer/span-{SPAN}/*.csv"
+CLUSTER = ["--image", "registry.example/fer:1.0", "--pipeline-root", ROOT, "--data", DATA]
+
+
 def test_package_loads_as_pipeline_spec_with_every_local_node(package):
     spec = kubeflow_runner.load_package(package)
     local = create_pipeline(config_lib.PipelineConfig(data_path="/data/fer2013.csv"))
-    assert set(spec.root.dag.tasks) == {node.id for node in local.components}
-    assert spec.default_pipeline_root == config_lib.KubeflowConfig().pipeline_root
+    # NewDataCheck: where no TFX driver and cache see the files (components/training_ledger.py)
+    assert set(spec.root.dag.tasks) == {node.id for node in local.components} | {"NewDataCheck"}
+    assert spec.default_pipeline_root == ROOT
 
 
 def test_every_trainer_requests_gpus_and_beam_steps_get_cpu(package):
@@ -110,7 +120,7 @@ def test_pusher_and_baselines_mount_the_serving_volume(package):
     _, platform = kfp_package.parse_documents(kfp_package.read_documents(package))
     executors = platform.platforms["kubernetes"].deployment_spec.executors
     mounted = {name for name in executors}
-    assert "AtomicPusher_executor" in mounted
+    assert {"AtomicPusher_executor", "DriftCheck_executor", "NewDataCheck_executor"} <= mounted
     assert {f"ServingBaseline_{a}_executor" for a in config_lib.ARCHITECTURES} <= mounted
     mount = executors["AtomicPusher_executor"]["pvcMount"][0]
     assert (mount["constant"], mount["mountPath"]) == ("fer-models", "/models")
@@ -163,7 +173,7 @@ def test_kfp_cache_is_off_where_the_result_depends_on_more_than_inputs(package):
     tasks = _documents(package)[0]["root"]["dag"]["tasks"]
     uncached = {n for n, t in tasks.items() if not t["cachingOptions"].get("enableCache")}
     assert uncached == (
-        {"Fer2013ExampleGen", "AtomicPusher", "DriftCheck"}
+        {"Fer2013ExampleGen", "AtomicPusher", "DriftCheck", "NewDataCheck"}
         | {f"ServingBaseline_{a}" for a in (*config_lib.ARCHITECTURES, "ensemble")}
     )
 
@@ -274,11 +284,232 @@ def test_drift_and_quality_flags_reach_the_compiled_package(tmp_path):
 
     output = str(tmp_path / "flags.yaml")
     assert (
-        cli.main(["compile", "--output", output, "--allow-drift", "--keep-train-duplicates"]) == 0
+        cli.main(
+            ["compile", "--output", output, "--allow-drift", "--keep-train-duplicates", *CLUSTER]
+        )
+        == 0
     )
-    tasks = next(yaml.safe_load_all(open(output)))["root"]["dag"]["tasks"]
-    drift = tasks["DriftCheck"]["inputs"]["parameters"]["accept_drift"]["runtimeValue"]["constant"]
-    gate = tasks["DataValidationGate"]["inputs"]["parameters"]["allow_drift"]["runtimeValue"]
+    spec = next(yaml.safe_load_all(open(output)))
+    tasks = spec["root"]["dag"]["tasks"]
+    drift = tasks["DriftCheck"]["inputs"]["parameters"]["accept_drift"]
+    gate = tasks["DataValidationGate"]["inputs"]["parameters"]["allow_drift"]
     policy = tasks["Fer2013ExampleGen"]["inputs"]["parameters"]["quality_policy"]["runtimeValue"]
-    assert int(drift) == 1 and int(gate["constant"]) == 1
+    assert drift == gate == {"componentInputParameter": "allow_drift"}  # a pipeline parameter
+    assert spec["root"]["inputDefinitions"]["parameters"]["allow_drift"]["defaultValue"] == 1
     assert json.loads(policy["constant"])["dedupe_train"] is False
+
+
+def test_pipeline_parameters_are_declared_with_compile_values_and_read_by_their_steps(package):
+    spec = next(yaml.safe_load_all(open(package)))
+    declared = spec["root"]["inputDefinitions"]["parameters"]
+    assert {name: p["parameterType"] for name, p in declared.items()} == {
+        "data": "STRING",
+        "min_accuracy": "NUMBER_DOUBLE",
+        "epochs": "NUMBER_INTEGER",
+        "allow_drift": "NUMBER_INTEGER",
+        "retrain": "NUMBER_INTEGER",
+    }
+    defaults = {name: p["defaultValue"] for name, p in declared.items()}
+    assert defaults == {
+        "data": DATA,
+        "min_accuracy": config_lib.PipelineConfig.min_accuracy,
+        "epochs": 0,
+        "allow_drift": 0,
+        "retrain": 0,
+    }
+    readers = {}
+    for task_name, task in spec["root"]["dag"]["tasks"].items():
+        for key, value in task["inputs"].get("parameters", {}).items():
+            if "componentInputParameter" in value:
+                readers.setdefault(value["componentInputParameter"], set()).add((task_name, key))
+    assert readers["data"] == {("Fer2013ExampleGen", "data_pattern")}
+    candidates = (*config_lib.ARCHITECTURES, "ensemble")
+    assert {t for t, _ in readers["min_accuracy"]} == {f"Evaluator_{c}" for c in candidates} | {
+        "NewDataCheck"
+    }
+    assert {t for t, _ in readers["epochs"]} == {
+        f"Trainer_{a}" for a in config_lib.ARCHITECTURES
+    } | {"NewDataCheck"}
+    assert readers["retrain"] == {("NewDataCheck", "retrain")}
+    # Everything after NewDataCheck runs only on data not yet trained on.
+    gated = {n for n, t in spec["root"]["dag"]["tasks"].items() if "triggerPolicy" in t}
+    assert gated == set(spec["root"]["dag"]["tasks"]) - {
+        "Fer2013ExampleGen",
+        "ImportSchemaGen",
+        "NewDataCheck",
+    }
+
+
+def test_compile_refuses_placeholders_and_derives_the_image_tag_from_the_code(tmp_path, capsys):
+    from pipeline import code_fingerprint
+
+    output = str(tmp_path / "p.yaml")
+    for flags, message in (
+        (["--image", config_lib.PLACEHOLDER_IMAGE, "--pipeline-root", ROOT], "--image is the"),
+        (["--image", "r/fer", "--pipeline-root", config_lib.PLACEHOLDER_PIPELINE_ROOT], "root"),
+    ):
+        assert cli.main(["compile", "--output", output, "--data", DATA, *flags]) == 1
+        assert message in capsys.readouterr().err
+    assert (
+        cli.main(["compile", "--output", output, "--image", "r/fer", "--pipeline-root", ROOT]) == 1
+    )
+    assert "compile needs --data" in capsys.readouterr().err
+    assert cli.main(["compile", "--output", output, *CLUSTER[2:], "--image", "reg:5000/fer"]) == 0
+    tag = code_fingerprint.image_tag()
+    assert f"image reg:5000/fer:{tag}" in capsys.readouterr().out
+    assert tag.startswith("code-") and len(tag) == len("code-") + code_fingerprint.SHORT
+    containers = _containers(_documents(output))
+    for container in containers.values():
+        assert container["image"] == f"reg:5000/fer:{tag}"
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["FER_CODE_FINGERPRINT"] == code_fingerprint.tree_fingerprint()
+    for given in ("r/fer:1.0", "r/fer@sha256:" + "0" * 64):  # a tag or digest is kept
+        assert kubeflow_runner.image_reference(given) == given
+
+
+def test_trainer_gpu_request_can_be_zero_for_cpu_only_clusters(tmp_path):
+    output = str(tmp_path / "cpu.yaml")
+    assert cli.main(["compile", "--output", output, *CLUSTER, "--trainer-gpus", "0"]) == 0
+    for name, container in _containers(_documents(output)).items():
+        assert "accelerator" not in container.get("resources", {}), name
+
+
+def test_the_entrypoint_refuses_an_image_with_other_code():
+    from pipeline import code_fingerprint
+
+    actual = code_fingerprint.tree_fingerprint()
+    assert kfp_entrypoint.code_mismatch(actual) is None
+    assert kfp_entrypoint.code_mismatch(None) is None  # a package compiled before the check
+    problem = kfp_entrypoint.code_mismatch("f" * 64)
+    assert f"holds code {actual[:12]}" in problem and "code ffffffffffff" in problem
+    assert "code-ffffffffffff" in problem  # the tag to build
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (["nope=1"], "unknown pipeline parameter(s) ['nope']; the package declares allow_drift"),
+        (["epochs=1.5"], "--param epochs='1.5': not a value of type NUMBER_INTEGER"),
+        (["min_accuracy=high"], "not a value of type NUMBER_DOUBLE"),
+    ],
+)
+def test_submit_refuses_unknown_and_mistyped_parameters_before_sending(
+    package, capsys, monkeypatch, params, message
+):
+    client = FakeKfp()
+    monkeypatch.setattr("kfp.Client", client)
+    flags = [f for p in params for f in ("--param", p)]
+    assert (
+        cli.main(["submit", "--host", "http://h", "--package", package, "--param", "epochs=2"]) == 0
+    )
+    assert len(client.calls) == 2  # the fake is what submit uses: a valid one is sent
+    client.calls.clear()
+    assert cli.main(["submit", "--host", "http://h", "--package", package, *flags]) == 1
+    assert message in capsys.readouterr().err
+    assert client.calls == []
+
+
+class FakeKfp:
+    """Records what fer-pipeline submit asks of kfp.Client (no cluster here)."""
+
+    instances: list = []
+
+    def __init__(self, state="SUCCEEDED", refuse=None):
+        self.calls, self.state, self.refuse = [], state, refuse
+
+    def __call__(self, **kwargs):
+        self.calls.append(("Client", kwargs))
+        return self
+
+    def _record(self, method, *args, **kwargs):
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append((method, args, kwargs))
+
+    def create_experiment(self, **kwargs):
+        self._record("create_experiment", **kwargs)
+        return type("Experiment", (), {"experiment_id": "exp-1"})()
+
+    def create_recurring_run(self, **kwargs):
+        self._record("create_recurring_run", **kwargs)
+        return type("RecurringRun", (), {"recurring_run_id": "rr-1"})()
+
+    def create_run_from_pipeline_package(self, package, **kwargs):
+        self._record("create_run_from_pipeline_package", package, **kwargs)
+        return type("Result", (), {"run_id": "run-1"})()
+
+    def wait_for_run_completion(self, run_id, **kwargs):
+        self._record("wait_for_run_completion", run_id, **kwargs)
+        return type("Run", (), {"state": self.state})()
+
+
+def _submission(package, **overrides):
+    return kubeflow_runner.Submission(
+        package=package, host="https://kfp.example", experiment="fer", **overrides
+    )
+
+
+def test_submit_sets_typed_parameters_and_prints_the_run_url(package):
+    client = FakeKfp()
+    message, ok = kubeflow_runner.submit(
+        _submission(package, params={"data": "gs://b/span-{SPAN}/*.csv", "epochs": "3"}),
+        client_factory=client,
+    )
+    assert ok and message == "submitted run run-1: https://kfp.example/#/runs/details/run-1"
+    [(_, connect), (name, args, kwargs)] = client.calls
+    assert connect == {"host": "https://kfp.example", "namespace": None, "existing_token": None}
+    assert name == "create_run_from_pipeline_package" and args == (package,)
+    assert kwargs["arguments"] == {"data": "gs://b/span-{SPAN}/*.csv", "epochs": 3}
+
+
+@pytest.mark.parametrize("state, ok", [("SUCCEEDED", True), ("FAILED", False)])
+def test_submit_wait_follows_the_run_and_fails_unless_it_succeeded(package, state, ok):
+    client = FakeKfp(state=state)
+    message, succeeded = kubeflow_runner.submit(
+        _submission(package, wait=True, timeout_seconds=60), client_factory=client
+    )
+    assert succeeded is ok and f"run run-1 ended {state}" in message
+    assert client.calls[-1][0] == "wait_for_run_completion"
+    assert client.calls[-1][2]["timeout"] == 60
+
+
+def test_submit_schedule_creates_a_recurring_run_and_dry_run_shows_it(package, capsys):
+    client = FakeKfp()
+    schedule = "0 0 2 * * *"
+    message, ok = kubeflow_runner.submit(
+        _submission(package, schedule=schedule, params={"min_accuracy": "0.5"}, token="t0k"),
+        client_factory=client,
+    )
+    assert ok and "recurring run rr-1" in message and "#/recurringruns/details/rr-1" in message
+    assert client.calls[0] == (
+        "Client",
+        {"host": "https://kfp.example", "namespace": None, "existing_token": "t0k"},
+    )
+    [(_, _, created)] = [c for c in client.calls if c[0] == "create_recurring_run"]
+    assert created["cron_expression"] == schedule and created["params"] == {"min_accuracy": 0.5}
+    assert created["experiment_id"] == "exp-1" and created["max_concurrency"] == 1
+    assert created["pipeline_package_path"] == package and created["no_catchup"] is True
+    flags = ["--host", "https://kfp.example", "--package", package, "--schedule", schedule]
+    assert cli.main(["submit", *flags, "--dry-run", "--param", "epochs=2"]) == 0
+    shown = capsys.readouterr().out
+    plan = json.loads(shown[shown.index("{") :])
+    assert plan["kind"] == "recurring run" and plan["cron"] == schedule
+    assert plan["parameters"] == {"epochs": 2}
+    with pytest.raises(kubeflow_runner.SubmitError, match="6 fields"):
+        kubeflow_runner.submit(_submission(package, schedule="0 2 * * *"), client_factory=client)
+    with pytest.raises(kubeflow_runner.SubmitError, match="--wait follows one run"):
+        kubeflow_runner.submit(
+            _submission(package, schedule=schedule, wait=True), client_factory=client
+        )
+
+
+def test_submit_says_when_the_endpoint_refuses_the_credentials(package, tmp_path, capsys):
+    refused = RuntimeError("(401) Reason: Unauthorized")
+    refused.status = 401
+    with pytest.raises(kubeflow_runner.SubmitError, match="refused the credentials .HTTP 401."):
+        kubeflow_runner.submit(_submission(package), client_factory=FakeKfp(refuse=refused))
+    token = tmp_path / "token"
+    token.write_text("abc\n")
+    missing = ["--token-file", str(tmp_path / "none")]
+    assert cli.main(["submit", "--host", "http://h", "--package", package, *missing]) == 1
+    assert "cannot read --token-file" in capsys.readouterr().err

@@ -476,7 +476,7 @@ def test_recipe_overrides_replace_recipe_settings_and_are_checked():
     demo = config.PipelineConfig(
         data_path="faces.csv",
         per_architecture=config.per_architecture_training(
-            config.TrainerConfig(), embedded_data=True
+            config.TrainerConfig(), quick=True
         ),
     )
     resolved = trainer.resolve_recipe(demo.trainer_for("vgg"))

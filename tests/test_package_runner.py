@@ -71,8 +71,12 @@ def _consumer_task(condition):
     }
 
 
-def write_package(path, flag=1, runtime_value=None, mount=None, producer=PRODUCER):
-    """A three-task package: produce -> consume_yes (runs) and consume_no (skipped)."""
+def write_package(
+    path, flag=1, runtime_value=None, mount=None, producer=PRODUCER, pipeline_parameter=None
+):
+    """A four-task package: produce -> consume_yes (runs) and consume_no (skipped) ->
+    after_no. ``pipeline_parameter`` (a root parameter spec) makes ``flag`` a pipeline
+    parameter."""
     condition = "inputs.artifacts['b'].artifacts[0].metadata['blessed'] == {}"
     spec = {
         "schemaVersion": "2.1.0",
@@ -119,10 +123,19 @@ def write_package(path, flag=1, runtime_value=None, mount=None, producer=PRODUCE
                     },
                     "consume_yes": _consumer_task(condition.format("1.0")),
                     "consume_no": _consumer_task(condition.format("0.0")),
+                    "after_no": {
+                        **_consumer_task(condition.format("0.0")),
+                        "dependentTasks": ["produce", "consume_no"],
+                        "triggerPolicy": {},
+                    },
                 }
             }
         },
     }
+    if pipeline_parameter is not None:
+        spec["root"]["inputDefinitions"] = {"parameters": {"flag": pipeline_parameter}}
+        produce = spec["root"]["dag"]["tasks"]["produce"]
+        produce["inputs"]["parameters"]["flag"] = {"componentInputParameter": "flag"}
     documents = [spec]
     if mount:
         documents.append(
@@ -139,10 +152,15 @@ def write_package(path, flag=1, runtime_value=None, mount=None, producer=PRODUCE
     return path
 
 
-def _run(tmp_path, backend, **package_args):
+def _run(tmp_path, backend, parameters=None, **package_args):
+    os.makedirs(tmp_path, exist_ok=True)
     package = write_package(str(tmp_path / "pkg.yaml"), **package_args)
     run = package_runner.PackageRun(
-        package, backend=backend, run_id="run1", progress=lambda line: None
+        package,
+        backend=backend,
+        run_id="run1",
+        progress=lambda line: None,
+        parameters=parameters,
     )
     return run, run.run()
 
@@ -159,6 +177,7 @@ def test_conditions_types_metadata_and_layout(tmp_path, backend):
         "produce": "ran",
         "consume_yes": "ran",
         "consume_no": "skipped",
+        "after_no": "skipped",
     }
     produced = json.load(open(os.path.join(_uri(run, "produce", "blessing"), "seen.json")))
     assert produced["inputs"]["parameterValues"] == {"flag": 1}
@@ -221,7 +240,7 @@ def test_pvc_mount_maps_to_a_local_folder(tmp_path, capsys):
         == 0
     )
     assert (tmp_path / "pvc").is_dir()
-    assert "2 of 3 tasks ran; skipped: consume_no" in capsys.readouterr().out
+    assert "2 of 4 tasks ran; skipped: consume_no, after_no" in capsys.readouterr().out
 
 
 def test_failed_task_names_itself_and_its_log(tmp_path):
@@ -283,3 +302,50 @@ def test_cel_errors_are_clear(condition, message):
     context = {"inputs": {"artifacts": {}, "parameter_values": {"name": "fer"}}}
     with pytest.raises(cel.CelError, match=message):
         cel.evaluate_condition(condition, context)
+
+
+def _states(results):
+    return {r.task: r.state for r in results}
+
+
+def test_pipeline_parameters_take_run_values_else_their_defaults(tmp_path):
+    declared = {"parameterType": "NUMBER_INTEGER", "defaultValue": 1}
+    _, results = _run(tmp_path / "default", "2.5", pipeline_parameter=declared)
+    assert _states(results)["consume_yes"] == "ran"
+    run, results = _run(tmp_path / "given", "2.5", {"flag": 0}, pipeline_parameter=declared)
+    seen = json.load(open(os.path.join(_uri(run, "produce", "blessing"), "seen.json")))
+    assert seen["inputs"]["parameterValues"]["flag"] == 0
+    assert _states(results) == {
+        "produce": "ran",
+        "consume_yes": "skipped",
+        "consume_no": "ran",
+        "after_no": "ran",
+    }
+
+
+@pytest.mark.parametrize(
+    "declared, given, message",
+    [
+        ({"parameterType": "NUMBER_INTEGER", "defaultValue": 1}, {"nope": 1}, "unknown pipeline"),
+        ({"parameterType": "NUMBER_INTEGER", "defaultValue": 1}, {"flag": "1"}, "requires type"),
+        ({"parameterType": "NUMBER_INTEGER"}, {}, "neither default value nor user provided"),
+    ],
+)
+def test_pipeline_parameters_are_checked_as_the_api_server_does(tmp_path, declared, given, message):
+    with pytest.raises(package_runner.PackageRunError, match=message):
+        _run(tmp_path, "2.5", given, pipeline_parameter=declared)
+    assert not os.path.exists(tmp_path / "root")  # refused before any task ran
+
+
+def test_a_task_after_a_skipped_one_is_skipped(tmp_path):
+    """compiler/argocompiler/dag.go depends(): upstream tasks must have Succeeded."""
+    _, results = _run(tmp_path, "2.5")
+    assert _states(results)["consume_no"] == "skipped"
+    assert _states(results)["after_no"] == "skipped"
+
+
+@pytest.mark.parametrize("backend, expected", [("2.0", "{{$.pipeline_job_uuid}}"), ("2.5", "run1")])
+def test_run_placeholders_in_constants_from_kfp_2_5(tmp_path, backend, expected):
+    run, _ = _run(tmp_path, backend)
+    assert run._constant("{{$.pipeline_job_uuid}}") == expected  # pylint: disable=protected-access
+    assert run._constant("{{$.pipeline_job_uuid}}/x") == "{{$.pipeline_job_uuid}}/x"

@@ -5,11 +5,11 @@ span/version, caching) and the KubeflowV2 compiler treat it like any ExampleGen,
 adds a second output: the quarantine of malformed rows.
 """
 
-import os
-from typing import Optional
+from typing import Optional, Union
 
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.orchestration import data_types
 from tfx.proto import example_gen_pb2
 from tfx.types import channel, component_spec, standard_artifacts
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
@@ -26,6 +26,7 @@ class Fer2013ExampleGenSpec(FileBasedExampleGenSpec):
         **FileBasedExampleGenSpec.PARAMETERS,
         executor.MAX_QUARANTINE_FRACTION_KEY: component_spec.ExecutionParameter(type=float),
         executor.QUALITY_POLICY_KEY: component_spec.ExecutionParameter(type=str),
+        executor.DATA_PATTERN_KEY: component_spec.ExecutionParameter(type=str),
     }
     OUTPUTS = {
         **FileBasedExampleGenSpec.OUTPUTS,
@@ -52,7 +53,11 @@ class Fer2013ExampleGen(FileBasedExampleGen):
     applies the data quality policy (duplicates, leakage, conflicting labels, blanks).
 
     Args:
-      data_path: the CSV file (local path or a URI TFX's filesystem layer reads).
+      data_path: the CSV file or a pattern of files (local path or a URI TFX's filesystem
+        layer reads); ``{SPAN}`` (and ``{VERSION}``) in it select the newest span, as in
+        any TFX file-based ExampleGen.
+      data_pattern: what the executor reads where no TFX driver resolved ``data_path``
+        (open-source Kubeflow): the same, or the run-time parameter that carries it.
       max_quarantine_fraction: the run fails when more than this fraction of the
         rows is malformed or blank (default 1 %).
       output_config: hash buckets for rows without Usage (default 8:1:1).
@@ -65,6 +70,7 @@ class Fer2013ExampleGen(FileBasedExampleGen):
     def __init__(
         self,
         data_path: str,
+        data_pattern: Optional[Union[str, data_types.RuntimeParameter]] = None,
         max_quarantine_fraction: float = 0.01,
         output_config: Optional[example_gen_pb2.Output] = None,
         quality_policy: Optional[quality.Policy] = None,
@@ -73,14 +79,13 @@ class Fer2013ExampleGen(FileBasedExampleGen):
             raise ValueError(
                 f"max_quarantine_fraction must be in [0, 1], got {max_quarantine_fraction}"
             )
-        input_base, file_name = os.path.split(
-            os.path.abspath(data_path) if "://" not in data_path else data_path
-        )
+        input_base, pattern = executor.split_pattern(data_path)
         spec = Fer2013ExampleGenSpec(
             input_base=input_base,
             input_config=example_gen_pb2.Input(
-                splits=[example_gen_pb2.Input.Split(name="fer2013", pattern=file_name)]
+                splits=[example_gen_pb2.Input.Split(name=executor.INPUT_SPLIT, pattern=pattern)]
             ),
+            data_pattern=data_path if data_pattern is None else data_pattern,
             output_config=output_config or unassigned_rows_output_config(),
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,

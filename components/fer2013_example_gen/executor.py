@@ -15,12 +15,15 @@ with example images for the report).
 import json
 import logging
 import os
+import re
 from typing import Any, Dict, Iterator, List, Tuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tfx import types
+from tfx.components.example_gen import driver as example_gen_driver
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
@@ -34,9 +37,11 @@ from components.fer2013_example_gen import quality
 from fer_data import features, fer2013_csv
 
 EXAMPLES_KEY = "examples"
+INPUT_SPLIT = "fer2013"  # the one input split (the Usage column decides the output splits)
 QUARANTINE_KEY = "quarantine"
 MAX_QUARANTINE_FRACTION_KEY = "max_quarantine_fraction"
 QUALITY_POLICY_KEY = "quality_policy"
+DATA_PATTERN_KEY = "data_pattern"  # the whole input pattern; a run-time parameter on Kubeflow
 QUARANTINE_FILE_PREFIX = "quarantine"
 DROPPED_FILE_PREFIX = "dropped"
 SUMMARY_FILE = "summary.json"
@@ -179,6 +184,68 @@ def _hash_buckets(output_config: example_gen_pb2.Output) -> List[Tuple[str, int]
     return buckets
 
 
+# A path part from which on the input is a pattern: a glob or a TFX span/version/date spec.
+_PATTERN_PART = re.compile(r"[*?\[]|\{(SPAN|VERSION|YYYY|MM|DD)(:[^}]*)?\}")
+
+
+def split_pattern(data: str) -> Tuple[str, str]:
+    """``DIR/span-{SPAN}/*.csv`` -> (``DIR``, ``span-{SPAN}/*.csv``): TFX's input base and
+    split pattern. The pattern starts at the first path part holding a glob or a span,
+    version or date spec; a plain file's pattern is its name."""
+    absolute = os.path.abspath(data) if "://" not in data else data
+    scheme, _, path = absolute.rpartition("://")
+    parts = path.split("/")
+    first = next((i for i, part in enumerate(parts) if _PATTERN_PART.search(part)), None)
+    cut = len(parts) - 1 if first is None else min(first, len(parts) - 1)
+    base, pattern = "/".join(parts[:cut]) or "/", "/".join(parts[cut:])
+    if not pattern:
+        raise ValueError(f"data {data!r} names a folder, not a file or a pattern")
+    return (f"{scheme}://{base}" if scheme else base), pattern
+
+
+def resolve_input(exec_properties: Properties) -> Dict[str, Any]:
+    """The input's span, version and fingerprint, and its files' pattern, in
+    ``exec_properties``' place.
+
+    Where TFX's FileBasedDriver ran (local runs) it resolved them from ``input_base`` and
+    ``input_config``. Where no driver ran -- open-source Kubeflow Pipelines never runs
+    ``lifecycle.preCacheCheck`` (docs/KUBEFLOW.md) -- they are resolved here, from the
+    ``data_pattern`` parameter (a run-time parameter there), with TFX's own function: the
+    newest span (and its newest version), the fingerprint of its files."""
+    resolved = dict(exec_properties)
+    if resolved.get(example_gen_utils.FINGERPRINT_PROPERTY_NAME):  # the driver ran
+        resolved.setdefault(example_gen_utils.VERSION_PROPERTY_NAME, None)  # None: not passed
+        return resolved
+    input_config = example_gen_pb2.Input()
+    if exec_properties.get(DATA_PATTERN_KEY):
+        input_base, pattern = split_pattern(str(exec_properties[DATA_PATTERN_KEY]))
+        input_config.splits.add(name=INPUT_SPLIT, pattern=pattern)
+    else:  # a component built without the parameter: TFX's own two properties
+        input_base = exec_properties["input_base"]
+        proto_utils.json_to_proto(exec_properties["input_config"], input_config)
+    patterns = [os.path.join(input_base, split.pattern) for split in input_config.splits]
+    try:
+        fingerprint, span, version = (
+            example_gen_utils.calculate_splits_fingerprint_span_and_version(
+                input_base,
+                input_config.splits,  # resolves {SPAN}/{VERSION} in place
+            )
+        )
+    except ValueError as error:
+        raise FileNotFoundError(f"no fer2013 CSV matches {', '.join(patterns)}: {error}") from error
+    resolved.update(
+        input_base=input_base,
+        input_config=proto_utils.proto_to_json(input_config),
+        **{
+            example_gen_utils.SPAN_PROPERTY_NAME: span,
+            example_gen_utils.VERSION_PROPERTY_NAME: version,
+            example_gen_utils.FINGERPRINT_PROPERTY_NAME: fingerprint,
+        },
+    )
+    logging.info("Resolved %s to span %s, version %s", patterns, span, version)
+    return resolved
+
+
 def _input_files(exec_properties: Dict[str, Any]) -> List[str]:
     input_config = example_gen_pb2.Input()
     proto_utils.json_to_proto(exec_properties["input_config"], input_config)
@@ -199,6 +266,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         self, input_dict: Artifacts, output_dict: Artifacts, exec_properties: Properties
     ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
+        exec_properties = resolve_input(exec_properties)
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties["output_config"], output_config)
         buckets = _hash_buckets(output_config)
@@ -289,7 +357,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples_utils.set_file_format(
             examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP)
         )
-        summary = _summarise(quarantine.uri, files, policy)
+        example_gen_driver.update_output_artifact(exec_properties, examples.mlmd_artifact)
+        summary = _summarise(quarantine.uri, files, policy, _data_identity(exec_properties))
         _record(summary, examples, quarantine)
         _enforce_bound(summary, float(exec_properties[MAX_QUARANTINE_FRACTION_KEY]), quarantine.uri)
 
@@ -303,7 +372,21 @@ def _pop_json(directory: str, name: str) -> Any:
     return json.loads(text) if text else None
 
 
-def _summarise(quarantine_uri: str, files: List[str], policy: quality.Policy) -> Dict[str, Any]:
+def _data_identity(exec_properties: Properties) -> Dict[str, Any]:
+    """Span, version and fingerprint of the files read (the run summary shows them)."""
+    return {
+        key: exec_properties.get(key)
+        for key in (
+            example_gen_utils.SPAN_PROPERTY_NAME,
+            example_gen_utils.VERSION_PROPERTY_NAME,
+            example_gen_utils.FINGERPRINT_PROPERTY_NAME,
+        )
+    }
+
+
+def _summarise(
+    quarantine_uri: str, files: List[str], policy: quality.Policy, data: Dict[str, Any]
+) -> Dict[str, Any]:
     """Turns the counts files into the ingest summary and the quality report, both written
     beside the quarantine."""
     counts: Dict[str, int] = _pop_json(quarantine_uri, _COUNTS_FILE) or {}
@@ -318,6 +401,7 @@ def _summarise(quarantine_uri: str, files: List[str], policy: quality.Policy) ->
     kept, quarantined = sum(splits.values()), sum(reasons.values())
     summary = {
         "files": files,
+        "data": data,
         "rows_read": kept + sum(dropped.values()) + quarantined,
         "rows_valid": kept + sum(dropped.values()),
         "rows_quarantined": quarantined,

@@ -1,0 +1,78 @@
+"""Four spans of generated faces, for the end-to-end tests of running the pipeline again on
+new data (tests/test_pipeline_e2e.py locally, tests/test_kubeflow_e2e.py as a package).
+
+span 1: the first data; span 2: the same distribution, twice the rows (a better model);
+span 3: 60 grey levels brighter (drift); span 4: labels shuffled (nothing to learn).
+"""
+
+import os
+import shutil
+
+import numpy as np
+
+from client import fer_client as client_lib
+from fer_data import features, synthetic_faces
+from pipeline import code_fingerprint
+from pipeline import config as config_lib
+from serving import model_server
+
+SPANS = {
+    1: dict(num_rows=700, seed=1),
+    2: dict(num_rows=1400, seed=2),
+    3: dict(num_rows=700, seed=3, brightness=60),
+    4: dict(num_rows=700, seed=4, shuffle_labels=True),
+}
+PATTERN = os.path.join("span-{SPAN}", "*.csv")
+# Chance is 1/7 = 0.14; a model trained on span 1 or 2 is well above, one evaluated on
+# span 4's shuffled labels cannot be (70 eval rows: 0.25 is 2.7 standard deviations out).
+MIN_ACCURACY = 0.25
+
+
+def write_span(incoming: str, span: int) -> str:
+    """Writes span ``span`` as ``<incoming>/span-<span>/faces.csv``."""
+    return synthetic_faces.write_csv(
+        os.path.join(incoming, f"span-{span}", "faces.csv"), **SPANS[span]
+    )
+
+
+def copy_tree(target: str) -> str:
+    """A copy of the project's packages, schema and setup.py, to edit and run from
+    (PYTHONPATH=<copy>)."""
+    for package in code_fingerprint.PACKAGES:
+        shutil.copytree(
+            code_fingerprint._package_dir(package),  # pylint: disable=protected-access
+            os.path.join(target, package),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    for name in ("schemas", "setup.py"):
+        source = os.path.join(config_lib.PROJECT_ROOT, name)
+        (shutil.copytree if os.path.isdir(source) else shutil.copy)(
+            source, os.path.join(target, name)
+        )
+    return target
+
+
+def versions(model_base_path: str):
+    return sorted(int(n) for n in os.listdir(model_base_path) if n.isdigit())
+
+
+def served_accuracy(model_base_path: str, span: int) -> float:
+    """Serves the newest version with fer-serve's stand-in and returns its gRPC accuracy on
+    the PrivateTest rows of ``span``."""
+    server = model_server.start_server(
+        model_base_path=model_base_path, model_name=features.MODEL_NAME, port=0
+    )
+    try:
+        client = client_lib.FerClient(f"127.0.0.1:{server.port}", model_name=features.MODEL_NAME)
+        [(version, state)] = [(s.version, s.state) for s in client.status()]
+        assert (version, state) == (versions(model_base_path)[-1], "AVAILABLE")
+        rows = [
+            r for r in synthetic_faces.generate_rows(SPANS[span]["num_rows"], SPANS[span]["seed"])
+        ]
+        test = [r for r in rows if r[2] == "PrivateTest"]
+        pixels = np.array([np.array(p.split(), dtype=np.uint8) for _, p, _ in test])
+        predicted = client.predict_pixels(pixels)
+        assert all(p.version == version for p in predicted)
+        return float(np.mean([p.class_id == label for p, (label, _, _) in zip(predicted, test)]))
+    finally:
+        server.stop(0)
