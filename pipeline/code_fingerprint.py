@@ -20,7 +20,7 @@ import functools
 import hashlib
 import importlib.util
 import os
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 # The project's packages (setup.py): imports of anything else are not followed.
 PACKAGES: Tuple[str, ...] = ("fer_data", "components", "pipeline", "serving", "client")
@@ -75,7 +75,7 @@ def direct_imports(module: str) -> FrozenSet[str]:
     with open(path, "rb") as handle:
         tree = ast.parse(handle.read(), filename=path)
     package = module if path.endswith("__init__.py") else module.rsplit(".", 1)[0]
-    found = set()
+    found: Set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -126,8 +126,7 @@ def describe(
             where = (
                 f"MLMD execution {producer['execution']}, not in the ML Metadata given"
                 if producer.get("execution")
-                else f"task {producer.get('node')} of KFP run {facts.get('run_id')}: see the "
-                "KFP UI"
+                else f"task {producer.get('node')} of KFP run {facts.get('run_id')}: see the KFP UI"
             )
             lines.append(f"  {role}: {where}")
             continue

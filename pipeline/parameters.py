@@ -86,7 +86,7 @@ def parse(given: Mapping[str, str], declared: Mapping[str, str]) -> Dict[str, An
             f"unknown pipeline parameter(s) {unknown}; the package declares "
             f"{', '.join(sorted(declared)) or 'none'}"
         )
-    typed = {}
+    typed: Dict[str, Any] = {}
     for name, text in given.items():
         kind = declared[name]
         try:

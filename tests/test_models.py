@@ -475,9 +475,7 @@ def test_recipe_overrides_replace_recipe_settings_and_are_checked():
 
     demo = config.PipelineConfig(
         data_path="faces.csv",
-        per_architecture=config.per_architecture_training(
-            config.TrainerConfig(), quick=True
-        ),
+        per_architecture=config.per_architecture_training(config.TrainerConfig(), quick=True),
     )
     resolved = trainer.resolve_recipe(demo.trainer_for("vgg"))
     assert resolved["lr_schedule"] is None and resolved["label_smoothing"] == 0.0

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from pipeline import cli
+
 SCRIPT = """
 import logging, os, subprocess, sys
 from pipeline import run_log
@@ -62,7 +64,7 @@ def test_a_failing_run_says_why_in_one_line_and_keeps_the_traceback_in_the_log(t
         timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},
     )
-    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.returncode == cli.DATA_REJECTED, result.stderr[-3000:]
     out_lines = result.stdout.splitlines()
     assert out_lines[0].startswith("Full log of this run: ")
     log = out_lines[0].split(": ", 1)[1]
@@ -70,6 +72,6 @@ def test_a_failing_run_says_why_in_one_line_and_keeps_the_traceback_in_the_log(t
         result.stdout
     )
     assert len(out_lines) < 10, result.stdout  # no TF/Beam/TFX log on the console
-    assert "run failed: CsvHeaderError" in result.stderr and log in result.stderr
+    assert "run failed (data rejected): CsvHeaderError" in result.stderr and log in result.stderr
     assert len(result.stderr.splitlines()) == 2, result.stderr
     assert "Traceback" in open(log).read()
