@@ -58,7 +58,14 @@ def _client_parser() -> argparse.ArgumentParser:
     predict.add_argument("files", nargs="+", metavar="FILE")
     predict.add_argument("--batch-size", type=int, default=64, help="inputs per request")
     commands.add_parser("status", parents=[common], help="version states (GetModelStatus)")
-    commands.add_parser("metadata", parents=[common], help="signatures (GetModelMetadata)")
+    metadata = commands.add_parser(
+        "metadata", parents=[common],
+        help="signatures (GetModelMetadata) and, with --model-base-path, the lineage")
+    metadata.add_argument(
+        "--model-base-path", default=None,
+        help="the served model's folder as this machine sees it (<serving-dir>/fer, a "
+             "mounted volume or gs://...): prints the served version's lineage from it "
+             "(TF Serving's GetModelMetadata serves signatures only)")
     bench = commands.add_parser("bench", parents=[common],
                                 help="bounded load test of a loopback server")
     bench.add_argument("files", nargs="*", metavar="FILE",
@@ -189,17 +196,44 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_lineage(model_base_path: str, version: int) -> Dict[str, Any]:
+    """The lineage the Pusher wrote into ``<model_base_path>/<version>`` ({} if none)."""
+    import tensorflow as tf
+
+    path = "/".join([model_base_path.rstrip("/"), str(version), features.LINEAGE_FILE])
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path, "r") as handle:
+        text = handle.read(features.MAX_LINEAGE_BYTES + 1)
+    if len(text) > features.MAX_LINEAGE_BYTES:
+        raise ValueError(f"{path}: larger than {features.MAX_LINEAGE_BYTES} bytes")
+    found = json.loads(text)
+    if not isinstance(found, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return found
+
+
 def _metadata(args: argparse.Namespace) -> int:
     with _make_client(args) as client:
         metadata = client.metadata()
+    lineage = read_lineage(args.model_base_path, metadata.version) if args.model_base_path else None
     if args.json:
-        print(json.dumps(metadata.as_dict(), indent=2))
+        print(
+            json.dumps(
+                {**metadata.as_dict(), **({"lineage": lineage} if args.model_base_path else {})},
+                indent=2,
+            )
+        )
         return EXIT_OK
     print(f"{metadata.name} version {metadata.version}")
     for name, signature in metadata.signatures.items():
         print(f"  {name}")
         print("    inputs:  " + ", ".join(f"{n} {t}" for n, t in signature.inputs.items()))
         print("    outputs: " + ", ".join(f"{n} {t}" for n, t in signature.outputs.items()))
+    if lineage is not None:
+        print("lineage:" if lineage else f"lineage: none recorded in {args.model_base_path}")
+        for key, value in sorted(lineage.items()):
+            print(f"  {key}: {json.dumps(value, sort_keys=True)}")
     return EXIT_OK
 
 

@@ -24,12 +24,11 @@ from typing import Any, Dict, Optional
 from tfx.dsl.io import fileio
 
 from components import exec_properties as properties
-from components.model_metadata import METADATA_DIR
+from fer_data import features
 
 EXECUTION_PROPERTY = "execution"  # the id of the execution that wrote an artifact
 CODE_PROPERTY = "code_fingerprint"  # the fingerprint of the code that wrote it
 LINEAGE_PROPERTY = "lineage"  # JSON on ModelSelector's model: what the Pusher writes out
-LINEAGE_FILE = "lineage.json"
 # The fingerprint of the whole tree a run executes (pipeline/code_fingerprint.py): set by
 # the local runner for its processes and by the Kubeflow package for every container.
 TREE_FINGERPRINT_ENV = "FER_CODE_FINGERPRINT"
@@ -88,7 +87,7 @@ def of_push(model: Any, executor: object, exec_properties: Dict[str, Any]) -> Di
 
 
 def path(serving_model_dir: str) -> str:
-    return os.path.join(serving_model_dir, METADATA_DIR, LINEAGE_FILE)
+    return os.path.join(serving_model_dir, features.LINEAGE_FILE)
 
 
 def write(serving_model_dir: str, lineage: Dict[str, Any]) -> None:

@@ -46,6 +46,11 @@ MODEL_NAME = "fer"  # the served model: <serving dir>/fer/<version>, ModelSpec.n
 # TF Serving's versions are int64 (ModelSpec.version): a folder named by a larger number is
 # no version, for the pusher and the development server alike (model_version).
 MAX_MODEL_VERSION = 2**63 - 1
+# Where a pushed version says where it came from (run, data span, code, evaluation), next
+# to its SavedModel: TF Serving ignores assets.extra except its warm-up file, and its
+# GetModelMetadata serves only signature_def, so readers open this file from the volume.
+LINEAGE_FILE = "assets.extra/lineage.json"
+MAX_LINEAGE_BYTES = 1 << 20  # what a reader of that file reads at most
 SERVING_DEFAULT_SIGNATURE = "serving_default"  # input: serialized tf.Example
 SERVING_IMAGES_SIGNATURE = "serving_images"  # input: encoded image bytes (PNG/JPEG/BMP/GIF)
 EXAMPLES_INPUT = "examples"

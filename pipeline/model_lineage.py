@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from components import lineage, serving_push
+from fer_data import features
 from pipeline import run_summary
 
 
@@ -99,7 +100,7 @@ def describe(
     facts = lineage.read(os.path.join(model_base_path, str(version)))
     if not facts:
         raise LookupError(
-            f"version {version} carries no {lineage.LINEAGE_FILE} (pushed before lineage "
+            f"version {version} carries no {features.LINEAGE_FILE} (pushed before lineage "
             "was recorded)"
         )
     mlmd = trace(facts, metadata_path) if metadata_path and os.path.exists(metadata_path) else {}

@@ -740,6 +740,31 @@ def test_cli_predict_images_and_csv_rows(server, input_files, capsys):
     assert abs(sum(results[0]["probabilities"].values()) - 1) < 1e-5
 
 
+def test_cli_metadata_prints_the_served_versions_lineage(server, capsys):
+    base = server.versions.base_path
+    code, out, _ = run_cli(
+        capsys, "metadata", "--server", server.address, "--model-base-path", base
+    )
+    assert code == 0 and f"lineage: none recorded in {base}" in out
+    path = os.path.join(base, "2", features.LINEAGE_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        with open(path, "w") as handle:
+            json.dump({"run_id": "run-7", "data": {"span": 3}}, handle)
+        code, out, _ = run_cli(
+            capsys, "metadata", "--server", server.address, "--model-base-path", base, "--json"
+        )
+        assert code == 0 and json.loads(out)["lineage"]["data"] == {"span": 3}
+        with open(path, "w") as handle:
+            handle.write("[" * (features.MAX_LINEAGE_BYTES + 1))
+        code, _, err = run_cli(
+            capsys, "metadata", "--server", server.address, "--model-base-path", base
+        )
+        assert code == client_cli.EXIT_USAGE and "larger than" in err, err
+    finally:
+        os.remove(path)
+
+
 def test_cli_status_metadata_and_rest(server, input_files, capsys):
     code, out, _ = run_cli(capsys, "status", "--server", server.address)
     assert code == 0 and "fer version 2: AVAILABLE" in out
