@@ -1,7 +1,7 @@
 """Four spans of generated faces, for the end-to-end tests of running the pipeline again on
 new data (tests/test_pipeline_e2e.py locally, tests/test_kubeflow_e2e.py as a package).
 
-span 1: the first data; span 2: the same distribution, twice the rows (a better model);
+span 1: the first data; span 2: the same distribution, more rows (a better model);
 span 3: 60 grey levels brighter (drift); span 4: labels shuffled (nothing to learn).
 """
 
@@ -17,9 +17,9 @@ from pipeline import config as config_lib
 from serving import model_server
 
 SPANS = {
-    1: dict(num_rows=700, seed=1),
-    2: dict(num_rows=1400, seed=2),
-    3: dict(num_rows=700, seed=3, brightness=60),
+    1: dict(num_rows=600, seed=1),
+    2: dict(num_rows=1000, seed=2),
+    3: dict(num_rows=500, seed=3, brightness=60),
     4: dict(num_rows=700, seed=4, shuffle_labels=True),
 }
 PATTERN = os.path.join("span-{SPAN}", "*.csv")
