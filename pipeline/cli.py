@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from components import node_ids
+from components import models, node_ids
 from fer_data import features
 from pipeline import config as config_lib
 
@@ -50,6 +50,9 @@ def _default_data(run_root: str) -> str:
 
 
 def _architectures(text: str) -> Tuple[str, ...]:
+    """'all' or comma-separated architecture names."""
+    if text.strip() == "all":
+        return config_lib.ARCHITECTURES
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = set(names) - set(config_lib.ARCHITECTURES)
     if not names or unknown:
@@ -81,13 +84,16 @@ _QUALITY_FLAGS = (
 )
 
 
-def _add_pipeline_args(parser: argparse.ArgumentParser, data_help: str) -> None:
+def _add_pipeline_args(
+    parser: argparse.ArgumentParser, data_help: str, architectures: Tuple[str, ...]
+) -> None:
     """What a local run and a compiled package share: data, training, blessing, policy."""
+    default = "all" if architectures == config_lib.ARCHITECTURES else ",".join(architectures)
     # fmt: off
     parser.add_argument("--data", help=data_help)
-    parser.add_argument("--architectures", type=_architectures, default=config_lib.ARCHITECTURES,
-                        help="comma-separated, each in its own Trainer (default: all: "
-                        f"{','.join(config_lib.ARCHITECTURES)})")
+    parser.add_argument("--architectures", type=_architectures, default=architectures,
+                        help=f"comma-separated, each in its own Trainer, or 'all' (default: "
+                        f"{default}; all: {','.join(config_lib.ARCHITECTURES)})")
     parser.add_argument("--training", choices=("quick", "full"),
                         help="quick: short constant-rate settings that learn in minutes on a "
                         "CPU (the embedded default's); full: each architecture's recipe "
@@ -316,7 +322,11 @@ def format_table(summary: dict) -> str:
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
     # fmt: off
-    _add_pipeline_args(parser, DATA_PATTERN_HELP + "; default: the embedded synthetic faces")
+    _add_pipeline_args(
+        parser,
+        DATA_PATTERN_HELP + "; default: the embedded synthetic faces",
+        models.CPU_ARCHITECTURES,
+    )
     parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
                         help="where pipeline root, metadata and serving dir go by default")
     parser.add_argument("--pipeline-root", help="default: <run-root>/pipeline_root")
@@ -339,7 +349,7 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     # fmt: off
     defaults = config_lib.KubeflowConfig()
     _add_pipeline_args(parser, DATA_PATTERN_HELP + "; as the pods see it (gs://...). The "
-                       "default of the pipeline parameter 'data'")
+                       "default of the pipeline parameter 'data'", config_lib.ARCHITECTURES)
     parser.add_argument("--output", default=DEFAULT_PACKAGE, help="KFP package (.yaml)")
     parser.add_argument("--image", required=True,
                         help="the image of this tree (see Dockerfile, `make image`); without a "

@@ -11,13 +11,13 @@ says what each span holds. Sized to prove the chain, not to train well.
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import spans  # tests/spans.py
 
 from fer_data import features
-from pipeline import cli
-from pipeline import config as config_lib
 
 pytestmark = pytest.mark.e2e
 ARCHITECTURE = "vgg_bn_small"
@@ -42,24 +42,39 @@ GATED = {  # the tasks after NewDataCheck
 @pytest.fixture(scope="module")
 def package_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("kfp")
+    # The image: a frozen copy of the tree (the package checks that its code is the one it
+    # was compiled from, so edits to the checkout during the test cannot leak in).
+    tree = spans.copy_tree(str(root / "tree"))
     incoming, package, models = str(root / "incoming"), str(root / "fer.yaml"), str(root / "pvc")
-    compiled = cli.main(
-        ["compile", "--output", package, "--image", "registry.example/fer-pipeline"]
-        + ["--data", os.path.join(incoming, spans.PATTERN)]
-        + ["--architectures", ARCHITECTURE, "--training", "quick", "--epochs", str(EPOCHS)]
-        + ["--min-accuracy", str(spans.MIN_ACCURACY)]
-        + ["--pipeline-root", str(root / "pipeline_root"), "--serving-dir", "/models"]
-        + ["--schema-dir", config_lib.PipelineConfig("x").schema_dir]
+    env = {**os.environ, "PYTHONPATH": tree}
+
+    def fer_pipeline(*argv):
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *argv],
+            env=env,
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+
+    compiled = fer_pipeline(
+        *["compile", "--output", package, "--image", "registry.example/fer-pipeline"],
+        *["--data", os.path.join(incoming, spans.PATTERN)],
+        *["--architectures", ARCHITECTURE, "--training", "quick", "--epochs", str(EPOCHS)],
+        *["--min-accuracy", str(spans.MIN_ACCURACY)],
+        *["--pipeline-root", str(root / "pipeline_root"), "--serving-dir", "/models"],
+        *["--schema-dir", os.path.join(tree, "schemas")],
         # 2 CPUs here: one Beam worker in this process, not a worker pool per step.
-        + ["--beam-arg=--direct_running_mode=in_memory"]
+        "--beam-arg=--direct_running_mode=in_memory",
     )
-    assert compiled == 0
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
     results = {}
 
     def run(label, *params):
-        code = cli.main(
-            ["run-package", package, "--pvc", f"fer-models={models}", "--run-id", label]
-            + [flag for param in params for flag in ("--param", param)]
+        process = fer_pipeline(
+            *["run-package", package, "--pvc", f"fer-models={models}", "--run-id", label],
+            *[flag for param in params for flag in ("--param", param)],
         )
         logs = {
             os.path.basename(os.path.dirname(path)): open(path).read()
@@ -67,7 +82,7 @@ def package_runs(tmp_path_factory):
                 str(root / "pipeline_root" / "*" / ".kfp_local" / label / "*" / "log.txt")
             )
         }
-        results[label] = (code, logs)
+        results[label] = (process.returncode, logs)
 
     for span in (1, 2, 3, 4):
         spans.write_span(incoming, span)

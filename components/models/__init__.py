@@ -34,6 +34,10 @@ ARCHITECTURES: Tuple[str, ...] = (
     "improved",
     "vgg_bn",
 )
+# The from-scratch CNNs that learn on a laptop's CPU in minutes: a local run's default (the
+# transfer backbones and vgg_bn cost most of the time from random init and teach little on
+# small data; `--architectures all` trains them too, and Kubeflow's GPU pods do by default).
+CPU_ARCHITECTURES: Tuple[str, ...] = ("vgg", "vgg_bn_small", "improved")
 # Those that put a keras.applications backbone behind a gray -> RGB layer (transfer.py).
 TRANSFER_ARCHITECTURES: Tuple[str, ...] = ("mobilenet_v2", "resnet50")
 
