@@ -163,8 +163,8 @@ def _jpeg_scans(image_bytes: tf.Tensor) -> tf.Tensor:
 
 def _png_data_is_too_large(data: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     """True when a PNG's IDAT chunks hold more than any encoder needs for its declared
-    size (deflate stores what it cannot compress: the raw rows + ~1/4 for fixed codes),
-    or its chunks are too many to walk. libpng inflates the whole stream, so data past
+    size (deflate stores what it cannot compress: the raw rows + ~1/4 for fixed codes) or
+    than MAX_PNG_DATA_BYTES, or its chunks are too many to walk. libpng inflates the whole stream, so data past
     the last row would be inflated (up to 1,032 bytes per byte) for nothing."""
     width, height = _uint(data, 16, 4, False), _uint(data, 20, 4, False)
     channels = tf.constant([1, 0, 3, 1, 2, 0, 4], tf.int64)  # by colour type (3: palette)
@@ -183,7 +183,8 @@ def _png_data_is_too_large(data: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
         maximum_iterations=features.MAX_HEADER_BLOCKS,
     )
     unfinished = tf.logical_and(tf.logical_not(ended), position + 8 <= size)
-    return tf.logical_or(total > raw + raw // 4 + 1024, unfinished)
+    bound = tf.minimum(raw + raw // 4 + 1024, features.MAX_PNG_DATA_BYTES)
+    return tf.logical_or(total > bound, unfinished)
 
 
 _REASONS = (
@@ -194,7 +195,7 @@ _REASONS = (
     f"image side larger than {features.MAX_IMAGE_SIDE} pixels",
     f"image with more than {features.MAX_IMAGE_FRAMES} frame",
     f"JPEG of more than {features.MAX_JPEG_SCANS} scans",
-    "PNG holding more image data than its size needs",
+    f"PNG holding more image data than its size needs or {features.MAX_PNG_DATA_BYTES} bytes",
 )
 
 

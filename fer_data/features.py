@@ -67,8 +67,12 @@ ERROR_OUTPUT = "error"  # string [N]
 # A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only).
 # Decoding work is bounded too: a progressive JPEG's scans (each walks the whole image
 # again: 10,000 repeated scans of a 4096^2 image cost minutes), a PNG's compressed data
-# (at most what its declared size needs: its tail would be inflated to the end).
+# (at most what its declared size needs: its tail would be inflated to the end, and at most
+# MAX_PNG_DATA_BYTES: deflate inflates up to 1,032 bytes per byte, so 1 MiB of it can cost
+# 1 GiB of inflating, ~1.7 s of CPU; graph ops cannot inflate with a bound, so this is the
+# bound. Send large photos as JPEG).
 MAX_IMAGE_BYTES = 10 * 2**20
+MAX_PNG_DATA_BYTES = 2**20
 MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_FRAMES = 1
 MAX_JPEG_SCANS = 32  # libjpeg's progressive default: 10 (colour), 6 (gray)

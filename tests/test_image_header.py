@@ -66,6 +66,13 @@ def test_decoding_work_is_bounded_not_only_the_declared_size():
         assert check(tf.constant(hostile_images.encoded(noise, "PNG", **options))) == ""
     assert check(tf.constant(hostile_images.png_inflation_bomb(64, 1))) == ""  # 1 MiB: ~1 KB
     assert "image data" in check(tf.constant(hostile_images.png_inflation_bomb(64, 16)))
+    # An allowed size whose rows need 16 MiB: 1 GiB of tail fits in them, not in the bound.
+    bomb = hostile_images.png_inflation_bomb(features.MAX_IMAGE_SIDE, 1024)
+    assert "image data" in check(tf.constant(bomb)), len(bomb)
+    photo = hostile_images.encoded(np.random.default_rng(1).integers(0, 256, (1100, 1100)), "PNG")
+    assert len(photo) > features.MAX_PNG_DATA_BYTES
+    assert "image data" in check(tf.constant(photo))  # as JPEG it passes
+    assert check(tf.constant(hostile_images.encoded(np.zeros((800, 800)), "JPEG"))) == ""
 
 
 @pytest.mark.parametrize(
