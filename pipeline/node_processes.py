@@ -13,8 +13,6 @@ The child's side and the files both sides exchange: pipeline/executor_process.py
 
 import contextlib
 import os
-import subprocess
-import sys
 from typing import Iterator, List, Optional, Protocol
 
 from tfx.orchestration import metadata
@@ -24,7 +22,7 @@ from tfx.proto.orchestration import execution_result_pb2
 
 from components import progress
 from pipeline import config as config_lib
-from pipeline import executor_process
+from pipeline import executor_process, fork_server
 
 
 class NodeProcessError(RuntimeError):
@@ -37,8 +35,9 @@ def is_isolated(node_type_name: str) -> bool:
 
 
 class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
-    """Runs TFX's own operator for the spec (Python or Beam) in a new
-    ``python -m pipeline.executor_process`` and returns its ExecutorOutput."""
+    """Runs TFX's own operator for the spec (Python or Beam) in a process of its own,
+    ``python -m pipeline.executor_process`` (pipeline/fork_server.py), and returns its
+    ExecutorOutput."""
 
     SUPPORTED_EXECUTOR_SPEC_TYPE = list(executor_process.spec_types().values())
     SUPPORTED_PLATFORM_CONFIG_TYPE = []
@@ -54,32 +53,20 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
         with open(os.path.join(folder, executor_process.INVOCATION), "wb") as handle:
             handle.write(execution_info.to_proto().SerializeToString())
         console = progress.console_fd()  # inherited, so the node can show its progress there
-        child = subprocess.Popen(  # pylint: disable=consider-using-with
-            [
-                sys.executable,
-                "-m",
-                executor_process.__name__,
-                folder,
-                type(self._executor_spec).__name__,
-            ],
+        # A fork of the pre-imported server (Ctrl-C in the runner kills it too).
+        returncode = fork_server.run(
+            executor_process.__name__,
+            [folder, type(self._executor_spec).__name__],
             pass_fds=() if console is None else (console,),
         )
-        try:
-            child.wait()
-        except BaseException:  # e.g. Ctrl-C in the runner: the node's process goes too
-            child.kill()
-            child.wait()
-            raise
         output_path = os.path.join(folder, executor_process.OUTPUT)
-        if child.returncode != 0 or not os.path.exists(output_path):
+        if returncode != 0 or not os.path.exists(output_path):
             error_path = os.path.join(folder, executor_process.ERROR)
             if os.path.exists(error_path):
                 with open(error_path) as handle:
                     reason = handle.read().strip()
             else:
-                reason = (
-                    f"the process ended with exit code {child.returncode} (killed? out of memory?)"
-                )
+                reason = f"the process ended with exit code {returncode} (killed? out of memory?)"
             raise NodeProcessError(f"{node_id} failed in its process: {reason}")
         with open(output_path, "rb") as handle:
             return execution_result_pb2.ExecutorOutput.FromString(handle.read())

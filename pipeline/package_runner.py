@@ -2,7 +2,9 @@
 
 A faithful emulation for machines without a cluster, not KFP: each task's executor
 input is built as the v2 driver builds it, each container command runs as the v2
-launcher runs it, with this Python environment in place of the image. Every behaviour
+launcher runs it, with this Python environment in place of the image (a ``python -m``
+command as a fork of a process that imported TensorFlow, TFX and Beam already:
+pipeline/fork_server.py; same argv, environment and exit code). Every behaviour
 mirrors a file of kubeflow/pipelines ``backend/src/v2`` (2.0.5 to master):
 
 * pipeline parameters: the run's values (``--param``) are checked against the root's
@@ -47,7 +49,7 @@ from typing import Any, Callable, Dict, List, Optional
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import cel, kfp_package
+from pipeline import cel, fork_server, kfp_package
 
 BACKENDS = ("2.0", "2.5", "2.15")  # 2.0-2.4 | 2.5-2.14 | 2.15 and later
 LOG_TAIL_LINES = 30
@@ -331,13 +333,22 @@ class PackageRun:
         log = os.path.join(local_dir, "log.txt")
         started = time.monotonic()
         with open(log, "w") as handle:
-            code = subprocess.run(
-                command,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                env=self._env(component["executorLabel"]),
-                check=False,
-            ).returncode
+            if command[:2] == [sys.executable, "-m"]:  # a fork of the pre-imported server
+                code = fork_server.run(
+                    command[2],
+                    command[3:],
+                    env=self._env(component["executorLabel"]),
+                    stdout=handle.fileno(),
+                    stderr=handle.fileno(),
+                )
+            else:
+                code = subprocess.run(
+                    command,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(component["executorLabel"]),
+                    check=False,
+                ).returncode
         seconds = time.monotonic() - started
         if code != 0:
             with open(log) as handle:
