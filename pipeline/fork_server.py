@@ -256,8 +256,17 @@ class ForkServer:
             raise
 
     def close(self) -> None:
+        """Ends the server (and any command still running)."""
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)  # the reader's file keeps the fd open
+        except OSError:
+            pass
         self._socket.close()
-        self._process.wait()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 _server: Optional[ForkServer] = None
