@@ -76,7 +76,7 @@ def row_parser(path: str) -> int:
 
 def pipeline_ingest(path: str, beam_mode: str) -> Dict[str, Any]:
     """Runs the pipeline up to Transform on a fresh root; returns its run summary."""
-    from pipeline import local_runner
+    from pipeline.local import runner as local_runner
 
     root = tempfile.mkdtemp(prefix="fer-bench-ingest-")
     try:

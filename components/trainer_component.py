@@ -1,7 +1,7 @@
 """The Trainer component: TFX's, with the run-time epochs override and its identity on
 the model it writes.
 
-``run_fn`` (components/trainer.py) reads the TrainerConfig from ``custom_config``. The
+``run_fn`` (model/trainer.py) reads the TrainerConfig from ``custom_config``. The
 ``epochs`` exec property (components/exec_properties.py, a pipeline parameter on
 Kubeflow) replaces its epochs when above 0, so one compiled package trains for as long
 as each run asks. The model artifact records which execution and code wrote it

@@ -63,7 +63,7 @@ CLASS_NAME_OUTPUT = "class_name"  # string [N]
 ERROR_OUTPUT = "error"  # string [N]
 
 # Bounds on one image sent to the serving_images signature, checked from its bytes before
-# anything is decoded (components/image_header.py), in TF Serving and the dev server alike.
+# anything is decoded (model/image_header.py), in TF Serving and the dev server alike.
 # A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only).
 # Decoding work is bounded too: a progressive JPEG's scans (each walks the whole image
 # again: 10,000 repeated scans of a 4096^2 image cost minutes), a PNG's compressed data

@@ -14,8 +14,9 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from components import models, node_ids
+from components import node_ids
 from fer_data import features
+from model import zoo
 from pipeline import config as config_lib
 
 DEFAULTS = config_lib.PipelineConfig  # the flags' defaults are the configuration's
@@ -219,7 +220,7 @@ def outcome(summary: dict) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from pipeline import run_log  # light: the log takes over before TensorFlow is imported
+    from pipeline.local import run_log  # light: the log takes over before TensorFlow is imported
 
     config = config_from_args(args)
     summary_json = args.summary_json or os.path.join(args.run_root, "summary.json")
@@ -231,7 +232,7 @@ def run_command(args: argparse.Namespace) -> int:
             contextlib.nullcontext(sys.stdout) if args.verbose else run_log.output_to_log(log)
         ) as console:
             try:
-                from pipeline import local_runner
+                from pipeline.local import runner as local_runner
 
                 summary = local_runner.run(config, summary_json, console=console)
             except Exception:
@@ -325,7 +326,7 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     _add_pipeline_args(
         parser,
         DATA_PATTERN_HELP + "; default: the embedded synthetic faces",
-        models.CPU_ARCHITECTURES,
+        zoo.CPU_ARCHITECTURES,
     )
     parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
                         help="where pipeline root, metadata and serving dir go by default")
@@ -377,7 +378,8 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
 
 
 def compile_command(args: argparse.Namespace) -> int:
-    from pipeline import kfp_package, kubeflow_runner
+    from pipeline.kubeflow import kfp_package
+    from pipeline.kubeflow import runner as kubeflow_runner
 
     defaults = config_lib.KubeflowConfig()
     if not args.data:
@@ -421,7 +423,7 @@ def _pairs(pairs: List[str], flag: str, value_required: bool = False) -> Dict[st
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    from pipeline import kubeflow_runner
+    from pipeline.kubeflow import runner as kubeflow_runner
 
     token = None
     if args.token_file:
@@ -463,7 +465,7 @@ def _typed(text: str):
 
 
 def run_package_command(args: argparse.Namespace) -> int:
-    from pipeline import kfp_package, package_runner
+    from pipeline.kubeflow import kfp_package, package_runner
 
     pvcs = _pairs(args.pvc, "--pvc", value_required=True)
     try:

@@ -3,7 +3,7 @@
 Runners and the CLI build a :class:`PipelineConfig` (defaults below, overridden by
 flags); ``pipeline.pipeline.create_pipeline`` turns it into TFX components. Components
 receive the part they need (e.g. :class:`TrainerConfig`, the schema of the Trainer's
-custom_config, which the trainer owns: components/trainer_config.py). Imports go one way:
+custom_config, which the trainer owns: model/trainer_config.py). Imports go one way:
 this module reads components, never the reverse.
 """
 
@@ -12,9 +12,9 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from components.models import ARCHITECTURES
-from components.trainer_config import TrainerConfig
 from fer_data import features
+from model.trainer_config import TrainerConfig
+from model.zoo import ARCHITECTURES
 
 DEFAULT_PIPELINE_NAME = "fer2013"
 DEFAULT_MODEL_NAME = features.MODEL_NAME
@@ -75,7 +75,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEAM_MODES: Tuple[str, ...] = ("auto", "in_memory", "multi_threading", "multi_processing")
 IN_MEMORY_MAX_CPUS = 2
 # Local runs give each node of these types (component class names) a process of its own
-# (pipeline/node_processes.py), so its memory is returned when it ends; the small nodes
+# (pipeline/local/node_processes.py), so its memory is returned when it ends; the small nodes
 # run inside the runner process, where a child's start-up (~7 s of imports measured:
 # ExampleGen 5.9 s in the runner, 12.9 s in its own process) would cost more than the node.
 ISOLATED_NODE_TYPES: Tuple[str, ...] = (

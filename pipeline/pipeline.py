@@ -32,8 +32,8 @@ from components.trainer_component import Trainer
 from pipeline import code_fingerprint, parameters
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
-TRANSFORM_FN = "components.transform.preprocessing_fn"
-RUN_FN = "components.trainer.run_fn"
+TRANSFORM_FN = "model.transform.preprocessing_fn"
+RUN_FN = "model.trainer.run_fn"
 # Set by the KFP driver from 2.5 on (driver/resolve.go resolveInputParameter).
 KFP_RUN_ID = "{{$.pipeline_job_uuid}}"
 
@@ -84,10 +84,7 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List[ba
     components = head + nodes[:1] + [schema_gen] + nodes[1:]
     code_fingerprint.attach(
         components,
-        roots={
-            node_ids.model_node(arch): [f"components.models.{arch}"]
-            for arch in config.architectures
-        },
+        roots={node_ids.model_node(arch): [f"model.zoo.{arch}"] for arch in config.architectures},
         files={schema_gen.id: [schema_gen.exec_properties["schema_file"]]}
         if os.path.exists(schema_gen.exec_properties["schema_file"])
         else {schema_gen.id: [os.path.join(PROJECT_ROOT, "schemas", SCHEMA_FILE)]},

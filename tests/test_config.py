@@ -35,8 +35,8 @@ def test_beam_steps_do_not_make_tfx_build_and_leak_a_package_of_itself(tmp_path,
     it never deleted (49 MB each; on this machine they piled up to 19 GB)."""
     from tfx.utils import dependency_utils
 
-    from pipeline import kubeflow_runner
     from pipeline.config import KubeflowConfig
+    from pipeline.kubeflow import runner as kubeflow_runner
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     kubeflow_args = kubeflow_runner.beam_pipeline_args(KubeflowConfig(image="registry/fer:1"))
@@ -53,8 +53,8 @@ def test_cluster_beam_workers_run_the_pipeline_image_unless_told_otherwise(tmp_p
     a dependency the user names replaces it instead of being contradicted."""
     from tfx.utils import dependency_utils
 
-    from pipeline import kubeflow_runner
     from pipeline.config import KubeflowConfig
+    from pipeline.kubeflow import runner as kubeflow_runner
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     flink = KubeflowConfig(

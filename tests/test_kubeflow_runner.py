@@ -6,8 +6,10 @@ import json
 import pytest
 import yaml
 
-from pipeline import cli, kfp_entrypoint, kfp_package, kubeflow_runner
+from pipeline import cli
 from pipeline import config as config_lib
+from pipeline.kubeflow import kfp_entrypoint, kfp_package
+from pipeline.kubeflow import runner as kubeflow_runner
 from pipeline.pipeline import create_pipeline
 
 
@@ -74,8 +76,8 @@ def test_every_trainer_requests_gpus_and_beam_steps_get_cpu(package):
 
 def test_components_are_referenced_by_module_path(package):
     text = open(package).read()
-    assert "components.trainer.run_fn" in text
-    assert "components.transform.preprocessing_fn" in text
+    assert "model.trainer.run_fn" in text
+    assert "model.transform.preprocessing_fn" in text
     assert "module_file" not in text.replace('"module_file": null', "")
 
 

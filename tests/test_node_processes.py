@@ -1,4 +1,4 @@
-"""pipeline/node_processes.py: heavy executors run in a child process of their own."""
+"""pipeline/local/node_processes.py: heavy executors run in a child process of their own."""
 
 import os
 
@@ -7,7 +7,7 @@ from tfx.orchestration.portable import data_types
 from tfx.proto.orchestration import executable_spec_pb2, pipeline_pb2
 from tfx.types import standard_artifacts
 
-from pipeline import node_processes, run_summary
+from pipeline.local import node_processes, run_summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -4,7 +4,8 @@ import os
 
 from tfx.types import standard_artifacts
 
-from components import baseline, model_metadata, serving_push
+from components import baseline, serving_push
+from model import model_metadata
 
 
 def _saved_model_dir(path, content=b"model", current_contract=True):

@@ -20,11 +20,12 @@ from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, data_validation_gate, evaluation, model_metadata, model_selection
+from components import candidates, data_validation_gate, evaluation, model_selection
 from components.artifacts import Artifacts, Properties, QuarantinedRows, Report
 from components.fer2013_example_gen import executor as example_gen_executor
 from components.report import render
 from fer_data import features
+from model import model_metadata
 
 SAMPLES_PER_EMOTION = 8
 _PARSE_BATCH = 1024

@@ -1,4 +1,4 @@
-"""``vgg`` (the seed's small VGG-style CNN, components/models/vgg.py) with batch
+"""``vgg`` (the seed's small VGG-style CNN, model/zoo/vgg.py) with batch
 normalisation after every conv: conv (no bias) -> batch norm -> ReLU, same layout, same
 dropout and head. 530,215 parameters (vgg's 528,295 - 640 conv biases + 4 x 640 batch-norm
 weights, 1,280 of them moving statistics). The same convolutions as vgg: one training step
@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components.models import vgg
+from model.zoo import vgg
 
 NAME = "vgg_bn_small"
 

@@ -1,6 +1,6 @@
 """The node lines of ``fer-pipeline run``: one when each node starts, one when it ends
 (elapsed, peak memory of its process, its key figure read back from ML Metadata).
-Where the rest of the output goes: pipeline/run_log.py."""
+Where the rest of the output goes: pipeline/local/run_log.py."""
 
 import os
 import time
@@ -8,8 +8,9 @@ from typing import Dict, Optional, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import drift_check, evaluation, model_metadata, node_ids
-from pipeline import run_summary
+from components import drift_check, evaluation, node_ids
+from model import model_metadata
+from pipeline.local import run_summary
 
 
 class Console:

@@ -17,7 +17,7 @@ from tfx.dsl.components.base import base_component
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from components import lineage
-from pipeline import code_fingerprint, kfp_package, parameters
+from pipeline import code_fingerprint, parameters
 from pipeline.config import (
     PLACEHOLDER_DATA,
     PLACEHOLDER_IMAGE,
@@ -26,6 +26,7 @@ from pipeline.config import (
     PipelineConfig,
     Resources,
 )
+from pipeline.kubeflow import kfp_package
 from pipeline.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
@@ -139,7 +140,7 @@ def image_reference(image: str) -> str:
     it so). A tag derived from the code makes every code change a new image, so the image
     and the package cannot drift apart behind a fixed tag, and KFP's cache (keyed on the
     image) sees the code too. With an explicit tag, each pod checks the code it holds
-    against the package's (pipeline/kfp_entrypoint.py)."""
+    against the package's (pipeline/kubeflow/kfp_entrypoint.py)."""
     name = image.rsplit("/", 1)[-1]
     if "@" in image or ":" in name:
         return image
@@ -226,7 +227,7 @@ def _declare_parameter_defaults(spec: Dict, defaults: Dict[str, Any]) -> None:
 
 def _expect_code(spec: Dict, fingerprint: str) -> None:
     """Tells every step which code the package was compiled from (an environment variable
-    that pipeline/kfp_entrypoint.py checks against the code in the image)."""
+    that pipeline/kubeflow/kfp_entrypoint.py checks against the code in the image)."""
     for executor in spec["deploymentSpec"]["executors"].values():
         container = executor.get("container")
         if container is not None:

@@ -1,7 +1,7 @@
 """TrainerConfig: the schema of the Trainer's custom_config, owned by the trainer.
 
 The pipeline builds one per architecture (pipeline/config.py ``PipelineConfig.trainer_for``)
-and passes it as JSON; ``components.trainer.run_fn`` reads it back. Nothing heavy here.
+and passes it as JSON; ``model.trainer.run_fn`` reads it back. Nothing heavy here.
 """
 
 import dataclasses
@@ -16,7 +16,7 @@ class TrainerConfig:
 
     ``epochs``, ``batch_size``, ``learning_rate``, ``augmentation`` and
     ``test_time_augmentation`` override the
-    architecture's recipe (``RECIPE`` in components/models/<arch>.py: optimizer, LR
+    architecture's recipe (``RECIPE`` in model/zoo/<arch>.py: optimizer, LR
     schedule, augmentation, label smoothing, early stopping) when set; None keeps the
     recipe's value.
     """
@@ -27,10 +27,10 @@ class TrainerConfig:
     learning_rate: Optional[float] = None
     augmentation: Optional[bool] = None  # False: none; None/True: the recipe's
     # Test-time augmentation of the served model: None: the recipe's; False: none; True:
-    # every transform components/models/recipe.py knows (TTA_TRANSFORMS).
+    # every transform model/zoo/recipe.py knows (TTA_TRANSFORMS).
     test_time_augmentation: Optional[bool] = None
     # Recipe settings replaced as a whole, applied after the fields above (keys of the
-    # recipe schema, components/models/recipe.py; the result is validated), e.g.
+    # recipe schema, model/zoo/recipe.py; the result is validated), e.g.
     # {"lr_schedule": None, "label_smoothing": 0.0}.
     recipe_overrides: Optional[Dict[str, Any]] = None
     weights: Optional[str] = None  # None / 'imagenet' / path to a local .h5 (transfer models)
@@ -40,7 +40,7 @@ class TrainerConfig:
     shuffle_buffer: int = 10_000
     # After training, BatchNormalization statistics are recomputed exactly over this many
     # un-augmented training images, and over an eighth of them before each epoch's
-    # validation (components/trainer.py); 0 keeps Keras' moving averages.
+    # validation (model/trainer.py); 0 keeps Keras' moving averages.
     bn_recalibration_examples: int = 8192
     seed: int = 42
 

@@ -11,8 +11,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import evaluation, lineage, model_metadata, node_ids
-from pipeline import executor_process
+from components import evaluation, lineage, node_ids
+from model import model_metadata
+from pipeline.local import executor_process
 
 NodeOutputs = Dict[str, List[metadata_store_pb2.Artifact]]  # output key -> artifacts
 Outputs = Dict[str, NodeOutputs]  # node id -> its outputs

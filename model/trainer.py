@@ -1,8 +1,8 @@
 """Trainer user module: ``run_fn`` trains one architecture on Transform's output.
 
-Referenced by module path (``components.trainer.run_fn``) so the container image that
+Referenced by module path (``model.trainer.run_fn``) so the container image that
 carries this package is all Kubeflow needs. The architecture's recipe
-(components/models/<arch>.py ``RECIPE``), overridden by the TrainerConfig, decides the
+(model/zoo/<arch>.py ``RECIPE``), overridden by the TrainerConfig, decides the
 optimizer, LR schedule, augmentation, label smoothing and early stopping on the eval
 split. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
 augment in parallel, repeat -- one iterator for the whole fit --, prefetch). Output: a
@@ -22,11 +22,11 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components import model_metadata, models, progress, signatures
-from components.models import recipe as recipe_lib
-from components.models import training
-from components.trainer_config import TrainerConfig
 from fer_data import features
+from model import model_metadata, progress, signatures, zoo
+from model.trainer_config import TrainerConfig
+from model.zoo import recipe as recipe_lib
+from model.zoo import training
 
 # Each epoch's validation recalibrates BatchNormalization on this share of the images the
 # final recalibration uses (1/8 of 8,192 = 1,024 by default): cheap, and enough to judge.
@@ -149,7 +149,7 @@ def class_weights(labels: np.ndarray, mode: str) -> Optional[Dict[int, float]]:
 
 def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
     """The architecture's recipe with the config's overrides applied."""
-    recipe = models.get_recipe(config.architecture)
+    recipe = zoo.get_recipe(config.architecture)
     for key in ("epochs", "batch_size", "learning_rate"):
         if getattr(config, key) is not None:
             recipe[key] = getattr(config, key)
@@ -283,7 +283,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     strategy = distribution_strategy()
     with strategy.scope():
-        model, weights_source = models.build_model(config.architecture, weights=config.weights)
+        model, weights_source = zoo.build_model(config.architecture, weights=config.weights)
         started_from = warm_start(model, fn_args.base_model, config.architecture)
         model.compile(
             optimizer=training.make_optimizer(recipe),

@@ -8,7 +8,7 @@ publisher stay in the runner (one SQLite MLMD writer), only ``Executor.Do`` move
 its memory goes back to the OS when the node ends. The child's peak RSS is published
 as the execution's ``peak_rss_mib`` custom property.
 
-The child's side and the files both sides exchange: pipeline/executor_process.py.
+The child's side and the files both sides exchange: pipeline/local/executor_process.py.
 """
 
 import contextlib
@@ -22,9 +22,9 @@ from tfx.orchestration.beam import beam_dag_runner
 from tfx.orchestration.portable import base_executor_operator, data_types, launcher
 from tfx.proto.orchestration import execution_result_pb2
 
-from components import progress
+from model import progress
 from pipeline import config as config_lib
-from pipeline import executor_process
+from pipeline.local import executor_process
 
 
 class NodeProcessError(RuntimeError):
@@ -38,7 +38,7 @@ def is_isolated(node_type_name: str) -> bool:
 
 class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
     """Runs TFX's own operator for the spec (Python or Beam) in a new
-    ``python -m pipeline.executor_process`` and returns its ExecutorOutput."""
+    ``python -m pipeline.local.executor_process`` and returns its ExecutorOutput."""
 
     SUPPORTED_EXECUTOR_SPEC_TYPE = list(executor_process.spec_types().values())
     SUPPORTED_PLATFORM_CONFIG_TYPE = []
@@ -86,7 +86,7 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
 
 
 class NodeListener(Protocol):
-    """Told when each node starts and ends (pipeline.console shows it)."""
+    """Told when each node starts and ends (pipeline.local.console shows it)."""
 
     def started(self, node_id: str) -> None: ...
 
