@@ -1,10 +1,11 @@
 """Trainer user module: ``run_fn`` trains one architecture on Transform's output.
 
 Referenced by module path (``model.trainer.run_fn``) so the container image that
-carries this package is all Kubeflow needs. The architecture's recipe
-(model/zoo/<arch>.py ``RECIPE``), overridden by the TrainerConfig, decides the
-optimizer, LR schedule, augmentation, label smoothing and early stopping on the eval
-split. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
+carries this package is all Kubeflow needs. The Trainer's custom_config holds its
+settings, resolved when the pipeline was built (model/trainer_config.py
+``TrainerSettings``): the recipe (optimizer, LR schedule, augmentation, label smoothing,
+early stopping on the eval split, test-time augmentation) and how to run it; this module
+only reads them. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
 augment in parallel, repeat -- one iterator for the whole fit --, prefetch). Output: a
 SavedModel with both serving signatures, and ``assets.extra/fer_model.json`` (history,
 timing, params, weights source) beside it.
@@ -14,7 +15,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Dict, List, Optional, TextIO
 
 import numpy as np
 import tensorflow as tf
@@ -24,8 +25,7 @@ from tfx import v1 as tfx
 
 from fer_data import features
 from model import model_metadata, progress, signatures, zoo
-from model.trainer_config import TrainerConfig
-from model.zoo import recipe as recipe_lib
+from model.trainer_config import TrainerSettings
 from model.zoo import training
 
 # Each epoch's validation recalibrates BatchNormalization on this share of the images the
@@ -147,30 +147,6 @@ def class_weights(labels: np.ndarray, mode: str) -> Optional[Dict[int, float]]:
     return {c: float(w) for c, w in enumerate(weights)}
 
 
-def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
-    """The architecture's recipe with the config's overrides applied."""
-    recipe = zoo.get_recipe(config.architecture)
-    for key in ("epochs", "batch_size", "learning_rate"):
-        if getattr(config, key) is not None:
-            recipe[key] = getattr(config, key)
-    if config.augmentation is False:
-        recipe["augmentation"] = dict(recipe_lib.NO_AUGMENTATION)
-    if config.test_time_augmentation is not None:
-        recipe["test_time_augmentation"] = (
-            list(recipe_lib.TTA_TRANSFORMS) if config.test_time_augmentation else []
-        )
-    overrides = config.recipe_overrides or {}
-    unknown = set(overrides) - recipe_lib.RECIPE_KEYS
-    if unknown:
-        raise ValueError(
-            f"recipe_overrides: unknown recipe keys {sorted(unknown)}; "
-            f"known: {sorted(recipe_lib.RECIPE_KEYS)}"
-        )
-    recipe.update(overrides)
-    recipe_lib.validate_recipe(recipe, f"{config.architecture} with recipe_overrides")
-    return recipe
-
-
 def warm_start(
     model: tf_keras.Model, base_model: Optional[str], architecture: str
 ) -> Optional[str]:
@@ -266,10 +242,10 @@ class EpochProgress(tf_keras.callbacks.Callback):
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
-    config = TrainerConfig.from_custom_config(fn_args.custom_config)
-    recipe = resolve_recipe(config)
-    tf_keras.utils.set_random_seed(config.seed)
-    mixed = use_mixed_precision(config.mixed_precision)
+    settings = TrainerSettings.from_custom_config(fn_args.custom_config)
+    recipe = settings.recipe
+    tf_keras.utils.set_random_seed(settings.seed)
+    mixed = use_mixed_precision(settings.mixed_precision)
     if mixed:
         tf_keras.mixed_precision.set_global_policy("mixed_float16")
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -279,29 +255,29 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if not label_batches:
         raise ValueError(f"no training examples in {fn_args.train_files}")
     train_labels = np.concatenate(label_batches)
-    weights_by_class = class_weights(train_labels, config.class_weighting)
+    weights_by_class = class_weights(train_labels, settings.class_weighting)
 
     strategy = distribution_strategy()
     with strategy.scope():
-        model, weights_source = zoo.build_model(config.architecture, weights=config.weights)
-        started_from = warm_start(model, fn_args.base_model, config.architecture)
+        model, weights_source = zoo.build_model(settings.architecture, weights=settings.weights)
+        started_from = warm_start(model, fn_args.base_model, settings.architecture)
         model.compile(
             optimizer=training.make_optimizer(recipe),
             loss=training.make_loss(recipe),
             metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=config.xla,
+            jit_compile=settings.xla,
         )
     model.summary(print_fn=logging.info)
     augmentation = (
-        training.make_augmentation(recipe, seed=config.seed)
+        training.make_augmentation(recipe, seed=settings.seed)
         if any(recipe["augmentation"].values())
         else None
     )
     train = batches(
         train_examples,
         recipe["batch_size"],
-        config.shuffle_buffer,
-        config.seed,
+        settings.shuffle_buffer,
+        settings.seed,
         augmentation,
         repeat=True,
     )
@@ -312,13 +288,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         timer,
         tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
     ]
-    shuffled_train = train_examples.shuffle(config.shuffle_buffer, seed=config.seed)
+    shuffled_train = train_examples.shuffle(settings.shuffle_buffer, seed=settings.seed)
     recalibrates = strategy.num_replicas_in_sync == 1  # an eager pass is not a replica context
     if recalibrates:
         callbacks.append(
             BatchNormRecalibration(  # after EpochTimer: not part of the epoch time
                 shuffled_train,
-                config.bn_recalibration_examples // EPOCH_RECALIBRATION_SHARE,
+                settings.bn_recalibration_examples // EPOCH_RECALIBRATION_SHARE,
                 recipe["batch_size"],
             )
         )
@@ -329,14 +305,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         )
     console = progress.console_stream()
     if console is not None:
-        callbacks.append(EpochProgress(config.architecture, recipe["epochs"], console))
+        callbacks.append(EpochProgress(settings.architecture, recipe["epochs"], console))
     logging.info(
         "Training %s: %d train examples, recipe %s, mixed precision %s, XLA %s, %d replica(s)",
-        config.architecture,
+        settings.architecture,
         len(train_labels),
         recipe,
         mixed,
-        config.xla,
+        settings.xla,
         strategy.num_replicas_in_sync,
     )
     history = model.fit(
@@ -351,7 +327,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     recalibrated = (
         recalibrate_batch_norm(
-            model, shuffled_train, config.bn_recalibration_examples, recipe["batch_size"]
+            model, shuffled_train, settings.bn_recalibration_examples, recipe["batch_size"]
         )
         if recalibrates
         else 0
@@ -368,11 +344,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model.save(serving_dir, save_format="tf", signatures=serving)
     seconds = timer.seconds
     metadata = {
-        "architecture": config.architecture,
+        "architecture": settings.architecture,
         "params": int(model.count_params()),
         "weights": weights_source,
         "warm_start_from": started_from,
-        "config": config.to_custom_config(),
+        "config": settings.to_custom_config(),  # the settings it trained with
         "recipe": recipe,
         "mixed_precision": mixed,
         "replicas": strategy.num_replicas_in_sync,
@@ -390,7 +366,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model_metadata.write(serving_dir, metadata)
     logging.info(
         "Saved %s (%d params, weights: %s, %.1f images/s) to %s",
-        config.architecture,
+        settings.architecture,
         metadata["params"],
         weights_source,
         metadata["images_per_second"] or 0,

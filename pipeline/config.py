@@ -2,9 +2,10 @@
 
 Runners and the CLI build a :class:`PipelineConfig` (defaults below, overridden by
 flags); ``pipeline.pipeline.create_pipeline`` turns it into TFX components. Components
-receive the part they need (e.g. :class:`TrainerConfig`, the schema of the Trainer's
-custom_config, which the trainer owns: model/trainer_config.py). Imports go one way:
-this module reads components, never the reverse.
+receive the part they need: each Trainer the settings :meth:`PipelineConfig.trainer_settings`
+resolves from its :class:`TrainerConfig` and the architecture's recipe (the schema is the
+trainer's: model/trainer_config.py). Imports go one way: this module reads model and
+components, never the reverse.
 """
 
 import dataclasses
@@ -13,7 +14,8 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from fer_data import features
-from model.trainer_config import TrainerConfig
+from model import trainer_config
+from model.trainer_config import TrainerConfig, TrainerSettings
 from model.zoo import ARCHITECTURES
 
 DEFAULT_PIPELINE_NAME = "fer2013"
@@ -173,6 +175,11 @@ class PipelineConfig:
         return dataclasses.replace(
             self.trainer, architecture=architecture, **self.per_architecture.get(architecture, {})
         )
+
+    def trainer_settings(self, architecture: str) -> TrainerSettings:
+        """What the architecture's Trainer trains with: its recipe, with
+        :meth:`trainer_for`'s overrides applied (reads the architecture's module)."""
+        return trainer_config.resolve(self.trainer_for(architecture))
 
     @property
     def statistics_baseline_dir(self) -> str:

@@ -179,7 +179,7 @@ def _training_nodes(
                 examples=transform.outputs["transformed_examples"],
                 transform_graph=transform.outputs["transform_graph"],
                 schema=schema_gen.outputs["schema"],
-                custom_config=config.trainer_for(arch).to_custom_config(),
+                custom_config=config.trainer_settings(arch).to_custom_config(),
                 base_model=served.outputs["model"] if served is not None else None,
             ).with_id(node_ids.model_node(arch)),
             epochs=params["epochs"],

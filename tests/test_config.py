@@ -99,6 +99,7 @@ def test_embedded_default_trains_each_architecture_with_its_demo_settings(tmp_pa
     for arch, settings in config_lib.SYNTHETIC_DATA_TRAINING.items():
         trainer = config.trainer_for(arch)
         assert {key: getattr(trainer, key) for key in settings} == settings, arch
+        assert config.trainer_settings(arch).recipe["epochs"] == settings["epochs"], arch
 
 
 def test_flags_win_over_the_demo_settings_and_real_data_uses_the_recipes(tmp_path):
@@ -112,6 +113,7 @@ def test_flags_win_over_the_demo_settings_and_real_data_uses_the_recipes(tmp_pat
     assert vgg.recipe_overrides == demo_vgg["recipe_overrides"]
     real = _run_config(tmp_path, "--data", "fer2013.csv.gz")
     assert real.per_architecture == {} and real.trainer_for("resnet50").epochs is None
+    assert real.trainer_settings("resnet50").recipe["epochs"] == 30  # the recipe's
 
 
 def test_summary_table_marks_cached_nodes_and_shows_peaks():

@@ -81,6 +81,19 @@ def test_components_are_referenced_by_module_path(package):
     assert "module_file" not in text.replace('"module_file": null', "")
 
 
+def test_each_trainer_task_carries_its_resolved_recipe(package):
+    """The package's Trainers train with the full recipes (compile has --data), resolved
+    at compile time: the task's custom_config shows every value."""
+    from model import zoo
+
+    tasks = _documents(package)[0]["root"]["dag"]["tasks"]
+    for arch in config_lib.ARCHITECTURES:
+        parameters = tasks[f"Trainer_{arch}"]["inputs"]["parameters"]
+        settings = json.loads(parameters["custom_config"]["runtimeValue"]["constant"])
+        assert settings["architecture"] == arch and settings["recipe"] == zoo.get_recipe(arch)
+        assert parameters["epochs"] == {"componentInputParameter": "epochs"}  # run-time override
+
+
 def test_submit_dry_run_validates_without_server(package, capsys):
     assert (
         cli.main(["submit", "--host", "http://127.0.0.1:9", "--package", package, "--dry-run"]) == 0

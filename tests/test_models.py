@@ -455,55 +455,77 @@ def test_repeated_training_batches_keep_each_epoch_one_reshuffled_pass():
 
 
 def test_trainer_config_overrides_the_recipe_and_can_turn_augmentation_off():
-    from model import trainer
-    from pipeline.config import TrainerConfig
+    from model.trainer_config import TrainerConfig, resolve
 
-    assert any(
-        trainer.resolve_recipe(TrainerConfig(architecture="vgg_bn"))["augmentation"].values()
-    )
-    resolved = trainer.resolve_recipe(
+    assert any(resolve(TrainerConfig(architecture="vgg_bn")).recipe["augmentation"].values())
+    resolved = resolve(
         TrainerConfig(architecture="vgg_bn", epochs=3, learning_rate=0.02, augmentation=False)
-    )
+    ).recipe
     assert resolved["epochs"] == 3 and resolved["learning_rate"] == 0.02
     assert resolved["augmentation"] == recipe.NO_AUGMENTATION
     assert resolved["optimizer"] == zoo.get_recipe("vgg_bn")["optimizer"]  # the rest is kept
 
 
 def test_recipe_overrides_replace_recipe_settings_and_are_checked():
-    from model import trainer
+    from model.trainer_config import resolve
     from pipeline import config
 
     demo = config.PipelineConfig(
         data_path="faces.csv",
         per_architecture=config.per_architecture_training(config.TrainerConfig(), quick=True),
     )
-    resolved = trainer.resolve_recipe(demo.trainer_for("vgg"))
+    resolved = resolve(demo.trainer_for("vgg")).recipe
     assert resolved["lr_schedule"] is None and resolved["label_smoothing"] == 0.0
     assert resolved["learning_rate"] == 5e-4 and resolved["epochs"] == 6
-    real = trainer.resolve_recipe(config.PipelineConfig("fer2013.csv").trainer_for("vgg"))
+    real = config.PipelineConfig("fer2013.csv").trainer_settings("vgg").recipe
     assert real["lr_schedule"]["name"] == "cosine" and real["label_smoothing"] == 0.1
     with pytest.raises(ValueError, match="unknown recipe keys \\['momentum'\\]"):
-        trainer.resolve_recipe(
-            config.TrainerConfig(architecture="vgg", recipe_overrides={"momentum": 0.9})
-        )
+        resolve(config.TrainerConfig(architecture="vgg", recipe_overrides={"momentum": 0.9}))
     with pytest.raises(ValueError, match="lr_schedule must be"):
-        trainer.resolve_recipe(
+        resolve(
             config.TrainerConfig(
                 architecture="vgg", recipe_overrides={"lr_schedule": {"name": "x"}}
             )
         )
+    with pytest.raises(ValueError, match="class_weighting must be one of"):
+        resolve(config.TrainerConfig(architecture="vgg", class_weighting="inverse"))
+
+
+def test_resolved_settings_travel_as_the_custom_config_and_take_the_epochs_override():
+    from model.trainer_config import TrainerConfig, TrainerSettings, resolve
+
+    settings = resolve(TrainerConfig(architecture="improved", batch_size=32, seed=7))
+    custom_config = settings.to_custom_config()
+    assert custom_config["recipe"] == {**zoo.get_recipe("improved"), "batch_size": 32}
+    assert custom_config["seed"] == 7 and custom_config["architecture"] == "improved"
+    assert TrainerSettings.from_custom_config(custom_config) == settings
+    shorter = settings.with_epochs(2)
+    assert shorter.recipe == {**settings.recipe, "epochs": 2} and settings.recipe["epochs"] == 30
+    with pytest.raises(ValueError, match="unknown \\['epochs'\\], missing \\['recipe'\\]"):
+        TrainerSettings.from_custom_config({"architecture": "improved", "epochs": 3})
+
+
+def test_the_trainer_executor_applies_a_run_time_epochs_override():
+    from tfx.utils import json_utils
+
+    from components import trainer_component
+    from model.trainer_config import TrainerConfig, resolve
+
+    compiled = resolve(TrainerConfig(architecture="vgg")).to_custom_config()
+    props = {"custom_config": json_utils.dumps(compiled), "epochs": 0}
+    assert trainer_component.with_epochs(props) is props  # 0: as compiled
+    overridden = trainer_component.with_epochs({**props, "epochs": 4})
+    config = json_utils.loads(overridden["custom_config"])
+    assert config == {**compiled, "recipe": {**compiled["recipe"], "epochs": 4}}
 
 
 def test_test_time_augmentation_follows_the_recipe_unless_the_config_says():
-    from model import trainer
-    from pipeline.config import TrainerConfig
+    from model.trainer_config import TrainerConfig, resolve
 
-    own = trainer.resolve_recipe(TrainerConfig(architecture="improved"))
+    own = resolve(TrainerConfig(architecture="improved")).recipe
     assert own["test_time_augmentation"] == zoo.get_recipe("improved")["test_time_augmentation"]
-    off = trainer.resolve_recipe(
-        TrainerConfig(architecture="improved", test_time_augmentation=False)
-    )
-    on = trainer.resolve_recipe(TrainerConfig(architecture="improved", test_time_augmentation=True))
+    off = resolve(TrainerConfig(architecture="improved", test_time_augmentation=False)).recipe
+    on = resolve(TrainerConfig(architecture="improved", test_time_augmentation=True)).recipe
     assert off["test_time_augmentation"] == []
     assert on["test_time_augmentation"] == ["horizontal_flip", "shift_2px"]
     # Every recipe serves the flip; the 2-px shifts only when asked for (docs/RESULTS.md).
