@@ -46,15 +46,16 @@ def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
     """(train split glob of transformed examples, transform graph dir), via the pipeline."""
     from tfx.types import artifact_utils
 
+    from components import node_ids
     from pipeline.config import PipelineConfig, run_paths
     from pipeline.local import run_summary
     from pipeline.local import runner as local_runner
 
     config = PipelineConfig(data_path=os.path.abspath(data), **run_paths(run_root))
-    local_runner.run(config, last_node="Transform")
+    local_runner.run(config, last_node=node_ids.TRANSFORM)
     outputs = run_summary.latest_run_outputs(
         run_summary.open_store(config.metadata_path), config.pipeline_name
-    )["Transform"]
+    )[node_ids.TRANSFORM]
     examples = outputs["transformed_examples"][-1]
     split_names = artifact_utils.decode_split_names(examples.properties["split_names"].string_value)
     if "train" not in split_names:

@@ -211,8 +211,8 @@ def _failure(error: BaseException) -> Tuple[int, Optional[str]]:
 def outcome(summary: dict) -> int:
     """The exit code of a run that completed: pushed, nothing new, or not pushed."""
     cached = set(summary.get("cached_nodes", []))
-    trainers = [n for n in summary.get("node_seconds", {}) if n.startswith("Trainer_")]
-    if summary.get("pushed") and "AtomicPusher" not in cached:
+    trainers = [n for n in summary.get("node_seconds", {}) if node_ids.kind(n) == node_ids.TRAINER]
+    if summary.get("pushed") and node_ids.PUSHER not in cached:
         return PUSHED
     if trainers and all(n in cached for n in trainers):
         return NOTHING_NEW

@@ -76,18 +76,6 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # on 2 vCPU: 72 s in_memory vs 106 s multi_processing, docs/BENCHMARKS.md), else multi_processing.
 BEAM_MODES: Tuple[str, ...] = ("auto", "in_memory", "multi_threading", "multi_processing")
 IN_MEMORY_MAX_CPUS = 2
-# Local runs give each node of these types (component class names) a process of its own
-# (pipeline/local/node_processes.py), so its memory is returned when it ends; the small nodes
-# run inside the runner process, where a child's start-up (~7 s of imports measured:
-# ExampleGen 5.9 s in the runner, 12.9 s in its own process) would cost more than the node.
-ISOLATED_NODE_TYPES: Tuple[str, ...] = (
-    "Fer2013ExampleGen",
-    "StatisticsGen",
-    "Transform",
-    "Trainer",
-    "EnsembleBuilder",
-    "Evaluator",
-)
 
 
 @dataclasses.dataclass
