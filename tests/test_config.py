@@ -136,3 +136,47 @@ def test_summary_table_marks_cached_nodes_and_shows_peaks():
     assert table.splitlines()[-1] == (
         "run: 30 s; peak memory: largest node process 1.5 GB, runner process 1.0 GB"
     )
+
+
+def _parser(verb):
+    from pipeline import cli
+
+    parser = argparse.ArgumentParser()
+    {"run": cli._add_run_args, "compile": cli._add_compile_args}[verb](parser)  # pylint: disable=protected-access
+    return parser
+
+
+COMPILE = ["--image", "r/fer:1", "--pipeline-root", "gs://b/root"]
+
+
+def test_run_and_compile_turn_the_shared_flags_into_the_same_configuration(tmp_path):
+    from pipeline import cli
+
+    shared = ["--data", "gs://b/d.csv", "--architectures", "vgg,improved", "--epochs", "4"]
+    shared += ["--allow-drift", "--keep-blank-images", "--allow-anomalies", "--no-ensemble"]
+    run = cli.config_from_args(_parser("run").parse_args([*shared, "--run-root", str(tmp_path)]))
+    package = cli.config_from_args(_parser("compile").parse_args([*shared, *COMPILE, "--retrain"]))
+    verb_fields = {"pipeline_root", "serving_dir", "metadata_path", "retrain", "enable_cache"}
+    as_dict = [
+        {k: v for k, v in dataclasses.asdict(c).items() if k not in verb_fields}
+        for c in (run, package)
+    ]
+    assert as_dict[0] == as_dict[1]
+    assert package.data_path == "gs://b/d.csv" and package.retrain and not run.retrain
+    assert run.pipeline_root == str(tmp_path / "pipeline_root")
+    assert package.quality_policy == {"drop_blank": False} and package.allow_anomalies
+
+
+def test_each_verb_says_what_its_shared_flags_do(capsys):
+    helps = {}
+    for verb in ("run", "compile"):
+        with pytest.raises(SystemExit):
+            _parser(verb).parse_args(["--help"])
+        helps[verb] = " ".join(capsys.readouterr().out.split())
+    assert "(default: quick without --data, full with it)" in helps["run"]
+    assert "(default: full)" in helps["compile"] and "without --data" not in helps["compile"]
+    for parameter in ("epochs", "min_accuracy", "allow_drift"):
+        assert f"the default of the pipeline parameter '{parameter}'" in helps["compile"]
+        assert f"pipeline parameter '{parameter}'" not in helps["run"]
+    for verb in helps:  # the flag it names exists for the verb
+        assert "--allow-anomalies" in helps[verb] and "--keep-blank-images" in helps[verb]
