@@ -25,8 +25,8 @@ PIXEL_MAX_KEY = "pixel_max"  # int64
 # slices the test figure by it: overall = as published, 0 = leakage-free).
 SEEN_IN_TRAIN_KEY = "seen_in_train"
 
-# Version of this contract a model was trained on (saved in its fer_model.json): 2 since
-# `pixels` became one 2,304-byte value (issue 14); models without it read int64 x 2304.
+# Version of this contract a model was trained on (saved in its fer_model.json). Version 2:
+# `pixels` is one 2,304-byte value; a model of version 1 reads int64 x 2304.
 DATA_CONTRACT_VERSION = 2
 
 # Transformed features written by Transform.

@@ -75,8 +75,8 @@ def batches(
     partial batch, so ``steps_per_epoch`` = ceil(examples / batch_size) keeps Keras
     epochs identical to passes while ONE iterator serves the whole fit. Keras otherwise
     builds a new iterator every epoch, and destroying the old one (waiting for one of
-    its tf.data threads) stalled the real-data Trainer 37-58 s with both cores idle
-    after 19 of 52 epochs (docs/RESULTS.md, fifth run)."""
+    its tf.data threads) can stall a real-data Trainer for most of a minute with both
+    cores idle (measured: docs/RESULTS.md)."""
     if shuffle_buffer:
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = examples.batch(batch_size)
@@ -121,8 +121,9 @@ class BatchNormRecalibration(tf_keras.callbacks.Callback):
     """Recalibrates BatchNormalization statistics (on ``examples`` images) when each
     epoch's validation starts, so that val_accuracy -- and the early stopping and LR
     schedule that watch it -- measure what the network learned, not how far Keras'
-    moving averages still lag behind (a model at 0.58 training accuracy validated at
-    exactly chance for 9 epochs and was stopped, measured on the embedded default)."""
+    moving averages still lag behind (without it, a model at 0.58 training accuracy on
+    the embedded default validates at exactly chance and early stopping ends it:
+    docs/RESULTS.md)."""
 
     def __init__(self, examples: tf.data.Dataset, count: int, batch_size: int):
         super().__init__()

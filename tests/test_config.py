@@ -31,8 +31,8 @@ def test_an_explicit_mode_is_kept_on_any_machine():
 
 
 def test_beam_steps_do_not_make_tfx_build_and_leak_a_package_of_itself(tmp_path, monkeypatch):
-    """Without a dependency flag every Beam step built an sdist of TFX into a temp dir
-    it never deleted (49 MB each; on this machine they piled up to 19 GB)."""
+    """Without a dependency flag every Beam step builds an sdist of TFX into a temp dir it
+    never deletes (49 MB each)."""
     from tfx.utils import dependency_utils
 
     from pipeline.config import KubeflowConfig
