@@ -22,7 +22,7 @@ LABEL org.opencontainers.image.title="fer-pipeline" \
       org.opencontainers.image.description="FER2013 TFX pipeline (Beam, TFDV, TFT, Keras, TFMA, Kubeflow, TF Serving)"
 
 # PYTHONPATH: every step imports the project from /pipeline, whatever its working
-# directory, so the code fingerprint each pod checks (pipeline/kfp_entrypoint.py) is
+# directory, so the code fingerprint each pod checks (pipeline/kubeflow/kfp_entrypoint.py) is
 # computed over the same files, schemas/ included, as `make image` tagged.
 ENV PYTHONPATH=/pipeline \
     PYTHONUNBUFFERED=1 \
@@ -43,11 +43,11 @@ COPY requirements.lock ./
 RUN python -m pip install --upgrade pip==24.2 \
  && python -m pip install --no-deps -r requirements.lock
 
-# The project itself (packages fer_data, components, pipeline, serving, client). The source stays in
-# /pipeline as well: schemas/schema.pbtxt is read from here by ImportSchemaGen.
+# The project itself (packages fer_data, model, components, pipeline, serving, client). The
+# source stays in /pipeline as well: schemas/schema.pbtxt is read from here by ImportSchemaGen.
 COPY . .
 RUN python -m pip install --no-deps . \
- && python -c "import tensorflow as tf, tfx, pipeline.pipeline, components.serving_push; \
+ && python -c "import tensorflow as tf, tfx, pipeline.pipeline, components.serving_push, model.trainer; \
 assert tf.__version__ == '2.16.2', tf.__version__; assert tfx.__version__ == '1.16.0', tfx.__version__"
 
 # No ENTRYPOINT. TFX's KubeflowV2DagRunner gives every step an explicit command

@@ -1,4 +1,5 @@
-"""Installs the FER2013 TFX pipeline (packages fer_data, components, pipeline, serving, client)."""
+"""Installs the FER2013 TFX pipeline (packages fer_data, model, components, pipeline, serving,
+client)."""
 
 from setuptools import find_packages, setup
 
@@ -12,6 +13,8 @@ setup(
         include=[
             "fer_data",
             "fer_data.*",
+            "model",
+            "model.*",
             "pipeline",
             "pipeline.*",
             "components",

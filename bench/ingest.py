@@ -26,17 +26,18 @@ from typing import Any, Dict, List
 import numpy as np
 
 from bench import common
+from components import node_ids
 from fer_data import fer2013_csv
 from pipeline.config import BEAM_MODES, PipelineConfig, direct_running_mode, run_paths
 
 INGEST_NODES = (
-    "Fer2013ExampleGen",
-    "StatisticsGen",
-    "ImportSchemaGen",
-    "ExampleValidator",
-    "DriftCheck",
-    "DataValidationGate",
-    "Transform",
+    node_ids.EXAMPLE_GEN,
+    node_ids.STATISTICS_GEN,
+    node_ids.SCHEMA_GEN,
+    node_ids.EXAMPLE_VALIDATOR,
+    node_ids.DRIFT_CHECK,
+    node_ids.VALIDATION_GATE,
+    node_ids.TRANSFORM,
 )
 
 
@@ -76,14 +77,14 @@ def row_parser(path: str) -> int:
 
 def pipeline_ingest(path: str, beam_mode: str) -> Dict[str, Any]:
     """Runs the pipeline up to Transform on a fresh root; returns its run summary."""
-    from pipeline import local_runner
+    from pipeline.local import runner as local_runner
 
     root = tempfile.mkdtemp(prefix="fer-bench-ingest-")
     try:
         config = PipelineConfig(
             data_path=os.path.abspath(path), **run_paths(root), beam_direct_running_mode=beam_mode
         )
-        return local_runner.run(config, last_node="Transform")
+        return local_runner.run(config, last_node=node_ids.TRANSFORM)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

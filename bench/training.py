@@ -3,7 +3,7 @@
     python -m bench.training --data ../shared/data/fer2013.csv.gz --architectures improved,vgg
 
 For each architecture, the same model (random init), batch size and number of steps:
-(a) the pipeline's path — ``components.trainer.load_examples`` + ``batches`` over the
+(a) the pipeline's path — ``model.trainer.load_examples`` + ``batches`` over the
 Transform output (gzipped TFRecords, tft-normalised), and (b) the seed's path — Keras
 ``fit`` on numpy arrays parsed from the CSV and scaled by 1/255. Two epochs of ``--steps``
 steps each; images/s is measured on the second (the first builds graphs and caches).
@@ -46,14 +46,16 @@ def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
     """(train split glob of transformed examples, transform graph dir), via the pipeline."""
     from tfx.types import artifact_utils
 
-    from pipeline import local_runner, run_summary
+    from components import node_ids
     from pipeline.config import PipelineConfig, run_paths
+    from pipeline.local import run_summary
+    from pipeline.local import runner as local_runner
 
     config = PipelineConfig(data_path=os.path.abspath(data), **run_paths(run_root))
-    local_runner.run(config, last_node="Transform")
+    local_runner.run(config, last_node=node_ids.TRANSFORM)
     outputs = run_summary.latest_run_outputs(
         run_summary.open_store(config.metadata_path), config.pipeline_name
-    )["Transform"]
+    )[node_ids.TRANSFORM]
     examples = outputs["transformed_examples"][-1]
     split_names = artifact_utils.decode_split_names(examples.properties["split_names"].string_value)
     if "train" not in split_names:
@@ -64,9 +66,9 @@ def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
 def _compiled(architecture: str):
     import tf_keras
 
-    from components import models
+    from model import zoo
 
-    model, _ = models.build_model(architecture, weights=None)
+    model, _ = zoo.build_model(architecture, weights=None)
     model.compile(
         optimizer=tf_keras.optimizers.Adam(1e-3),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(),
@@ -76,7 +78,7 @@ def _compiled(architecture: str):
 
 
 def images_per_second(architecture: str, fit_input: Dict, images: int) -> float:
-    from components.trainer import EpochTimer
+    from model.trainer import EpochTimer
 
     timer = EpochTimer()
     _compiled(architecture).fit(epochs=2, callbacks=[timer], verbose=0, **fit_input)
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from components import trainer
+    from model import trainer
 
     images = args.steps * args.batch_size
     train_glob, graph_dir = transform_outputs(args.data, args.run_root)

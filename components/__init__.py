@@ -1,9 +1,9 @@
-"""TFX components and user modules of the FER2013 pipeline.
+"""The custom TFX components of the FER2013 pipeline, their executors and artifact types.
 
-Keras choice (made once for the whole project): TF 2.16 ships Keras 3 as ``tf.keras``;
-the TFX 1.16 / TFT / TFMA path (``tft_layer`` -> SavedModel with signatures -> TFMA ->
-TF Serving) is proven on the legacy ``tf_keras`` package, so every module uses it.
-The variable is set before TensorFlow is imported anywhere in our code.
+What runs inside Transform and the Trainers (the user modules, the model zoo) and what is
+served lives in model/; these components build on it and on fer_data. The legacy Keras
+choice (model/__init__.py) holds here too: the variable is set before any component
+imports TensorFlow.
 """
 
 import os
@@ -16,7 +16,7 @@ ARTIFACT_TYPES = ("QuarantinedRows", "Report", "TrainingDecision")  # components
 def __getattr__(name: str):
     """``components.<ArtifactType>``, the import path each custom artifact's title names.
 
-    Lazy, so that importing a light module of this package (e.g. components.trainer_config)
+    Lazy, so that importing a light module of this package (e.g. components.node_ids)
     does not import TFX.
     """
     if name in ARTIFACT_TYPES:

@@ -15,8 +15,9 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 from tfx.utils import io_utils, path_utils
 
-from components import model_metadata, serving_push
+from components import serving_push
 from fer_data import features
+from model import model_metadata
 
 SOURCE_PROPERTY = "baseline_source"
 IS_CANDIDATE_PROPERTY = "is_candidate"  # 1: no served model, the candidate is its own baseline

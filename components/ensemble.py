@@ -18,9 +18,10 @@ from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, lineage, model_metadata, node_ids, signatures
+from components import candidates, lineage, node_ids
 from components.artifacts import Artifacts, Properties
 from fer_data import features
+from model import model_metadata, signatures
 
 ENSEMBLE = node_ids.ENSEMBLE
 

@@ -172,7 +172,7 @@ def ModelSelector(
         },
     )
     component_class = candidates.make_component_class(
-        "ModelSelector", spec_class, Executor, __name__
+        node_ids.MODEL_SELECTOR, spec_class, Executor, __name__
     )
     inputs = candidates.candidate_channels(architectures, trainers, evaluators)
     spec = spec_class(

@@ -1,11 +1,11 @@
 """The Trainer component: TFX's, with the run-time epochs override and its identity on
 the model it writes.
 
-``run_fn`` (components/trainer.py) reads the TrainerConfig from ``custom_config``. The
-``epochs`` exec property (components/exec_properties.py, a pipeline parameter on
-Kubeflow) replaces its epochs when above 0, so one compiled package trains for as long
-as each run asks. The model artifact records which execution and code wrote it
-(components/lineage.py).
+``run_fn`` (model/trainer.py) reads the TrainerSettings the pipeline resolved from
+``custom_config``. The ``epochs`` exec property (components/exec_properties.py, a
+pipeline parameter on Kubeflow) replaces the recipe's epochs when above 0, so one
+compiled package trains for as long as each run asks. The model artifact records which
+execution and code wrote it (components/lineage.py).
 """
 
 from tfx import v1 as tfx
@@ -17,6 +17,7 @@ from tfx.utils import json_utils
 from components import exec_properties as properties
 from components import lineage
 from components.artifacts import Artifacts, Properties
+from model.trainer_config import TrainerSettings
 
 
 def with_epochs(exec_props: Properties) -> Properties:
@@ -25,8 +26,8 @@ def with_epochs(exec_props: Properties) -> Properties:
     if epochs <= 0:
         return exec_props
     key = standard_component_specs.CUSTOM_CONFIG_KEY
-    config = json_utils.loads(exec_props.get(key) or "null") or {}
-    return {**exec_props, key: json_utils.dumps({**config, "epochs": epochs})}
+    settings = TrainerSettings.from_custom_config(json_utils.loads(exec_props.get(key) or "null"))
+    return {**exec_props, key: json_utils.dumps(settings.with_epochs(epochs).to_custom_config())}
 
 
 class Executor(trainer_executor.GenericExecutor):

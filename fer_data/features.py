@@ -25,8 +25,8 @@ PIXEL_MAX_KEY = "pixel_max"  # int64
 # slices the test figure by it: overall = as published, 0 = leakage-free).
 SEEN_IN_TRAIN_KEY = "seen_in_train"
 
-# Version of this contract a model was trained on (saved in its fer_model.json): 2 since
-# `pixels` became one 2,304-byte value (issue 14); models without it read int64 x 2304.
+# Version of this contract a model was trained on (saved in its fer_model.json). Version 2:
+# `pixels` is one 2,304-byte value; a model of version 1 reads int64 x 2304.
 DATA_CONTRACT_VERSION = 2
 
 # Transformed features written by Transform.
@@ -63,7 +63,7 @@ CLASS_NAME_OUTPUT = "class_name"  # string [N]
 ERROR_OUTPUT = "error"  # string [N]
 
 # Bounds on one image sent to the serving_images signature, checked from its bytes before
-# anything is decoded (components/image_header.py), in TF Serving and the dev server alike.
+# anything is decoded (model/image_header.py), in TF Serving and the dev server alike.
 # A 4096x4096 RGB image decodes to 48 MiB; animated images are refused (one frame only).
 # Decoding work is bounded too: a progressive JPEG's scans (each walks the whole image
 # again: 10,000 repeated scans of a 4096^2 image cost minutes), a PNG's compressed data

@@ -1,4 +1,6 @@
-"""The FER2013 TFX pipeline: one definition, a local and a Kubeflow runner, a CLI."""
+"""The FER2013 TFX pipeline: one definition (pipeline.py, with config.py and the run-time
+parameters), the local runner (pipeline/local/), Kubeflow Pipelines (pipeline/kubeflow/)
+and the ``fer-pipeline`` CLI."""
 
 import os
 

@@ -12,10 +12,11 @@ import json
 import logging
 import os
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from components import models, node_ids
+from components import node_ids
 from fer_data import features
+from model import zoo
 from pipeline import config as config_lib
 
 DEFAULTS = config_lib.PipelineConfig  # the flags' defaults are the configuration's
@@ -79,16 +80,26 @@ _QUALITY_FLAGS = (
     (
         "--keep-blank-images",
         "drop_blank",
-        "keep blank frames (the schema still flags them: add --allow-anomalies)",
+        "keep blank frames (the schema still flags them: validation stops the run unless "
+        "--allow-anomalies is given too)",
     ),
 )
 
 
 def _add_pipeline_args(
-    parser: argparse.ArgumentParser, data_help: str, architectures: Tuple[str, ...]
+    parser: argparse.ArgumentParser,
+    data_help: str,
+    architectures: Tuple[str, ...],
+    package: bool,
 ) -> None:
-    """What a local run and a compiled package share: data, training, blessing, policy."""
+    """What a local run and a compiled package share: data, training, blessing, policy.
+    ``package``: the flags are `compile`'s, where some set a pipeline parameter's default."""
     default = "all" if architectures == config_lib.ARCHITECTURES else ",".join(architectures)
+
+    def parameter(name: str) -> str:
+        """What a flag also is in a package: the default of a run-time parameter."""
+        return f"; the default of the pipeline parameter '{name}'" if package else ""
+
     # fmt: off
     parser.add_argument("--data", help=data_help)
     parser.add_argument("--architectures", type=_architectures, default=architectures,
@@ -97,20 +108,23 @@ def _add_pipeline_args(
     parser.add_argument("--training", choices=("quick", "full"),
                         help="quick: short constant-rate settings that learn in minutes on a "
                         "CPU (the embedded default's); full: each architecture's recipe "
-                        "(default: quick without --data, full with it)")
+                        + ("(default: full)" if package
+                           else "(default: quick without --data, full with it)"))
     parser.add_argument("--warm-start", action="store_true",
                         help="start each Trainer from the served model's weights when it is "
                         "of the same architecture (TFX's base_model)")
-    parser.add_argument("--epochs", type=int, help="override every recipe's epochs")
+    parser.add_argument("--epochs", type=int,
+                        help=f"override every recipe's epochs{parameter('epochs')}")
     parser.add_argument("--batch-size", type=int, help="override every recipe's batch size")
     parser.add_argument("--learning-rate", type=float, help="override every recipe's LR")
-    parser.add_argument("--weights", help="transfer backbones: imagenet or a local .h5 file "
-                                          "(default: random init)")
+    parser.add_argument("--weights", help="transfer backbones: imagenet or a .h5 file the "
+                                          "Trainer can read (default: random init)")
     parser.add_argument("--test-time-augmentation", choices=("on", "off"),
                         help="serve every model with (on: mirror image and 2-px shifts) or without "
                         "(off) test-time augmentation (default: each recipe's)")
     parser.add_argument("--min-accuracy", type=float, default=DEFAULTS.min_accuracy,
-                        help="absolute eval-accuracy bound for blessing")
+                        help="absolute eval-accuracy bound for blessing"
+                        f"{parameter('min_accuracy')}")
     parser.add_argument("--no-ensemble", dest="ensemble", action="store_false",
                         help="no ensemble candidate (the blessed architectures averaged)")
     parser.add_argument("--selection-metric", default=DEFAULTS.selection_metric,
@@ -118,11 +132,13 @@ def _add_pipeline_args(
                         help="how ModelSelector ranks the blessed candidates on eval")
     parser.add_argument("--allow-drift", action="store_true",
                         help="train even when the new data drifted from the previous span's "
-                        "statistics, and make it the new reference")
+                        f"statistics, and make it the new reference{parameter('allow_drift')}")
     parser.add_argument("--allow-anomalies", action="store_true",
                         help="experts: train even when data validation finds anomalies")
     parser.add_argument("--max-quarantine-fraction", type=float,
-                        default=DEFAULTS.max_quarantine_fraction)
+                        default=DEFAULTS.max_quarantine_fraction,
+                        help="the share of unusable rows (malformed or blank) above which "
+                        "the data is rejected (default: %(default)s)")
     quality = parser.add_argument_group(
         "data quality policy (default: the safe one; dropped rows are kept in the quarantine)")
     for flag, setting, what in _QUALITY_FLAGS:
@@ -134,12 +150,14 @@ DATA_PATTERN_HELP = (
     "fer2013 CSV (.csv or .csv.gz) or a pattern of them; '{SPAN}' in it picks the newest "
     "span, e.g. 'incoming/span-{SPAN}/*.csv'"
 )
+# Set by each verb's parser: the PipelineConfig fields of that verb's own flags.
+VERB_SETTINGS = "verb_settings"
 
 
-def config_from_args(
-    args: argparse.Namespace, kubeflow: Optional[config_lib.KubeflowConfig] = None
-) -> config_lib.PipelineConfig:
-    """Flags -> PipelineConfig, for `run` and (with ``kubeflow``) `compile` alike."""
+def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
+    """Flags -> PipelineConfig: the one path for `run` and `compile`. The flags both verbs
+    share (data, training, blessing, data policy), then the fields of the verb's own flags
+    (``_run_settings``, ``_compile_settings``)."""
     quick = args.training == "quick" if args.training else not args.data
     trainer = config_lib.TrainerConfig(
         epochs=args.epochs,
@@ -148,7 +166,7 @@ def config_from_args(
         weights=args.weights,
         test_time_augmentation={"on": True, "off": False, None: None}[args.test_time_augmentation],
     )
-    shared = dict(
+    return config_lib.PipelineConfig(
         max_quarantine_fraction=args.max_quarantine_fraction,
         allow_anomalies=args.allow_anomalies,
         quality_policy={s: False for _, s, _ in _QUALITY_FLAGS if not getattr(args, s)},
@@ -160,26 +178,28 @@ def config_from_args(
         min_accuracy=args.min_accuracy,
         selection_metric=args.selection_metric,
         ensemble=args.ensemble,
+        **getattr(args, VERB_SETTINGS)(args),
     )
-    if kubeflow is not None:
-        return config_lib.PipelineConfig(
-            data_path=kubeflow.data_path,
-            pipeline_root=kubeflow.pipeline_root,
-            serving_dir=kubeflow.serving_dir,
-            schema_dir=kubeflow.schema_dir,
-            retrain=args.retrain,
-            **shared,
-        )
+
+
+def _run_settings(args: argparse.Namespace) -> Dict[str, Any]:
+    """A local run's: its data (default: the embedded faces), where it keeps things, Beam."""
     paths = config_lib.run_paths(args.run_root)
-    return config_lib.PipelineConfig(
+    return dict(
         data_path=args.data or _default_data(args.run_root),
         pipeline_root=args.pipeline_root or paths["pipeline_root"],
         serving_dir=args.serving_dir or paths["serving_dir"],
         metadata_path=args.metadata_path or paths["metadata_path"],
         beam_direct_running_mode=args.beam_mode,
         enable_cache=not args.no_cache,
-        **shared,
     )
+
+
+def _compile_settings(args: argparse.Namespace) -> Dict[str, Any]:
+    """A package's: the defaults of its 'data' and 'retrain' parameters. Where the pods
+    find things (pipeline root, serving dir, schema) is the cluster's: :func:`_cluster`,
+    applied by the Kubeflow compiler."""
+    return dict(data_path=args.data, retrain=args.retrain)
 
 
 def _failure(error: BaseException) -> Tuple[int, Optional[str]]:
@@ -210,8 +230,8 @@ def _failure(error: BaseException) -> Tuple[int, Optional[str]]:
 def outcome(summary: dict) -> int:
     """The exit code of a run that completed: pushed, nothing new, or not pushed."""
     cached = set(summary.get("cached_nodes", []))
-    trainers = [n for n in summary.get("node_seconds", {}) if n.startswith("Trainer_")]
-    if summary.get("pushed") and "AtomicPusher" not in cached:
+    trainers = [n for n in summary.get("node_seconds", {}) if node_ids.kind(n) == node_ids.TRAINER]
+    if summary.get("pushed") and node_ids.PUSHER not in cached:
         return PUSHED
     if trainers and all(n in cached for n in trainers):
         return NOTHING_NEW
@@ -219,7 +239,7 @@ def outcome(summary: dict) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from pipeline import run_log  # light: the log takes over before TensorFlow is imported
+    from pipeline.local import run_log  # light: the log takes over before TensorFlow is imported
 
     config = config_from_args(args)
     summary_json = args.summary_json or os.path.join(args.run_root, "summary.json")
@@ -231,7 +251,7 @@ def run_command(args: argparse.Namespace) -> int:
             contextlib.nullcontext(sys.stdout) if args.verbose else run_log.output_to_log(log)
         ) as console:
             try:
-                from pipeline import local_runner
+                from pipeline.local import runner as local_runner
 
                 summary = local_runner.run(config, summary_json, console=console)
             except Exception:
@@ -325,8 +345,10 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     _add_pipeline_args(
         parser,
         DATA_PATTERN_HELP + "; default: the embedded synthetic faces",
-        models.CPU_ARCHITECTURES,
+        zoo.CPU_ARCHITECTURES,
+        package=False,
     )
+    parser.set_defaults(**{VERB_SETTINGS: _run_settings})
     parser.add_argument("--run-root", default=config_lib.DEFAULT_RUN_ROOT,
                         help="where pipeline root, metadata and serving dir go by default")
     parser.add_argument("--pipeline-root", help="default: <run-root>/pipeline_root")
@@ -349,7 +371,9 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     # fmt: off
     defaults = config_lib.KubeflowConfig()
     _add_pipeline_args(parser, DATA_PATTERN_HELP + "; as the pods see it (gs://...). The "
-                       "default of the pipeline parameter 'data'", config_lib.ARCHITECTURES)
+                       "default of the pipeline parameter 'data'", config_lib.ARCHITECTURES,
+                       package=True)
+    parser.set_defaults(**{VERB_SETTINGS: _compile_settings})
     parser.add_argument("--output", default=DEFAULT_PACKAGE, help="KFP package (.yaml)")
     parser.add_argument("--image", required=True,
                         help="the image of this tree (see Dockerfile, `make image`); without a "
@@ -365,7 +389,8 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema-dir", default=defaults.schema_dir,
                         help="folder of schema.pbtxt as the pods see it (the image's)")
     parser.add_argument("--beam-runner", default=defaults.beam_runner,
-                        choices=["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"])
+                        choices=["DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner"],
+                        help="the Beam steps' runner (default: %(default)s, inside each pod)")
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="extra Beam flag for the Beam steps, e.g. --beam-arg=--project=P")
     parser.add_argument("--trainer-gpus", type=int, default=defaults.trainer.gpus,
@@ -376,19 +401,12 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
     # fmt: on
 
 
-def compile_command(args: argparse.Namespace) -> int:
-    from pipeline import kfp_package, kubeflow_runner
-
+def _cluster(args: argparse.Namespace, image: str) -> config_lib.KubeflowConfig:
+    """`compile`'s cluster flags -> KubeflowConfig: the image, where the pods find things,
+    Beam, and the Trainer pods' GPUs."""
     defaults = config_lib.KubeflowConfig()
-    if not args.data:
-        print(
-            "fer-pipeline: compile needs --data: the input as the pods see it (the default of "
-            "the pipeline parameter 'data'; `submit --param data=...` changes it per run)",
-            file=sys.stderr,
-        )
-        return FAILED
-    kubeflow = config_lib.KubeflowConfig(
-        image=kubeflow_runner.image_reference(args.image),
+    return config_lib.KubeflowConfig(
+        image=image,
         pipeline_root=args.pipeline_root,
         serving_dir=args.serving_dir,
         serving_pvc=args.serving_pvc or None,
@@ -398,10 +416,22 @@ def compile_command(args: argparse.Namespace) -> int:
         beam_extra_args=tuple(args.beam_arg),
         trainer=dataclasses.replace(defaults.trainer, gpus=args.trainer_gpus),
     )
-    try:
-        path = kubeflow_runner.compile_pipeline(
-            config_from_args(args, kubeflow), kubeflow, args.output
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    from pipeline.kubeflow import kfp_package
+    from pipeline.kubeflow import runner as kubeflow_runner
+
+    if not args.data:
+        print(
+            "fer-pipeline: compile needs --data: the input as the pods see it (the default of "
+            "the pipeline parameter 'data'; `submit --param data=...` changes it per run)",
+            file=sys.stderr,
         )
+        return FAILED
+    kubeflow = _cluster(args, kubeflow_runner.image_reference(args.image))
+    try:
+        path = kubeflow_runner.compile_pipeline(config_from_args(args), kubeflow, args.output)
     except (kfp_package.PackageError, ValueError) as error:
         print(f"fer-pipeline: {error}", file=sys.stderr)
         return FAILED
@@ -421,7 +451,7 @@ def _pairs(pairs: List[str], flag: str, value_required: bool = False) -> Dict[st
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    from pipeline import kubeflow_runner
+    from pipeline.kubeflow import runner as kubeflow_runner
 
     token = None
     if args.token_file:
@@ -463,7 +493,7 @@ def _typed(text: str):
 
 
 def run_package_command(args: argparse.Namespace) -> int:
-    from pipeline import kfp_package, package_runner
+    from pipeline.kubeflow import kfp_package, package_runner
 
     pvcs = _pairs(args.pvc, "--pvc", value_required=True)
     try:

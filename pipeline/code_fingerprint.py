@@ -1,7 +1,7 @@
 """Fingerprints of the project's code, so that caches and images see what the code is.
 
 TFX keys its cache on a node's inputs and exec properties. Transform and the Trainers
-name their user code by module path (``components.trainer.run_fn``), so TFX hashes no
+name their user code by module path (``model.trainer.run_fn``), so TFX hashes no
 code of ours: an edited model module would be served from the cache. Each node therefore
 gets a ``code_fingerprint`` exec property (components/exec_properties.py): a hash of the
 source files its behaviour depends on, found by following the project's own imports from
@@ -10,7 +10,7 @@ edited file, and what is downstream of them, and nothing else.
 
 The whole tree's fingerprint (:func:`tree_fingerprint`) names the image on Kubeflow (its
 tag, ``code-<12 hex>``) and is checked by every pod against the code the image holds
-(pipeline/kfp_entrypoint.py), so a package never runs on code other than its own.
+(pipeline/kubeflow/kfp_entrypoint.py), so a package never runs on code other than its own.
 
 Only files are read (``importlib.util.find_spec`` and ``ast``): nothing is imported.
 """
@@ -23,7 +23,7 @@ import os
 from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 # The project's packages (setup.py): imports of anything else are not followed.
-PACKAGES: Tuple[str, ...] = ("fer_data", "components", "pipeline", "serving", "client")
+PACKAGES: Tuple[str, ...] = ("fer_data", "model", "components", "pipeline", "serving", "client")
 SHORT = 12  # hex digits of a fingerprint in an image tag or a log line
 IMAGE_TAG_PREFIX = "code-"
 ENV_VAR = "FER_CODE_FINGERPRINT"  # the tree fingerprint a compiled package expects

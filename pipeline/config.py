@@ -2,9 +2,10 @@
 
 Runners and the CLI build a :class:`PipelineConfig` (defaults below, overridden by
 flags); ``pipeline.pipeline.create_pipeline`` turns it into TFX components. Components
-receive the part they need (e.g. :class:`TrainerConfig`, the schema of the Trainer's
-custom_config, which the trainer owns: components/trainer_config.py). Imports go one way:
-this module reads components, never the reverse.
+receive the part they need: each Trainer the settings :meth:`PipelineConfig.trainer_settings`
+resolves from its :class:`TrainerConfig` and the architecture's recipe (the schema is the
+trainer's: model/trainer_config.py). Imports go one way: this module reads model and
+components, never the reverse.
 """
 
 import dataclasses
@@ -12,9 +13,10 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from components.models import ARCHITECTURES
-from components.trainer_config import TrainerConfig
 from fer_data import features
+from model import trainer_config
+from model.trainer_config import TrainerConfig, TrainerSettings
+from model.zoo import ARCHITECTURES
 
 DEFAULT_PIPELINE_NAME = "fer2013"
 DEFAULT_MODEL_NAME = features.MODEL_NAME
@@ -74,18 +76,6 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # on 2 vCPU: 72 s in_memory vs 106 s multi_processing, docs/BENCHMARKS.md), else multi_processing.
 BEAM_MODES: Tuple[str, ...] = ("auto", "in_memory", "multi_threading", "multi_processing")
 IN_MEMORY_MAX_CPUS = 2
-# Local runs give each node of these types (component class names) a process of its own
-# (pipeline/node_processes.py), so its memory is returned when it ends; the small nodes
-# run inside the runner process, where a child's start-up (~7 s of imports measured:
-# ExampleGen 5.9 s in the runner, 12.9 s in its own process) would cost more than the node.
-ISOLATED_NODE_TYPES: Tuple[str, ...] = (
-    "Fer2013ExampleGen",
-    "StatisticsGen",
-    "Transform",
-    "Trainer",
-    "EnsembleBuilder",
-    "Evaluator",
-)
 
 
 @dataclasses.dataclass
@@ -173,6 +163,11 @@ class PipelineConfig:
         return dataclasses.replace(
             self.trainer, architecture=architecture, **self.per_architecture.get(architecture, {})
         )
+
+    def trainer_settings(self, architecture: str) -> TrainerSettings:
+        """What the architecture's Trainer trains with: its recipe, with
+        :meth:`trainer_for`'s overrides applied (reads the architecture's module)."""
+        return trainer_config.resolve(self.trainer_for(architecture))
 
     @property
     def statistics_baseline_dir(self) -> str:

@@ -1,7 +1,7 @@
 """Python commands run as forks of one process that has imported TensorFlow, TFX and Beam.
 
-A heavy node of a local run (pipeline/node_processes.py) and a task of ``run-package``
-(pipeline/package_runner.py) each get a process of their own, so that their memory goes
+A heavy node of a local run (pipeline/local/node_processes.py) and a task of ``run-package``
+(pipeline/kubeflow/package_runner.py) each get a process of their own, so that their memory goes
 back to the OS when they end. A new interpreter spends ~8-10 s on 2 vCPU importing
 TensorFlow, TFX and Beam before it does any work (docs/BENCHMARKS.md). The server here
 imports them once; each command is then a fork of it with its own argv, environment,

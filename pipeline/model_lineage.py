@@ -15,7 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import lineage, serving_push
 from fer_data import features
-from pipeline import run_summary
+from pipeline.local import run_summary
 
 
 def _artifacts(store: Any, execution_id: int, kind: int) -> List[Dict[str, Any]]:

@@ -32,8 +32,8 @@ from components.trainer_component import Trainer
 from pipeline import code_fingerprint, parameters
 from pipeline.config import PROJECT_ROOT, PipelineConfig
 
-TRANSFORM_FN = "components.transform.preprocessing_fn"
-RUN_FN = "components.trainer.run_fn"
+TRANSFORM_FN = "model.transform.preprocessing_fn"
+RUN_FN = "model.trainer.run_fn"
 # Set by the KFP driver from 2.5 on (driver/resolve.go resolveInputParameter).
 KFP_RUN_ID = "{{$.pipeline_job_uuid}}"
 
@@ -53,8 +53,10 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List[ba
         max_quarantine_fraction=config.max_quarantine_fraction,
         output_config=unassigned_rows_output_config(*config.unassigned_split_buckets),
         quality_policy=Policy(**config.quality_policy),
+    ).with_id(node_ids.EXAMPLE_GEN)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(config)).with_id(
+        node_ids.SCHEMA_GEN
     )
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(config))
     head: List[base_node.BaseNode] = [example_gen]
     decision = None
     if kubeflow:
@@ -66,7 +68,7 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List[ba
             min_accuracy=params["min_accuracy"],
             allow_drift=params["allow_drift"],
             retrain=params["retrain"],
-        )
+        ).with_id(node_ids.NEW_DATA_CHECK)
         head.append(new_data)
         decision = new_data.outputs["decision"]
         gate_on_new_data = conditional.Cond(
@@ -82,12 +84,11 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List[ba
             if kubeflow:
                 exec_properties.add(node, run_id=KFP_RUN_ID, ledger_dir=config.training_ledger_dir)
     components = head + nodes[:1] + [schema_gen] + nodes[1:]
+    for node in components:
+        node_ids.traits(node.id)  # a node the runners know what to do with
     code_fingerprint.attach(
         components,
-        roots={
-            node_ids.model_node(arch): [f"components.models.{arch}"]
-            for arch in config.architectures
-        },
+        roots={node_ids.model_node(arch): [f"model.zoo.{arch}"] for arch in config.architectures},
         files={schema_gen.id: [schema_gen.exec_properties["schema_file"]]}
         if os.path.exists(schema_gen.exec_properties["schema_file"])
         else {schema_gen.id: [os.path.join(PROJECT_ROOT, "schemas", SCHEMA_FILE)]},
@@ -124,23 +125,25 @@ def _training_nodes(
 ) -> List[base_node.BaseNode]:
     """Everything after ingest: validation, Transform, (with ``warm_start``) the served
     model, Trainers, evaluation, selection, push and report (StatisticsGen first)."""
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
+        node_ids.STATISTICS_GEN
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    )
+    ).with_id(node_ids.EXAMPLE_VALIDATOR)
     drift_check = DriftCheck(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         baseline_dir=config.statistics_baseline_dir,
         accept_drift=params["allow_drift"],
-    )
+    ).with_id(node_ids.DRIFT_CHECK)
     gate = DataValidationGate(
         anomalies=example_validator.outputs["anomalies"],
         schema=schema_gen.outputs["schema"],
         drift=drift_check.outputs["anomalies"],
         allow_anomalies=int(config.allow_anomalies),
         allow_drift=params["allow_drift"],
-    )
+    ).with_id(node_ids.VALIDATION_GATE)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
@@ -148,7 +151,7 @@ def _training_nodes(
         # StatisticsGen has the raw statistics; post-transform statistics of 2,304 floats
         # per image would be computed and never read.
         disable_statistics=True,
-    )
+    ).with_id(node_ids.TRANSFORM)
     transform.add_upstream_node(gate)  # no training on data that failed validation
 
     def evaluate(candidate: str, model: base_node.BaseNode) -> List[base_node.BaseNode]:
@@ -173,7 +176,7 @@ def _training_nodes(
     if config.warm_start:
         served = ServedModel(
             model_base_path=config.model_serving_dir, served_version=served_version
-        )
+        ).with_id(node_ids.SERVED_MODEL)
         nodes.append(served)
     for arch in config.architectures:
         trainers[arch] = exec_properties.add(
@@ -182,9 +185,9 @@ def _training_nodes(
                 examples=transform.outputs["transformed_examples"],
                 transform_graph=transform.outputs["transform_graph"],
                 schema=schema_gen.outputs["schema"],
-                custom_config=config.trainer_for(arch).to_custom_config(),
+                custom_config=config.trainer_settings(arch).to_custom_config(),
                 base_model=served.outputs["model"] if served is not None else None,
-            ).with_id(node_ids.model_node(arch)),
+            ).with_id(node_ids.trainer(arch)),
             epochs=params["epochs"],
         )
         nodes += evaluate(arch, trainers[arch])
@@ -207,7 +210,7 @@ def _training_nodes(
         example_splits=["test"],
         model=selector.outputs["model"],
         eval_config=evaluation.make_eval_config(min_accuracy=None, slice_by_seen_in_train=True),
-    ).with_id("Evaluator_test")
+    ).with_id(node_ids.EVALUATOR_TEST)
     # TFX's Pusher pushes only a blessed model (the selector blesses only a blessed winner);
     # it runs either way, to record the run (lineage, Kubeflow's training ledger).
     pusher = AtomicPusher(
@@ -216,7 +219,7 @@ def _training_nodes(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.model_serving_dir)
         ),
-    )
+    ).with_id(node_ids.PUSHER)
     report = ReportComponent(
         candidates,
         example_gen,

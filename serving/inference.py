@@ -82,7 +82,7 @@ def check_images(name: str, values: np.ndarray) -> None:
 
     Fails closed: bytes Pillow cannot read (a decompression bomb included) are refused.
     The serving signature checks the same per-image bounds, and the decoding work, before
-    it decodes (components/image_header.py); this answers earlier, naming the offending
+    it decodes (model/image_header.py); this answers earlier, naming the offending
     element, and bounds each request (the signature can only bound a call: TF Serving's
     batching merges requests).
     """

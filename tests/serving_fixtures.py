@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from components import signatures, transform
 from fer_data import features
+from model import signatures, transform
 
 _TEMPLATES: Dict[int, str] = {}
 _TEMPLATE_ROOT: Optional[str] = None

@@ -72,9 +72,9 @@ def test_a_model_edit_changes_exactly_the_trainers_that_run_it(tree):
         return text.replace("Dense(128", "Dense(64", 1)
 
     # vgg_bn_small is vgg's layout with batch norm: it runs vgg.py too.
-    changed = changed_by(tree, "components/models/vgg.py", narrower_dense)
+    changed = changed_by(tree, "model/zoo/vgg.py", narrower_dense)
     assert changed == {"Trainer_vgg", "Trainer_vgg_bn_small"}
-    assert changed_by(tree, "components/models/improved.py", lambda t: t + "\n# x\n") == {
+    assert changed_by(tree, "model/zoo/improved.py", lambda t: t + "\n# x\n") == {
         "Trainer_improved"
     }
 
@@ -85,7 +85,7 @@ def test_shared_code_changes_every_node_that_runs_it(tree):
     changed = changed_by(tree, "components/evaluation.py", lambda t: t + "\n# x\n")
     assert changed == evaluators | readers
     trainers = {f"Trainer_{a}" for a in ARCHITECTURES}
-    assert changed_by(tree, "components/trainer.py", lambda t: t + "\n# x\n") == trainers
+    assert changed_by(tree, "model/trainer.py", lambda t: t + "\n# x\n") == trainers
     # The data contract (feature names, bounds) is read by nearly every node.
     assert len(changed_by(tree, "fer_data/features.py", lambda t: t + "\n# x\n")) >= 10
 

@@ -31,12 +31,12 @@ def test_an_explicit_mode_is_kept_on_any_machine():
 
 
 def test_beam_steps_do_not_make_tfx_build_and_leak_a_package_of_itself(tmp_path, monkeypatch):
-    """Without a dependency flag every Beam step built an sdist of TFX into a temp dir
-    it never deleted (49 MB each; on this machine they piled up to 19 GB)."""
+    """Without a dependency flag every Beam step builds an sdist of TFX into a temp dir it
+    never deletes (49 MB each)."""
     from tfx.utils import dependency_utils
 
-    from pipeline import kubeflow_runner
     from pipeline.config import KubeflowConfig
+    from pipeline.kubeflow import runner as kubeflow_runner
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     kubeflow_args = kubeflow_runner.beam_pipeline_args(KubeflowConfig(image="registry/fer:1"))
@@ -53,8 +53,8 @@ def test_cluster_beam_workers_run_the_pipeline_image_unless_told_otherwise(tmp_p
     a dependency the user names replaces it instead of being contradicted."""
     from tfx.utils import dependency_utils
 
-    from pipeline import kubeflow_runner
     from pipeline.config import KubeflowConfig
+    from pipeline.kubeflow import runner as kubeflow_runner
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     flink = KubeflowConfig(
@@ -99,6 +99,7 @@ def test_embedded_default_trains_each_architecture_with_its_demo_settings(tmp_pa
     for arch, settings in config_lib.SYNTHETIC_DATA_TRAINING.items():
         trainer = config.trainer_for(arch)
         assert {key: getattr(trainer, key) for key in settings} == settings, arch
+        assert config.trainer_settings(arch).recipe["epochs"] == settings["epochs"], arch
 
 
 def test_flags_win_over_the_demo_settings_and_real_data_uses_the_recipes(tmp_path):
@@ -112,6 +113,7 @@ def test_flags_win_over_the_demo_settings_and_real_data_uses_the_recipes(tmp_pat
     assert vgg.recipe_overrides == demo_vgg["recipe_overrides"]
     real = _run_config(tmp_path, "--data", "fer2013.csv.gz")
     assert real.per_architecture == {} and real.trainer_for("resnet50").epochs is None
+    assert real.trainer_settings("resnet50").recipe["epochs"] == 30  # the recipe's
 
 
 def test_summary_table_marks_cached_nodes_and_shows_peaks():
@@ -134,3 +136,47 @@ def test_summary_table_marks_cached_nodes_and_shows_peaks():
     assert table.splitlines()[-1] == (
         "run: 30 s; peak memory: largest node process 1.5 GB, runner process 1.0 GB"
     )
+
+
+def _parser(verb):
+    from pipeline import cli
+
+    parser = argparse.ArgumentParser()
+    {"run": cli._add_run_args, "compile": cli._add_compile_args}[verb](parser)  # pylint: disable=protected-access
+    return parser
+
+
+COMPILE = ["--image", "r/fer:1", "--pipeline-root", "gs://b/root"]
+
+
+def test_run_and_compile_turn_the_shared_flags_into_the_same_configuration(tmp_path):
+    from pipeline import cli
+
+    shared = ["--data", "gs://b/d.csv", "--architectures", "vgg,improved", "--epochs", "4"]
+    shared += ["--allow-drift", "--keep-blank-images", "--allow-anomalies", "--no-ensemble"]
+    run = cli.config_from_args(_parser("run").parse_args([*shared, "--run-root", str(tmp_path)]))
+    package = cli.config_from_args(_parser("compile").parse_args([*shared, *COMPILE, "--retrain"]))
+    verb_fields = {"pipeline_root", "serving_dir", "metadata_path", "retrain", "enable_cache"}
+    as_dict = [
+        {k: v for k, v in dataclasses.asdict(c).items() if k not in verb_fields}
+        for c in (run, package)
+    ]
+    assert as_dict[0] == as_dict[1]
+    assert package.data_path == "gs://b/d.csv" and package.retrain and not run.retrain
+    assert run.pipeline_root == str(tmp_path / "pipeline_root")
+    assert package.quality_policy == {"drop_blank": False} and package.allow_anomalies
+
+
+def test_each_verb_says_what_its_shared_flags_do(capsys):
+    helps = {}
+    for verb in ("run", "compile"):
+        with pytest.raises(SystemExit):
+            _parser(verb).parse_args(["--help"])
+        helps[verb] = " ".join(capsys.readouterr().out.split())
+    assert "(default: quick without --data, full with it)" in helps["run"]
+    assert "(default: full)" in helps["compile"] and "without --data" not in helps["compile"]
+    for parameter in ("epochs", "min_accuracy", "allow_drift"):
+        assert f"the default of the pipeline parameter '{parameter}'" in helps["compile"]
+        assert f"pipeline parameter '{parameter}'" not in helps["run"]
+    for verb in helps:  # the flag it names exists for the verb
+        assert "--allow-anomalies" in helps[verb] and "--keep-blank-images" in helps[verb]

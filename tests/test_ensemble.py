@@ -9,8 +9,9 @@ import serving_fixtures as fx
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components import candidates, ensemble, model_metadata
+from components import candidates, ensemble
 from fer_data import features
+from model import model_metadata
 
 
 def _candidate(root, arch, favourite, blessed, params=10):

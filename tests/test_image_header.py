@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import image_header
 from fer_data import features
+from model import image_header
 
 size_of = tf.function(image_header.image_size)
 

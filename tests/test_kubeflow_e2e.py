@@ -3,7 +3,7 @@ and again on a growing folder of spans with `fer-pipeline run-package` (KFP 2.5 
 
 The compiled package, not the Python pipeline object, is what runs: every task's command
 is executed as the KFP launcher would, with the executor input the KFP driver would
-build (see pipeline/package_runner.py). No TFX driver resolves ``{SPAN}`` there: the
+build (see pipeline/kubeflow/package_runner.py). No TFX driver resolves ``{SPAN}`` there: the
 ExampleGen does, and NewDataCheck stops a run on data already trained on. tests/spans.py
 says what each span holds. Sized to prove the chain, not to train well.
 """

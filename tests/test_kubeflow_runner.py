@@ -6,8 +6,10 @@ import json
 import pytest
 import yaml
 
-from pipeline import cli, kfp_entrypoint, kfp_package, kubeflow_runner
+from pipeline import cli
 from pipeline import config as config_lib
+from pipeline.kubeflow import kfp_entrypoint, kfp_package
+from pipeline.kubeflow import runner as kubeflow_runner
 from pipeline.pipeline import create_pipeline
 
 
@@ -74,9 +76,22 @@ def test_every_trainer_requests_gpus_and_beam_steps_get_cpu(package):
 
 def test_components_are_referenced_by_module_path(package):
     text = open(package).read()
-    assert "components.trainer.run_fn" in text
-    assert "components.transform.preprocessing_fn" in text
+    assert "model.trainer.run_fn" in text
+    assert "model.transform.preprocessing_fn" in text
     assert "module_file" not in text.replace('"module_file": null', "")
+
+
+def test_each_trainer_task_carries_its_resolved_recipe(package):
+    """The package's Trainers train with the full recipes (compile has --data), resolved
+    at compile time: the task's custom_config shows every value."""
+    from model import zoo
+
+    tasks = _documents(package)[0]["root"]["dag"]["tasks"]
+    for arch in config_lib.ARCHITECTURES:
+        parameters = tasks[f"Trainer_{arch}"]["inputs"]["parameters"]
+        settings = json.loads(parameters["custom_config"]["runtimeValue"]["constant"])
+        assert settings["architecture"] == arch and settings["recipe"] == zoo.get_recipe(arch)
+        assert parameters["epochs"] == {"componentInputParameter": "epochs"}  # run-time override
 
 
 def test_submit_dry_run_validates_without_server(package, capsys):

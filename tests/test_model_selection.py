@@ -68,7 +68,9 @@ def _candidate(root, arch, accuracy, blessed, size_bytes, matrix=None):
 
 
 def _select(root, table, metric="accuracy", matrices=None):
-    inputs = {}
+    inputs = {
+        model_selection.EXAMPLES_KEY: [_artifact(standard_artifacts.Examples, root / "examples")]
+    }
     for arch, (accuracy, blessed, size) in table.items():
         inputs.update(_candidate(root, arch, accuracy, blessed, size, (matrices or {}).get(arch)))
     outputs = {
@@ -161,4 +163,4 @@ def test_the_selection_metric_decides(tmp_path, metric, winner):
 
 def test_an_unknown_selection_metric_is_refused():
     with pytest.raises(ValueError, match="selection metric must be one of"):
-        model_selection.ModelSelector([], {}, {}, metric="auc")
+        model_selection.ModelSelector([], {}, {}, examples=None, metric="auc")

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components import models
-from components.models import improved, mobilenet_v2, recipe, training, transfer, vgg_bn
 from fer_data import features
+from model import zoo
+from model.zoo import improved, mobilenet_v2, recipe, training, transfer, vgg_bn
 
 EXPECTED_PARAMS = {
     "improved": 647_111,
@@ -44,18 +44,18 @@ def _closed_port_url(fname):
 
 
 def test_registry_names_and_unknown_name():
-    assert set(models.ARCHITECTURES) == set(EXPECTED_PARAMS)
-    assert all(models.module(name).__name__.endswith(f".{name}") for name in models.ARCHITECTURES)
+    assert set(zoo.ARCHITECTURES) == set(EXPECTED_PARAMS)
+    assert all(zoo.module(name).__name__.endswith(f".{name}") for name in zoo.ARCHITECTURES)
     with pytest.raises(ValueError, match="unknown architecture 'alexnet'.*improved.*vgg_bn"):
-        models.build_model("alexnet")
+        zoo.build_model("alexnet")
     with pytest.raises(ValueError, match="valid names"):
-        models.get_recipe("nope")
+        zoo.get_recipe("nope")
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
 def test_params_contract_and_one_training_step(name):
     keras.backend.clear_session()
-    model, source = models.build_model(name)
+    model, source = zoo.build_model(name)
     print(f"{name}: {model.count_params():,} params")
     assert source == "random init"
     assert model.count_params() == EXPECTED_PARAMS[name]
@@ -83,7 +83,7 @@ def test_params_contract_and_one_training_step(name):
         not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights[-2:])
     )
 
-    if name in models.TRANSFER_ARCHITECTURES:  # gray -> RGB happens inside the graph
+    if name in zoo.TRANSFER_ARCHITECTURES:  # gray -> RGB happens inside the graph
         assert model.input.shape[-1] == 1
         assert tuple(model.get_layer("gray_to_rgb").output.shape) == (None, 48, 48, 3)
         assert tuple(transfer.backbone_of(model).input.shape) == (None, 48, 48, 3)
@@ -95,7 +95,7 @@ def test_params_contract_and_one_training_step(name):
 
 
 def test_vgg_layout_reaches_the_seed_count():
-    model = models.build_model("vgg")[0]
+    model = zoo.build_model("vgg")[0]
     assert tuple(model.get_layer(index=-3).input.shape) == (None, 2, 2, 128)  # flatten in
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.kernel_size for c in convs] == [(3, 3)] * 8
@@ -112,7 +112,7 @@ def test_vgg_layout_reaches_the_seed_count():
 
 
 def test_vgg_bn_small_is_vgg_with_batch_norm_after_every_conv():
-    plain, normed = models.build_model("vgg")[0], models.build_model("vgg_bn_small")[0]
+    plain, normed = zoo.build_model("vgg")[0], zoo.build_model("vgg_bn_small")[0]
 
     def convs(model):
         return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -124,11 +124,11 @@ def test_vgg_bn_small_is_vgg_with_batch_norm_after_every_conv():
     after_conv = [normed.layers[normed.layers.index(c) + 1] for c in convs(normed)]
     assert all(isinstance(layer, keras.layers.BatchNormalization) for layer in after_conv)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
-    assert models.get_recipe("vgg_bn_small") == models.get_recipe("vgg")
+    assert zoo.get_recipe("vgg_bn_small") == zoo.get_recipe("vgg")
 
 
 def test_vgg_bn_structure():
-    model = models.build_model("vgg_bn")[0]
+    model = zoo.build_model("vgg_bn")[0]
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
     assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 10
@@ -141,7 +141,7 @@ def test_mixed_precision_keeps_float32_probabilities():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
         for name in ("improved", "vgg_bn"):
-            model = models.build_model(name)[0]
+            model = zoo.build_model(name)[0]
             assert model.layers[-2].compute_dtype == "float16"
             assert model.output.dtype == tf.float32
             assert model(_images(2)).dtype == tf.float32
@@ -154,7 +154,7 @@ def test_imagenet_unavailable_falls_back_loudly_to_random_init(monkeypatch, tmp_
     monkeypatch.setattr(mobilenet_v2, "IMAGENET_URL", _closed_port_url(mobilenet_v2.IMAGENET_FILE))
     start = time.monotonic()
     with caplog.at_level(logging.WARNING):
-        model, source = models.build_model("mobilenet_v2", weights="imagenet")
+        model, source = zoo.build_model("mobilenet_v2", weights="imagenet")
     assert time.monotonic() - start < 30
     assert source == "random init"
     assert model.count_params() == EXPECTED_PARAMS["mobilenet_v2"]
@@ -218,7 +218,7 @@ def test_imagenet_file_in_keras_cache_is_used(monkeypatch, tmp_path):
     reference = mobilenet_v2.build_backbone()
     (tmp_path / "models").mkdir()
     reference.save_weights(str(tmp_path / "models" / mobilenet_v2.IMAGENET_FILE))
-    model, source = models.build_model("mobilenet_v2", weights="imagenet")
+    model, source = zoo.build_model("mobilenet_v2", weights="imagenet")
     assert source == "imagenet"
     np.testing.assert_array_equal(
         transfer.backbone_of(model).get_layer("Conv1").kernel.numpy(),
@@ -230,7 +230,7 @@ def test_local_backbone_weights_file(tmp_path):
     reference = mobilenet_v2.build_backbone()
     path = str(tmp_path / "mobilenet_v2_notop.h5")
     reference.save_weights(path)
-    model, source = models.build_model("mobilenet_v2", weights=path)
+    model, source = zoo.build_model("mobilenet_v2", weights=path)
     assert source == f"file:{path}"
     backbone = transfer.backbone_of(model)
     for layer in ("Conv1", "block_16_project", "Conv_1_bn"):
@@ -239,7 +239,7 @@ def test_local_backbone_weights_file(tmp_path):
         ):
             np.testing.assert_array_equal(got, want)
     with pytest.raises(FileNotFoundError):
-        models.build_model("mobilenet_v2", weights=str(tmp_path / "missing.h5"))
+        zoo.build_model("mobilenet_v2", weights=str(tmp_path / "missing.h5"))
 
 
 def test_weights_file_with_other_structure_loads_by_name(tmp_path):
@@ -266,11 +266,11 @@ def test_weights_file_with_other_structure_loads_by_name(tmp_path):
 
 def test_scratch_models_weights_argument(tmp_path):
     with pytest.raises(ValueError, match="no ImageNet weights"):
-        models.build_model("improved", weights="imagenet")
+        zoo.build_model("improved", weights="imagenet")
     reference = improved.build()[0]
     path = str(tmp_path / "improved.h5")
     reference.save_weights(path)
-    model, source = models.build_model("improved", weights=path)
+    model, source = zoo.build_model("improved", weights=path)
     assert source == f"file:{path}"
     x = _images(2)
     np.testing.assert_allclose(model(x).numpy(), reference(x).numpy(), rtol=1e-6)
@@ -278,7 +278,7 @@ def test_scratch_models_weights_argument(tmp_path):
 
 @pytest.mark.parametrize("name", ["improved", "mobilenet_v2"])
 def test_savedmodel_round_trip(name, tmp_path):
-    model, _ = models.build_model(name)
+    model, _ = zoo.build_model(name)
     x = _images(3)
     expected = model(x, training=False).numpy()
     model.save(str(tmp_path / name), save_format="tf")
@@ -291,7 +291,7 @@ def test_savedmodel_round_trip(name, tmp_path):
 
 @pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
 def test_recipes_share_one_schema(name):
-    r = models.get_recipe(name)
+    r = zoo.get_recipe(name)
     assert set(r) == recipe.RECIPE_KEYS
     assert set(r["augmentation"]) == recipe.AUGMENTATION_KEYS
     optimizer = training.make_optimizer(r)
@@ -313,7 +313,7 @@ def test_cosine_schedule_warms_up_then_decays_to_the_floor():
 def test_generalising_recipe_trains_with_its_schedule():
     """improved and vgg: augmentation, label smoothing and the cosine LR reach Keras; the
     floor follows an overridden learning rate."""
-    r = dict(models.get_recipe("vgg"), epochs=3, learning_rate=2e-3)
+    r = dict(zoo.get_recipe("vgg"), epochs=3, learning_rate=2e-3)
     assert r["lr_schedule"]["name"] == "cosine" and r["label_smoothing"] == 0.1
     assert r["augmentation"]["horizontal_flip"] and r["augmentation"]["translation"] > 0
     # The schedule is the stopping rule: no EarlyStopping cuts it short.
@@ -348,7 +348,7 @@ def test_vgg_bn_recipe_follows_the_paper_and_augmentation_runs():
     x = _images(4)
     out = augment(x, training=True).numpy()
     assert out.shape == x.shape and not np.allclose(out, x)
-    no_augmentation = models.get_recipe("mobilenet_v2")  # the seed's recipe
+    no_augmentation = zoo.get_recipe("mobilenet_v2")  # the seed's recipe
     np.testing.assert_array_equal(
         training.make_augmentation(no_augmentation)(x, training=True).numpy(), x
     )
@@ -362,7 +362,7 @@ def test_vgg_bn_recipe_follows_the_paper_and_augmentation_runs():
 
 
 def test_batch_norm_recalibration_sets_the_exact_average_of_the_batch_statistics():
-    from components import trainer
+    from model import trainer
 
     inputs = keras.Input(shape=(3,))
     normalised = keras.layers.BatchNormalization(momentum=0.99)(inputs)
@@ -385,7 +385,7 @@ def test_batch_norm_recalibration_sets_the_exact_average_of_the_batch_statistics
 
 
 def test_batch_norm_recalibration_of_image_batches_is_exact_and_starts_afresh_each_time():
-    from components import trainer
+    from model import trainer
 
     inputs = keras.Input(shape=(4, 4, 2))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))  # the fused kernel
@@ -410,7 +410,7 @@ def test_batch_norm_recalibration_of_image_batches_is_exact_and_starts_afresh_ea
 
 
 def test_validation_during_fit_sees_recalibrated_batch_norm_statistics():
-    from components import trainer
+    from model import trainer
 
     data = np.random.default_rng(1).normal(loc=4.0, size=(256, 2)).astype("float32")
     examples = tf.data.Dataset.from_tensor_slices((data, np.zeros(256, "int64")))
@@ -440,7 +440,7 @@ def test_validation_during_fit_sees_recalibrated_batch_norm_statistics():
 
 
 def test_repeated_training_batches_keep_each_epoch_one_reshuffled_pass():
-    from components import trainer
+    from model import trainer
 
     examples = tf.data.Dataset.from_tensor_slices(
         (np.arange(10, dtype="float32"), np.zeros(10, "int64"))
@@ -455,55 +455,77 @@ def test_repeated_training_batches_keep_each_epoch_one_reshuffled_pass():
 
 
 def test_trainer_config_overrides_the_recipe_and_can_turn_augmentation_off():
-    from components import trainer
-    from pipeline.config import TrainerConfig
+    from model.trainer_config import TrainerConfig, resolve
 
-    assert any(
-        trainer.resolve_recipe(TrainerConfig(architecture="vgg_bn"))["augmentation"].values()
-    )
-    resolved = trainer.resolve_recipe(
+    assert any(resolve(TrainerConfig(architecture="vgg_bn")).recipe["augmentation"].values())
+    resolved = resolve(
         TrainerConfig(architecture="vgg_bn", epochs=3, learning_rate=0.02, augmentation=False)
-    )
+    ).recipe
     assert resolved["epochs"] == 3 and resolved["learning_rate"] == 0.02
     assert resolved["augmentation"] == recipe.NO_AUGMENTATION
-    assert resolved["optimizer"] == models.get_recipe("vgg_bn")["optimizer"]  # the rest is kept
+    assert resolved["optimizer"] == zoo.get_recipe("vgg_bn")["optimizer"]  # the rest is kept
 
 
 def test_recipe_overrides_replace_recipe_settings_and_are_checked():
-    from components import trainer
+    from model.trainer_config import resolve
     from pipeline import config
 
     demo = config.PipelineConfig(
         data_path="faces.csv",
         per_architecture=config.per_architecture_training(config.TrainerConfig(), quick=True),
     )
-    resolved = trainer.resolve_recipe(demo.trainer_for("vgg"))
+    resolved = resolve(demo.trainer_for("vgg")).recipe
     assert resolved["lr_schedule"] is None and resolved["label_smoothing"] == 0.0
     assert resolved["learning_rate"] == 5e-4 and resolved["epochs"] == 6
-    real = trainer.resolve_recipe(config.PipelineConfig("fer2013.csv").trainer_for("vgg"))
+    real = config.PipelineConfig("fer2013.csv").trainer_settings("vgg").recipe
     assert real["lr_schedule"]["name"] == "cosine" and real["label_smoothing"] == 0.1
     with pytest.raises(ValueError, match="unknown recipe keys \\['momentum'\\]"):
-        trainer.resolve_recipe(
-            config.TrainerConfig(architecture="vgg", recipe_overrides={"momentum": 0.9})
-        )
+        resolve(config.TrainerConfig(architecture="vgg", recipe_overrides={"momentum": 0.9}))
     with pytest.raises(ValueError, match="lr_schedule must be"):
-        trainer.resolve_recipe(
+        resolve(
             config.TrainerConfig(
                 architecture="vgg", recipe_overrides={"lr_schedule": {"name": "x"}}
             )
         )
+    with pytest.raises(ValueError, match="class_weighting must be one of"):
+        resolve(config.TrainerConfig(architecture="vgg", class_weighting="inverse"))
+
+
+def test_resolved_settings_travel_as_the_custom_config_and_take_the_epochs_override():
+    from model.trainer_config import TrainerConfig, TrainerSettings, resolve
+
+    settings = resolve(TrainerConfig(architecture="improved", batch_size=32, seed=7))
+    custom_config = settings.to_custom_config()
+    assert custom_config["recipe"] == {**zoo.get_recipe("improved"), "batch_size": 32}
+    assert custom_config["seed"] == 7 and custom_config["architecture"] == "improved"
+    assert TrainerSettings.from_custom_config(custom_config) == settings
+    shorter = settings.with_epochs(2)
+    assert shorter.recipe == {**settings.recipe, "epochs": 2} and settings.recipe["epochs"] == 30
+    with pytest.raises(ValueError, match="unknown \\['epochs'\\], missing \\['recipe'\\]"):
+        TrainerSettings.from_custom_config({"architecture": "improved", "epochs": 3})
+
+
+def test_the_trainer_executor_applies_a_run_time_epochs_override():
+    from tfx.utils import json_utils
+
+    from components import trainer_component
+    from model.trainer_config import TrainerConfig, resolve
+
+    compiled = resolve(TrainerConfig(architecture="vgg")).to_custom_config()
+    props = {"custom_config": json_utils.dumps(compiled), "epochs": 0}
+    assert trainer_component.with_epochs(props) is props  # 0: as compiled
+    overridden = trainer_component.with_epochs({**props, "epochs": 4})
+    config = json_utils.loads(overridden["custom_config"])
+    assert config == {**compiled, "recipe": {**compiled["recipe"], "epochs": 4}}
 
 
 def test_test_time_augmentation_follows_the_recipe_unless_the_config_says():
-    from components import trainer
-    from pipeline.config import TrainerConfig
+    from model.trainer_config import TrainerConfig, resolve
 
-    own = trainer.resolve_recipe(TrainerConfig(architecture="improved"))
-    assert own["test_time_augmentation"] == models.get_recipe("improved")["test_time_augmentation"]
-    off = trainer.resolve_recipe(
-        TrainerConfig(architecture="improved", test_time_augmentation=False)
-    )
-    on = trainer.resolve_recipe(TrainerConfig(architecture="improved", test_time_augmentation=True))
+    own = resolve(TrainerConfig(architecture="improved")).recipe
+    assert own["test_time_augmentation"] == zoo.get_recipe("improved")["test_time_augmentation"]
+    off = resolve(TrainerConfig(architecture="improved", test_time_augmentation=False)).recipe
+    on = resolve(TrainerConfig(architecture="improved", test_time_augmentation=True)).recipe
     assert off["test_time_augmentation"] == []
     assert on["test_time_augmentation"] == ["horizontal_flip", "shift_2px"]
     # Every recipe serves the flip; the 2-px shifts only when asked for (docs/RESULTS.md).
@@ -511,6 +533,6 @@ def test_test_time_augmentation_follows_the_recipe_unless_the_config_says():
 
 
 def test_recipe_with_an_unknown_test_time_augmentation_is_refused():
-    bad = dict(models.get_recipe("vgg"), test_time_augmentation=["ten_crop"])
+    bad = dict(zoo.get_recipe("vgg"), test_time_augmentation=["ten_crop"])
     with pytest.raises(ValueError, match="unknown test_time_augmentation"):
         recipe.validate_recipe(bad, "vgg")

@@ -10,7 +10,8 @@ import os
 import pytest
 import yaml
 
-from pipeline import cel, cli, package_runner
+from pipeline import cli
+from pipeline.kubeflow import cel, package_runner
 
 # Writes its executor input into its output folder (which it must create itself) and an
 # executor output with metadata, as a TFX step would.

@@ -61,7 +61,7 @@ def runs(tmp_path_factory):
         spans.write_span(incoming, span)
         run(f"span{span}")
     run("again")  # no new span
-    model = os.path.join(tree, "components", "models", "improved.py")
+    model = os.path.join(tree, "model", "zoo", "improved.py")
     with open(model) as handle:
         text = handle.read()
     assert "(32, 1), (64, 2)," in text

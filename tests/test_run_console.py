@@ -8,7 +8,7 @@ from pipeline import cli
 
 SCRIPT = """
 import logging, os, subprocess, sys
-from pipeline import run_log
+from pipeline.local import run_log
 logging.basicConfig(level=logging.INFO)  # as fer-pipeline does
 with run_log.output_to_log(sys.argv[1]) as console:
     print("python stdout")
@@ -16,7 +16,7 @@ with run_log.output_to_log(sys.argv[1]) as console:
     subprocess.run([sys.executable, "-c", "import sys; print('child says hi', file=sys.stderr)"],
                    check=True)
     console.write("for the person\\n")
-    logging.getLogger("components.models").warning("weights fell back")
+    logging.getLogger("model.zoo").warning("weights fell back")
     logging.getLogger("tensorflow").warning("noise")
 assert "FER_CONSOLE_FD" not in os.environ
 print("after")

@@ -580,7 +580,7 @@ def test_a_rest_client_that_leaves_stops_its_request(tmp_path):
 
 
 def test_eight_scan_bombs_at_once_leave_ordinary_faces_answered(server, client):
-    """The issue's attack: eight 396 KB progressive JPEGs of 10,000 scans at once (14 s of
+    """The scan-bomb attack: eight 396 KB progressive JPEGs of 10,000 scans at once (14 s of
     CPU each when decoded): each is refused from its bytes, a face is answered at once."""
     bomb = _strings(hostile_images.corpus()["jpeg 4096x4096 of 10000 scans"])
     request = predict_pb2.PredictRequest()

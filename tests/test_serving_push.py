@@ -4,7 +4,8 @@ import os
 
 from tfx.types import standard_artifacts
 
-from components import baseline, model_metadata, serving_push
+from components import baseline, serving_push
+from model import model_metadata
 
 
 def _saved_model_dir(path, content=b"model", current_contract=True):
@@ -65,7 +66,7 @@ def test_baseline_is_the_served_version_or_the_candidate_before_any_push(tmp_pat
 
 
 def test_a_served_model_of_an_older_data_contract_is_not_the_baseline(tmp_path):
-    """A version pushed before pixels became bytes cannot parse this run's examples."""
+    """A version of data contract 1 (pixels as int64 values) cannot parse this run's examples."""
     base = tmp_path / "fer"
     _saved_model_dir(base / "5", b"old-5", current_contract=False)
     out, content = _run_baseline(tmp_path, base)

@@ -15,9 +15,9 @@ from PIL import Image
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx.utils import io_utils
 
-from components import models, signatures
-from components.transform import preprocessing_fn
 from fer_data import features
+from model import signatures, zoo
+from model.transform import preprocessing_fn
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def exported(tmp_path_factory):
         _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
     # The raw schema, as TFX's Transform stores it (serving parses raw tf.Examples with it).
     metadata_io.write_metadata(metadata, os.path.join(transform_dir, "metadata"))
-    model, _ = models.build_model("improved")
+    model, _ = zoo.build_model("improved")
     model_dir = str(root / "model")
     model.save(
         model_dir,

@@ -6,8 +6,8 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.transform import preprocessing_fn
 from fer_data import features
+from model.transform import preprocessing_fn
 
 
 def test_pixels_become_z_scored_48x48x1_images_and_label_passes(tmp_path):
@@ -47,7 +47,7 @@ def test_pixels_become_z_scored_48x48x1_images_and_label_passes(tmp_path):
 
 
 def test_pixels_to_image_keeps_row_major_layout():
-    from components.transform import pixels_to_image
+    from model.transform import pixels_to_image
 
     pixels = tf.constant([[features.pixels_to_bytes(np.arange(features.NUM_PIXELS) % 256)]])
     image = pixels_to_image(pixels).numpy()
@@ -56,7 +56,7 @@ def test_pixels_to_image_keeps_row_major_layout():
 
 
 def test_pixels_of_the_wrong_length_fail_clearly():
-    from components.transform import pixels_to_image
+    from model.transform import pixels_to_image
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="must hold 2304 bytes"):
         pixels_to_image(tf.constant([[b"\x01" * 100]]))

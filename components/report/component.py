@@ -20,11 +20,12 @@ from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, data_validation_gate, evaluation, model_metadata, model_selection
+from components import candidates, data_validation_gate, evaluation, model_selection, node_ids
 from components.artifacts import Artifacts, Properties, QuarantinedRows, Report
 from components.fer2013_example_gen import executor as example_gen_executor
 from components.report import render
 from fer_data import features
+from model import model_metadata
 
 SAMPLES_PER_EMOTION = 8
 _PARSE_BATCH = 1024
@@ -168,7 +169,9 @@ def ReportComponent(
         inputs=inputs_spec,
         outputs={"report": component_spec.ChannelParameter(type=Report)},
     )
-    component_class = candidates.make_component_class("Report", spec_class, Executor, __name__)
+    component_class = candidates.make_component_class(
+        node_ids.REPORT, spec_class, Executor, __name__
+    )
     inputs = {
         "examples": example_gen.outputs["examples"],
         "quarantine": example_gen.outputs["quarantine"],

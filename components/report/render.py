@@ -38,8 +38,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
-from components import scores, signatures  # noqa: E402
+from components import scores  # noqa: E402
 from fer_data import features  # noqa: E402
+from model import signatures  # noqa: E402
 
 INDEX_FILE = "index.html"
 DATA_FILE = "report.json"

@@ -24,9 +24,9 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components.models import common, transfer
-from components.models.recipe import seed_recipe
 from fer_data import features
+from model.zoo import common, transfer
+from model.zoo.recipe import seed_recipe
 
 NAME = "resnet50"
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"

@@ -11,8 +11,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import evaluation, lineage, model_metadata, node_ids
-from pipeline import executor_process
+from components import evaluation, lineage, node_ids
+from model import model_metadata
+from pipeline.local import executor_process
 
 NodeOutputs = Dict[str, List[metadata_store_pb2.Artifact]]  # output key -> artifacts
 Outputs = Dict[str, NodeOutputs]  # node id -> its outputs
@@ -166,34 +167,34 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
         ),
     }
 
-    quarantine = _single(outputs, "Fer2013ExampleGen", "quarantine")
+    quarantine = _single(outputs, node_ids.EXAMPLE_GEN, "quarantine")
     if quarantine is not None:
         from components.fer2013_example_gen.executor import SUMMARY_FILE
 
         with open(os.path.join(quarantine.uri, SUMMARY_FILE)) as handle:
             summary["ingest"] = json.load(handle)
     architectures = sorted(
-        node[len("Trainer_") :] for node in outputs if node.startswith("Trainer_")
+        node_ids.candidate_of(node) for node in outputs if node_ids.kind(node) == node_ids.TRAINER
     )
     if node_ids.ENSEMBLE_BUILDER in outputs:
         architectures.append(node_ids.ENSEMBLE)
     summary["architectures"] = {arch: architecture_summary(outputs, arch) for arch in architectures}
 
-    selection = _single(outputs, "ModelSelector", "blessing")
+    selection = _single(outputs, node_ids.MODEL_SELECTOR, "blessing")
     if selection is not None:
         from components.model_selection import SELECTION_FILE
 
         with open(os.path.join(selection.uri, SELECTION_FILE)) as handle:
             chosen = json.load(handle)
         summary["selection"] = {k: chosen[k] for k in ("metric", "winner", "best_candidate")}
-    test = _single(outputs, "Evaluator_test", "evaluation")
+    test = _single(outputs, node_ids.EVALUATOR_TEST, "evaluation")
     summary["test"] = evaluation.read_metrics(test.uri) if test is not None else None
-    pushed = _single(outputs, "AtomicPusher", "pushed_model")
+    pushed = _single(outputs, node_ids.PUSHER, "pushed_model")
     summary["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
     summary["pushed_path"] = (
         custom_property(pushed, "pushed_destination") if summary["pushed"] else None
     )
     summary["lineage"] = lineage.read(summary["pushed_path"]) if summary["pushed_path"] else None
-    report = _single(outputs, "Report", "report")
+    report = _single(outputs, node_ids.REPORT, "report")
     summary["report"] = os.path.join(report.uri, "index.html") if report is not None else None
     return summary

@@ -15,8 +15,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 # apiserver/template/v2_template.go: the API server accepts only this schema version.
 SCHEMA_VERSION = "2.1.0"
-# The container entrypoint of every step (pipeline/kfp_entrypoint.py).
-ENTRYPOINT_MODULE = "pipeline.kfp_entrypoint"
+# The container entrypoint of every step (pipeline/kubeflow/kfp_entrypoint.py).
+ENTRYPOINT_MODULE = "pipeline.kubeflow.kfp_entrypoint"
 STOCK_TFX_ENTRYPOINT = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 # component/launcher_v2.go getPlaceholders (2.0.5): the placeholders the launcher substitutes.
 _PLACEHOLDERS = [

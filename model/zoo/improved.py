@@ -5,7 +5,7 @@ Layout (3x3 'same' ReLU convs, 2x2 max pools; spatial 48 -> 24 -> 12 -> 6 -> 3):
     conv32, pool, conv64 x2, pool, conv64 x2, pool, conv128 x3, pool,
     dropout 0.5, flatten (3*3*128 = 1152), dense128 relu, dense7 softmax
 
-Recipe: ``generalising_recipe`` (components/models/recipe.py), 30 epochs from Adam 5e-4
+Recipe: ``generalising_recipe`` (model/zoo/recipe.py), 30 epochs from Adam 5e-4
 (with 40, PublicTest was flat from epoch ~30; the time goes to vgg, docs/RESULTS.md):
 the seed's (constant rate, raw images, up to 50 epochs) reached training accuracy 0.95
 against 0.58 on PublicTest (docs/RESULTS.md).
@@ -15,8 +15,8 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components.models import common
-from components.models.recipe import generalising_recipe
+from model.zoo import common
+from model.zoo.recipe import generalising_recipe
 
 NAME = "improved"
 

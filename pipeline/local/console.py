@@ -1,6 +1,6 @@
 """The node lines of ``fer-pipeline run``: one when each node starts, one when it ends
 (elapsed, peak memory of its process, its key figure read back from ML Metadata).
-Where the rest of the output goes: pipeline/run_log.py."""
+Where the rest of the output goes: pipeline/local/run_log.py."""
 
 import os
 import time
@@ -8,8 +8,9 @@ from typing import Dict, Optional, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import drift_check, evaluation, model_metadata, node_ids
-from pipeline import run_summary
+from components import drift_check, evaluation, node_ids
+from model import model_metadata
+from pipeline.local import run_summary
 
 
 class Console:
@@ -75,7 +76,7 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
             f"{int(found.get('train_overlap_groups', 0)):,} images shared by train and "
             "eval/test)"
         )  # MLMD keeps JSON numbers as floats
-    if node_id == "DriftCheck" and "anomalies" in single:
+    if node_id == node_ids.DRIFT_CHECK and "anomalies" in single:
         drifted = custom(single["anomalies"], drift_check.DRIFTED_PROPERTY) or 0
         baseline = custom(single["anomalies"], drift_check.BASELINE_PROPERTY)
         return (
@@ -83,7 +84,7 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
         )
     if node_id == node_ids.ENSEMBLE_BUILDER and "model" in single:
         return model_metadata.model_facts(single["model"].uri)["weights"] or ""
-    if node_id.startswith("Trainer_") and "model" in single:
+    if node_ids.kind(node_id) == node_ids.TRAINER and "model" in single:
         history = model_metadata.model_facts(single["model"].uri)["history"]
         accuracy = history.get("val_accuracy") or [None]
         return (
@@ -97,10 +98,10 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
         text = f"accuracy {accuracy:.3f}" if accuracy is not None else "no accuracy"
         if metrics.get("leakage_free"):
             text += f" (leakage-free {metrics['leakage_free']['accuracy']:.3f})"
-        if "blessing" in single and node_id != "Evaluator_test":
+        if "blessing" in single and node_id != node_ids.EVALUATOR_TEST:
             text += ", blessed" if custom(single["blessing"], "blessed") == 1 else ", NOT blessed"
         return text
-    if node_id == "ModelSelector" and "blessing" in single:
+    if node_id == node_ids.MODEL_SELECTOR and "blessing" in single:
         blessed = custom(single["blessing"], "blessed") == 1
         return f"selected {custom(single['blessing'], 'architecture')}" + (
             "" if blessed else " (not blessed: nothing will be pushed)"

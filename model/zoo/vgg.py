@@ -17,7 +17,7 @@ output layer 128*7+7 = 903, so the dense128 layer must hold 528,295 - 461,728 - 
 Dropout rates carry no parameters; the seed's rates are not recoverable from the count,
 0.25 is the conventional value for this layout.
 
-Recipe: ``generalising_recipe`` (components/models/recipe.py), 52 epochs from Adam 1e-3
+Recipe: ``generalising_recipe`` (model/zoo/recipe.py), 52 epochs from Adam 1e-3
 (with 40, PublicTest was still rising at the last epoch; with 55, early stopping ended it at
 epoch 41, best epoch 31; with 52 and no early stopping, 0.6137 at the last epoch, its
 validation loss flat from ~40: docs/RESULTS.md). 52 is what the 2 h budget of a real-data
@@ -31,8 +31,8 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components.models import common
-from components.models.recipe import generalising_recipe
+from model.zoo import common
+from model.zoo.recipe import generalising_recipe
 
 NAME = "vgg"
 
@@ -49,7 +49,7 @@ def build(weights: Optional[str] = None) -> Tuple[keras.Model, str]:
 
 def build_layout(name: str, weights: Optional[str], batch_norm: bool) -> Tuple[keras.Model, str]:
     """The STAGES layout above; with ``batch_norm`` every conv is conv (no bias) -> batch
-    norm -> ReLU (components/models/vgg_bn_small.py), without it conv + ReLU."""
+    norm -> ReLU (model/zoo/vgg_bn_small.py), without it conv + ReLU."""
     inputs = common.image_input()
     x = inputs
     for filters, first, second in STAGES:

@@ -34,8 +34,8 @@ from typing import Any, Optional, Tuple
 import numpy as np
 import tf_keras as keras
 
-from components.models import common
-from components.models.common import FILE_PREFIX, IMAGENET, RANDOM_INIT, check_weights
+from model.zoo import common
+from model.zoo.common import FILE_PREFIX, IMAGENET, RANDOM_INIT, check_weights
 
 logger = logging.getLogger(__name__)
 

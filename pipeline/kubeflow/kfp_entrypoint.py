@@ -1,6 +1,6 @@
 """The command every pipeline step runs in its pod on Kubeflow Pipelines (v2 engine).
 
-``python -m pipeline.kfp_entrypoint <TFX entrypoint flags>``: checks that the image holds
+``python -m pipeline.kubeflow.kfp_entrypoint <TFX entrypoint flags>``: checks that the image holds
 the code the package was compiled from (the package sets ``FER_CODE_FINGERPRINT`` in
 every container; pipeline/code_fingerprint.py), repairs the executor input that the
 open-source KFP backend hands over, then runs TFX's own container entrypoint

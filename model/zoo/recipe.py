@@ -3,7 +3,7 @@
 Each module of the zoo carries a ``RECIPE`` dict with exactly the keys in
 :data:`RECIPE_KEYS` (and an ``augmentation`` dict with exactly
 :data:`AUGMENTATION_KEYS`), so the trainer can read any of them the same way.
-components/models/training.py turns a recipe into tf_keras objects (optimizer, loss,
+model/zoo/training.py turns a recipe into tf_keras objects (optimizer, loss,
 callbacks, augmentation). This module is pure Python: the registry and the pipeline read
 recipes without importing TensorFlow.
 
@@ -65,7 +65,7 @@ LR_SCHEDULES = {
     "reduce_on_plateau": frozenset({"monitor", "mode", "factor", "patience", "min_lr"}),
     "cosine": frozenset({"warmup_epochs", "min_lr_fraction"}),
 }
-# Test-time augmentations a recipe may name (components/signatures.py applies them):
+# Test-time augmentations a recipe may name (model/signatures.py applies them):
 # the mirror image; four copies shifted by 2 px up, down, left and right.
 TTA_TRANSFORMS = ("horizontal_flip", "shift_2px")
 AUGMENTATION_KEYS = frozenset(

@@ -44,7 +44,7 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components.models import common
+from model.zoo import common
 
 NAME = "vgg_bn"
 STAGE_FILTERS = (64, 128, 256, 512)

@@ -1,10 +1,11 @@
 """Trainer user module: ``run_fn`` trains one architecture on Transform's output.
 
-Referenced by module path (``components.trainer.run_fn``) so the container image that
-carries this package is all Kubeflow needs. The architecture's recipe
-(components/models/<arch>.py ``RECIPE``), overridden by the TrainerConfig, decides the
-optimizer, LR schedule, augmentation, label smoothing and early stopping on the eval
-split. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
+Referenced by module path (``model.trainer.run_fn``) so the container image that
+carries this package is all Kubeflow needs. The Trainer's custom_config holds its
+settings, resolved when the pipeline was built (model/trainer_config.py
+``TrainerSettings``): the recipe (optimizer, LR schedule, augmentation, label smoothing,
+early stopping on the eval split, test-time augmentation) and how to run it; this module
+only reads them. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
 augment in parallel, repeat -- one iterator for the whole fit --, prefetch). Output: a
 SavedModel with both serving signatures, and ``assets.extra/fer_model.json`` (history,
 timing, params, weights source) beside it.
@@ -14,7 +15,7 @@ import logging
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Dict, List, Optional, TextIO
 
 import numpy as np
 import tensorflow as tf
@@ -22,11 +23,10 @@ import tensorflow_transform as tft
 import tf_keras
 from tfx import v1 as tfx
 
-from components import model_metadata, models, progress, signatures
-from components.models import recipe as recipe_lib
-from components.models import training
-from components.trainer_config import TrainerConfig
 from fer_data import features
+from model import model_metadata, progress, signatures, zoo
+from model.trainer_config import TrainerSettings
+from model.zoo import training
 
 # Each epoch's validation recalibrates BatchNormalization on this share of the images the
 # final recalibration uses (1/8 of 8,192 = 1,024 by default): cheap, and enough to judge.
@@ -75,8 +75,8 @@ def batches(
     partial batch, so ``steps_per_epoch`` = ceil(examples / batch_size) keeps Keras
     epochs identical to passes while ONE iterator serves the whole fit. Keras otherwise
     builds a new iterator every epoch, and destroying the old one (waiting for one of
-    its tf.data threads) stalled the real-data Trainer 37-58 s with both cores idle
-    after 19 of 52 epochs (docs/RESULTS.md, fifth run)."""
+    its tf.data threads) can stall a real-data Trainer for most of a minute with both
+    cores idle (measured: docs/RESULTS.md)."""
     if shuffle_buffer:
         examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = examples.batch(batch_size)
@@ -121,8 +121,9 @@ class BatchNormRecalibration(tf_keras.callbacks.Callback):
     """Recalibrates BatchNormalization statistics (on ``examples`` images) when each
     epoch's validation starts, so that val_accuracy -- and the early stopping and LR
     schedule that watch it -- measure what the network learned, not how far Keras'
-    moving averages still lag behind (a model at 0.58 training accuracy validated at
-    exactly chance for 9 epochs and was stopped, measured on the embedded default)."""
+    moving averages still lag behind (without it, a model at 0.58 training accuracy on
+    the embedded default validates at exactly chance and early stopping ends it:
+    docs/RESULTS.md)."""
 
     def __init__(self, examples: tf.data.Dataset, count: int, batch_size: int):
         super().__init__()
@@ -145,30 +146,6 @@ def class_weights(labels: np.ndarray, mode: str) -> Optional[Dict[int, float]]:
     else:
         raise ValueError(f"class_weighting must be none, balanced or sqrt_balanced, got {mode!r}")
     return {c: float(w) for c, w in enumerate(weights)}
-
-
-def resolve_recipe(config: TrainerConfig) -> Dict[str, Any]:
-    """The architecture's recipe with the config's overrides applied."""
-    recipe = models.get_recipe(config.architecture)
-    for key in ("epochs", "batch_size", "learning_rate"):
-        if getattr(config, key) is not None:
-            recipe[key] = getattr(config, key)
-    if config.augmentation is False:
-        recipe["augmentation"] = dict(recipe_lib.NO_AUGMENTATION)
-    if config.test_time_augmentation is not None:
-        recipe["test_time_augmentation"] = (
-            list(recipe_lib.TTA_TRANSFORMS) if config.test_time_augmentation else []
-        )
-    overrides = config.recipe_overrides or {}
-    unknown = set(overrides) - recipe_lib.RECIPE_KEYS
-    if unknown:
-        raise ValueError(
-            f"recipe_overrides: unknown recipe keys {sorted(unknown)}; "
-            f"known: {sorted(recipe_lib.RECIPE_KEYS)}"
-        )
-    recipe.update(overrides)
-    recipe_lib.validate_recipe(recipe, f"{config.architecture} with recipe_overrides")
-    return recipe
 
 
 def warm_start(
@@ -266,10 +243,10 @@ class EpochProgress(tf_keras.callbacks.Callback):
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
-    config = TrainerConfig.from_custom_config(fn_args.custom_config)
-    recipe = resolve_recipe(config)
-    tf_keras.utils.set_random_seed(config.seed)
-    mixed = use_mixed_precision(config.mixed_precision)
+    settings = TrainerSettings.from_custom_config(fn_args.custom_config)
+    recipe = settings.recipe
+    tf_keras.utils.set_random_seed(settings.seed)
+    mixed = use_mixed_precision(settings.mixed_precision)
     if mixed:
         tf_keras.mixed_precision.set_global_policy("mixed_float16")
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -279,29 +256,29 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if not label_batches:
         raise ValueError(f"no training examples in {fn_args.train_files}")
     train_labels = np.concatenate(label_batches)
-    weights_by_class = class_weights(train_labels, config.class_weighting)
+    weights_by_class = class_weights(train_labels, settings.class_weighting)
 
     strategy = distribution_strategy()
     with strategy.scope():
-        model, weights_source = models.build_model(config.architecture, weights=config.weights)
-        started_from = warm_start(model, fn_args.base_model, config.architecture)
+        model, weights_source = zoo.build_model(settings.architecture, weights=settings.weights)
+        started_from = warm_start(model, fn_args.base_model, settings.architecture)
         model.compile(
             optimizer=training.make_optimizer(recipe),
             loss=training.make_loss(recipe),
             metrics=[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=config.xla,
+            jit_compile=settings.xla,
         )
     model.summary(print_fn=logging.info)
     augmentation = (
-        training.make_augmentation(recipe, seed=config.seed)
+        training.make_augmentation(recipe, seed=settings.seed)
         if any(recipe["augmentation"].values())
         else None
     )
     train = batches(
         train_examples,
         recipe["batch_size"],
-        config.shuffle_buffer,
-        config.seed,
+        settings.shuffle_buffer,
+        settings.seed,
         augmentation,
         repeat=True,
     )
@@ -312,13 +289,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         timer,
         tf_keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
     ]
-    shuffled_train = train_examples.shuffle(config.shuffle_buffer, seed=config.seed)
+    shuffled_train = train_examples.shuffle(settings.shuffle_buffer, seed=settings.seed)
     recalibrates = strategy.num_replicas_in_sync == 1  # an eager pass is not a replica context
     if recalibrates:
         callbacks.append(
             BatchNormRecalibration(  # after EpochTimer: not part of the epoch time
                 shuffled_train,
-                config.bn_recalibration_examples // EPOCH_RECALIBRATION_SHARE,
+                settings.bn_recalibration_examples // EPOCH_RECALIBRATION_SHARE,
                 recipe["batch_size"],
             )
         )
@@ -329,14 +306,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         )
     console = progress.console_stream()
     if console is not None:
-        callbacks.append(EpochProgress(config.architecture, recipe["epochs"], console))
+        callbacks.append(EpochProgress(settings.architecture, recipe["epochs"], console))
     logging.info(
         "Training %s: %d train examples, recipe %s, mixed precision %s, XLA %s, %d replica(s)",
-        config.architecture,
+        settings.architecture,
         len(train_labels),
         recipe,
         mixed,
-        config.xla,
+        settings.xla,
         strategy.num_replicas_in_sync,
     )
     history = model.fit(
@@ -351,7 +328,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     recalibrated = (
         recalibrate_batch_norm(
-            model, shuffled_train, config.bn_recalibration_examples, recipe["batch_size"]
+            model, shuffled_train, settings.bn_recalibration_examples, recipe["batch_size"]
         )
         if recalibrates
         else 0
@@ -368,11 +345,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model.save(serving_dir, save_format="tf", signatures=serving)
     seconds = timer.seconds
     metadata = {
-        "architecture": config.architecture,
+        "architecture": settings.architecture,
         "params": int(model.count_params()),
         "weights": weights_source,
         "warm_start_from": started_from,
-        "config": config.to_custom_config(),
+        "config": settings.to_custom_config(),  # the settings it trained with
         "recipe": recipe,
         "mixed_precision": mixed,
         "replicas": strategy.num_replicas_in_sync,
@@ -390,7 +367,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model_metadata.write(serving_dir, metadata)
     logging.info(
         "Saved %s (%d params, weights: %s, %.1f images/s) to %s",
-        config.architecture,
+        settings.architecture,
         metadata["params"],
         weights_source,
         metadata["images_per_second"] or 0,

@@ -11,9 +11,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import image_header
-from components.models import recipe
 from fer_data import features
+from model import image_header
+from model.zoo import recipe
 
 
 def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -120,7 +120,7 @@ def _shifted_copies(image: tf.Tensor) -> List[tf.Tensor]:
     return [tf.roll(image, shift=move, axis=(1, 2)) for move in moves]
 
 
-# Test-time augmentations by name (components/models/recipe.py TTA_TRANSFORMS): each maps
+# Test-time augmentations by name (model/zoo/recipe.py TTA_TRANSFORMS): each maps
 # [N, 48, 48, 1] images to the list of copies it adds.
 TEST_TIME_TRANSFORMS: Dict[str, Callable[[tf.Tensor], List[tf.Tensor]]] = {
     "horizontal_flip": lambda image: [tf.image.flip_left_right(image)],

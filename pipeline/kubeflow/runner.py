@@ -16,8 +16,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import base_component
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from components import lineage
-from pipeline import code_fingerprint, kfp_package, parameters
+from components import lineage, node_ids
+from pipeline import code_fingerprint, parameters
 from pipeline.config import (
     PLACEHOLDER_DATA,
     PLACEHOLDER_IMAGE,
@@ -26,13 +26,10 @@ from pipeline.config import (
     PipelineConfig,
     Resources,
 )
+from pipeline.kubeflow import kfp_package
 from pipeline.pipeline import create_pipeline
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
-BEAM_COMPONENTS = ("Fer2013ExampleGen", "StatisticsGen", "Transform", "Evaluator")
-# Steps that get the Beam steps' (larger) resources: those, and the ensemble builder,
-# which loads every candidate model.
-LARGE_STEPS = BEAM_COMPONENTS + ("EnsembleBuilder",)
 
 
 def resource_spec(resources: Resources) -> ResourceSpec:
@@ -79,18 +76,13 @@ def beam_pipeline_args(kubeflow: KubeflowConfig) -> List[str]:
 def attach_resources(
     components: List[base_component.BaseComponent], kubeflow: KubeflowConfig
 ) -> None:
-    """Trainers get the GPU spec, Beam steps and the ensemble builder theirs, every other
-    step the default."""
+    """Each step gets the requests its kind's traits name (components/node_ids.py): the
+    Trainers the GPU spec, Beam steps and the ensemble builder theirs, every other step
+    the default."""
     for component in components:
-        if not isinstance(component, base_component.BaseComponent):
-            continue
-        if component.id.startswith("Trainer"):
-            resources = kubeflow.trainer
-        elif component.id.split("_")[0] in LARGE_STEPS:
-            resources = kubeflow.beam_step
-        else:
-            resources = kubeflow.default_step
-        component.with_platform_config(resource_spec(resources))
+        if isinstance(component, base_component.BaseComponent):
+            resources = getattr(kubeflow, node_ids.traits(component.id).resources)
+            component.with_platform_config(resource_spec(resources))
 
 
 def kubeflow_pipeline_config(config: PipelineConfig, kubeflow: KubeflowConfig) -> PipelineConfig:
@@ -104,31 +96,20 @@ def kubeflow_pipeline_config(config: PipelineConfig, kubeflow: KubeflowConfig) -
     )
 
 
-# Steps that read or write the serving volume: the Pusher writes versions and the training
-# ledger, ServingBaseline reads the served model, DriftCheck the statistics reference,
-# NewDataCheck the ledger, ServedModel the served model for a warm start.
-SERVING_VOLUME_STEPS = (
-    "AtomicPusher",
-    "ServingBaseline",
-    "ServedModel",
-    "DriftCheck",
-    "NewDataCheck",
-)
-
-
 def serving_volume_platform_spec(spec: Dict, kubeflow: KubeflowConfig) -> Optional[Dict]:
     """KFP's Kubernetes platform spec mounting the serving PVC into the steps that use it.
 
-    The Pusher writes <serving-dir>/<model>/<version>/, each ServingBaseline reads the
-    served version and DriftCheck the previous run's statistics beside it, so they need
-    the volume TF Serving reads (kubernetes/base/pvc.yaml).
+    The steps whose kind has the ``serving_volume`` trait (components/node_ids.py: the
+    Pusher writes <serving-dir>/<model>/<version>/, each ServingBaseline reads the served
+    version, DriftCheck the previous run's statistics beside it, ...) need the volume TF
+    Serving reads (kubernetes/base/pvc.yaml).
     """
     if not kubeflow.serving_pvc:
         return None
     executors = {
-        name: {"pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": kubeflow.serving_dir}]}
-        for name in spec["deploymentSpec"]["executors"]
-        if name.startswith(SERVING_VOLUME_STEPS)
+        label: {"pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": kubeflow.serving_dir}]}
+        for node_id, label in _executor_labels(spec).items()
+        if node_ids.traits(node_id).serving_volume
     }
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
@@ -139,7 +120,7 @@ def image_reference(image: str) -> str:
     it so). A tag derived from the code makes every code change a new image, so the image
     and the package cannot drift apart behind a fixed tag, and KFP's cache (keyed on the
     image) sees the code too. With an explicit tag, each pod checks the code it holds
-    against the package's (pipeline/kfp_entrypoint.py)."""
+    against the package's (pipeline/kubeflow/kfp_entrypoint.py)."""
     name = image.rsplit("/", 1)[-1]
     if "@" in image or ":" in name:
         return image
@@ -198,7 +179,7 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     platform = serving_volume_platform_spec(spec, kubeflow)
     if platform:
         documents.append(platform)  # kfp.Client reads a second YAML document as PlatformSpec
-    _cache_only_artifact_inputs(spec, platform)
+    _cache_only_artifact_inputs(spec)
     kfp_package.parse_documents(documents)  # fail here, not on the cluster, if it is not valid
     problems = kfp_package.check_package(documents)
     if problems:
@@ -226,7 +207,7 @@ def _declare_parameter_defaults(spec: Dict, defaults: Dict[str, Any]) -> None:
 
 def _expect_code(spec: Dict, fingerprint: str) -> None:
     """Tells every step which code the package was compiled from (an environment variable
-    that pipeline/kfp_entrypoint.py checks against the code in the image)."""
+    that pipeline/kubeflow/kfp_entrypoint.py checks against the code in the image)."""
     for executor in spec["deploymentSpec"]["executors"].values():
         container = executor.get("container")
         if container is not None:
@@ -236,8 +217,17 @@ def _expect_code(spec: Dict, fingerprint: str) -> None:
             container["env"] = env + [{"name": lineage.TREE_FINGERPRINT_ENV, "value": fingerprint}]
 
 
-def _cache_only_artifact_inputs(spec: Dict, platform: Optional[Dict]) -> None:
-    """Turns KFP's cache off for tasks whose result depends on more than their inputs.
+def _executor_labels(spec: Dict) -> Dict[str, str]:
+    """Node id (= task name) -> the label of its executor in the deployment spec."""
+    return {
+        name: spec["components"][task["componentRef"]["name"]]["executorLabel"]
+        for name, task in spec["root"]["dag"]["tasks"].items()
+    }
+
+
+def _cache_only_artifact_inputs(spec: Dict) -> None:
+    """Turns KFP's cache off for the tasks whose kind lacks the ``kfp_cache`` trait
+    (components/node_ids.py): their result depends on more than their inputs.
 
     Open-source KFP's cache key is input artifacts + parameters + image + command
     (backend/src/v2/cacheutils/cache.go) and it never runs ``lifecycle.preCacheCheck``,
@@ -246,17 +236,8 @@ def _cache_only_artifact_inputs(spec: Dict, platform: Optional[Dict]) -> None:
     (ServingBaseline reads the served model, the Pusher writes a version) and must rerun.
     A rerun ExampleGen gives new artifacts, so everything downstream reruns as well.
     """
-    executors = spec["deploymentSpec"]["executors"]
-    mounted = set(
-        (platform or {})
-        .get("platforms", {})
-        .get("kubernetes", {})
-        .get("deploymentSpec", {})
-        .get("executors", {})
-    )
-    for task in spec["root"]["dag"]["tasks"].values():
-        label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
-        if label in mounted or "lifecycle" in executors[label].get("container", {}):
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        if not node_ids.traits(name).kfp_cache:
             task["cachingOptions"] = {"enableCache": False}
 
 

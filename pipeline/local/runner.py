@@ -1,6 +1,6 @@
 """Runs the pipeline on this machine: TFX BeamDagRunner, SQLite ML Metadata, DirectRunner.
 
-Heavy nodes run their executors in processes of their own (pipeline/node_processes.py).
+Heavy nodes run their executors in processes of their own (pipeline/local/node_processes.py).
 """
 
 import contextlib
@@ -13,9 +13,10 @@ from typing import Any, Dict, Optional, TextIO
 from tfx import v1 as tfx
 
 from components import lineage
-from pipeline import code_fingerprint, node_processes, run_summary
+from pipeline import code_fingerprint
 from pipeline.config import PipelineConfig
-from pipeline.console import Console
+from pipeline.local import node_processes, run_summary
+from pipeline.local.console import Console
 from pipeline.pipeline import create_pipeline
 
 

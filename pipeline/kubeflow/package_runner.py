@@ -49,7 +49,8 @@ from typing import Any, Callable, Dict, List, Optional
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import cel, fork_server, kfp_package
+from pipeline import fork_server
+from pipeline.kubeflow import cel, kfp_package
 
 BACKENDS = ("2.0", "2.5", "2.15")  # 2.0-2.4 | 2.5-2.14 | 2.15 and later
 LOG_TAIL_LINES = 30

@@ -1,6 +1,6 @@
-"""One node's executor in a process of its own: the child side of pipeline/node_processes.py.
+"""One node's executor in a process of its own: the child side of pipeline/local/node_processes.py.
 
-``python -m pipeline.executor_process <folder> <spec type>``. The parent writes
+``python -m pipeline.local.executor_process <folder> <spec type>``. The parent writes
 ``spec.pb`` (the executor spec) and ``invocation.pb`` (TFX's ExecutionInvocation) into
 the execution's tmp folder (the launcher deletes it afterwards); this process rebuilds
 the ExecutionInfo, runs TFX's own operator for the spec (Python class or Beam) and
@@ -16,8 +16,8 @@ import sys
 import traceback
 from typing import Dict, Type
 
-from components import progress
-from pipeline import run_log
+from model import progress
+from pipeline.local import run_log
 
 SPEC, INVOCATION, OUTPUT, ERROR = "spec.pb", "invocation.pb", "output.pb", "error.txt"
 PEAK_RSS_PROPERTY = "peak_rss_mib"  # on the node's MLMD execution

@@ -1,14 +1,14 @@
 """Local runs: each heavy node's executor in a child process of its own.
 
 TFX's BeamDagRunner runs every executor inside the one runner process, so the graphs,
-models, tf.data caches and TFMA state of five Trainers and six Evaluators pile up there
-(13.4 GB peak for the default run before this module). Kubeflow gives every node a pod;
-locally we give each heavy node (config.ISOLATED_NODE_TYPES) a process: the driver and
-publisher stay in the runner (one SQLite MLMD writer), only ``Executor.Do`` moves, and
-its memory goes back to the OS when the node ends. The child's peak RSS is published
-as the execution's ``peak_rss_mib`` custom property.
+models, tf.data caches and TFMA state of every Trainer and Evaluator would pile up there
+(docs/RESULTS.md). Kubeflow gives every node a pod; locally each heavy node (its kind's
+``own_process`` trait, components/node_ids.py) gets a process: the driver and publisher
+stay in the runner (one SQLite MLMD writer), only ``Executor.Do`` moves, and its memory
+goes back to the OS when the node ends. The child's peak RSS is published as the
+execution's ``peak_rss_mib`` custom property.
 
-The child's side and the files both sides exchange: pipeline/executor_process.py.
+The child's side and the files both sides exchange: pipeline/local/executor_process.py.
 """
 
 import contextlib
@@ -20,24 +20,25 @@ from tfx.orchestration.beam import beam_dag_runner
 from tfx.orchestration.portable import base_executor_operator, data_types, launcher
 from tfx.proto.orchestration import execution_result_pb2
 
-from components import progress
-from pipeline import config as config_lib
-from pipeline import executor_process, fork_server
+from components import node_ids
+from model import progress
+from pipeline import fork_server
+from pipeline.local import executor_process
 
 
 class NodeProcessError(RuntimeError):
     """A node's executor failed (or died) in its child process."""
 
 
-def is_isolated(node_type_name: str) -> bool:
-    """Whether nodes of this type (class path, e.g. tfx.components...Trainer) get a process."""
-    return node_type_name.rsplit(".", 1)[-1] in config_lib.ISOLATED_NODE_TYPES
+def is_isolated(node_id: str) -> bool:
+    """Whether this node's executor gets a process of its own (its kind's traits)."""
+    return node_ids.traits(node_id).own_process
 
 
 class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
     """Runs TFX's own operator for the spec (Python or Beam) in a process of its own,
-    ``python -m pipeline.executor_process`` (pipeline/fork_server.py), and returns its
-    ExecutorOutput."""
+    ``python -m pipeline.local.executor_process`` (pipeline/fork_server.py), and returns
+    its ExecutorOutput."""
 
     SUPPORTED_EXECUTOR_SPEC_TYPE = list(executor_process.spec_types().values())
     SUPPORTED_PLATFORM_CONFIG_TYPE = []
@@ -73,7 +74,7 @@ class ChildProcessExecutorOperator(base_executor_operator.BaseExecutorOperator):
 
 
 class NodeListener(Protocol):
-    """Told when each node starts and ends (pipeline.console shows it)."""
+    """Told when each node starts and ends (pipeline.local.console shows it)."""
 
     def started(self, node_id: str) -> None: ...
 
@@ -117,8 +118,7 @@ class IsolatingNodeDoFn(beam_dag_runner.PipelineNodeAsDoFn):
     def _launch(self) -> Optional[int]:
         operators = (
             {type(self._executor_spec): ChildProcessExecutorOperator}
-            if self._executor_spec is not None
-            and is_isolated(self._pipeline_node.node_info.type.name)
+            if self._executor_spec is not None and is_isolated(self._node_id)
             else None
         )
         execution = launcher.Launcher(

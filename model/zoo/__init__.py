@@ -1,9 +1,9 @@
 """The model zoo: one module per architecture, named as its key, and this registry.
 
-Every architecture module ``components/models/<name>.py`` exposes
+Every architecture module ``model/zoo/<name>.py`` exposes
 ``build(weights=None) -> (tf_keras.Model, weights_source)`` (input ``image_xf`` float32
 [48,48,1]; output layer ``probabilities``, 7-way softmax, float32 even under mixed
-precision) and a ``RECIPE`` dict (schema in :mod:`components.models.recipe`).
+precision) and a ``RECIPE`` dict (schema in :mod:`model.zoo.recipe`).
 
 ``weights``: None -> random init. For the transfer models (mobilenet_v2, resnet50)
 'imagenet' -> keras' ImageNet notop file from the Keras cache or the internet, falling
@@ -23,9 +23,9 @@ import importlib
 from types import ModuleType
 from typing import Any, Dict, Optional, Tuple
 
-from components.models.recipe import validate_recipe
+from model.zoo.recipe import validate_recipe
 
-# Every architecture, in the order the pipeline trains them; each is components/models/<name>.py.
+# Every architecture, in the order the pipeline trains them; each is model/zoo/<name>.py.
 ARCHITECTURES: Tuple[str, ...] = (
     "mobilenet_v2",
     "resnet50",

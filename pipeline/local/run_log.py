@@ -1,7 +1,7 @@
 """Where the output of ``fer-pipeline run`` goes.
 
-The console keeps what a person reads: the node lines (pipeline/console.py), the
-Trainers' epoch progress (components/progress.py) and WARNINGs of this project's own
+The console keeps what a person reads: the node lines (pipeline/local/console.py), the
+Trainers' epoch progress (model/progress.py) and WARNINGs of this project's own
 loggers. Everything else -- TF, Beam, TFX, absl, C++ logs, child processes -- goes to the
 run's log file, whose path is printed first. This module imports nothing heavy, so the
 redirection starts before TensorFlow is imported and says anything.
@@ -14,9 +14,9 @@ import os
 import sys
 from typing import Iterator, TextIO
 
-from components import progress
+from model import progress
 
-_OWN_LOGGERS = ("fer_data", "components", "pipeline")
+_OWN_PACKAGES = ("fer_data", "model", "components", "pipeline")
 
 
 def log_path(run_root: str) -> str:
@@ -27,7 +27,8 @@ def log_path(run_root: str) -> str:
 
 class _OwnWarnings(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING and record.name.startswith(_OWN_LOGGERS)
+        package = record.name.split(".", 1)[0]
+        return record.levelno >= logging.WARNING and package in _OWN_PACKAGES
 
 
 def warnings_handler(stream: TextIO) -> logging.Handler:
@@ -42,7 +43,7 @@ def warnings_handler(stream: TextIO) -> logging.Handler:
 def output_to_log(path: str) -> Iterator[TextIO]:
     """Send stdout and stderr (file descriptors 1 and 2, so also C++ and child processes)
     to ``path``; yields a stream on the original stdout, which children find through
-    ``$FER_CONSOLE_FD`` (components/progress.py)."""
+    ``$FER_CONSOLE_FD`` (model/progress.py)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()

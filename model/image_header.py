@@ -164,8 +164,8 @@ def _jpeg_scans(image_bytes: tf.Tensor) -> tf.Tensor:
 def _png_data_is_too_large(data: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     """True when a PNG's IDAT chunks hold more than any encoder needs for its declared
     size (deflate stores what it cannot compress: the raw rows + ~1/4 for fixed codes) or
-    than MAX_PNG_DATA_BYTES, or its chunks are too many to walk. libpng inflates the whole stream, so data past
-    the last row would be inflated (up to 1,032 bytes per byte) for nothing."""
+    than MAX_PNG_DATA_BYTES, or its chunks are too many to walk. libpng inflates the whole
+    stream, so data past the last row would be inflated (up to 1,032 bytes per byte)."""
     width, height = _uint(data, 16, 4, False), _uint(data, 20, 4, False)
     channels = tf.constant([1, 0, 3, 1, 2, 0, 4], tf.int64)  # by colour type (3: palette)
     bits = _byte(data, 24) * tf.gather(channels, tf.minimum(_byte(data, 25), 6))

@@ -1,6 +1,6 @@
 """Progress of long steps on the person's console, wherever the step runs.
 
-A runner that keeps the console for itself (pipeline/run_log.py sends every other byte
+A runner that keeps the console for itself (pipeline/local/run_log.py sends every other byte
 to the run's log file) names the console's file descriptor in ``$FER_CONSOLE_FD``; steps
 in child processes inherit it. Without that variable nothing is shown here (the step's
 own logging still goes wherever stdout/stderr go).

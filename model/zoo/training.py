@@ -1,4 +1,4 @@
-"""The tf_keras objects a training recipe (components/models/recipe.py) asks for: the
+"""The tf_keras objects a training recipe (model/zoo/recipe.py) asks for: the
 optimizer, the loss, the LR-schedule and early-stopping callbacks, and the training-only
 augmentation."""
 
@@ -8,8 +8,8 @@ from typing import Any, Callable, List, Mapping
 import tensorflow as tf
 import tf_keras as keras
 
-from components.models.recipe import cosine_learning_rate
 from fer_data import features
+from model.zoo.recipe import cosine_learning_rate
 
 
 def make_optimizer(recipe: Mapping[str, Any]) -> keras.optimizers.Optimizer:

@@ -30,9 +30,9 @@ from typing import Optional, Tuple
 
 import tf_keras as keras
 
-from components.models import common, transfer
-from components.models.recipe import seed_recipe
 from fer_data import features
+from model.zoo import common, transfer
+from model.zoo.recipe import seed_recipe
 
 NAME = "mobilenet_v2"
 ALPHA = 1.0
