@@ -17,15 +17,17 @@ from pipeline import config as config_lib
 from serving import model_server
 
 SPANS = {
-    1: dict(num_rows=600, seed=1),
-    2: dict(num_rows=1000, seed=2),
+    1: dict(num_rows=800, seed=1),
+    2: dict(num_rows=1200, seed=2),
     3: dict(num_rows=500, seed=3, brightness=60),
-    4: dict(num_rows=700, seed=4, shuffle_labels=True),
+    4: dict(num_rows=1000, seed=4, shuffle_labels=True),
 }
 PATTERN = os.path.join("span-{SPAN}", "*.csv")
-# Chance is 1/7 = 0.14; a model trained on span 1 or 2 is well above, one evaluated on
-# span 4's shuffled labels cannot be (70 eval rows: 0.25 is 2.7 standard deviations out).
-MIN_ACCURACY = 0.25
+# Chance is 1/7 = 0.14; a model trained on span 1 or 2 is well above (vgg_bn_small: 0.35 to
+# 0.49 on 600 to 700 rows of span 1), one evaluated on span 4's shuffled labels cannot be:
+# 100 eval rows put 0.3 at 4.5 standard deviations above chance (with 70 rows and 0.25, a
+# shuffled-label model was once blessed at 0.257 and pushed).
+MIN_ACCURACY = 0.3
 
 
 def write_span(incoming: str, span: int) -> str:
