@@ -150,6 +150,8 @@ def test_span_2_is_trained_evaluated_against_v1_and_pushed_because_better(runs):
     assert not any(n.startswith("Trainer_") for n in summary["cached_nodes"])
     winner = summary["selection"]["winner"]
     assert summary["architectures"][winner]["baseline"] == f"served version {first}"
+    for arch, row in summary["architectures"].items():  # every candidate learns
+        assert row["eval"]["accuracy"] > 2 / features.NUM_CLASSES, (arch, row["eval"])
     lineage = summary["lineage"]
     assert lineage["version"] == second and lineage["data"]["span"] == 2
     assert lineage["thresholds"] == {
