@@ -57,7 +57,7 @@ def test_the_trainer_execution_records_the_demo_settings_it_trained_with(tmp_pat
     )
     recipe = recorded["recipe"]
     assert recorded["architecture"] == "improved"
-    assert (recipe["epochs"], recipe["batch_size"], recipe["learning_rate"]) == (6, 64, 5e-4)
+    assert (recipe["epochs"], recipe["batch_size"], recipe["learning_rate"]) == (10, 64, 5e-4)
     assert recipe["lr_schedule"] is None and recipe["label_smoothing"] == 0.0  # constant rate
     assert recipe["augmentation"] == recipe_lib.NO_AUGMENTATION
     assert recipe["early_stopping_patience"] == 10
