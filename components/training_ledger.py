@@ -41,7 +41,9 @@ def data_identity(examples: types.Artifact) -> Dict[str, Any]:
 
     def number(name: str) -> Optional[int]:
         if examples.has_custom_property(name):  # ExampleGen sets both; KFP keeps these
-            return int(float(examples.get_custom_property(name)))
+            value = examples.get_custom_property(name)
+            # A plain file (no {SPAN}) reaches a KFP step as a null span.
+            return None if value in (None, "") else int(float(value))
         if examples.has_property(name) and examples.mlmd_artifact.properties[name].HasField(
             "int_value"
         ):

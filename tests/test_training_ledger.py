@@ -65,3 +65,16 @@ def test_ledger_entries_are_written_whole(tmp_path):
     assert json.load(open(path)) == {"key": "k", "run_id": "b"}
     assert training_ledger.read_entry(ledger, "other") is None
     assert [p.name for p in (tmp_path / "ledger").iterdir()] == ["k.json"]  # no temp file left
+
+
+def test_a_plain_file_without_span_is_an_identity_too():
+    """On KFP a package compiled with a plain --data file hands NewDataCheck a null span."""
+    examples = standard_artifacts.Examples()
+    examples.set_json_value_custom_property("span", None)
+    examples.set_string_custom_property("input_fingerprint", "split:fer2013,num_files:1")
+    identity = training_ledger.data_identity(examples)
+    assert identity == {
+        "span": None,
+        "version": None,
+        "input_fingerprint": "split:fer2013,num_files:1",
+    }
