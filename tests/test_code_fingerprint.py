@@ -2,7 +2,7 @@
 
 The fingerprints are read from a copy of the tree, which the tests edit. That TFX then
 reruns exactly the edited nodes (and what is downstream) is shown on a real run by
-tests/test_spans_e2e.py.
+tests/test_pipeline_e2e.py.
 """
 
 import shutil
