@@ -47,7 +47,8 @@ def execution_id(executor: object) -> str:
 def record_producer(output: Any, executor: object, exec_properties: Dict[str, Any]) -> None:
     """Puts the running execution's id and code fingerprint on an output artifact."""
     output.set_string_custom_property(EXECUTION_PROPERTY, execution_id(executor))
-    output.set_string_custom_property(CODE_PROPERTY, str(exec_properties.get(CODE_PROPERTY) or ""))
+    code = exec_properties.get(properties.CODE_FINGERPRINT) or ""
+    output.set_string_custom_property(CODE_PROPERTY, str(code))
 
 
 def run_id(executor: object, given: Optional[str] = None) -> str:

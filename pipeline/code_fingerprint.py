@@ -26,7 +26,6 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 PACKAGES: Tuple[str, ...] = ("fer_data", "model", "components", "pipeline", "serving", "client")
 SHORT = 12  # hex digits of a fingerprint in an image tag or a log line
 IMAGE_TAG_PREFIX = "code-"
-ENV_VAR = "FER_CODE_FINGERPRINT"  # the tree fingerprint a compiled package expects
 SCHEMA_DIR = "schemas"  # beside the packages: part of the tree's fingerprint
 
 

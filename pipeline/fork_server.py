@@ -97,7 +97,10 @@ def _receive(connection: socket.socket) -> Optional[tuple]:
     if not header:
         return None
     while len(header) < 4:
-        header += connection.recv(4 - len(header))
+        more = connection.recv(4 - len(header))
+        if not more:
+            return None
+        header += more
     (size,) = struct.unpack("!I", header)
     if size > MAX_REQUEST_BYTES:
         raise ForkServerError(f"request of {size} bytes (at most {MAX_REQUEST_BYTES})")

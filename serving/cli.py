@@ -53,7 +53,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version-labels", default=None,
                         help="TF Serving only: labels, e.g. stable=3,canary=4")
     parser.add_argument("--max-message-bytes", type=int, default=None,
-                        help="largest request accepted (default 4 MiB in the stand-in, Limits.max_message_bytes)")
+                        help="largest request accepted (default 4 MiB in the stand-in: "
+                        "Limits.max_message_bytes)")
     parser.add_argument("--enable-batching", action="store_true",
                         help="TF Serving only: merge concurrent requests into batches")
     parser.add_argument("--max-batch-size", type=int, default=64)

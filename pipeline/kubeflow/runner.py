@@ -152,12 +152,12 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
         raise ValueError(
             f"--output must end in .yaml or .yml (what kfp's client accepts), got {output}"
         )
-    placeholders = _placeholders(kubeflow_pipeline_config(config, kubeflow), kubeflow)
+    config = kubeflow_pipeline_config(config, kubeflow)
+    placeholders = _placeholders(config, kubeflow)
     if placeholders:
         raise ValueError(
             "refusing to compile a package that cannot run: " + "; ".join(placeholders)
         )
-    config = kubeflow_pipeline_config(config, kubeflow)
     pipeline = create_pipeline(
         config, beam_pipeline_args=beam_pipeline_args(kubeflow), kubeflow=True
     )
