@@ -536,3 +536,28 @@ def test_recipe_with_an_unknown_test_time_augmentation_is_refused():
     bad = dict(zoo.get_recipe("vgg"), test_time_augmentation=["ten_crop"])
     with pytest.raises(ValueError, match="unknown test_time_augmentation"):
         recipe.validate_recipe(bad, "vgg")
+
+
+def test_warm_start_loads_the_served_weights_of_the_same_architecture_only(tmp_path):
+    """--warm-start (TFX's base_model): a Trainer starts from the served SavedModel's
+    weights when it is of its architecture, from scratch otherwise."""
+    from model import model_metadata
+    from model import trainer as trainer_module
+
+    served, _ = zoo.build_model("vgg_bn_small")
+    served_dir = str(tmp_path / "served")
+    served.save(served_dir, save_format="tf")
+    model_metadata.write(served_dir, {"architecture": "vgg_bn_small"})
+
+    fresh, _ = zoo.build_model("vgg_bn_small")
+    assert not np.allclose(fresh.get_weights()[0], served.get_weights()[0])
+    assert trainer_module.warm_start(fresh, served_dir, "vgg_bn_small") == served_dir
+    for loaded, original in zip(fresh.get_weights(), served.get_weights()):
+        np.testing.assert_array_equal(loaded, original)
+
+    other, _ = zoo.build_model("vgg_bn_small")
+    before = [w.copy() for w in other.get_weights()]
+    assert trainer_module.warm_start(other, served_dir, "improved") is None  # another kind
+    assert trainer_module.warm_start(other, str(tmp_path / "none"), "vgg_bn_small") is None
+    for kept, original in zip(other.get_weights(), before):
+        np.testing.assert_array_equal(kept, original)
