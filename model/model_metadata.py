@@ -41,6 +41,7 @@ def write(serving_model_dir: str, metadata: Dict[str, Any]) -> None:
 FACT_KEYS = (
     "params",
     "weights",
+    "warm_start_from",
     "seconds_per_epoch",
     "images_per_second",
     "serving_latency_ms",

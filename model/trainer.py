@@ -24,7 +24,7 @@ import tf_keras
 from tfx import v1 as tfx
 
 from fer_data import features
-from model import model_metadata, progress, signatures, zoo
+from model import keras_autograph, model_metadata, progress, signatures, zoo
 from model.trainer_config import TrainerSettings
 from model.zoo import training
 
@@ -166,7 +166,19 @@ def warm_start(
         return None
     # The SavedModel's variables are a checkpoint of the saved Keras model; what the
     # architecture does not have (optimizer slots, the Transform layer) stays unmatched.
-    model.load_weights(os.path.join(base_model, "variables", "variables")).expect_partial()
+    # An edited architecture of the same name has other shapes: it starts from scratch,
+    # with none of the weights that did match half-loaded.
+    initial = model.get_weights()
+    try:
+        model.load_weights(os.path.join(base_model, "variables", "variables")).expect_partial()
+    except (ValueError, tf.errors.OpError) as error:
+        model.set_weights(initial)
+        logging.getLogger(__name__).warning(
+            "Warm start: the served %s does not fit this one (%s); training from scratch",
+            architecture,
+            str(error).splitlines()[0][:200],
+        )
+        return None
     logging.info(
         "Warm start: %s starts from the served model's weights (%s)", architecture, base_model
     )
@@ -243,6 +255,7 @@ class EpochProgress(tf_keras.callbacks.Callback):
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
+    keras_autograph.skip_keras_internals()
     settings = TrainerSettings.from_custom_config(fn_args.custom_config)
     recipe = settings.recipe
     tf_keras.utils.set_random_seed(settings.seed)

@@ -1,8 +1,10 @@
-"""Four spans of generated faces, for the end-to-end tests of running the pipeline again on
-new data (tests/test_pipeline_e2e.py locally, tests/test_kubeflow_e2e.py as a package).
+"""Spans of generated faces, for the end-to-end tests of running the pipeline again on new
+data (tests/test_pipeline_e2e.py locally, tests/test_kubeflow_e2e.py as a package).
 
-span 1: the first data; span 2: the same distribution, more rows (a better model);
-span 3: 60 grey levels brighter (drift); span 4: labels shuffled (nothing to learn).
+Four kinds of span: "first" (the first data); "more" (the same distribution, more rows:
+with --warm-start, a model better than the served one); "brighter" (60 grey levels
+brighter: drift); "shuffled" (labels shuffled: nothing to learn). Each test file writes
+them in its own order.
 """
 
 import os
@@ -16,24 +18,24 @@ from pipeline import code_fingerprint
 from pipeline import config as config_lib
 from serving import model_server
 
-SPANS = {
-    1: dict(num_rows=800, seed=1),
-    2: dict(num_rows=1200, seed=2),
-    3: dict(num_rows=500, seed=3, brightness=60),
-    4: dict(num_rows=1000, seed=4, shuffle_labels=True),
+KINDS = {
+    "first": dict(num_rows=800, seed=1),
+    "more": dict(num_rows=1200, seed=2),
+    "brighter": dict(num_rows=500, seed=3, brightness=60),
+    "shuffled": dict(num_rows=1000, seed=4, shuffle_labels=True),
 }
 PATTERN = os.path.join("span-{SPAN}", "*.csv")
-# Chance is 1/7 = 0.14; a model trained on span 1 or 2 is well above (vgg_bn_small: 0.35 to
-# 0.49 on 600 to 700 rows of span 1), one evaluated on span 4's shuffled labels cannot be:
+# Chance is 1/7 = 0.14; a model trained on "first" or "more" is well above (vgg_bn_small:
+# 0.35 to 0.49 on 600 to 700 rows of "first"), one evaluated on "shuffled" labels cannot be:
 # 100 eval rows put 0.3 at 4.5 standard deviations above chance (with 70 rows and 0.25, a
 # shuffled-label model was once blessed at 0.257 and pushed).
 MIN_ACCURACY = 0.3
 
 
-def write_span(incoming: str, span: int) -> str:
-    """Writes span ``span`` as ``<incoming>/span-<span>/faces.csv``."""
+def write_span(incoming: str, span: int, kind: str) -> str:
+    """Writes a span of ``kind`` as ``<incoming>/span-<span>/faces.csv``."""
     return synthetic_faces.write_csv(
-        os.path.join(incoming, f"span-{span}", "faces.csv"), **SPANS[span]
+        os.path.join(incoming, f"span-{span}", "faces.csv"), **KINDS[kind]
     )
 
 
@@ -58,9 +60,9 @@ def versions(model_base_path: str):
     return sorted(int(n) for n in os.listdir(model_base_path) if n.isdigit())
 
 
-def served_accuracy(model_base_path: str, span: int) -> float:
+def served_accuracy(model_base_path: str, kind: str) -> float:
     """Serves the newest version with fer-serve's stand-in and returns its gRPC accuracy on
-    the PrivateTest rows of ``span``."""
+    the PrivateTest rows of a span of ``kind``."""
     server = model_server.start_server(
         model_base_path=model_base_path, model_name=features.MODEL_NAME, port=0
     )
@@ -69,7 +71,7 @@ def served_accuracy(model_base_path: str, span: int) -> float:
         [(version, state)] = [(s.version, s.state) for s in client.status()]
         assert (version, state) == (versions(model_base_path)[-1], "AVAILABLE")
         rows = [
-            r for r in synthetic_faces.generate_rows(SPANS[span]["num_rows"], SPANS[span]["seed"])
+            r for r in synthetic_faces.generate_rows(KINDS[kind]["num_rows"], KINDS[kind]["seed"])
         ]
         test = [r for r in rows if r[2] == "PrivateTest"]
         pixels = np.array([np.array(p.split(), dtype=np.uint8) for _, p, _ in test])

@@ -561,3 +561,11 @@ def test_warm_start_loads_the_served_weights_of_the_same_architecture_only(tmp_p
     assert trainer_module.warm_start(other, str(tmp_path / "none"), "vgg_bn_small") is None
     for kept, original in zip(other.get_weights(), before):
         np.testing.assert_array_equal(kept, original)
+
+    # An edit of the architecture under the same name: other shapes, from scratch, and
+    # nothing half-loaded from the variables that did match.
+    edited, _ = zoo.build_model("improved")
+    before = [w.copy() for w in edited.get_weights()]
+    assert trainer_module.warm_start(edited, served_dir, "vgg_bn_small") is None
+    for kept, original in zip(edited.get_weights(), before):
+        np.testing.assert_array_equal(kept, original)

@@ -4,11 +4,13 @@ cron job calls) on a growing folder of spans, then once more after a model edit.
 The real chain, nothing mocked: TFX's file-based driver resolving ``{SPAN}``, Beam
 ExampleGen, TFDV and the drift check, TFT, Keras training, TFMA against the served model,
 the atomic Pusher with lineage, SQLite MLMD, then fer-serve over real gRPC. Each run is a
-new process from a copy of the tree (edited before the last run); tests/spans.py says
-what each span holds. Sized to prove the chain, not to train: two small CNNs, ten quick
-epochs. Every architecture's training step and signatures: tests/test_models.py.
+new process from a copy of the tree (edited before the last run), with --warm-start: span 2
+continues the served model. tests/spans.py says what each kind of span holds. Sized to
+prove the chain, not to train: two small CNNs, ten quick epochs. Every architecture's
+training step and signatures: tests/test_models.py.
 """
 
+import argparse
 import json
 import os
 import re
@@ -22,11 +24,16 @@ from PIL import Image
 
 from components import node_ids
 from fer_data import features
+from model.zoo import recipe as recipe_lib
 from pipeline import cli
+from pipeline.local import run_summary
 
 pytestmark = pytest.mark.e2e
 ARCHITECTURES = ("improved", "vgg_bn_small")
 EPOCHS = 10
+RUN_FLAGS = ["--architectures", ",".join(ARCHITECTURES), "--no-ensemble", "--warm-start"]
+RUN_FLAGS += ["--training", "quick", "--epochs", str(EPOCHS)]
+SPANS = {1: "first", 2: "more", 3: "brighter", 4: "shuffled"}
 # Peak RSS bound of any node's process (MiB): ~1.5x the largest measured on the 2 vCPU
 # machine for `make run` (docs/RESULTS.md); a memory regression fails here.
 NODE_PEAK_RSS_BOUND_MIB = 1.5 * 3075
@@ -45,8 +52,7 @@ def runs(tmp_path_factory):
         process = subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "run"]
             + ["--data", os.path.join(incoming, spans.PATTERN), "--run-root", run_root]
-            + ["--architectures", ",".join(ARCHITECTURES), "--no-ensemble"]
-            + ["--training", "quick", "--epochs", str(EPOCHS)]
+            + RUN_FLAGS
             + ["--min-accuracy", str(spans.MIN_ACCURACY), "--summary-json", summary_json],
             env=env,
             cwd=tree,
@@ -57,8 +63,8 @@ def runs(tmp_path_factory):
         summary = json.load(open(summary_json)) if os.path.exists(summary_json) else None
         results[label] = (process.returncode, process.stdout, process.stderr, summary)
 
-    for span in (1, 2, 3, 4):
-        spans.write_span(incoming, span)
+    for span, kind in SPANS.items():
+        spans.write_span(incoming, span, kind)
         run(f"span{span}")
     run("again")  # no new span
     model = os.path.join(tree, "model", "zoo", "improved.py")
@@ -91,7 +97,7 @@ def test_span_1_is_pushed_as_the_first_version(runs):
 def test_summary_reports_every_link(runs):
     _, _, _, summary = _result(runs, "span1")
     ingest = summary["ingest"]
-    rows = spans.SPANS[1]["num_rows"]
+    rows = spans.KINDS[SPANS[1]]["num_rows"]
     assert ingest["rows_read"] == rows and ingest["rows_quarantined"] == 0
     assert sum(ingest["split_counts"].values()) == rows
     assert set(summary["architectures"]) == set(ARCHITECTURES)
@@ -100,7 +106,7 @@ def test_summary_reports_every_link(runs):
         matrix = np.array(row["eval"]["confusion_matrix"])
         assert matrix.shape == (7, 7) and matrix.sum() == ingest["split_counts"]["eval"], arch
         assert row["params"] > 0 and row["serving_latency_ms"] > 0, arch
-        assert row["weights"] == "random init", arch
+        assert row["weights"] == "random init" and row["warm_start_from"] is None, arch
     winner = summary["selection"]["winner"]
     blessed = {
         a: r["eval"]["accuracy"] for a, r in summary["architectures"].items() if r["blessed"]
@@ -150,8 +156,10 @@ def test_span_2_is_trained_evaluated_against_v1_and_pushed_because_better(runs):
     assert not any(n.startswith("Trainer_") for n in summary["cached_nodes"])
     winner = summary["selection"]["winner"]
     assert summary["architectures"][winner]["baseline"] == f"served version {first}"
+    served = _result(runs, "span1")[3]["selection"]["winner"]  # v1's architecture
     for arch, row in summary["architectures"].items():  # every candidate learns
         assert row["eval"]["accuracy"] > 2 / features.NUM_CLASSES, (arch, row["eval"])
+        assert (row["warm_start_from"] is not None) is (arch == served), arch
     lineage = summary["lineage"]
     assert lineage["version"] == second and lineage["data"]["span"] == 2
     assert lineage["thresholds"] == {
@@ -205,6 +213,27 @@ def test_a_model_edit_reruns_exactly_that_trainer_and_what_follows_it(runs):
     )
 
 
+def test_each_trainer_execution_records_the_settings_it_trained_with(runs):
+    """ML Metadata holds each Trainer's resolved settings (quick recipe, --epochs), the
+    configuration the pipeline was built with, not None."""
+    parser = argparse.ArgumentParser()
+    cli._add_run_args(parser)  # pylint: disable=protected-access
+    config = cli.config_from_args(parser.parse_args(["--run-root", runs[2], *RUN_FLAGS]))
+    store = run_summary.open_store(os.path.join(runs[2], "metadata.sqlite"))
+    for arch in ARCHITECTURES:
+        node = f"{config.pipeline_name}.{node_ids.trainer(arch)}"
+        context = store.get_context_by_type_and_name("node", node)
+        for execution in store.get_executions_by_context(context.id):
+            recorded = json.loads(execution.custom_properties["custom_config"].string_value)
+            assert recorded == config.trainer_settings(arch).to_custom_config(), arch
+    recipe = config.trainer_settings("improved").to_custom_config()["recipe"]
+    assert (recipe["epochs"], recipe["batch_size"], recipe["learning_rate"]) == (10, 64, 5e-4)
+    assert recipe["lr_schedule"] is None and recipe["label_smoothing"] == 0.0  # constant rate
+    assert recipe["augmentation"] == recipe_lib.NO_AUGMENTATION
+    assert recipe["early_stopping_patience"] == 10
+    assert recipe["test_time_augmentation"] == ["horizontal_flip"]
+
+
 def test_lineage_command_goes_from_the_served_version_to_mlmd(runs):
     _, _, _, summary = _result(runs, "span2")
     process = subprocess.run(
@@ -227,7 +256,7 @@ def test_lineage_command_goes_from_the_served_version_to_mlmd(runs):
 
 
 def test_the_served_model_answers_grpc_better_than_chance(runs):
-    assert spans.served_accuracy(runs[1], span=2) > 2 / features.NUM_CLASSES
+    assert spans.served_accuracy(runs[1], SPANS[2]) > 2 / features.NUM_CLASSES
 
 
 def test_report_covers_the_run(runs):
