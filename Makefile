@@ -35,9 +35,12 @@ $(VENV)/.installed: requirements.lock requirements-dev.lock setup.py
 run: venv
 	$(BIN)/fer-pipeline run --summary-json runs/summary.json $(ARGS)
 
-# Lint, format and type checks first (seconds), then the tests.
+# Lint, format and type checks first (seconds), then the tests on two workers, one file
+# per worker at a time (pytest-xdist): the two end-to-end files start first, side by side
+# (tests/conftest.py); most pipeline steps keep one core busy, not two.
+TEST_WORKERS ?= 2
 test: venv lint
-	$(BIN)/python -m pytest tests $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
 
 # Lint, format check and type check of the core modules (settings in pyproject.toml).
 lint: venv

@@ -28,8 +28,13 @@ def ServingBaseline(
     candidate: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
     baseline: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Model],
     model_base_path: tfx.dsl.components.Parameter[str],
+    served_version: tfx.dsl.components.Parameter[int] = 0,
 ) -> None:
-    """Copies the served model (or, on a first push, the candidate) into `baseline`."""
+    """Copies the served model (or, on a first push, the candidate) into `baseline`.
+
+    ``served_version``: as :func:`ServedModel`'s, so that a new push is a new baseline for
+    a cached candidate too (TFX's Resolver would resolve a new one): a blessing against
+    an older served model never decides a push."""
     version = serving_push.latest_version(model_base_path)
     if version is not None and not model_metadata.reads_current_examples(
         os.path.join(model_base_path, str(version))

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
@@ -147,6 +147,17 @@ def push_atomically(
     return final
 
 
+def already_served(model_base_path: str, facts: Dict[str, Any]) -> Optional[int]:
+    """The newest served version when it holds the very model ``facts`` (lineage.of_push)
+    describes: the same Trainer output artifact; None otherwise."""
+    trainer_uri = (facts.get("trainer") or {}).get("uri")
+    version = latest_version(model_base_path)
+    if not trainer_uri or version is None:
+        return None
+    served = lineage.read(os.path.join(model_base_path, str(version)))
+    return version if (served.get("trainer") or {}).get("uri") == trainer_uri else None
+
+
 class AtomicPushExecutor(pusher_executor.Executor):
     """TFX Pusher executor whose filesystem push is atomic and version-monotonic, writes
     the version's lineage into it and, on Kubeflow, the run's training ledger entry
@@ -166,7 +177,13 @@ class AtomicPushExecutor(pusher_executor.Executor):
             artifact_utils.get_single_instance(input_dict["model"]), self, exec_properties
         )
         version: Optional[int] = None
-        if self.CheckBlessing(input_dict):
+        served = already_served(destination.filesystem.base_directory, facts)
+        if served is not None:
+            # A cached candidate (a rerun after another one's code changed) is the model
+            # that run pushed: pushing it again would serve the same weights as new.
+            logging.info("The selected model is already served as version %d: not pushed", served)
+            self._MarkNotPushed(model_push)
+        elif self.CheckBlessing(input_dict):
             model_path = self.GetModelPath(input_dict)
             final = push_atomically(
                 model_path,

@@ -74,7 +74,9 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List[ba
         gate_on_new_data = conditional.Cond(
             decision.future()[0].custom_property(training_ledger.TRAIN_PROPERTY) == 1
         )
-    # Locally TFX caches ServedModel by its exec properties: the version served now is one.
+    # Locally TFX caches ServedModel and ServingBaseline by their exec properties: the
+    # version served now is one, so a push is a new baseline and a new warm start (on
+    # Kubeflow both read the volume in uncached pods).
     served_version = 0 if kubeflow else (serving_push.latest_version(config.model_serving_dir) or 0)
     with gate_on_new_data if kubeflow else contextlib.nullcontext():
         nodes = _training_nodes(config, params, example_gen, schema_gen, decision, served_version)
@@ -157,7 +159,9 @@ def _training_nodes(
     def evaluate(candidate: str, model: base_node.BaseNode) -> List[base_node.BaseNode]:
         """ServingBaseline_<candidate> and Evaluator_<candidate> (eval split, blessing)."""
         baseline = ServingBaseline(
-            candidate=model.outputs["model"], model_base_path=config.model_serving_dir
+            candidate=model.outputs["model"],
+            model_base_path=config.model_serving_dir,
+            served_version=served_version,
         ).with_id(node_ids.serving_baseline(candidate))
         evaluators[candidate] = exec_properties.add(
             evaluation.Evaluator(

@@ -180,3 +180,27 @@ def test_each_verb_says_what_its_shared_flags_do(capsys):
         assert f"pipeline parameter '{parameter}'" not in helps["run"]
     for verb in helps:  # the flag it names exists for the verb
         assert "--allow-anomalies" in helps[verb] and "--keep-blank-images" in helps[verb]
+
+
+def test_a_push_is_a_new_baseline_and_warm_start_for_the_local_cache(tmp_path):
+    """Locally, ServingBaseline and ServedModel carry the version served when the pipeline
+    is built: a cached candidate is evaluated again against a newly pushed model (a
+    blessing against an older one never decides a push)."""
+    from components import node_ids
+    from pipeline.pipeline import create_components
+
+    config = _run_config(tmp_path, "--architectures", "vgg", "--no-ensemble", "--warm-start")
+
+    def served_versions():
+        nodes = create_components(config)
+        return {
+            n.id: n.exec_properties["served_version"]
+            for n in nodes
+            if n.id in (node_ids.serving_baseline("vgg"), node_ids.SERVED_MODEL)
+        }
+
+    assert served_versions() == {"ServingBaseline_vgg": 0, "ServedModel": 0}
+    version = os.path.join(config.model_serving_dir, "1700000000")
+    os.makedirs(version)
+    open(os.path.join(version, "saved_model.pb"), "wb").close()
+    assert served_versions() == {"ServingBaseline_vgg": 1700000000, "ServedModel": 1700000000}

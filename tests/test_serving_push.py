@@ -4,7 +4,7 @@ import os
 
 from tfx.types import standard_artifacts
 
-from components import baseline, serving_push
+from components import baseline, lineage, serving_push
 from model import model_metadata
 
 
@@ -27,6 +27,25 @@ def test_push_lands_complete_under_a_new_numeric_version(tmp_path):
     assert serving_push.latest_version(base) == v2
     assert open(os.path.join(second, "saved_model.pb"), "rb").read() == b"two"
     assert not [n for n in os.listdir(base) if n.startswith(serving_push.TEMP_PREFIX)]
+
+
+def test_the_model_the_newest_version_holds_is_already_served(tmp_path):
+    """A rerun whose winner is a cached candidate the previous run pushed finds it served
+    (same Trainer output); another model, an older version or no lineage is not."""
+    base = str(tmp_path / "fer")
+    facts = {"trainer": {"uri": "/root/Trainer_vgg/model/9"}}
+    assert serving_push.already_served(base, facts) is None  # nothing served
+    stage = lambda staging, number: lineage.write(staging, facts)  # noqa: E731
+    first = serving_push.push_atomically(_saved_model_dir(tmp_path / "m1"), base, prepare=stage)
+    v1 = int(os.path.basename(first))
+    assert serving_push.already_served(base, facts) == v1
+    assert (
+        serving_push.already_served(base, {"trainer": {"uri": "/root/Trainer_vgg/model/15"}})
+        is None
+    )
+    assert serving_push.already_served(base, {}) is None
+    serving_push.push_atomically(_saved_model_dir(tmp_path / "m2"), base)  # no lineage
+    assert serving_push.already_served(base, facts) is None  # v1 is no longer the newest
 
 
 def test_incomplete_and_staging_dirs_are_not_versions(tmp_path):
