@@ -2,8 +2,9 @@
 
 Prints the wall time and the peak memory of the whole process tree (the runner and its
 node processes; RSS summed over the tree, sampled from /proc every 0.2 s) for both runs,
-and the per-node seconds and peaks of the first run from its summary. Appends the
-result to docs/bench_results.jsonl.
+and the per-node seconds and peaks of the first run from its summary, then whether the
+targets of a newcomer's `make run` are met (wall, peak memory, every candidate blessed).
+Appends the result to docs/bench_results.jsonl.
 
     python -m bench.first_run                      # the embedded default, like `make run`
     python -m bench.first_run --data ../shared/data/fer2013.csv.gz
@@ -20,9 +21,13 @@ import time
 from typing import Dict, List, Optional
 
 from bench import common
+from pipeline import cli
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE_SECONDS = 0.2
+# Issue targets for `make run` on the embedded default, warm venv, fresh run folder.
+TARGET_WALL_S = 300
+TARGET_PEAK_GB = 4.0
 
 
 def _children() -> Dict[int, List[int]]:
@@ -54,8 +59,9 @@ def tree_rss_bytes(root: int) -> int:
     return total
 
 
-def run_and_measure(command: List[str]) -> Dict[str, float]:
-    """Runs ``command`` (its output goes to this console); wall seconds and peak tree RSS."""
+def run_and_measure(command: List[str], expected: int) -> Dict[str, float]:
+    """Runs ``command`` (its output goes to this console); wall seconds and peak tree RSS.
+    Stops unless it ends with the ``expected`` exit code (pipeline/cli.py)."""
     started = time.perf_counter()
     process = subprocess.Popen(command)  # pylint: disable=consider-using-with
     peak = {"bytes": 0}
@@ -70,8 +76,8 @@ def run_and_measure(command: List[str]) -> Dict[str, float]:
     code = process.wait()
     done.set()
     sampler.join()
-    if code != 0:
-        raise SystemExit(f"{' '.join(command)} failed with exit code {code}")
+    if code != expected:
+        raise SystemExit(f"{' '.join(command)} ended with exit code {code}, not {expected}")
     return {"wall_s": time.perf_counter() - started, "peak_tree_rss_gb": peak["bytes"] / 2**30}
 
 
@@ -95,7 +101,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         *passthrough,
     ]
     print(f"== first run: {' '.join(command)}", flush=True)
-    first = {"run": "first run", **run_and_measure(command)}
+    first = {"run": "first run", **run_and_measure(command, cli.PUSHED)}
     with open(os.path.join(run_root, "summary.json")) as handle:  # before the second run
         summary = json.load(handle)  # rewrites it, all cached
     peaks = summary.get("node_peak_rss_mib", {})
@@ -112,7 +118,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         runner_gb=summary.get("runner_peak_rss_mib", 0) / 1024,
     )
     print(f"== second run (cache): {' '.join(command)}", flush=True)
-    rows = [first, {"run": "second run (cache)", **run_and_measure(command)}]
+    second = run_and_measure(command, cli.NOTHING_NEW)
+    rows = [first, {"run": "second run (nothing new)", **second}]
     print(
         common.markdown_table(
             sorted(nodes, key=lambda n: -n["seconds"]), ["node", "seconds", "peak_rss_gb"]
@@ -123,6 +130,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             rows, ["run", "wall_s", "peak_tree_rss_gb", "largest_node_gb", "runner_gb"]
         )
     )
+    blessed = {a: row["blessed"] for a, row in summary["architectures"].items()}
+    for target, met in (
+        (f"first run <= {TARGET_WALL_S} s wall", first["wall_s"] <= TARGET_WALL_S),
+        (f"peak tree RSS <= {TARGET_PEAK_GB} GB", first["peak_tree_rss_gb"] <= TARGET_PEAK_GB),
+        (f"every candidate blessed {blessed}", all(blessed.values())),
+    ):
+        print(f"target: {target}: {'met' if met else 'NOT met'}")
     common.append_results(
         args.results,
         "first_run",

@@ -12,8 +12,9 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
+import tensorflow as tf
 from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
@@ -28,6 +29,8 @@ from fer_data import features
 
 TEMP_PREFIX = ".pushing-"  # .pushing-<version>-<unique>: a copy in progress
 RESERVED_PREFIX = ".version-"  # .version-<version>: a number taken by a push in progress
+# On a PushedModel that was not pushed because the very model is served: that version.
+ALREADY_SERVED_PROPERTY = "already_served_version"
 
 
 def _is_local(path: str) -> bool:
@@ -147,15 +150,26 @@ def push_atomically(
     return final
 
 
-def already_served(model_base_path: str, facts: Dict[str, Any]) -> Optional[int]:
-    """The newest served version when it holds the very model ``facts`` (lineage.of_push)
-    describes: the same Trainer output artifact; None otherwise."""
-    trainer_uri = (facts.get("trainer") or {}).get("uri")
-    version = latest_version(model_base_path)
-    if not trainer_uri or version is None:
+def model_identity(saved_model_dir: str) -> Optional[str]:
+    """TensorFlow's fingerprint of a SavedModel's program and weights (graph, signatures,
+    object graph, checkpoint: ``Fingerprint.singleprint``), the same for a model saved
+    again unchanged; None without a fingerprint (a model saved before TF 2.12)."""
+    try:
+        return tf.saved_model.experimental.read_fingerprint(saved_model_dir).singleprint()
+    except (OSError, ValueError):
         return None
-    served = lineage.read(os.path.join(model_base_path, str(version)))
-    return version if (served.get("trainer") or {}).get("uri") == trainer_uri else None
+
+
+def already_served(model_base_path: str, model_path: str) -> Optional[int]:
+    """The newest served version when it is the model at ``model_path`` (the same
+    :func:`model_identity`): a cached candidate, or an ensemble rebuilt from the same
+    members, that an earlier run pushed. None otherwise."""
+    version = latest_version(model_base_path)
+    identity = model_identity(model_path)
+    if version is None or identity is None:
+        return None
+    served = model_identity(os.path.join(model_base_path, str(version)))
+    return version if served == identity else None
 
 
 class AtomicPushExecutor(pusher_executor.Executor):
@@ -177,17 +191,13 @@ class AtomicPushExecutor(pusher_executor.Executor):
             artifact_utils.get_single_instance(input_dict["model"]), self, exec_properties
         )
         version: Optional[int] = None
-        served = already_served(destination.filesystem.base_directory, facts)
-        if served is not None:
-            # A cached candidate (a rerun after another one's code changed) is the model
-            # that run pushed: pushing it again would serve the same weights as new.
-            logging.info("The selected model is already served as version %d: not pushed", served)
-            self._MarkNotPushed(model_push)
-        elif self.CheckBlessing(input_dict):
-            model_path = self.GetModelPath(input_dict)
+        base = destination.filesystem.base_directory
+        model_path = self.GetModelPath(input_dict) if self.CheckBlessing(input_dict) else None
+        served = already_served(base, model_path) if model_path else None
+        if model_path and served is None:
             final = push_atomically(
                 model_path,
-                destination.filesystem.base_directory,
+                base,
                 prepare=lambda staging, number: lineage.write(
                     staging, {**facts, "version": number}
                 ),
@@ -196,6 +206,11 @@ class AtomicPushExecutor(pusher_executor.Executor):
             io_utils.copy_dir(model_path, model_push.uri)
             self._MarkPushed(model_push, pushed_destination=final, pushed_version=str(version))
         else:
+            if served is not None:
+                # A rerun's winner can be what an earlier run pushed (blessed again: not
+                # worse than itself); pushing it again would serve the same model as new.
+                logging.info("The selected model is already served as version %d", served)
+                model_push.set_int_custom_property(ALREADY_SERVED_PROPERTY, served)
             self._MarkNotPushed(model_push)
         ledger_dir = exec_properties.get(training_ledger.LEDGER_DIR)
         if ledger_dir and facts.get("ledger_key"):
@@ -205,7 +220,7 @@ class AtomicPushExecutor(pusher_executor.Executor):
                 {
                     **facts,
                     "pushed_version": version,
-                    "model_base_path": destination.filesystem.base_directory,
+                    "model_base_path": base,
                 },
             )
 

@@ -4,7 +4,7 @@ import os
 
 from tfx.types import standard_artifacts
 
-from components import baseline, lineage, serving_push
+from components import baseline, serving_push
 from model import model_metadata
 
 
@@ -29,23 +29,31 @@ def test_push_lands_complete_under_a_new_numeric_version(tmp_path):
     assert not [n for n in os.listdir(base) if n.startswith(serving_push.TEMP_PREFIX)]
 
 
+def _tiny_saved_model(path, value):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.weight = tf.Variable(value)
+    module.scale = tf.function(lambda x: x * module.weight, [tf.TensorSpec([], tf.float32)])
+    tf.saved_model.save(module, str(path))
+    return str(path)
+
+
 def test_the_model_the_newest_version_holds_is_already_served(tmp_path):
-    """A rerun whose winner is a cached candidate the previous run pushed finds it served
-    (same Trainer output); another model, an older version or no lineage is not."""
+    """A rerun's winner that is the served model saved again (a cached candidate, an
+    ensemble rebuilt from the same members) is found served by TensorFlow's SavedModel
+    fingerprint; other weights, an older version or no fingerprint are not."""
     base = str(tmp_path / "fer")
-    facts = {"trainer": {"uri": "/root/Trainer_vgg/model/9"}}
-    assert serving_push.already_served(base, facts) is None  # nothing served
-    stage = lambda staging, number: lineage.write(staging, facts)  # noqa: E731
-    first = serving_push.push_atomically(_saved_model_dir(tmp_path / "m1"), base, prepare=stage)
-    v1 = int(os.path.basename(first))
-    assert serving_push.already_served(base, facts) == v1
-    assert (
-        serving_push.already_served(base, {"trainer": {"uri": "/root/Trainer_vgg/model/15"}})
-        is None
-    )
-    assert serving_push.already_served(base, {}) is None
-    serving_push.push_atomically(_saved_model_dir(tmp_path / "m2"), base)  # no lineage
-    assert serving_push.already_served(base, facts) is None  # v1 is no longer the newest
+    model = _tiny_saved_model(tmp_path / "m1", 2.0)
+    same = _tiny_saved_model(tmp_path / "m1-again", 2.0)
+    other = _tiny_saved_model(tmp_path / "m2", 3.0)
+    assert serving_push.already_served(base, model) is None  # nothing served
+    v1 = int(os.path.basename(serving_push.push_atomically(model, base)))
+    assert serving_push.already_served(base, same) == v1
+    assert serving_push.already_served(base, other) is None
+    assert serving_push.already_served(base, _saved_model_dir(tmp_path / "m3")) is None
+    serving_push.push_atomically(other, base)
+    assert serving_push.already_served(base, same) is None  # v1 is no longer the newest
 
 
 def test_incomplete_and_staging_dirs_are_not_versions(tmp_path):

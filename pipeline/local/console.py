@@ -8,7 +8,7 @@ from typing import Dict, Optional, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import drift_check, evaluation, node_ids
+from components import drift_check, evaluation, node_ids, serving_push
 from model import model_metadata
 from pipeline.local import run_summary
 
@@ -107,11 +107,10 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
             "" if blessed else " (not blessed: nothing will be pushed)"
         )
     if "pushed_model" in single:
-        return (
-            f"pushed to {custom(single['pushed_model'], 'pushed_destination')}"
-            if custom(single["pushed_model"], "pushed") == 1
-            else "not pushed"
-        )
+        served = custom(single["pushed_model"], serving_push.ALREADY_SERVED_PROPERTY)
+        if custom(single["pushed_model"], "pushed") == 1:
+            return f"pushed to {custom(single['pushed_model'], 'pushed_destination')}"
+        return f"not pushed: already served as version {served}" if served else "not pushed"
     if "report" in single:
         return os.path.join(single["report"].uri, "index.html")
     return ""

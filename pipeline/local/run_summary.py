@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import evaluation, lineage, node_ids
+from components import evaluation, lineage, node_ids, serving_push
 from model import model_metadata
 from pipeline.local import executor_process
 
@@ -193,6 +193,9 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
     summary["pushed"] = bool(pushed is not None and custom_property(pushed, "pushed") == 1)
     summary["pushed_path"] = (
         custom_property(pushed, "pushed_destination") if summary["pushed"] else None
+    )
+    summary["already_served_version"] = (
+        custom_property(pushed, serving_push.ALREADY_SERVED_PROPERTY) if pushed else None
     )
     summary["lineage"] = lineage.read(summary["pushed_path"]) if summary["pushed_path"] else None
     report = _single(outputs, node_ids.REPORT, "report")
