@@ -76,7 +76,11 @@ def row_parser(path: str) -> int:
 
 
 def pipeline_ingest(path: str, beam_mode: str) -> Dict[str, Any]:
-    """Runs the pipeline up to Transform on a fresh root; returns its run summary."""
+    """Runs the pipeline up to Transform on a fresh root, as `fer-pipeline run` does it (the
+    nodes' fork server starting beside the runner); returns its run summary."""
+    from pipeline import fork_server
+
+    fork_server.start()
     from pipeline.local import runner as local_runner
 
     root = tempfile.mkdtemp(prefix="fer-bench-ingest-")

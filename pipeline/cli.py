@@ -239,6 +239,7 @@ def outcome(summary: dict) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from pipeline import fork_server
     from pipeline.local import run_log  # light: the log takes over before TensorFlow is imported
 
     config = config_from_args(args)
@@ -251,6 +252,8 @@ def run_command(args: argparse.Namespace) -> int:
             contextlib.nullcontext(sys.stdout) if args.verbose else run_log.output_to_log(log)
         ) as console:
             try:
+                # The heavy nodes' server imports while this process builds the run.
+                fork_server.start()
                 from pipeline.local import runner as local_runner
 
                 summary = local_runner.run(config, summary_json, console=console)

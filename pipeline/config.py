@@ -203,6 +203,15 @@ class PipelineConfig:
             f"--setup_file={os.path.join(PROJECT_ROOT, 'setup.py')}",
         ]
 
+    def python_step_beam_args(self, cpus: Optional[int] = None) -> List[str]:
+        """Extra flags of a Beam step whose work is Python (the ExampleGen's parsing):
+        ``in_memory`` runs the workers as threads of one process, so for such a step a
+        second worker only splits the bundles under one GIL (Beam warns so): the real
+        file's ExampleGen took 25.1 s with two, 19.2 s with one (docs/BENCHMARKS.md). The
+        TensorFlow steps (Transform, TFMA) keep two: TF releases the GIL."""
+        in_memory = direct_running_mode(self.beam_direct_running_mode, cpus) == "in_memory"
+        return ["--direct_num_workers=1"] if in_memory else []
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 

@@ -133,3 +133,11 @@ def test_switched_off_or_another_pythonpath_runs_a_new_interpreter(monkeypatch, 
     code = fork_server.run("json.tool", ["--help"], stdout=out.fileno(), stderr=out.fileno())
     out.seek(0)
     assert code == 0 and "usage" in out.read()
+
+
+def test_a_server_that_ran_nothing_is_not_waited_for_at_close():
+    """A run whose nodes were all cached started the server for nothing: closing it kills
+    it at once (mid-import), instead of waiting for its imports to end."""
+    server = fork_server.ForkServer()
+    server.close()
+    assert server._process.returncode == -signal.SIGKILL  # pylint: disable=protected-access

@@ -72,6 +72,7 @@ def package_runs(tmp_path_factory):
         *["--schema-dir", os.path.join(tree, "schemas")],
         # 2 CPUs here: one Beam worker in this process, not a worker pool per step.
         "--beam-arg=--direct_running_mode=in_memory",
+        "--beam-arg=--direct_num_workers=1",
     )
     assert compiled.returncode == 0, compiled.stderr[-3000:]
     results = {}
