@@ -61,6 +61,18 @@ CLASS_NAME_OUTPUT = "class_name"  # string [N]
 # serving_images only: why an image was refused ("" when it was not). A refused image's row
 # has NaN probabilities, class_id -1 and class_name "" (its request's other rows are answered).
 ERROR_OUTPUT = "error"  # string [N]
+# The classification signature (TF Serving's Classify API; method_name
+# tensorflow/serving/classify): serialized tf.Examples as serving_default takes them in
+# `inputs`, the 7 class labels (EMOTIONS, the same in every row) and their probabilities out.
+CLASSIFY_SIGNATURE = "classification"
+CLASSIFY_INPUT = "inputs"  # string [N], TF Serving's kClassifyInputs
+CLASSES_OUTPUT = "classes"  # string [N, 7], kClassifyOutputClasses
+SCORES_OUTPUT = "scores"  # float32 [N, 7], kClassifyOutputScores
+# What TF Serving replays before a version is AVAILABLE: a TFRecord file of PredictionLog
+# protos beside the SavedModel (written by the Pusher: a few real faces per signature;
+# TF Serving reads at most 1,000 records).
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+WARMUP_REQUESTS_PER_SIGNATURE = 3  # records per signature, one face each
 
 # Bounds on one image sent to the serving_images signature, checked from its bytes before
 # anything is decoded (model/image_header.py), in TF Serving and the dev server alike.
