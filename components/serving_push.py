@@ -22,7 +22,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
 
-from components import lineage, training_ledger
+from components import lineage, training_ledger, warmup
 from components.artifacts import Artifacts, Properties
 from fer_data import features
 
@@ -149,7 +149,8 @@ def push_atomically(
 
 class AtomicPushExecutor(pusher_executor.Executor):
     """TFX Pusher executor whose filesystem push is atomic and version-monotonic, writes
-    the version's lineage into it and, on Kubeflow, the run's training ledger entry
+    the version's lineage and TF Serving's warm-up records (components/warmup.py) into it
+    before it becomes visible and, on Kubeflow, the run's training ledger entry
     (components/training_ledger.py), pushed or not."""
 
     def Do(
@@ -168,12 +169,13 @@ class AtomicPushExecutor(pusher_executor.Executor):
         version: Optional[int] = None
         if self.CheckBlessing(input_dict):
             model_path = self.GetModelPath(input_dict)
+
+            def prepare(staging: str, number: int) -> None:
+                lineage.write(staging, {**facts, "version": number})
+                warmup.write(staging, (facts.get("data") or {}).get("examples_uri"))
+
             final = push_atomically(
-                model_path,
-                destination.filesystem.base_directory,
-                prepare=lambda staging, number: lineage.write(
-                    staging, {**facts, "version": number}
-                ),
+                model_path, destination.filesystem.base_directory, prepare=prepare
             )
             version = int(os.path.basename(final))
             io_utils.copy_dir(model_path, model_push.uri)
