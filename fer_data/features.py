@@ -73,6 +73,10 @@ SCORES_OUTPUT = "scores"  # float32 [N, 7], kClassifyOutputScores
 # TF Serving reads at most 1,000 records).
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 WARMUP_REQUESTS_PER_SIGNATURE = 3  # records per signature, one face each
+# Request logs (client/request_log.py writes them, `fer-pipeline skew` reads them): TFRecord
+# files of PredictionLog protos ending in this suffix; a file being written ends in
+# REQUEST_LOG_SUFFIX + ".part" and is not read.
+REQUEST_LOG_SUFFIX = ".tfrecord"
 
 # Bounds on one image sent to the serving_images signature, checked from its bytes before
 # anything is decoded (model/image_header.py), in TF Serving and the dev server alike.
@@ -126,6 +130,21 @@ def pixels_from_bytes(data: bytes) -> np.ndarray:
     if len(data) != NUM_PIXELS:
         raise ValueError(f"a `{PIXELS_KEY}` value holds {NUM_PIXELS} bytes, got {len(data)}")
     return np.frombuffer(data, dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+
+
+def image_to_pixels(image_bytes):
+    """One encoded PNG/JPEG/BMP/GIF image (a scalar string tensor) -> int64 [2304]: the
+    48x48 gray face as the serving_images signature decodes it (RGB to gray, antialiased
+    resize, rounded), and as clients do that send tf.Examples of image files. TensorFlow
+    ops, in a graph or eagerly; unbounded: the signature checks the image's bytes first
+    (model/image_header.py)."""
+    import tensorflow as tf  # lazy: the contract imports no TF
+
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    gray = tf.image.rgb_to_grayscale(image)
+    resized = tf.image.resize(tf.cast(gray, tf.float32), (IMAGE_SIZE, IMAGE_SIZE), antialias=True)
+    pixels = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.int64)
+    return tf.reshape(pixels, (NUM_PIXELS,))
 
 
 def serving_example(pixels) -> bytes:

@@ -19,17 +19,6 @@ from fer_data import features
 from model import image_header
 from model.zoo import recipe
 
-
-def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    gray = tf.image.rgb_to_grayscale(image)
-    resized = tf.image.resize(
-        tf.cast(gray, tf.float32), (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True
-    )
-    pixels = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.int64)
-    return tf.reshape(pixels, (features.NUM_PIXELS,))
-
-
 UNDECODABLE = "cannot be decoded as a PNG, JPEG, BMP or GIF image (corrupt or truncated?)"
 
 
@@ -55,7 +44,7 @@ def decode_images_to_pixels(images: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         decoded = (
             tf.data.Dataset.range(count)
             .filter(lambda i: tf.equal(reasons[i], ""))
-            .map(lambda i: (i, _decode(images[i])))
+            .map(lambda i: (i, features.image_to_pixels(images[i])))
             .ignore_errors()
             .concatenate(  # never empty, so the batch below always has an element
                 tf.data.Dataset.from_tensors(
