@@ -26,6 +26,7 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 
+from components import example_pixels
 from fer_data import features, synthetic_faces
 
 log = logging.getLogger(__name__)
@@ -37,18 +38,9 @@ _SEED = 0  # synthetic stand-in faces
 def read_faces(examples_uri: Optional[str], count: int) -> np.ndarray:
     """``count`` faces (uint8 [count, 2304]) from ExampleGen's eval split under
     ``examples_uri``; synthetic faces when it is not given or has too few."""
-    files = (
-        sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{WARMUP_SPLIT}", "*")))
-        if examples_uri
-        else []
+    faces = list(
+        example_pixels.read_pixels(examples_uri, WARMUP_SPLIT, count) if examples_uri else []
     )
-    faces: List[np.ndarray] = []
-    if files:
-        spec = {features.PIXELS_KEY: tf.io.FixedLenFeature([], tf.string)}
-        records = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-        for record in records:
-            pixels = tf.io.parse_single_example(record, spec)[features.PIXELS_KEY].numpy()
-            faces.append(features.pixels_from_bytes(pixels).reshape(-1))
     if len(faces) < count:
         log.warning(
             "Warm-up: %d of %d faces from %s; the rest are synthetic",
