@@ -146,3 +146,33 @@ def test_a_failing_log_folder_never_fails_a_request(tmp_path):
     log.close()
     assert log.errors > 0 and log.written == 0
     assert not log.log(PREDICT, *_call(9))  # closed: nothing more is taken
+
+
+def test_32_clients_at_once_keep_the_rate_and_the_size_bound(tmp_path):
+    """32 threads log at once through one RequestLog with a small size bound: exactly
+    the systematic sample is taken, every sampled record is written or counted as
+    dropped, and the files never hold more than max_files x max_file_bytes."""
+    import threading
+
+    directory = str(tmp_path / "logs")
+    calls = [_call(i) for i in range(8)]
+    per_client, rate, max_bytes, max_files = 200, 0.3, 40_000, 3
+    start = threading.Barrier(32)
+
+    def client(index):
+        start.wait()
+        for i in range(per_client):
+            log.log(PREDICT, *calls[(index + i) % len(calls)])
+
+    with RequestLog(directory, rate, max_file_bytes=max_bytes, max_files=max_files) as log:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert log.sampled == math.floor(32 * per_client * rate)  # 1,920: 6,400 x 0.3 is whole
+    assert log.written + log.dropped == log.sampled
+    files = _logs(directory)
+    assert len(os.listdir(directory)) == len(files) <= max_files
+    assert sum(os.path.getsize(f) for f in files) <= max_files * max_bytes
+    assert _records(directory)  # the newest complete files, readable
