@@ -360,7 +360,9 @@ class _BaseClient:
         )
 
     def _classify(self, examples: List[bytes], signature: str, target: Target) -> List[Prediction]:
-        raise ValueError("classify is gRPC only (TF Serving's Classify API): leave out --rest")
+        raise ValueError(
+            "classify is gRPC only (TF Serving's Classify API): use FerClient (leave out --rest)"
+        )
 
     def close(self) -> None:
         pass

@@ -159,8 +159,8 @@ class RequestLog:
                 break
             try:
                 self._write(_prediction_log(*item))
-                if self._queue.empty():
-                    self._writer.flush()
+                if self._writer is not None and self._queue.empty():
+                    self._writer.flush()  # idle: what was sampled is on disk
             except Exception as err:  # noqa: BLE001 - a log write never fails a request
                 self._failed(err)
         try:
