@@ -6,8 +6,11 @@ Starts ``fer-serve`` as its own process (the TF Serving binary when installed, o
 the local stand-in), measures the time until the model is AVAILABLE over gRPC, then runs
 the bounded loopback load of ``client.bench``: single images from ``--clients``
 concurrent clients x ``--requests`` each (p50/p95/p99 latency), and batches of
-``--batch-size`` images (images/s) — each without and with server-side batching.
-The images are synthetic faces (PNG, 48x48) sent to the ``serving_images`` signature.
+``--batch-size`` images (images/s) — each without and with server-side batching — and
+the single images once more with client request logging at ``--log-sample-rate``
+(client/request_log.py): its cost per request, and that the log holds no more than the
+rate and its size bound allow. The images are synthetic faces (PNG, 48x48) sent to the
+``serving_images`` signature.
 """
 
 import argparse
@@ -76,7 +79,14 @@ def start_fer_serve(
     return {"process": process, "ready_seconds": time.perf_counter() - started}
 
 
-def load(port: int, clients: int, requests: int, batch_size: int, payloads: List[bytes]):
+def load(
+    port: int,
+    clients: int,
+    requests: int,
+    batch_size: int,
+    payloads: List[bytes],
+    request_log: Any = None,
+):
     from client import bench
     from client.fer_client import FerClient
 
@@ -85,11 +95,40 @@ def load(port: int, clients: int, requests: int, batch_size: int, payloads: List
         address,
         clients,
         requests,
-        make_client=lambda: FerClient(address, retries=0, timeout=30.0),
+        make_client=lambda: FerClient(address, retries=0, timeout=30.0, request_log=request_log),
         payloads=payloads,
         batch_size=batch_size,
         max_seconds=600.0,
     )
+
+
+def logged_load(port: int, clients: int, requests: int, rate: float, payloads: List[bytes]):
+    """The single-image load with a shared RequestLog at ``rate``: (result, what the log
+    holds), checked against the sampling and size bounds."""
+    import math
+
+    from client import request_log
+
+    with tempfile.TemporaryDirectory() as logs:
+        log = request_log.RequestLog(logs, rate)
+        result = load(port, clients, requests, 1, payloads, log)
+        log.close()
+        files = log.files()
+        stored = sum(os.path.getsize(f) for f in files)
+    facts = {
+        "sampled": log.sampled,
+        "written": log.written,
+        "dropped": log.dropped,
+        "files": len(files),
+        "bytes": stored,
+    }
+    answered = result.ok + clients  # each client's warm-up call is answered (and logged) too
+    facts["answered"] = answered
+    if log.sampled > math.ceil(answered * rate) or log.written + log.dropped != log.sampled:
+        raise SystemExit(f"bench: the request log sampled more than the rate allows: {facts}")
+    if stored > request_log.MAX_FILE_BYTES * request_log.MAX_FILES:
+        raise SystemExit(f"bench: the request log exceeds its size bound: {facts}")
+    return result, facts
 
 
 def main(argv=None) -> int:
@@ -107,6 +146,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batched-clients", type=int, default=4)
     parser.add_argument("--batched-requests", type=int, default=100)
+    parser.add_argument(
+        "--log-sample-rate",
+        type=float,
+        default=1.0,
+        help="client request logging for one more single-image run (0: no such run)",
+    )
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)
     args = parser.parse_args(argv)
     if not os.path.isdir(args.model_base_path):
@@ -120,15 +165,30 @@ def main(argv=None) -> int:
     for batching in (False, True):
         server = start_fer_serve(args.model_base_path, args.port, batching)
         try:
-            for clients, requests, batch in (
-                (args.clients, args.requests, 1),
-                (args.batched_clients, args.batched_requests, args.batch_size),
-            ):
-                result = load(args.port, clients, requests, batch, payloads)
-                print(("server batching: " if batching else "") + result.summary(), flush=True)
+            runs = [
+                (args.clients, args.requests, 1, 0.0),
+                (args.batched_clients, args.batched_requests, args.batch_size, 0.0),
+            ]
+            if not batching and args.log_sample_rate > 0:
+                runs.insert(1, (args.clients, args.requests, 1, args.log_sample_rate))
+            for clients, requests, batch, rate in runs:
+                if rate:
+                    result, logged = logged_load(args.port, clients, requests, rate, payloads)
+                    plain = rows[-1]
+                    print(
+                        f"client request logging at rate {rate:g}: {result.summary()}; "
+                        f"p50 {result.p50_ms - plain['p50 ms']:+.2f} ms, p99 "
+                        f"{result.p99_ms - plain['p99 ms']:+.2f} ms per request against no "
+                        f"logging; log: {logged}",
+                        flush=True,
+                    )
+                else:
+                    result = load(args.port, clients, requests, batch, payloads)
+                    print(("server batching: " if batching else "") + result.summary(), flush=True)
                 rows.append(
                     {
                         "server batching": batching,
+                        "request log rate": rate,
                         "clients": clients,
                         "requests/client": requests,
                         "batch": batch,

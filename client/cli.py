@@ -1,12 +1,14 @@
 """The ``fer-client`` command (console script; see setup.py).
 
-Predicts images / fer2013 CSV rows, shows status and metadata, and runs a bounded loopback
-benchmark. Failures print one line on stderr and exit non-zero: 1 the server refused the
-request (NOT_FOUND, INVALID_ARGUMENT, ...), 2 usage or local input error, 3 server
-unavailable, 4 deadline exceeded.
+Predicts or classifies images / fer2013 CSV rows (optionally logging a sample of the
+requests: ``--log-requests DIR --log-sample-rate R``), shows status and metadata, and runs
+a bounded loopback benchmark. Failures print one line on stderr and exit non-zero: 1 the
+server refused the request (NOT_FOUND, INVALID_ARGUMENT, ...), 2 usage or local input
+error, 3 server unavailable, 4 deadline exceeded.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -46,6 +48,13 @@ def _client_parser() -> argparse.ArgumentParser:
     common.add_argument("--tls", action="store_true", help="TLS (https for --rest)")
     common.add_argument("--root-certs", default=None, help="PEM file of trusted CA certificates")
 
+    logs = argparse.ArgumentParser(add_help=False)
+    logs.add_argument("--log-requests", default=None, metavar="DIR",
+                      help="log a sample of the answered requests as TF Serving PredictionLog "
+                           "TFRecord files in DIR (a folder, volume or gs://; gRPC only)")
+    logs.add_argument("--log-sample-rate", type=float, default=1.0, metavar="R",
+                      help="share of the requests logged, 0..1 (default 1)")
+
     parser = argparse.ArgumentParser(
         prog="fer-client",
         description="Talk to the FER model on TF Serving (or the stand-in).",
@@ -53,10 +62,12 @@ def _client_parser() -> argparse.ArgumentParser:
         "3 server unavailable, 4 deadline exceeded",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    predict = commands.add_parser("predict", parents=[common],
-                                  help="predict images (PNG/JPEG/BMP/GIF) or fer2013 CSV rows")
-    predict.add_argument("files", nargs="+", metavar="FILE")
-    predict.add_argument("--batch-size", type=int, default=64, help="inputs per request")
+    for name, what in (("predict", "predict (Predict API)"),
+                       ("classify", "classify (Classify API, the classification signature)")):
+        command = commands.add_parser(name, parents=[common, logs],
+                                      help=f"{what} images (PNG/JPEG/BMP/GIF) or fer2013 CSV rows")
+        command.add_argument("files", nargs="+", metavar="FILE")
+        command.add_argument("--batch-size", type=int, default=64, help="inputs per request")
     commands.add_parser("status", parents=[common], help="version states (GetModelStatus)")
     metadata = commands.add_parser(
         "metadata", parents=[common],
@@ -66,7 +77,7 @@ def _client_parser() -> argparse.ArgumentParser:
         help="the served model's folder as this machine sees it (<serving-dir>/fer, a "
              "mounted volume or gs://...): prints the served version's lineage from it "
              "(TF Serving's GetModelMetadata serves signatures only)")
-    bench = commands.add_parser("bench", parents=[common],
+    bench = commands.add_parser("bench", parents=[common, logs],
                                 help="bounded load test of a loopback server")
     bench.add_argument("files", nargs="*", metavar="FILE",
                        help="images or CSV files to send (default: synthetic 48x48 PNGs)")
@@ -78,7 +89,32 @@ def _client_parser() -> argparse.ArgumentParser:
     # fmt: on
 
 
-def _make_client(args: argparse.Namespace, retries: Optional[int] = None) -> Any:
+@contextlib.contextmanager
+def _request_log(args: argparse.Namespace) -> Iterator[Any]:
+    """The RequestLog that --log-requests asks for (None without it), closed at the end."""
+    if not getattr(args, "log_requests", None):
+        yield None
+        return
+    from client.request_log import RequestLog
+
+    if args.rest:
+        raise ValueError("--log-requests logs gRPC requests: leave out --rest")
+    request_log = RequestLog(args.log_requests, args.log_sample_rate)
+    try:
+        yield request_log
+    finally:
+        request_log.close()
+        if request_log.dropped or request_log.errors:
+            print(
+                f"fer-client: request log: {request_log.dropped} sampled request(s) dropped, "
+                f"{request_log.errors} write error(s)",
+                file=sys.stderr,
+            )
+
+
+def _make_client(
+    args: argparse.Namespace, retries: Optional[int] = None, request_log: Any = None
+) -> Any:
     from client.fer_client import FerClient, RestFerClient
 
     retries = args.retries if retries is None else retries
@@ -89,6 +125,7 @@ def _make_client(args: argparse.Namespace, retries: Optional[int] = None) -> Any
         tls=args.tls,
         version=args.version,
         version_label=args.version_label,
+        request_log=request_log,
     )
     if args.rest:  # a CA bundle path for requests, the PEM bytes for gRPC
         return RestFerClient(args.server, root_certs=args.root_certs, **options)
@@ -138,29 +175,40 @@ def _blame(err: Any, batch: List[Any]) -> Any:
     return ClientError(err.code, f"{where}: {err.message}")
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _send(client: Any, batch: List[Any], args: argparse.Namespace) -> List[Any]:
+    """One batch of inputs (images or CSV rows) -> predictions, by Predict or Classify."""
     import numpy as np
 
+    from fer_data import features
+
+    if args.command == "classify":
+        signature = args.signature or features.CLASSIFY_SIGNATURE
+        if batch[0].image is not None:
+            return client.classify_images([i.image for i in batch], signature=signature)
+        return client.classify_pixels(np.stack([i.pixels for i in batch]), signature=signature)
+    if batch[0].image is not None:
+        return client.predict_images(
+            [i.image for i in batch],
+            signature=args.signature or features.SERVING_IMAGES_SIGNATURE,
+        )
+    return client.predict_pixels(
+        np.stack([i.pixels for i in batch]),
+        signature=args.signature or features.SERVING_DEFAULT_SIGNATURE,
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """``predict`` and ``classify``: one line (or JSON entry) per input."""
     from client.fer_client import ClientError
     from client.input_files import read_inputs
-    from fer_data import features
 
     if args.batch_size < 1:
         raise ValueError("--batch-size must be >= 1")
     results = []
-    with _make_client(args) as client:
+    with _request_log(args) as request_log, _make_client(args, request_log=request_log) as client:
         for batch in _batches(read_inputs(args.files), args.batch_size):
             try:
-                if batch[0].image is not None:
-                    predictions = client.predict_images(
-                        [i.image for i in batch],
-                        signature=args.signature or features.SERVING_IMAGES_SIGNATURE,
-                    )
-                else:
-                    predictions = client.predict_pixels(
-                        np.stack([i.pixels for i in batch]),
-                        signature=args.signature or features.SERVING_DEFAULT_SIGNATURE,
-                    )
+                predictions = _send(client, batch, args)
             except ClientError as err:
                 raise _blame(err, batch) from None
             for item, prediction in zip(batch, predictions):
@@ -259,22 +307,24 @@ def _bench(args: argparse.Namespace) -> int:
         send = lambda client, batch: client.predict_images(batch, signature=signature)  # noqa: E731
     with _make_client(args) as probe:  # fail fast, with one clear line, if nobody answers
         probe.status()
-    result = bench.run_bench(
-        args.server,
-        args.clients,
-        args.requests,
-        make_client=lambda: _make_client(args, retries=0),
-        payloads=payloads,
-        batch_size=args.batch_size,
-        send=send,
-        max_seconds=args.max_seconds,
-    )
+    with _request_log(args) as request_log:
+        result = bench.run_bench(
+            args.server,
+            args.clients,
+            args.requests,
+            make_client=lambda: _make_client(args, retries=0, request_log=request_log),
+            payloads=payloads,
+            batch_size=args.batch_size,
+            send=send,
+            max_seconds=args.max_seconds,
+        )
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.summary())
     return EXIT_OK if result.errors == 0 else EXIT_REFUSED
 
 
 _COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "predict": _predict,
+    "classify": _predict,
     "status": _status,
     "metadata": _metadata,
     "bench": _bench,

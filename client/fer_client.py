@@ -3,6 +3,7 @@
     client = FerClient("localhost:8500")
     client.predict_images([open("face.png", "rb").read()])   # -> [Prediction(label=...)]
     client.predict_pixels(faces)       # uint8 [N, 48, 48] or [N, 2304], sent as tf.Examples
+    client.classify_pixels(faces)      # TF Serving's Classify (the classification signature)
     client.status(); client.metadata()
 
 :class:`FerClient` speaks gRPC, :class:`RestFerClient` TF Serving's REST API (port 8501)
@@ -11,6 +12,8 @@ each attempt has a deadline for the whole call (REST too: not per read); failure
 :class:`ClientError` (a status code and a one-line message). What a server answers is
 bounded before it is used: its size (``max_message_bytes``), each tensor's size against
 the request, one answer per input; an answer that breaks them is one ClientError.
+With ``request_log`` (client/request_log.py) a sample of the answered gRPC requests is
+logged as TF Serving's PredictionLog, off the caller's thread.
 """
 
 import base64
@@ -26,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import grpc
 import numpy as np
 
+from client.request_log import CLASSIFY, PREDICT, RequestLog
 from fer_data import features
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # the largest answer this client accepts
@@ -197,6 +201,29 @@ def _predictions(
         ) from None
 
 
+def _classifications(response: Any, version: Optional[int], count: int) -> List[Prediction]:
+    """One Prediction per example of a ClassificationResponse: each must score the 7
+    labels once (TF Serving copies the signature's classes and scores per example)."""
+    results = list(response.result.classifications)
+    if len(results) != count:
+        raise ClientError(
+            "INTERNAL", f"unexpected answer: {len(results)} classifications for {count} examples"
+        )
+    predictions = []
+    for i, result in enumerate(results):
+        scores = {c.label: c.score for c in result.classes}
+        if len(result.classes) != features.NUM_CLASSES or set(scores) != set(features.EMOTIONS):
+            raise ClientError(
+                "INTERNAL", f"unexpected answer for examples[{i}]: classes {sorted(scores)[:8]}"
+            )
+        row = tuple(float(scores[label]) for label in features.EMOTIONS)
+        if not np.isfinite(row).all():
+            raise ClientError("INVALID_ARGUMENT", f"examples[{i}]: refused by the model")
+        class_id = int(np.argmax(row))
+        predictions.append(Prediction(features.EMOTIONS[class_id], class_id, row, version))
+    return predictions
+
+
 # (version, version_label) of one call; either or neither may be set.
 Target = Tuple[Optional[int], Optional[str]]
 # The signature that takes each input (predict_values' default).
@@ -220,11 +247,14 @@ class _BaseClient:
         version: Optional[int] = None,
         version_label: Optional[str] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        request_log: Optional[RequestLog] = None,
     ) -> None:
         """``server`` host:port; the options (keyword-only, shared by both clients): the
         model, a ``timeout`` in seconds for each call (an attempt: connecting, sending and
         reading the whole answer), ``retries`` of UNAVAILABLE with exponential ``backoff``,
-        the default ``version`` or ``version_label``, and the largest answer accepted."""
+        the default ``version`` or ``version_label``, the largest answer accepted, and a
+        ``request_log`` for a sample of the answered requests (gRPC only; shared by any
+        number of clients, closed by whoever created it)."""
         if version is not None and version_label:
             raise ValueError("give a version or a version label, not both")
         if timeout <= 0 or retries < 0 or backoff < 0 or max_message_bytes <= 0:
@@ -237,6 +267,7 @@ class _BaseClient:
         self.backoff = backoff
         self.version = version
         self.version_label = version_label
+        self.request_log = request_log
 
     def _choice(
         self, version: Optional[int], version_label: Optional[str]
@@ -300,6 +331,38 @@ class _BaseClient:
         self, input_name: str, values: List[bytes], signature: str, target: Target
     ) -> List[Prediction]:
         raise NotImplementedError
+
+    def classify_pixels(self, pixels: np.ndarray, **target: Any) -> List[Prediction]:
+        """48x48 gray pixels ([N, 48, 48] or [N, 2304], 0..255) -> TF Serving's Classify."""
+        return self.classify_examples(pixels_to_examples(pixels), **target)
+
+    def classify_images(self, images: Sequence[bytes], **target: Any) -> List[Prediction]:
+        """Encoded images, decoded here to 48x48 gray (features.image_to_pixels, as the
+        serving_images signature decodes them) and classified as tf.Examples."""
+        from client.input_files import image_pixels
+
+        return self.classify_pixels(np.stack([image_pixels(image) for image in images]), **target)
+
+    def classify_examples(
+        self,
+        examples: Sequence[bytes],
+        version: Optional[int] = None,
+        version_label: Optional[str] = None,
+        signature: Optional[str] = None,
+    ) -> List[Prediction]:
+        """Serialized tf.Examples (feature ``pixels``) -> one Prediction each from TF
+        Serving's Classify API (``signature`` default: the classification signature)."""
+        examples = [bytes(e) for e in examples]
+        if not examples:
+            raise ValueError("nothing to classify: no examples")
+        return self._classify(
+            examples, signature or features.CLASSIFY_SIGNATURE, (version, version_label)
+        )
+
+    def _classify(self, examples: List[bytes], signature: str, target: Target) -> List[Prediction]:
+        raise ValueError(
+            "classify is gRPC only (TF Serving's Classify API): use FerClient (leave out --rest)"
+        )
 
     def close(self) -> None:
         pass
@@ -393,6 +456,8 @@ class FerClient(_BaseClient):
         for name, array in inputs.items():
             request.inputs[name].CopyFrom(tensors.from_ndarray(np.asarray(array)))
         response = self._rpc(self._predict_stub.Predict, request)
+        if self.request_log is not None:
+            self.request_log.log(PREDICT, request, response)
         outputs = {}
         for name, proto in response.outputs.items():
             if shapes is not None and name not in shapes:
@@ -416,6 +481,20 @@ class FerClient(_BaseClient):
         shapes = _answer_shapes(len(values))
         outputs, served = self.predict({input_name: array}, signature, *target, shapes=shapes)
         return _predictions(outputs, served, input_name, len(values))
+
+    def _classify(self, examples: List[bytes], signature: str, target: Target) -> List[Prediction]:
+        from tensorflow.core.example import example_pb2
+        from tensorflow_serving.apis import classification_pb2
+
+        request = classification_pb2.ClassificationRequest()
+        self._spec(request.model_spec, *target, signature)
+        request.input.example_list.examples.extend(
+            example_pb2.Example.FromString(example) for example in examples
+        )
+        response = self._rpc(self._predict_stub.Classify, request)
+        if self.request_log is not None:
+            self.request_log.log(CLASSIFY, request, response)
+        return _classifications(response, response.model_spec.version.value, len(examples))
 
     def status(
         self, version: Optional[int] = None, version_label: Optional[str] = None
@@ -485,6 +564,8 @@ class RestFerClient(_BaseClient):
     ) -> None:
         """``root_certs``: a CA bundle path for ``tls``; ``options``: see _BaseClient."""
         super().__init__(server, **options)
+        if self.request_log is not None:
+            raise ValueError("request logs are gRPC only (PredictionLog holds gRPC requests)")
         self._tls = ssl.create_default_context(cafile=root_certs) if tls else None
         self._base = f"/v1/models/{self.model_name}"
 

@@ -91,6 +91,33 @@ def read_inputs(paths: List[str]) -> Iterator[InputItem]:
             yield read_image(path)
 
 
+def image_pixels(image: bytes) -> np.ndarray:
+    """An encoded image -> uint8 [2304], the 48x48 gray face the model sees
+    (features.image_to_pixels); its size is read from the header first and held to the
+    serving contract's bounds (features.MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, one frame)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(image) > features.MAX_IMAGE_BYTES:
+        raise InputFileError(f"an image of more than {features.MAX_IMAGE_BYTES} bytes")
+    try:
+        with Image.open(io.BytesIO(image)) as opened:
+            width, height = opened.size
+            frames = getattr(opened, "n_frames", 1)
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputFileError(f"not a PNG, JPEG, BMP or GIF image: {err}") from None
+    if max(width, height) > features.MAX_IMAGE_SIDE or frames > features.MAX_IMAGE_FRAMES:
+        raise InputFileError(
+            f"a {width}x{height} image of {frames} frame(s): at most "
+            f"{features.MAX_IMAGE_SIDE} pixels a side and {features.MAX_IMAGE_FRAMES} frame"
+        )
+    import tensorflow as tf
+
+    try:
+        return features.image_to_pixels(tf.constant(image)).numpy().astype(np.uint8)
+    except tf.errors.InvalidArgumentError as err:
+        raise InputFileError(f"cannot decode the image: {err.message[:200]}") from None
+
+
 def synthetic_png(seed: int = 0, size: int = 48) -> bytes:
     """A random gray PNG (for bench runs without input files)."""
     from PIL import Image

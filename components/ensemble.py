@@ -2,8 +2,9 @@
 
 After the per-architecture Evaluators, the builder loads the SavedModel of every blessed
 architecture (of every architecture when none is blessed, so the run still has a
-candidate to record) and saves a model whose two serving signatures call each member's
-signature of the same name and average their ``probabilities``. Each member keeps its own
+candidate to record) and saves a model whose two predict signatures call each member's
+signature of the same name and average their ``probabilities``; its classification
+signature averages the members' serving_default. Each member keeps its own
 Transform graph and test-time augmentation, so the ensemble serves exactly what the
 members serve; it is evaluated by TFMA like any candidate (``Evaluator_ensemble``) and
 ModelSelector picks it only when it ranks first (ties go to the smaller model, so an
@@ -48,6 +49,13 @@ class _Ensemble(tf.Module):
     def serve_images(self, images):
         return self._mean(features.SERVING_IMAGES_SIGNATURE, **{features.IMAGES_INPUT: images})
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.CLASSIFY_INPUT)])
+    def serve_classify(self, inputs):
+        """The members' serving_default probabilities of the same tf.Examples, averaged,
+        as classification outputs (members saved before the classifier existed work too)."""
+        mean = self._mean(features.SERVING_DEFAULT_SIGNATURE, **{features.EXAMPLES_INPUT: inputs})
+        return signatures.classification(mean[features.PROBABILITIES_OUTPUT])
+
 
 def build(member_dirs: List[str], out_dir: str) -> float:
     """Saves the average of the SavedModels in ``member_dirs`` to ``out_dir``; returns its
@@ -58,8 +66,10 @@ def build(member_dirs: List[str], out_dir: str) -> float:
     serving = {
         features.SERVING_DEFAULT_SIGNATURE: module.serve_examples.get_concrete_function(),
         features.SERVING_IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
+        features.CLASSIFY_SIGNATURE: module.serve_classify.get_concrete_function(),
     }
     tf.saved_model.save(module, out_dir, signatures=serving)
+    signatures.mark_classification_signatures(out_dir)
     return signatures.latency_ms(serving[features.SERVING_DEFAULT_SIGNATURE])
 
 

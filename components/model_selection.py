@@ -24,6 +24,7 @@ from fer_data import features
 
 SELECTION_FILE = "selection.json"
 EXAMPLES_KEY = "examples"
+STATISTICS_KEY = "statistics"  # StatisticsGen's: the training statistics `skew` compares with
 DECISION_KEY = "decision"
 SELECTION_METRICS = features.SELECTION_METRICS
 
@@ -102,6 +103,7 @@ def _lineage(input_dict: Artifacts, winner: Dict[str, Any], metric: str) -> Dict
     chosen = candidates.group_by_architecture(input_dict)[winner["architecture"]]
     evaluated = chosen["evaluation"]
     examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+    statistics = input_dict.get(STATISTICS_KEY) or []
     decisions = input_dict.get(DECISION_KEY) or []
     metrics = evaluation.read_metrics(evaluated.uri)
     bound = (
@@ -111,7 +113,11 @@ def _lineage(input_dict: Artifacts, winner: Dict[str, Any], metric: str) -> Dict
     )
     return {
         "candidate": winner["architecture"],
-        "data": {**training_ledger.data_identity(examples), "examples_uri": examples.uri},
+        "data": {
+            **training_ledger.data_identity(examples),
+            "examples_uri": examples.uri,
+            "statistics_uri": statistics[0].uri if statistics else None,
+        },
         "ledger_key": (
             decisions[0].get_string_custom_property(training_ledger.KEY_PROPERTY)
             if decisions
@@ -152,10 +158,11 @@ def ModelSelector(
     examples: types.Channel,
     metric: str = "accuracy",
     decision: Optional[types.Channel] = None,
+    statistics: Optional[types.Channel] = None,
 ) -> base_component.BaseComponent:
     """Builds the selector for these architectures' Trainer and Evaluator nodes;
-    ``examples`` (ExampleGen's) and ``decision`` (NewDataCheck's, on Kubeflow) name the
-    data in the winner's lineage."""
+    ``examples`` (ExampleGen's), ``statistics`` (StatisticsGen's) and ``decision``
+    (NewDataCheck's, on Kubeflow) name the data in the winner's lineage."""
     if metric not in SELECTION_METRICS:
         raise ValueError(f"selection metric must be one of {SELECTION_METRICS}, got {metric!r}")
     spec_class = candidates.make_spec_class(
@@ -164,6 +171,9 @@ def ModelSelector(
         inputs={
             **candidates.candidate_inputs(candidates.KINDS, architectures),
             EXAMPLES_KEY: component_spec.ChannelParameter(type=standard_artifacts.Examples),
+            STATISTICS_KEY: component_spec.ChannelParameter(
+                type=standard_artifacts.ExampleStatistics, optional=True
+            ),
             DECISION_KEY: component_spec.ChannelParameter(type=TrainingDecision, optional=True),
         },
         outputs={
@@ -179,6 +189,7 @@ def ModelSelector(
         metric=metric,
         examples=examples,
         **({DECISION_KEY: decision} if decision is not None else {}),
+        **({STATISTICS_KEY: statistics} if statistics is not None else {}),
         model=channel.Channel(type=standard_artifacts.Model),
         blessing=channel.Channel(type=standard_artifacts.ModelBlessing),
         **inputs,

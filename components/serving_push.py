@@ -23,7 +23,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, proto_utils
 
-from components import lineage, training_ledger
+from components import lineage, training_ledger, warmup
 from components.artifacts import Artifacts, Properties
 from fer_data import features
 
@@ -174,7 +174,8 @@ def already_served(model_base_path: str, model_path: str) -> Optional[int]:
 
 class AtomicPushExecutor(pusher_executor.Executor):
     """TFX Pusher executor whose filesystem push is atomic and version-monotonic, writes
-    the version's lineage into it and, on Kubeflow, the run's training ledger entry
+    the version's lineage and TF Serving's warm-up records (components/warmup.py) into it
+    before it becomes visible and, on Kubeflow, the run's training ledger entry
     (components/training_ledger.py), pushed or not."""
 
     def Do(
@@ -195,13 +196,12 @@ class AtomicPushExecutor(pusher_executor.Executor):
         model_path = self.GetModelPath(input_dict) if self.CheckBlessing(input_dict) else None
         served = already_served(base, model_path) if model_path else None
         if model_path and served is None:
-            final = push_atomically(
-                model_path,
-                base,
-                prepare=lambda staging, number: lineage.write(
-                    staging, {**facts, "version": number}
-                ),
-            )
+
+            def prepare(staging: str, number: int) -> None:
+                lineage.write(staging, {**facts, "version": number})
+                warmup.write(staging, (facts.get("data") or {}).get("examples_uri"))
+
+            final = push_atomically(model_path, base, prepare=prepare)
             version = int(os.path.basename(final))
             io_utils.copy_dir(model_path, model_push.uri)
             self._MarkPushed(model_push, pushed_destination=final, pushed_version=str(version))

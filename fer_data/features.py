@@ -61,6 +61,22 @@ CLASS_NAME_OUTPUT = "class_name"  # string [N]
 # serving_images only: why an image was refused ("" when it was not). A refused image's row
 # has NaN probabilities, class_id -1 and class_name "" (its request's other rows are answered).
 ERROR_OUTPUT = "error"  # string [N]
+# The classification signature (TF Serving's Classify API; method_name
+# tensorflow/serving/classify): serialized tf.Examples as serving_default takes them in
+# `inputs`, the 7 class labels (EMOTIONS, the same in every row) and their probabilities out.
+CLASSIFY_SIGNATURE = "classification"
+CLASSIFY_INPUT = "inputs"  # string [N], TF Serving's kClassifyInputs
+CLASSES_OUTPUT = "classes"  # string [N, 7], kClassifyOutputClasses
+SCORES_OUTPUT = "scores"  # float32 [N, 7], kClassifyOutputScores
+# What TF Serving replays before a version is AVAILABLE: a TFRecord file of PredictionLog
+# protos beside the SavedModel (written by the Pusher: a few real faces per signature;
+# TF Serving reads at most 1,000 records).
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+WARMUP_REQUESTS_PER_SIGNATURE = 3  # records per signature, one face each
+# Request logs (client/request_log.py writes them, `fer-pipeline skew` reads them): TFRecord
+# files of PredictionLog protos ending in this suffix; a file being written ends in
+# REQUEST_LOG_SUFFIX + ".part" and is not read.
+REQUEST_LOG_SUFFIX = ".tfrecord"
 
 # Bounds on one image sent to the serving_images signature, checked from its bytes before
 # anything is decoded (model/image_header.py), in TF Serving and the dev server alike.
@@ -114,6 +130,21 @@ def pixels_from_bytes(data: bytes) -> np.ndarray:
     if len(data) != NUM_PIXELS:
         raise ValueError(f"a `{PIXELS_KEY}` value holds {NUM_PIXELS} bytes, got {len(data)}")
     return np.frombuffer(data, dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+
+
+def image_to_pixels(image_bytes):
+    """One encoded PNG/JPEG/BMP/GIF image (a scalar string tensor) -> int64 [2304]: the
+    48x48 gray face as the serving_images signature decodes it (RGB to gray, antialiased
+    resize, rounded), and as clients do that send tf.Examples of image files. TensorFlow
+    ops, in a graph or eagerly; unbounded: the signature checks the image's bytes first
+    (model/image_header.py)."""
+    import tensorflow as tf  # lazy: the contract imports no TF
+
+    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    gray = tf.image.rgb_to_grayscale(image)
+    resized = tf.image.resize(tf.cast(gray, tf.float32), (IMAGE_SIZE, IMAGE_SIZE), antialias=True)
+    pixels = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.int64)
+    return tf.reshape(pixels, (NUM_PIXELS,))
 
 
 def serving_example(pixels) -> bytes:

@@ -486,6 +486,19 @@ def encode_examples(rows: Sequence[ParsedRow]) -> List[bytes]:
     )
 
 
+def image_statistics(images: np.ndarray) -> Dict[str, np.ndarray]:
+    """uint8 [N, 2304] images -> the per-image statistics features of the data contract
+    (pixel_mean, pixel_std as float32, pixel_min, pixel_max as int64), one value per
+    image: what ingest writes into every tf.Example and what the skew check computes of
+    the served images (components/serving_skew.py)."""
+    return {
+        features.PIXEL_MEAN_KEY: images.mean(axis=1, dtype=np.float64).astype(np.float32),
+        features.PIXEL_STD_KEY: images.std(axis=1, dtype=np.float64).astype(np.float32),
+        features.PIXEL_MIN_KEY: images.min(axis=1).astype(np.int64),
+        features.PIXEL_MAX_KEY: images.max(axis=1).astype(np.int64),
+    }
+
+
 def encode_images(
     pixels: Sequence[bytes], labels: Sequence[int], seen_in_train: Optional[Sequence[int]] = None
 ) -> List[bytes]:
@@ -514,10 +527,7 @@ def encode_images(
     columns = {
         features.PIXELS_KEY: column(pa.array(list(pixels), pa.binary())),
         features.LABEL_KEY: column(np.asarray(labels, dtype=np.int64)),
-        features.PIXEL_MEAN_KEY: column(images.mean(axis=1, dtype=np.float64).astype(np.float32)),
-        features.PIXEL_STD_KEY: column(images.std(axis=1, dtype=np.float64).astype(np.float32)),
-        features.PIXEL_MIN_KEY: column(images.min(axis=1).astype(np.int64)),
-        features.PIXEL_MAX_KEY: column(images.max(axis=1).astype(np.int64)),
+        **{name: column(values) for name, values in image_statistics(images).items()},
         features.SEEN_IN_TRAIN_KEY: column(seen.astype(np.int64)),
     }
     batch = pa.RecordBatch.from_arrays(list(columns.values()), list(columns))

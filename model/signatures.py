@@ -1,10 +1,14 @@
-"""Serving signatures: serialized tf.Example and encoded image bytes.
+"""Serving signatures: serialized tf.Example and encoded image bytes, and a classifier.
 
-Both apply the Transform graph (``tft_layer``) and return the same outputs, so TFMA,
-TF Serving's Predict API and image clients all see one contract (fer_data/features.py).
+Both predict signatures apply the Transform graph (``tft_layer``) and return the same
+outputs, so TFMA, TF Serving's Predict API and image clients all see one contract
+(fer_data/features.py); the classification signature answers TF Serving's Classify API
+from the same probabilities (:func:`mark_classification_signatures`).
 """
 
+import os
 import time
+import uuid
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -14,17 +18,6 @@ import tensorflow_transform as tft
 from fer_data import features
 from model import image_header
 from model.zoo import recipe
-
-
-def _decode(image_bytes: tf.Tensor) -> tf.Tensor:
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    gray = tf.image.rgb_to_grayscale(image)
-    resized = tf.image.resize(
-        tf.cast(gray, tf.float32), (features.IMAGE_SIZE, features.IMAGE_SIZE), antialias=True
-    )
-    pixels = tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.int64)
-    return tf.reshape(pixels, (features.NUM_PIXELS,))
-
 
 UNDECODABLE = "cannot be decoded as a PNG, JPEG, BMP or GIF image (corrupt or truncated?)"
 
@@ -51,7 +44,7 @@ def decode_images_to_pixels(images: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         decoded = (
             tf.data.Dataset.range(count)
             .filter(lambda i: tf.equal(reasons[i], ""))
-            .map(lambda i: (i, _decode(images[i])))
+            .map(lambda i: (i, features.image_to_pixels(images[i])))
             .ignore_errors()
             .concatenate(  # never empty, so the batch below always has an element
                 tf.data.Dataset.from_tensors(
@@ -110,6 +103,62 @@ def image_predictions(probabilities: tf.Tensor, refused: tf.Tensor) -> Dict[str,
     return {**outputs, features.ERROR_OUTPUT: refused}
 
 
+def classification(probabilities: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """The classification signature's outputs: ``classes`` (the 7 labels in every row)
+    and ``scores`` (their probabilities), both [N, 7], as TF Serving's Classify reads them."""
+    scores = tf.cast(probabilities, tf.float32)
+    labels = tf.constant(features.EMOTIONS)[None, :]
+    return {
+        features.CLASSES_OUTPUT: tf.tile(labels, tf.stack([tf.shape(scores)[0], 1])),
+        features.SCORES_OUTPUT: scores,
+    }
+
+
+# TF Serving answers Classify only from a SignatureDef of this method name
+# (tensorflow_serving/servables/tensorflow/classifier.cc: GetClassificationSignatureDef
+# and PreProcessClassification compare method_name with kClassifyMethodName when the
+# method-name check is on; either way the signature must have one input "inputs", taking
+# the serialized tf.Examples, and "classes" DT_STRING and/or "scores" DT_FLOAT outputs of
+# shape [batch, num_classes]). TF 2's tf.saved_model.save (and Keras' model.save) writes
+# every signature with the predict method name (saved_model/save.py hardcodes
+# PREDICT_METHOD_NAME), hence the rewrite below.
+CLASSIFY_METHOD_NAME = tf.saved_model.CLASSIFY_METHOD_NAME  # "tensorflow/serving/classify"
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def mark_classification_signatures(
+    export_dir: str, names: Sequence[str] = (features.CLASSIFY_SIGNATURE,)
+) -> None:
+    """Sets the method name of the SignatureDefs ``names`` in ``export_dir``'s saved_model.pb
+    to CLASSIFY_METHOD_NAME, after checking each is a valid classification signature
+    (tf.compat.v1.saved_model.is_valid_signature: classification_signature_def's rules).
+
+    Writes the new saved_model.pb beside the old one and renames it over it (atomic on a
+    local or PVC path, one object replace on gs://), then rewrites the SavedModel's
+    fingerprint.pb, which holds a checksum of saved_model.pb. The loaded model is
+    unchanged: TF 2's loader reads its signatures from the object graph, not method names.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.saved_model import fingerprinting_utils
+
+    path = os.path.join(export_dir, SAVED_MODEL_FILE)
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        saved_model = saved_model_pb2.SavedModel.FromString(handle.read())
+    (meta_graph,) = saved_model.meta_graphs  # what tf.saved_model.save writes: one
+    for name in names:
+        signature_def = meta_graph.signature_def.get(name)
+        if signature_def is None:
+            raise ValueError(f"{export_dir} has no signature {name!r}")
+        signature_def.method_name = CLASSIFY_METHOD_NAME
+        if not tf.compat.v1.saved_model.is_valid_signature(signature_def):
+            raise ValueError(f"signature {name!r} is no valid classification signature")
+    staging = f"{path}.{uuid.uuid4().hex}.tmp"
+    with tf.io.gfile.GFile(staging, "wb") as handle:
+        handle.write(saved_model.SerializeToString(deterministic=True))
+    tf.io.gfile.rename(staging, path, overwrite=True)
+    fingerprinting_utils.write_fingerprint(export_dir)
+
+
 SHIFT_PIXELS = 2  # the "shift_2px" test-time augmentation
 
 
@@ -160,8 +209,10 @@ def make_serving_signatures(
     tf_transform_output: tft.TFTransformOutput,
     test_time_augmentation: Sequence[str] = (),
 ) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    """Returns {serving_default, serving_images} concrete functions for model.save(); both
-    average over ``test_time_augmentation`` (names of TEST_TIME_TRANSFORMS)."""
+    """Returns {serving_default, serving_images, classification} concrete functions for
+    model.save(); all average over ``test_time_augmentation`` (names of
+    TEST_TIME_TRANSFORMS). After saving, :func:`mark_classification_signatures` makes the
+    classification one answer TF Serving's Classify."""
     unknown = set(test_time_augmentation) - set(TEST_TIME_TRANSFORMS)
     if unknown:
         raise ValueError(
@@ -191,9 +242,15 @@ def make_serving_signatures(
         outputs = predict_raw({features.PIXELS_KEY: pixels_to_bytes(pixels)})
         return image_predictions(outputs[features.PROBABILITIES_OUTPUT], refused)
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.CLASSIFY_INPUT)])
+    def serve_classify(inputs):
+        outputs = predict_raw(tf.io.parse_example(inputs, raw_spec))
+        return classification(outputs[features.PROBABILITIES_OUTPUT])
+
     return {
         features.SERVING_DEFAULT_SIGNATURE: serve_examples.get_concrete_function(),
         features.SERVING_IMAGES_SIGNATURE: serve_images.get_concrete_function(),
+        features.CLASSIFY_SIGNATURE: serve_classify.get_concrete_function(),
     }
 
 

@@ -7,8 +7,8 @@ settings, resolved when the pipeline was built (model/trainer_config.py
 early stopping on the eval split, test-time augmentation) and how to run it; this module
 only reads them. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
 augment in parallel, repeat -- one iterator for the whole fit --, prefetch). Output: a
-SavedModel with both serving signatures, and ``assets.extra/fer_model.json`` (history,
-timing, params, weights source) beside it.
+SavedModel with both predict signatures and the classification one, and
+``assets.extra/fer_model.json`` (history, timing, params, weights source) beside it.
 """
 
 import logging
@@ -356,6 +356,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model, tf_transform_output, recipe["test_time_augmentation"]
     )
     model.save(serving_dir, save_format="tf", signatures=serving)
+    signatures.mark_classification_signatures(serving_dir)
     seconds = timer.seconds
     metadata = {
         "architecture": settings.architecture,

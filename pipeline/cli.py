@@ -1,5 +1,6 @@
 """fer-pipeline: run locally (BeamDagRunner), compile for / submit to Kubeflow Pipelines,
-run a compiled package here, and trace a served model back to its run.
+run a compiled package here, trace a served model back to its run, and check what it
+serves against what it trained on (skew).
 
 ``fer-pipeline run`` is also what a cron job calls; its exit code says what happened
 (:data:`EXIT_CODES`).
@@ -29,6 +30,8 @@ NOT_PUSHED = 3  # trained and evaluated; no candidate blessed and better than th
 NOTHING_NEW = 4  # no new span: every Trainer was cached, nothing trained or pushed
 DRIFT_STOP = 5  # the new span drifted from the previous one: stopped before training
 DATA_REJECTED = 6  # the data failed validation (schema, quarantine bound, unreadable file)
+SKEW = 7  # `skew`: the served images' statistics are skewed from the training data's
+OK = PUSHED  # 0: the commands that push nothing succeeded
 EXIT_CODES = {
     PUSHED: "pushed",
     FAILED: "failed",
@@ -36,6 +39,7 @@ EXIT_CODES = {
     NOTHING_NEW: "nothing new (no new span: nothing trained)",
     DRIFT_STOP: "drift stop",
     DATA_REJECTED: "data rejected",
+    SKEW: "skew (fer-pipeline skew: served images unlike the training data)",
 }
 
 
@@ -534,12 +538,27 @@ def lineage_command(args: argparse.Namespace) -> int:
     return PUSHED
 
 
+def skew_command(args: argparse.Namespace) -> int:
+    """Request logs vs the served model's training statistics (components/serving_skew.py)."""
+    from components import serving_skew
+
+    try:
+        result = serving_skew.check(args.logs, args.model_base_path)
+    except serving_skew.SkewCheckError as error:
+        print(f"fer-pipeline: skew: {error}", file=sys.stderr)
+        return FAILED
+    print(serving_skew.summary(result))
+    if args.report:
+        print(f"Report: {serving_skew.write_report(result, args.report)}")
+    return SKEW if result.skewed else OK
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     # fmt: off
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(
         prog="fer-pipeline", description=__doc__,
-        epilog="exit codes of run: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
+        epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run the pipeline with BeamDagRunner")
@@ -603,6 +622,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 help="the SQLite ML Metadata of local runs")
     lineage_parser.add_argument("--json", action="store_true")
     lineage_parser.set_defaults(handler=lineage_command)
+    skew_parser = commands.add_parser(
+        "skew", help="training/serving skew: the per-image statistics of logged requests "
+                     f"against the served model's training statistics (exit {SKEW} on skew)")
+    skew_parser.add_argument("--logs", required=True, metavar="DIR",
+                             help="request logs (fer-client --log-requests DIR; gs:// too)")
+    skew_parser.add_argument("--model-base-path", default=lineage_parser.get_default(
+                                 "model_base_path"),
+                             help="TF Serving's model base path: its newest version's lineage "
+                                  "names the training statistics")
+    skew_parser.add_argument("--report", metavar="OUT_DIR",
+                             help="write index.html with the distributions side by side")
+    skew_parser.set_defaults(handler=skew_command)
     args = parser.parse_args(argv)
     return args.handler(args)
     # fmt: on

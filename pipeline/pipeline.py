@@ -209,6 +209,7 @@ def _training_nodes(
         examples=example_gen.outputs["examples"],
         metric=config.selection_metric,
         decision=decision,
+        statistics=statistics_gen.outputs["statistics"],
     )
     # PrivateTest, measured once, for the selected model only.
     test_evaluator = evaluation.Evaluator(

@@ -3,6 +3,7 @@
 import os
 import shutil
 
+import classification_checks
 import numpy as np
 import pytest
 import serving_fixtures as fx
@@ -72,6 +73,14 @@ def test_the_blessed_candidates_are_averaged_in_both_signatures(tmp_path):
     assert meta["members"] == ["a", "b"] and meta["member_selection"] == "blessed"
     assert meta["params"] == 20 and meta["serving_latency_ms"] > 0
     assert model.get_string_custom_property("architecture") == ensemble.ENSEMBLE
+
+
+def test_the_ensemble_classifies_as_it_predicts(tmp_path):
+    """Its classification signature (members without one, as the fixtures are) answers
+    TF Serving's Classify with the averaged probabilities: the predict top class."""
+    loaded, _, model = _build(tmp_path, {"a": (1, True), "b": (4, True)})
+    faces = np.random.default_rng(1).integers(0, 256, (4, features.NUM_PIXELS))
+    classification_checks.check(os.path.join(model.uri, "Format-Serving"), loaded, faces)
 
 
 def test_with_nothing_blessed_every_candidate_is_a_member(tmp_path):

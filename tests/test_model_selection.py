@@ -14,7 +14,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components import candidates, model_selection, serving_push
+from components import candidates, lineage, model_selection, serving_push
 
 
 def _artifact(kind, uri):
@@ -69,7 +69,10 @@ def _candidate(root, arch, accuracy, blessed, size_bytes, matrix=None):
 
 def _select(root, table, metric="accuracy", matrices=None):
     inputs = {
-        model_selection.EXAMPLES_KEY: [_artifact(standard_artifacts.Examples, root / "examples")]
+        model_selection.EXAMPLES_KEY: [_artifact(standard_artifacts.Examples, root / "examples")],
+        model_selection.STATISTICS_KEY: [
+            _artifact(standard_artifacts.ExampleStatistics, root / "statistics")
+        ],
     }
     for arch, (accuracy, blessed, size) in table.items():
         inputs.update(_candidate(root, arch, accuracy, blessed, size, (matrices or {}).get(arch)))
@@ -112,6 +115,10 @@ def test_best_blessed_candidate_wins_over_a_better_unblessed_one(tmp_path):
     pushed = _push(tmp_path, model, blessing)
     assert pushed.get_int_custom_property("pushed") == 1
     assert serving_push.pushed_versions(str(tmp_path / "serving" / "fer"))
+    # The lineage names the run's examples and their statistics (what `skew` compares with).
+    data = lineage.read(pushed.get_string_custom_property("pushed_destination"))["data"]
+    assert data["examples_uri"] == str(tmp_path / "examples")
+    assert data["statistics_uri"] == str(tmp_path / "statistics")
 
 
 def test_ties_go_to_the_smaller_model(tmp_path):

@@ -1,10 +1,12 @@
-"""Both serving signatures on a real Transform graph: images of any size/colour and tf.Examples."""
+"""The serving signatures on a real Transform graph: images of any size/colour, tf.Examples,
+and the classification signature TF Serving's Classify answers from."""
 
 import io
 import os
 import re
 import time
 
+import classification_checks
 import hostile_images
 import numpy as np
 import pytest
@@ -21,8 +23,8 @@ from model.transform import preprocessing_fn
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """An untrained improved CNN exported with both signatures, and its loaded SavedModel."""
+def export_dir(tmp_path_factory):
+    """An untrained improved CNN exported with its signatures as the Trainer saves it."""
     root = tmp_path_factory.mktemp("signatures")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (14, features.NUM_PIXELS))
@@ -58,7 +60,14 @@ def exported(tmp_path_factory):
         save_format="tf",
         signatures=signatures.make_serving_signatures(model, tft.TFTransformOutput(transform_dir)),
     )
-    return tf.saved_model.load(model_dir)
+    signatures.mark_classification_signatures(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def exported(export_dir):
+    """The loaded SavedModel."""
+    return tf.saved_model.load(export_dir)
 
 
 def encode(array, fmt, mode="L"):
@@ -101,6 +110,26 @@ def test_image_and_example_signatures_agree(exported):
     np.testing.assert_allclose(
         by_image["probabilities"].numpy(), by_example["probabilities"].numpy(), rtol=1e-5, atol=1e-6
     )
+
+
+def test_the_classification_signature_answers_like_predict(export_dir, exported):
+    faces = np.random.default_rng(7).integers(0, 256, (5, features.NUM_PIXELS))
+    classification_checks.check(export_dir, exported, faces)
+    assert tf.saved_model.experimental.read_fingerprint(export_dir).saved_model_checksum
+
+
+def test_a_signature_that_cannot_classify_is_not_marked(tmp_path, export_dir):
+    import shutil
+
+    copy = str(tmp_path / "model")
+    shutil.copytree(export_dir, copy)
+    before = open(os.path.join(copy, "saved_model.pb"), "rb").read()
+    with pytest.raises(ValueError, match="no valid classification"):
+        signatures.mark_classification_signatures(copy, [features.SERVING_IMAGES_SIGNATURE])
+    with pytest.raises(ValueError, match="no signature 'nothing'"):
+        signatures.mark_classification_signatures(copy, ["nothing"])
+    assert open(os.path.join(copy, "saved_model.pb"), "rb").read() == before
+    assert not [n for n in os.listdir(copy) if n.endswith(".tmp")]
 
 
 def test_decode_resizes_colour_to_48x48_gray():

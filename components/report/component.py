@@ -20,7 +20,14 @@ from tfx.dsl.components.base import base_component, base_executor
 from tfx.types import artifact_utils, channel, component_spec, standard_artifacts
 from tfx.utils import io_utils, path_utils
 
-from components import candidates, data_validation_gate, evaluation, model_selection, node_ids
+from components import (
+    candidates,
+    data_validation_gate,
+    evaluation,
+    example_pixels,
+    model_selection,
+    node_ids,
+)
 from components.artifacts import Artifacts, Properties, QuarantinedRows, Report
 from components.fer2013_example_gen import executor as example_gen_executor
 from components.report import render
@@ -28,15 +35,16 @@ from fer_data import features
 from model import model_metadata
 
 SAMPLES_PER_EMOTION = 8
-_PARSE_BATCH = 1024
 
 
 def _split_files(examples: types.Artifact, split: str) -> List[str]:
-    return tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
+    return example_pixels.split_files(examples.uri, split)
 
 
 def _batches(files: List[str], spec: Dict[str, tf.io.FixedLenFeature]):
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(_PARSE_BATCH)
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(
+        example_pixels.PARSE_BATCH
+    )
     return dataset.map(lambda records: tf.io.parse_example(records, spec))
 
 

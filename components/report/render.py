@@ -30,7 +30,7 @@ import json
 import os
 import re
 import textwrap
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -94,7 +94,7 @@ _THUMBS_PER_GROUP = 8
 _MEMBERS_PER_IMAGE = 4
 
 
-def _save(figure: "plt.Figure", out_dir: str, name: str) -> str:
+def save_figure(figure: "plt.Figure", out_dir: str, name: str) -> str:
     figure.tight_layout()
     figure.savefig(os.path.join(out_dir, name), dpi=_DPI)
     plt.close(figure)
@@ -126,7 +126,7 @@ def plot_samples(samples: Mapping[str, Sequence[np.ndarray]], out_dir: str) -> s
             else:
                 axis.axis("off")
         axes[row][0].set_ylabel(emotion, rotation=0, ha="right", va="center")
-    return _save(figure, out_dir, "samples.png")
+    return save_figure(figure, out_dir, "samples.png")
 
 
 def _face(image: Mapping[str, Any]) -> np.ndarray:
@@ -175,7 +175,7 @@ def plot_quality_examples(category: str, groups: Sequence[Mapping[str, Any]], ou
                 continue
             axis.imshow(_face(images[column]), cmap="gray", vmin=0, vmax=255)
             axis.set_xlabel(captions[row][column], fontsize=7)
-    return _save(figure, out_dir, f"quality_{re.sub(r'[^A-Za-z0-9_-]', '_', category)}.png")
+    return save_figure(figure, out_dir, f"quality_{re.sub(r'[^A-Za-z0-9_-]', '_', category)}.png")
 
 
 def plot_class_counts(class_counts: Mapping[str, Sequence[int]], out_dir: str) -> str:
@@ -190,7 +190,7 @@ def plot_class_counts(class_counts: Mapping[str, Sequence[int]], out_dir: str) -
     axis.set_xticks(positions + width * (len(splits) - 1) / 2, features.EMOTIONS)
     axis.set_ylabel("rows")
     axis.legend()
-    return _save(figure, out_dir, "class_counts.png")
+    return save_figure(figure, out_dir, "class_counts.png")
 
 
 def plot_history(arch: str, history: Mapping[str, Sequence[float]], out_dir: str) -> str:
@@ -204,7 +204,7 @@ def plot_history(arch: str, history: Mapping[str, Sequence[float]], out_dir: str
         axis.set_title(f"{arch}: {metric}")
         axis.set_xlabel("epoch")
         axis.legend()
-    return _save(figure, out_dir, f"curves_{arch}.png")
+    return save_figure(figure, out_dir, f"curves_{arch}.png")
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], title: str, out_dir: str, name: str) -> str:
@@ -231,7 +231,7 @@ def plot_confusion(matrix: Sequence[Sequence[int]], title: str, out_dir: str, na
     axis.set_ylabel("true")
     axis.set_title(title)
     figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
-    return _save(figure, out_dir, name)
+    return save_figure(figure, out_dir, name)
 
 
 def comparison_rows(architectures: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
@@ -326,11 +326,11 @@ def _validation_html(ingest: Mapping[str, Any], validation: Mapping[str, Any]) -
     return ingest_html + verdict
 
 
-def _img(name: str, alt: str) -> str:
+def img_tag(name: str, alt: str) -> str:
     return f"<img src='{html.escape(name)}' alt='{html.escape(alt)}'>"
 
 
-def _rows_table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def rows_table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     header = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
     return (
         "<table>"
@@ -364,7 +364,7 @@ def _quality_counts_table(quality: Mapping[str, Any]) -> str:
         (f"policy: {key}", "yes" if value else "no", _QUALITY_POLICY.get(key, ""))
         for key, value in (quality.get("policy") or {}).items()
     ]
-    return _rows_table(["finding", "value", "meaning"], rows)
+    return rows_table(["finding", "value", "meaning"], rows)
 
 
 def _quality_html(quality: Mapping[str, Any], out_dir: str) -> str:
@@ -377,7 +377,7 @@ def _quality_html(quality: Mapping[str, Any], out_dir: str) -> str:
         caption = _fill(_QUALITY_EXAMPLES.get(category, category), thresholds)
         parts.append(
             f"<h3>{html.escape(category)}</h3><p>{html.escape(caption)}</p>"
-            + _img(plot_quality_examples(category, groups, out_dir), category)
+            + img_tag(plot_quality_examples(category, groups, out_dir), category)
         )
     return "".join(parts)
 
@@ -410,7 +410,7 @@ def _test_html(test: Mapping[str, Any]) -> str:
         ("accuracy", *[_number(f.get("accuracy"), ".4f") for f in figures]),
         ("examples", *[_number(f.get("example_count"), ",") for f in figures]),
     ]
-    table = _rows_table(["", "PrivateTest as published", "PrivateTest, leakage-free"], rows)
+    table = rows_table(["", "PrivateTest as published", "PrivateTest, leakage-free"], rows)
     seen = test.get("seen_in_train")
     note = (
         ""
@@ -423,6 +423,24 @@ def _test_html(test: Mapping[str, Any]) -> str:
     return table + note
 
 
+def write_page(out_dir: str, title: str, sections: Sequence[Tuple[str, str, str]]) -> str:
+    """Writes ``out_dir``/index.html in the report's style: ``title`` and one section per
+    (id, heading, body HTML); returns its path."""
+    page = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
+        "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        ".ok{color:#060}.bad{color:#a00}img{max-width:100%}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    page += [f"<section id='{key}'><h2>{head}</h2>{body}</section>" for key, head, body in sections]
+    page.append("</body></html>")
+    index = os.path.join(out_dir, INDEX_FILE)
+    with open(index, "w") as handle:
+        handle.write("\n".join(page))
+    return index
+
+
 def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
     """Writes the PNGs, ``index.html`` and ``report.json`` under ``out_dir``; returns the page."""
     os.makedirs(out_dir, exist_ok=True)
@@ -432,7 +450,7 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
     chosen = winner or selection.get("best_candidate")
     body: Dict[str, str] = {}
 
-    body["samples"] = _img(plot_samples(data.get("samples") or {}, out_dir), "sample faces")
+    body["samples"] = img_tag(plot_samples(data.get("samples") or {}, out_dir), "sample faces")
     counts = data.get("class_counts") or {}
     table = (
         "<table><tr><th>split</th>"
@@ -446,13 +464,13 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
         )
         + "</table>"
     )
-    body["class-counts"] = _img(plot_class_counts(counts, out_dir), "class counts") + table
+    body["class-counts"] = img_tag(plot_class_counts(counts, out_dir), "class counts") + table
     body["validation"] = _validation_html(data.get("ingest") or {}, data.get("validation") or {})
     if data.get("quality"):
         body["data-quality"] = _quality_html(data["quality"], out_dir)
     body["training-curves"] = "".join(
         f"<h3>{html.escape(arch)}</h3>"
-        + _img(plot_history(arch, info.get("history") or {}, out_dir), f"{arch} curves")
+        + img_tag(plot_history(arch, info.get("history") or {}, out_dir), f"{arch} curves")
         for arch, info in architectures.items()
     )
     rows = comparison_rows(architectures)
@@ -465,7 +483,7 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
     chosen_eval = (architectures.get(chosen) or {}).get("eval") or {}
     if chosen_eval.get("confusion_matrix"):
         matrices.append(
-            _img(
+            img_tag(
                 plot_confusion(
                     chosen_eval["confusion_matrix"],
                     f"{chosen}: eval split (accuracy "
@@ -480,7 +498,7 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
     body["test"] = _test_html(test)
     if test.get("confusion_matrix"):
         matrices.append(
-            _img(
+            img_tag(
                 plot_confusion(
                     test["confusion_matrix"],
                     f"{chosen}: test split, reported once (accuracy "
@@ -493,23 +511,12 @@ def render_report(out_dir: str, data: Mapping[str, Any]) -> str:
         )
     body["confusion-matrix"] = "".join(matrices) or "<p>No confusion matrix was computed.</p>"
 
-    page = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>FER2013 pipeline report"
-        "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-        "collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-        ".ok{color:#060}.bad{color:#a00}img{max-width:100%}</style></head><body>",
-        "<h1>FER2013 pipeline report</h1>",
-    ]
     titles = {**SECTIONS, **OPTIONAL_SECTIONS}
-    page += [
-        f"<section id='{key}'><h2>{titles[key]}</h2>{body[key]}</section>"
-        for key in _ORDER
-        if key in body
-    ]
-    page.append("</body></html>")
-    index = os.path.join(out_dir, INDEX_FILE)
-    with open(index, "w") as handle:
-        handle.write("\n".join(page))
+    index = write_page(
+        out_dir,
+        "FER2013 pipeline report",
+        [(key, titles[key], body[key]) for key in _ORDER if key in body],
+    )
     serialisable = {k: v for k, v in data.items() if k != "samples"}
     serialisable["comparison"] = rows
     if data.get("quality"):
