@@ -50,8 +50,10 @@ def test_first_run_peak_covers_the_whole_process_tree():
     parent = (
         f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
     )
-    measured = first_run.run_and_measure([sys.executable, "-c", parent])
+    measured = first_run.run_and_measure([sys.executable, "-c", parent], expected=0)
     assert measured["peak_tree_rss_gb"] * 1024 >= 300
     assert measured["wall_s"] >= 1.5
-    with pytest.raises(SystemExit, match="exit code 3"):
-        first_run.run_and_measure([sys.executable, "-c", "raise SystemExit(3)"])
+    # The exit code the run should end with (a second run: 4, nothing new), and no other.
+    first_run.run_and_measure([sys.executable, "-c", "raise SystemExit(4)"], expected=4)
+    with pytest.raises(SystemExit, match="exit code 3, not 0"):
+        first_run.run_and_measure([sys.executable, "-c", "raise SystemExit(3)"], expected=0)
