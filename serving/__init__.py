@@ -1,6 +1,3 @@
-"""The local TF Serving stand-in and ``fer-serve``, which runs the real TF Serving if it can.
-
-Production serves with ``tensorflow_model_server`` (kubernetes/). The stand-in answers the
-same gRPC (and REST) API for development and tests, newest version only. Clients live in
-the ``client`` package, which this one uses for the TensorProto wire format only.
-"""
+"""``fer-serve`` runs TF Serving (as production does: kubernetes/) when it is installed, else
+this package's local stand-in, which answers the same gRPC and REST API (newest version
+only) for development and tests. Of ``client`` it uses the TensorProto wire format only."""

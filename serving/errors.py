@@ -1,17 +1,19 @@
-"""Serving errors carrying TF Serving's gRPC status codes, and code conversions."""
+"""Serving errors carrying TF Serving's gRPC status code and its REST API's HTTP status."""
 
-from typing import Dict
+import logging
+import uuid
+from typing import Optional
 
 import grpc
 
-# tensorflow.error.Code values equal gRPC's status code numbers.
-_GRPC_BY_NUMBER: Dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+log = logging.getLogger(__name__)
 
-# TF Serving's REST API maps canonical codes to HTTP statuses this way (http_rest_api_util).
-HTTP_STATUS: Dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
+# tensorflow.error.Code values equal gRPC's status code numbers.
+_GRPC_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+# TF Serving's REST API maps error codes to HTTP statuses this way (http_rest_api_util);
+# the others (UNKNOWN, INTERNAL, DATA_LOSS) are 500.
+_HTTP_STATUS = {
     grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
     grpc.StatusCode.NOT_FOUND: 404,
@@ -22,20 +24,19 @@ HTTP_STATUS: Dict[grpc.StatusCode, int] = {
     grpc.StatusCode.ABORTED: 409,
     grpc.StatusCode.OUT_OF_RANGE: 400,
     grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
     grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
     grpc.StatusCode.UNAUTHENTICATED: 401,
 }
 
 
 class ServingError(Exception):
-    """A request failure with the gRPC status TF Serving would answer and a clear message."""
+    """A request failure: TF Serving's gRPC status, a clear message, the REST answer's HTTP."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, http_status: Optional[int] = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.http_status = http_status or _HTTP_STATUS.get(code, 500)
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.message}"
@@ -46,11 +47,6 @@ def grpc_code(number: int) -> grpc.StatusCode:
     return _GRPC_BY_NUMBER.get(int(number), grpc.StatusCode.UNKNOWN)
 
 
-def http_status(code: grpc.StatusCode) -> int:
-    """The HTTP status TF Serving's REST API uses for a gRPC status code."""
-    return HTTP_STATUS.get(code, 500)
-
-
 def invalid(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
@@ -59,5 +55,13 @@ def not_found(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.NOT_FOUND, message)
 
 
-def exhausted(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+def failure(err: Exception) -> ServingError:
+    """``err`` if it is a ServingError, else INTERNAL naming an incident logged with its
+    traceback, not its message (which can hold paths and graph node names)."""
+    if isinstance(err, ServingError):
+        return err
+    incident = uuid.uuid4().hex[:12]
+    log.exception("Unexpected error while serving a request (incident %s)", incident)
+    return ServingError(
+        grpc.StatusCode.INTERNAL, f"internal error (incident {incident}; details in the server log)"
+    )

@@ -1,30 +1,32 @@
-"""Request checks and signature calls shared by the gRPC services and the REST gateway.
+"""TF Serving's PredictionService and ModelService over the served versions (the REST
+gateway shares their parts). Failures are ServingErrors with TF Serving's codes: unknown
+model/version/label NOT_FOUND; unknown signature, missing or extra input, wrong dtype or
+shape, empty batch, bytes that are not an image INVALID_ARGUMENT; too large a batch
+RESOURCE_EXHAUSTED."""
 
-Every failure is a :class:`~serving.errors.ServingError` with TF Serving's status code:
-unknown model/version/label -> NOT_FOUND; unknown signature, missing or extra input,
-wrong dtype or shape, empty batch, bytes that are not an image -> INVALID_ARGUMENT;
-too large a batch or image -> RESOURCE_EXHAUSTED.
-"""
-
+import functools
 import io
-import logging
 import re
 import threading
-import uuid
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow.python.eager import cancellation
+from tensorflow_serving.apis import get_model_metadata_pb2 as metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2 as status_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc as model_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc as prediction_grpc
 
+from client import tensors
 from fer_data import features
+from fer_data.features import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, MAX_REQUEST_PIXELS
 from serving import errors
 from serving.limits import Limits
-from serving.servable import Servable, Signature
-from serving.version_watcher import ModelVersions, VersionState
-
-log = logging.getLogger(__name__)
+from serving.version_watcher import ModelVersions, Servable, Signature
 
 # TensorFlow takes a call's CancellationManager from one process-wide variable
 # (cancellation.context(), read by context.call_function); a server runs calls on many
@@ -32,30 +34,18 @@ log = logging.getLogger(__name__)
 _CALL = threading.local()
 cancellation.context = lambda: getattr(_CALL, "manager", None)
 
-DEFAULT_SIGNATURE = features.SERVING_DEFAULT_SIGNATURE
-IMAGE_MAGIC: Tuple[bytes, ...] = (
-    b"\x89PNG\r\n\x1a\n",
-    b"\xff\xd8\xff",
-    b"GIF87a",
-    b"GIF89a",
-    b"BM",
-)
+SIGNATURE_DEF_FIELD = "signature_def"  # the one GetModelMetadata field
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 _TF_NOISE = re.compile(
-    r"^(Graph execution error:|Detected at node|<stack traces unavailable>|"
-    r"\s*\[\[\{\{node|\s*\[\[.*\]\]$|\s*File \")"
+    r"^(Graph execution error:|Detected at node|<stack traces unavailable>|\[\[.*\]\]$|File \")"
 )
 # Graph internals a client has no business seeing: function/node names, tensor names, ops.
-_TF_INTERNALS = re.compile(
-    r"\{\{(function_)?node [^}]*\}\}|\s*\([\w/.-]+:\d+\)|"
-    r"\s*\[Op:[^\]]*\]"
-)
+_TF_INTERNALS = re.compile(r"\{\{(function_)?node [^}]*\}\}|\s*\([\w/.-]+:\d+\)|\s*\[Op:[^\]]*\]")
 
 
 def clean_tf_message(message: str) -> str:
-    """TF's multi-line graph error -> its meaningful words, without graph internals or traces.
-
-    A failed tf.debugging assertion (the signature's image bounds) becomes its message.
-    """
+    """TF's multi-line graph error -> its meaningful words, without graph internals or
+    traces; a failed tf.debugging assertion (the signature's image bounds) -> its message."""
     lines = []
     for line in message.splitlines():
         line = _TF_INTERNALS.sub("", line).strip()
@@ -66,26 +56,14 @@ def clean_tf_message(message: str) -> str:
     return assertion.group(1) if assertion else text
 
 
-def _dtype_of(array: np.ndarray) -> tf.DType:
-    if array.dtype.kind in "OSU":
-        return tf.string
-    return tf.as_dtype(array.dtype)
-
-
 def _shape_text(shape: Iterable[Optional[int]]) -> str:
     return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def check_images(name: str, values: np.ndarray) -> None:
-    """Each element must be one PNG/JPEG/GIF/BMP frame within the data contract's bounds,
-    and the request at most MAX_REQUEST_PIXELS.
-
-    Fails closed: bytes Pillow cannot read (a decompression bomb included) are refused.
-    The serving signature checks the same per-image bounds, and the decoding work, before
-    it decodes (model/image_header.py); this answers earlier, naming the offending
-    element, and bounds each request (the signature can only bound a call: TF Serving's
-    batching merges requests).
-    """
+    """Each element one PNG/JPEG/GIF/BMP frame within the data contract's bounds, that Pillow
+    can read (a bomb it cannot), and at most MAX_REQUEST_PIXELS a request: the signature
+    checks each image too (model/image_header.py), but per call and not by name."""
     from PIL import Image
 
     pixels = 0
@@ -95,10 +73,8 @@ def check_images(name: str, values: np.ndarray) -> None:
         where = f"{name}[{index}]"
         if not value:
             raise errors.invalid(f"{where} is empty, expected PNG/JPEG/BMP/GIF bytes")
-        if len(value) > features.MAX_IMAGE_BYTES:
-            raise errors.invalid(
-                f"{where} has {len(value)} bytes, above the limit of {features.MAX_IMAGE_BYTES}"
-            )
+        if len(value) > MAX_IMAGE_BYTES:
+            raise errors.invalid(f"{where} has {len(value)} bytes; the limit is {MAX_IMAGE_BYTES}")
         if not value.startswith(IMAGE_MAGIC):
             raise errors.invalid(
                 f"{where} is not a PNG, JPEG, BMP or GIF image "
@@ -112,23 +88,19 @@ def check_images(name: str, values: np.ndarray) -> None:
             raise errors.invalid(
                 f"{where} cannot be read as an image ({type(err).__name__}: {str(err)[:100]})"
             ) from None
-        if max(width, height) > features.MAX_IMAGE_SIDE:
+        if max(width, height) > MAX_IMAGE_SIDE:
             raise errors.invalid(
-                f"{where} is {width}x{height} pixels, above the limit of "
-                f"{features.MAX_IMAGE_SIDE} per side"
+                f"{where} is {width}x{height} pixels, over {MAX_IMAGE_SIDE} a side"
             )
         if animated:
             raise errors.invalid(f"{where} has several frames; send one still image")
         pixels += max(width, height) ** 2
-        if pixels > features.MAX_REQUEST_PIXELS:
-            raise errors.invalid(
-                f"images of more than {features.MAX_REQUEST_PIXELS} pixels in one request"
-            )
+        if pixels > MAX_REQUEST_PIXELS:
+            raise errors.invalid(f"images of more than {MAX_REQUEST_PIXELS} pixels in one request")
 
 
 def refused_input(outputs: Dict[str, np.ndarray], name: str) -> Optional[str]:
-    """``images[i]: <why>`` for the first input the signature answered without a class
-    (serving_images refuses an image in its row, so that batched neighbours go on)."""
+    """``images[i]: <why>`` for the first input the signature refused in its row."""
     class_ids = outputs.get(features.CLASS_ID_OUTPUT)
     if class_ids is None or class_ids.ndim != 1 or not (class_ids < 0).any():
         return None
@@ -138,38 +110,114 @@ def refused_input(outputs: Dict[str, np.ndarray], name: str) -> Optional[str]:
     return f"{name}[{index}]: {reason or 'refused by the model'}"
 
 
-class PredictionCore:
-    """Resolves model/version/label/signature, validates inputs and runs the signature."""
+def _answers(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A gRPC method whose ServingErrors abort with their status, anything else INTERNAL."""
+
+    @functools.wraps(method)
+    def answer(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as err:  # noqa: BLE001 - the server must survive any request
+            failure = errors.failure(err)
+        context.abort(failure.code, failure.message)
+
+    return answer
+
+
+class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.ModelServiceServicer):
+    """Predict, GetModelMetadata, GetModelStatus and their parts (others: UNIMPLEMENTED)."""
 
     def __init__(self, versions: ModelVersions, limits: Optional[Limits] = None) -> None:
         self.versions = versions
-        self.model_name = versions.model_name
         self.limits = limits or Limits()
 
-    def _check(self, name: str, label: Optional[str], what: str) -> None:
-        if name != self.model_name:
-            raise errors.not_found(f"{what} {name} (this server serves model {self.model_name!r})")
-        if label:
+    @_answers
+    def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> predict_pb2.PredictResponse:
+        # Not started past its deadline or once its client left; stopped when either comes.
+        cancel = cancellation.CancellationManager()
+        left = context.time_remaining()  # None: no deadline
+        if not context.add_callback(cancel.start_cancel) or (left is not None and left <= 0):
+            raise errors.ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began"
+            )
+        servable = self.servable(request.model_spec)
+        signature = self.signature(servable, request.model_spec.signature_name)
+        inputs = {}
+        for name, proto in request.inputs.items():
+            try:  # what the request declares is checked before a value is allocated
+                dtype, shape = tensors.tf_dtype(proto.dtype), tensors.shape_of(proto)
+                self.check_declared(signature, name, dtype, shape)
+                inputs[name] = tensors.to_ndarray(proto)
+            except ValueError as bad:
+                raise errors.invalid(f"Input {name!r} is not a valid TensorProto ({bad})") from bad
+        outputs = self.predict(signature, inputs, request.output_filter, cancel)
+        response = predict_pb2.PredictResponse(model_spec=request.model_spec)
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature.name
+        for name, array in outputs.items():
+            response.outputs[name].CopyFrom(tensors.from_ndarray(array))
+        return response
+
+    @_answers
+    def GetModelMetadata(
+        self, request: metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
+    ) -> metadata_pb2.GetModelMetadataResponse:
+        unsupported = [f for f in request.metadata_field if f != SIGNATURE_DEF_FIELD]
+        if unsupported or not request.metadata_field:
+            refused = (
+                f"Metadata field {unsupported[0]} is not supported"
+                if unsupported
+                else "GetModelMetadataRequest must specify at least one metadata_field"
+            )
+            raise errors.invalid(f"{refused} (supported: {SIGNATURE_DEF_FIELD})")
+        return self.metadata_response(request.model_spec)
+
+    @_answers
+    def GetModelStatus(
+        self, request: status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
+    ) -> status_pb2.GetModelStatusResponse:
+        return self.status_response(request.model_spec)
+
+    def _version(self, spec: model_pb2.ModelSpec, not_found: str) -> Optional[int]:
+        """The version ``spec`` asks for (None: the latest) of the served model."""
+        served = self.versions.model_name
+        if spec.name != served:
+            raise errors.not_found(f"{not_found} {spec.name} (this server serves model {served!r})")
+        if spec.version_label:
             raise errors.not_found(
-                f"Unrecognized servable version label: {label} (the local "
+                f"Unrecognized servable version label: {spec.version_label} (the local "
                 "stand-in has no labels; TF Serving does)"
             )
+        return spec.version.value if spec.HasField("version") else None
 
-    def servable(
-        self, name: str, version: Optional[int] = None, label: Optional[str] = None
-    ) -> Servable:
-        self._check(name, label, "Servable not found for request: Latest")
-        return self.versions.resolve(version)
+    def servable(self, spec: model_pb2.ModelSpec) -> Servable:
+        return self.versions.resolve(self._version(spec, "Servable not found for request: Latest"))
 
-    def status(
-        self, name: str, version: Optional[int] = None, label: Optional[str] = None
-    ) -> List[VersionState]:
-        self._check(name, label, "Could not find any versions of model")
-        return self.versions.states(version)
+    def status_response(self, spec: model_pb2.ModelSpec) -> status_pb2.GetModelStatusResponse:
+        """Every version seen (or the one asked for), newest first."""
+        version = self._version(spec, "Could not find any versions of model")
+        response = status_pb2.GetModelStatusResponse()
+        for state in self.versions.states(version):
+            entry = response.model_version_status.add(version=state.version)
+            entry.state = status_pb2.ModelVersionStatus.State.Value(state.state)
+            entry.status.error_code = error_codes_pb2.Code.Value(state.error_code.name)
+            entry.status.error_message = state.error_message
+        return response
+
+    def metadata_response(self, spec: model_pb2.ModelSpec) -> metadata_pb2.GetModelMetadataResponse:
+        """metadata['signature_def'] packs the served version's SignatureDefMap."""
+        servable = self.servable(spec)
+        response = metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = spec.name
+        response.model_spec.version.value = servable.version
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map)
+        return response
 
     @staticmethod
     def signature(servable: Servable, name: str) -> Signature:
-        name = name or DEFAULT_SIGNATURE
+        name = name or features.SERVING_DEFAULT_SIGNATURE
         if name not in servable.signatures:
             raise errors.invalid(
                 f'Serving signature name: "{name}" not found in signature def '
@@ -183,39 +231,28 @@ class PredictionCore:
         """Dtype, shape and batch of one input as declared, before any value is allocated."""
         spec = signature.inputs.get(name)
         if spec is None:
-            raise errors.invalid(
-                f"Signature {signature.name!r} expects inputs "
-                f"{{{', '.join(sorted(signature.inputs))}}}: unexpected "
-                f"input(s) {name!r}"
-            )
+            raise errors.invalid(f"{_expects(signature)}: unexpected input(s) {name!r}")
+        where = f"Input {name!r} of signature {signature.name!r}"
         if dtype != spec.dtype:
-            raise errors.invalid(
-                f"Input {name!r} of signature {signature.name!r} must be "
-                f"{spec.dtype.name}, got {dtype.name}"
-            )
+            raise errors.invalid(f"{where} must be {spec.dtype.name}, got {dtype.name}")
         if not spec.shape.is_compatible_with(shape):
-            raise errors.invalid(
-                f"Input {name!r} of signature {signature.name!r} must have shape "
-                f"{_shape_text(spec.shape.as_list())}, got {_shape_text(shape)}"
-            )
+            expected = _shape_text(spec.shape.as_list())
+            raise errors.invalid(f"{where} must have shape {expected}, got {_shape_text(shape)}")
         if shape and shape[0] > self.limits.max_batch_size:
-            raise errors.exhausted(
+            raise errors.ServingError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"Batch of {shape[0]} exceeds this server's maximum batch "
-                f"size of {self.limits.max_batch_size}"
+                f"size of {self.limits.max_batch_size}",
             )
 
     def check_inputs(self, signature: Signature, inputs: Dict[str, np.ndarray]) -> None:
         """Names, dtypes, shapes, batch and images of the converted inputs."""
-        missing = sorted(set(signature.inputs) - set(inputs))
+        missing = ", ".join(map(repr, sorted(set(signature.inputs) - set(inputs))))
         if missing:
-            raise errors.invalid(
-                f"Signature {signature.name!r} expects inputs "
-                f"{{{', '.join(sorted(signature.inputs))}}}: missing input(s) "
-                + ", ".join(repr(n) for n in missing)
-            )
+            raise errors.invalid(f"{_expects(signature)}: missing input(s) {missing}")
         batches = set()
         for name, array in inputs.items():
-            dtype = _dtype_of(array)
+            dtype = tf.string if array.dtype.kind in "OSU" else tf.as_dtype(array.dtype)
             self.check_declared(signature, name, dtype, array.shape)
             if array.ndim and array.shape[0] == 0:
                 raise errors.invalid(f"Input {name!r} is an empty batch (0 elements)")
@@ -225,22 +262,28 @@ class PredictionCore:
         if len(batches - {None}) > 1:
             raise errors.invalid("Inputs have different batch sizes")
 
-    @staticmethod
-    def run(
+    def predict(
+        self,
         signature: Signature,
         inputs: Dict[str, np.ndarray],
+        output_filter: Iterable[str] = (),
         cancel: Optional[cancellation.CancellationManager] = None,
     ) -> Dict[str, np.ndarray]:
-        """Calls the signature (stopped between ops once ``cancel`` is cancelled: the
-        client went away or its deadline passed); TF errors become ServingErrors with
-        TF's code, a refused input INVALID_ARGUMENT."""
-        tensors = {
-            name: tf.constant(array, dtype=signature.inputs[name].dtype)
-            for name, array in inputs.items()
-        }
+        """Checks the inputs and calls the signature, stopped between ops once ``cancel`` is
+        cancelled (the client left or its deadline passed); TF errors keep TF's code."""
+        wanted = list(output_filter)
+        unknown = [o for o in wanted if o not in signature.outputs]
+        if unknown:
+            raise errors.invalid(
+                f"output tensor alias not found in signature: {', '.join(unknown)} "
+                f"(outputs: {', '.join(sorted(signature.outputs))})"
+            )
+        self.check_inputs(signature, inputs)
         _CALL.manager = cancel
         try:
-            outputs = signature.function(**tensors)
+            outputs = signature.function(
+                **{k: tf.constant(v, dtype=signature.inputs[k].dtype) for k, v in inputs.items()}
+            )
         except tf.errors.CancelledError:
             raise errors.ServingError(
                 grpc.StatusCode.CANCELLED, "stopped: the client went away or its deadline passed"
@@ -259,41 +302,8 @@ class PredictionCore:
         refused = next(filter(None, (refused_input(result, name) for name in inputs)), None)
         if refused:
             raise errors.invalid(refused)
-        return result
-
-    def predict_on(
-        self,
-        servable: Servable,
-        signature_name: str,
-        inputs: Dict[str, np.ndarray],
-        output_filter: Iterable[str] = (),
-        cancel: Optional[cancellation.CancellationManager] = None,
-    ) -> Tuple[str, Dict[str, np.ndarray]]:
-        """Runs one resolved servable; returns (signature name, outputs)."""
-        signature = self.signature(servable, signature_name)
-        wanted = list(output_filter)
-        unknown = [o for o in wanted if o not in signature.outputs]
-        if unknown:
-            raise errors.invalid(
-                f"output tensor alias not found in signature: "
-                f"{', '.join(unknown)} (outputs: "
-                f"{', '.join(sorted(signature.outputs))})"
-            )
-        self.check_inputs(signature, inputs)
-        outputs = self.run(signature, inputs, cancel)
-        if wanted:
-            outputs = {o: outputs[o] for o in wanted}
-        return signature.name, outputs
+        return {o: result[o] for o in wanted} if wanted else result
 
 
-def internal(err: Exception) -> errors.ServingError:
-    """An unexpected failure: logged with its traceback, answered as a generic INTERNAL.
-
-    The answer names an incident id, not the error: messages of unexpected failures can
-    hold paths and graph node names that a client has no business seeing.
-    """
-    incident = uuid.uuid4().hex[:12]
-    log.exception("Unexpected error while serving a request (incident %s)", incident)
-    return errors.ServingError(
-        grpc.StatusCode.INTERNAL, f"internal error (incident {incident}; details in the server log)"
-    )
+def _expects(signature: Signature) -> str:
+    return f"Signature {signature.name!r} expects inputs {{{', '.join(sorted(signature.inputs))}}}"

@@ -1,15 +1,11 @@
-"""Every bound of the local TF Serving stand-in, in one place (no TensorFlow import).
-
-Image bounds are part of the data contract (fer_data/features.py): the serving
-signature enforces them, in TF Serving and in the stand-in alike.
-"""
+"""Every bound of the local TF Serving stand-in, in one place (no TensorFlow import)."""
 
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Every bound of the stand-in, in one place (image bounds: fer_data/features.py)."""
+    """The stand-in's bounds; image bounds are the data contract's (fer_data/features.py)."""
 
     max_batch_size: int = 1024
     # A parsed message can take ~20x its wire size (e.g. millions of empty strings), and up

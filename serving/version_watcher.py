@@ -1,24 +1,22 @@
-"""The served version of one model and the thread that follows its base path.
+"""The versions of one model: loading one, and following the base path for new ones.
 
-The stand-in serves the newest loadable version only (TF Serving's default policy,
-``latest:1``); version policies, labels and batching are TF Serving's, configured by
-``fer-serve`` for the real binary. Like TF Serving's file-system source, only
-sub-directories named by an int64 number and holding a ``saved_model.pb`` are versions
-(``.pushing-*`` staging dirs, half-copied dirs and ``99999999999999999999`` are not); a
-version whose folder is removed leaves the status. After startup a new version must also
-look the same on two consecutive polls (files, sizes, mtimes) before it is loaded, which
-covers non-atomic copies. A version is loaded and warmed up completely before it replaces
-the previous one, so a swap never leaves a gap. A version that fails to load is not
-retried until its files change, and the newest loadable one serves meanwhile.
-"""
+The newest loadable version serves (TF Serving's default ``latest:1``). As in TF Serving,
+versions are sub-directories named by an int64 number with a ``saved_model.pb`` (not
+``.pushing-*``, half-copied or ``10^20`` dirs); a new one must look the same on two polls
+running (non-atomic copies) and is loaded and warmed up before it replaces the last. One
+that failed is retried once its files change; a removed one leaves the status."""
 
+import contextlib
 import logging
 import os
 import threading
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.saved_model import loader_impl
+from tensorflow_serving.apis import get_model_metadata_pb2
 
 from fer_data import features
 from serving import errors
@@ -28,8 +26,25 @@ log = logging.getLogger(__name__)
 Fingerprint = Tuple[Tuple[str, int, int], ...]
 
 
-@dataclass(frozen=True)
-class VersionState:
+class Signature(NamedTuple):
+    """A callable signature with its input and output specs (from the loaded function)."""
+
+    name: str
+    function: Any  # tf ConcreteFunction
+    inputs: Dict[str, tf.TensorSpec]
+    outputs: Dict[str, tf.TensorSpec]
+
+
+class Servable(NamedTuple):
+    """A fully loaded, warmed-up model version."""
+
+    version: int
+    saved_model: Any  # what the signatures' variables live in
+    signatures: Dict[str, Signature]
+    signature_def_map: get_model_metadata_pb2.SignatureDefMap
+
+
+class VersionState(NamedTuple):
     """TF Serving's ModelVersionStatus: state START/LOADING/AVAILABLE/UNLOADING/END, error."""
 
     version: int
@@ -38,38 +53,64 @@ class VersionState:
     error_message: str = ""
 
 
+def load_servable(path: str, version: int) -> Servable:
+    """Loads ``path`` and calls each contract signature once with a blank 48x48 face, so that
+    the first request pays no setup cost; raises on any failure (then it is not served)."""
+    saved_model = tf.saved_model.load(path)
+    face = np.zeros(features.IMAGE_SHAPE, np.uint8)
+    blank = {
+        features.EXAMPLES_INPUT: tf.constant([features.serving_example(face.ravel())]),
+        features.IMAGES_INPUT: tf.constant([tf.io.encode_png(face).numpy()]),
+    }
+    signatures, warmed = {}, []
+    for name, function in saved_model.signatures.items():
+        inputs, outputs = dict(function.structured_input_signature[1]), function.structured_outputs
+        if not isinstance(outputs, dict):
+            raise ValueError(f"signature {name!r} must return a dict of named outputs")
+        signatures[name] = Signature(name, function, inputs, dict(outputs))
+        call = {k: blank[k] for k, spec in inputs.items() if k in blank and spec.dtype == tf.string}
+        if len(call) == len(inputs) == 1:  # a broken version raises here
+            function(**call)
+            warmed.append(name)
+    if not signatures:
+        raise ValueError(f"{path} has no serving signatures")
+    signature_defs = get_model_metadata_pb2.SignatureDefMap()  # for GetModelMetadata
+    for graph in loader_impl.parse_saved_model(path).meta_graphs[:1]:
+        for name, signature_def in graph.signature_def.items():
+            if name != "__saved_model_init_op":  # TF Serving hides it from metadata
+                signature_defs.signature_def[name].CopyFrom(signature_def)
+    names = ", ".join(sorted(signatures))
+    log.info(f"Loaded version {version} from {path} ({names}; warmed up: {', '.join(warmed)})")
+    return Servable(version, saved_model, signatures, signature_defs)
+
+
 def fingerprint(path: str) -> Fingerprint:
     """(relative path, size, mtime_ns) of every file below ``path``, sorted."""
     entries = []
     for root, _, files in os.walk(path):
         for name in files:
             full = os.path.join(root, name)
-            try:
+            with contextlib.suppress(OSError):  # removed meanwhile
                 stat = os.stat(full)
-            except OSError:
-                continue
-            entries.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
+                entries.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
     return tuple(sorted(entries))
 
 
-def scan_versions(base_path: str, refused: Optional[Set[str]] = None) -> Dict[int, str]:
-    """{version: dir} for sub-dirs named by an int64 version (features.model_version) that
-    contain saved_model.pb; other digit names (above int64) are logged once per name in
-    ``refused``, and ignored."""
+def scan_versions(base_path: str, refused: Set[str]) -> Dict[int, str]:
+    """{version: dir} for sub-dirs named by an int64 version that hold saved_model.pb; other
+    digit names (above int64) are ignored, and logged once (they are added to ``refused``)."""
     try:
         names = os.listdir(base_path)
     except OSError:
         return {}
-    found, refused = {}, set() if refused is None else refused
+    found = {}
     for name in names:
         version = features.model_version(name)
-        if version is None:
-            if name.isascii() and name.isdigit() and name not in refused:
-                refused.add(name)
-                log.warning("Ignoring %s/%s: no int64 version", base_path, name[:40])
-            continue
+        if version is None and name.isascii() and name.isdigit() and name not in refused:
+            refused.add(name)
+            log.warning("Ignoring %s/%s: no int64 version", base_path, name[:40])
         path = os.path.join(base_path, name)
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        if version is not None and os.path.isfile(os.path.join(path, "saved_model.pb")):
             found[version] = path
     return found
 
@@ -78,42 +119,36 @@ class ModelVersions:
     """Loads, serves and unloads the versions of one model under ``base_path``."""
 
     def __init__(
-        self, model_name: str, base_path: str, loader: Optional[Callable[[str, int], object]] = None
+        self, model_name: str, base_path: str, loader: Callable[[str, int], Any] = load_servable
     ) -> None:
         self.model_name = model_name
         self.base_path = os.path.abspath(base_path)
-        if loader is None:
-            from serving.servable import load_servable
-
-            loader = load_servable
         self._loader = loader
         self._lock = threading.Lock()  # guards _loaded, _states
         self._refresh_lock = threading.Lock()  # one refresh at a time
-        self._loaded: Dict[int, object] = {}
+        self._loaded: Dict[int, Any] = {}
         self._states: Dict[int, VersionState] = {}
-        self._failed: Dict[int, Fingerprint] = {}
-        self._seen: Dict[int, Fingerprint] = {}
+        self._failed: Dict[int, Fingerprint] = {}  # the files of versions that failed to load
+        self._seen: Dict[int, Fingerprint] = {}  # the files of versions at the last poll
         self._refused: Set[str] = set()  # digit names beyond int64, logged once
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.refreshes = 0
 
-    # ----------------------------------------------------------------- lookups
-    def resolve(self, version: Optional[int] = None):
+    def resolve(self, version: Optional[int] = None) -> Any:
         """The servable for a request: the served version (or that version, if it is it)."""
         with self._lock:
-            if not self._loaded:
-                raise errors.not_found(
-                    f"Servable not found for request: Latest("
-                    f"{self.model_name}); no version is loaded"
-                )
-            served = max(self._loaded)
-            if version is not None and version != served:
-                raise errors.not_found(
-                    f"Servable not found for request: Specific({self.model_name}, {version})"
-                    f"; the stand-in serves version {served} only"
-                )
-            return self._loaded[served]
+            served = max(self._loaded, default=None)
+            if served is not None and version in (None, served):
+                return self._loaded[served]
+        if served is None:
+            raise errors.not_found(
+                f"Servable not found for request: Latest({self.model_name}); no version is loaded"
+            )
+        raise errors.not_found(
+            f"Servable not found for request: Specific({self.model_name}, {version}); "
+            f"the stand-in serves version {served} only"
+        )
 
     def loaded_versions(self) -> List[int]:
         with self._lock:
@@ -122,70 +157,43 @@ class ModelVersions:
     def states(self, version: Optional[int] = None) -> List[VersionState]:
         """Status of every version seen (or of one version), newest first."""
         with self._lock:
-            if version is not None:
-                if version not in self._states:
-                    raise errors.not_found(
-                        f"Could not find version {version} of model {self.model_name}"
-                    )
-                return [self._states[version]]
-            if not self._states:
-                raise errors.not_found(f"Could not find any versions of model {self.model_name}")
-            return [self._states[v] for v in sorted(self._states, reverse=True)]
+            found = [s for v, s in sorted(self._states.items()) if version in (None, v)][::-1]
+        if not found:
+            which = "any versions" if version is None else f"version {version}"
+            raise errors.not_found(f"Could not find {which} of model {self.model_name}")
+        return found
 
-    # ----------------------------------------------------------------- refresh
-    def _candidates(self, on_disk: Dict[int, str], initial: bool) -> Set[int]:
-        """Versions that may be loaded: settled, and not failed with the same files."""
-        result = set()
+    def _candidates(self, on_disk: Dict[int, str], initial: bool) -> List[int]:
+        """Newest first: the loaded versions, and settled ones that did not fail as they are."""
+        result = []
         for version, path in on_disk.items():
-            if version in self._loaded:
-                result.add(version)
-                continue
-            current = fingerprint(path)
-            if self._failed.get(version) == current:
-                continue
-            settled = initial or self._seen.get(version) == current
-            self._seen[version] = current
-            if settled:
-                result.add(version)
-        for version in list(self._seen):
-            if version not in on_disk:
-                del self._seen[version]
-        return result
+            if version not in self._loaded:
+                current = fingerprint(path)
+                settled = initial or self._seen.get(version) == current
+                self._seen[version] = current
+                if not settled or self._failed.get(version) == current:
+                    continue
+            result.append(version)
+        self._seen = {v: files for v, files in self._seen.items() if v in on_disk}
+        return sorted(result, reverse=True)
 
-    @staticmethod
-    def _wanted(candidates: Set[int]) -> Set[int]:
-        return {max(candidates)} if candidates else set()
-
-    def _set_state(
-        self,
-        version: int,
-        state: str,
-        code: grpc.StatusCode = grpc.StatusCode.OK,
-        message: str = "",
-    ) -> None:
+    def _set_state(self, state: VersionState) -> None:
         with self._lock:
-            self._states[version] = VersionState(version, state, code, message)
+            self._states[state.version] = state
 
     def _load(self, version: int, path: str) -> bool:
-        self._set_state(version, "LOADING")
+        self._set_state(VersionState(version, "LOADING"))
         before = fingerprint(path)
         try:
             servable = self._loader(path, version)
         except Exception as err:  # noqa: BLE001 - a broken version must not stop the server
             self._failed[version] = before
-            code = errors.grpc_code(getattr(err, "error_code", 2))
-            message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
             # The status is visible to clients: no server paths in it (they are in the log).
-            self._set_state(
-                version, "END", code, f"Failed to load version {version} ({type(err).__name__})"
-            )
-            log.error(
-                "Version %d of %s failed to load from %s: %s",
-                version,
-                self.model_name,
-                path,
-                message,
-            )
+            code = errors.grpc_code(getattr(err, "error_code", 2))
+            why = f"Failed to load version {version} ({type(err).__name__})"
+            self._set_state(VersionState(version, "END", code, why))
+            message = (str(err).strip() or repr(err)).splitlines()[-1]
+            log.error("Version %d failed to load from %s: %s", version, path, message)
             return False
         with self._lock:
             self._loaded[version] = servable
@@ -198,22 +206,16 @@ class ModelVersions:
         with self._refresh_lock:
             self.refreshes += 1
             on_disk = scan_versions(self.base_path, self._refused)
-            candidates = self._candidates(on_disk, initial)
-            while True:
-                wanted = self._wanted(candidates)
-                missing = sorted(wanted - set(self._loaded), reverse=True)
-                if not missing:
+            serving = None  # the newest candidate that is loaded or loads now
+            for version in self._candidates(on_disk, initial):
+                if version in self._loaded or self._load(version, on_disk[version]):
+                    serving = version
                     break
-                for version in missing:
-                    if not self._load(version, on_disk[version]):
-                        candidates.discard(version)
-            with self._lock:
-                stale = sorted(set(self._loaded) - wanted)
-            for version in stale:
-                self._set_state(version, "UNLOADING")
+            for version in sorted(set(self._loaded) - {serving}):
+                self._set_state(VersionState(version, "UNLOADING"))
                 with self._lock:
-                    self._loaded.pop(version, None)
-                self._set_state(version, "END")
+                    del self._loaded[version]
+                self._set_state(VersionState(version, "END"))
                 log.info("Unloaded version %d of %s", version, self.model_name)
             with self._lock:  # a version whose folder is gone leaves the status
                 for version in set(self._states) - set(on_disk) - set(self._loaded):
@@ -221,24 +223,21 @@ class ModelVersions:
                     self._failed.pop(version, None)
             return self.loaded_versions()
 
-    # ----------------------------------------------------------------- watcher
     def start_watching(self, poll_seconds: float) -> None:
         """Polls the base path every ``poll_seconds`` on a daemon thread (0 disables)."""
-        if poll_seconds <= 0 or self._thread is not None:
-            return
-        self._stop.clear()
+        if poll_seconds > 0 and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._watch, args=[poll_seconds], name="version-watcher", daemon=True
+            )
+            self._thread.start()
 
-        def watch() -> None:
-            while not self._stop.wait(poll_seconds):
-                try:
-                    self.refresh()
-                except Exception:  # noqa: BLE001 - keep watching whatever happens
-                    log.exception("Refreshing versions of %s failed", self.model_name)
-
-        self._thread = threading.Thread(
-            target=watch, name=f"version-watcher-{self.model_name}", daemon=True
-        )
-        self._thread.start()
+    def _watch(self, poll_seconds: float) -> None:
+        while not self._stop.wait(poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - keep watching whatever happens
+                log.exception("Refreshing versions of %s failed", self.model_name)
 
     def stop_watching(self) -> None:
         self._stop.set()

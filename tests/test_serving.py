@@ -386,11 +386,16 @@ def test_bad_metadata_status_and_unimplemented_calls(stub, server, client):
 
 # ------------------------------------------------------------------------ versions
 def test_policies_labels_and_batching_become_tf_serving_config():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
     rule = tf_serving_config.version_policy_rule
-    assert rule("latest:2") == "latest { num_versions: 2 }"
-    assert rule("latest") == "latest { num_versions: 1 }"
-    assert rule("specific:1,3") == "specific { versions: 1 versions: 3 }"
-    assert rule("all") == "all {}"
+    assert rule("latest:2").WhichOneof("policy_choice") == "latest"
+    assert rule("latest:2").latest.num_versions == 2
+    assert rule("latest").latest.num_versions == 1
+    assert rule("specific:1,3").WhichOneof("policy_choice") == "specific"
+    assert list(rule("specific:1,3").specific.versions) == [1, 3]
+    assert rule("all").WhichOneof("policy_choice") == "all"
     for bad in ("latest:0", "newest", "specific:", "specific:a", "all:1"):
         with pytest.raises(ValueError):
             rule(bad)
@@ -399,19 +404,34 @@ def test_policies_labels_and_batching_become_tf_serving_config():
     for bad in ("stable", "1x=2", "stable=x", "stable=1.5"):
         with pytest.raises(ValueError):
             tf_serving_config.parse_version_labels(bad)
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
     config = text_format.Parse(
         tf_serving_config.model_config_text("fer", "/models/fer", "specific:3", labels),
         model_server_config_pb2.ModelServerConfig(),
     )
     [model] = config.model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == (
+        "fer",
+        "/models/fer",
+        "tensorflow",
+    )
+    assert model.model_version_policy.WhichOneof("policy_choice") == "specific"
     assert list(model.model_version_policy.specific.versions) == [3]
     assert dict(model.version_labels) == labels
-    batching = tf_serving_config.batching_text(32, 2.5, 4)
-    assert "max_batch_size { value: 32 }" in batching
-    assert "batch_timeout_micros { value: 2500 }" in batching
+    batching = text_format.Parse(
+        tf_serving_config.batching_text(32, 2.5, 4), tf_serving_config.BatchingParameters()
+    )
+    assert batching.max_batch_size.value == 32
+    assert batching.batch_timeout_micros.value == 2500
+    assert batching.num_batch_threads.value == 4
+    assert not batching.HasField("max_enqueued_batches")
+    descriptor = tf_serving_config.BatchingParameters.DESCRIPTOR
+    assert descriptor.full_name == "tensorflow.serving.BatchingParameters"
+    assert [(f.name, f.number, f.message_type.full_name) for f in descriptor.fields] == [
+        ("max_batch_size", 1, "google.protobuf.Int64Value"),
+        ("batch_timeout_micros", 2, "google.protobuf.Int64Value"),
+        ("max_enqueued_batches", 3, "google.protobuf.Int64Value"),
+        ("num_batch_threads", 4, "google.protobuf.Int64Value"),
+    ]
 
 
 def fake_version(base, version):

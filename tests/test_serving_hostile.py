@@ -221,9 +221,9 @@ def test_stalled_connections_are_capped_and_dropped(server, client):
 
 
 def test_internal_errors_say_nothing_of_the_server(server):
-    from serving import inference
+    from serving import errors
 
-    failure = inference.internal(
+    failure = errors.failure(
         RuntimeError(
             f"failed at {server.versions.base_path}/1 in node StatefulPartitionedCall/model/dense"
         )
