@@ -60,10 +60,15 @@ class SavedModelService(prediction_service_pb2_grpc.PredictionServiceServicer):
 @contextlib.contextmanager
 def serve(path: str, version: int = 1) -> Iterator[str]:
     """Serves ``path`` on a free loopback port; yields host:port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        SavedModelService(path, version), server
-    )
+    with serve_servicer(SavedModelService(path, version)) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def serve_servicer(servicer, max_workers: int = 4) -> Iterator[str]:
+    """Serves a PredictionService servicer on a free loopback port; yields host:port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

@@ -19,6 +19,7 @@ import grpc
 import hostile_images
 import numpy as np
 import pytest
+import saved_model_service
 import serving_fixtures as fx
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -380,14 +381,8 @@ def _grpc_answering(**outputs):
     response = predict_pb2.PredictResponse()
     for name, proto in outputs.items():
         response.outputs[name].CopyFrom(proto)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_Answers(response), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(0)
+    with saved_model_service.serve_servicer(_Answers(response), max_workers=2) as address:
+        yield address
 
 
 def _floats(shape, values=()):
