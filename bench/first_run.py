@@ -103,7 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"== first run: {' '.join(command)}", flush=True)
     first = {"run": "first run", **run_and_measure(command, cli.PUSHED)}
     with open(os.path.join(run_root, "summary.json")) as handle:  # before the second run
-        summary = json.load(handle)  # rewrites it, all cached
+        summary = json.load(handle)  # rewrites it
     peaks = summary.get("node_peak_rss_mib", {})
     nodes = [
         {
@@ -117,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         largest_node_gb=max(peaks.values(), default=0) / 1024,
         runner_gb=summary.get("runner_peak_rss_mib", 0) / 1024,
     )
-    print(f"== second run (cache): {' '.join(command)}", flush=True)
+    print(f"== second run (nothing new): {' '.join(command)}", flush=True)
     second = run_and_measure(command, cli.NOTHING_NEW)
     rows = [first, {"run": "second run (nothing new)", **second}]
     print(
