@@ -27,8 +27,8 @@ MODES = ("tf_keras not converted (the Trainer's)", "tf_keras converted (TF's def
 
 
 def _transform_output(path: str, rows: int) -> Tuple[str, str]:
-    """Runs the pipeline up to Transform on ``rows`` generated faces: its output folder
-    and execution id."""
+    """Runs the pipeline up to Transform on ``rows`` generated faces: the folders of
+    ExampleGen's examples and of the Transform graph."""
     from components import node_ids
     from fer_data import synthetic_faces
     from pipeline.config import PipelineConfig, run_paths
@@ -37,12 +37,13 @@ def _transform_output(path: str, rows: int) -> Tuple[str, str]:
     data = synthetic_faces.write_csv(os.path.join(path, "faces.csv"), num_rows=rows, seed=1)
     config = PipelineConfig(data_path=data, **run_paths(os.path.join(path, "runs")))
     runner.run(config, last_node=node_ids.TRANSFORM)
-    [found] = glob.glob(os.path.join(config.pipeline_root, "Transform", "transform_graph", "*"))
-    return os.path.dirname(os.path.dirname(found)), os.path.basename(found)
+    [examples] = glob.glob(os.path.join(config.pipeline_root, "Fer2013ExampleGen", "examples", "*"))
+    [graph] = glob.glob(os.path.join(config.pipeline_root, "Transform", "transform_graph", "*"))
+    return examples, graph
 
 
 def child(
-    transform_root: str, execution: str, architecture: str, epochs: int, convert: bool
+    examples: str, transform_graph: str, architecture: str, epochs: int, convert: bool
 ) -> None:
     """In the fresh interpreter: one ``run_fn``; prints its timings as JSON."""
     import tf_keras
@@ -78,13 +79,12 @@ def child(
 
     tf_keras.Model.fit = timed_fit
     out = tempfile.mkdtemp(prefix="fer-bench-trainer-")
-    examples = os.path.join(transform_root, "transformed_examples", execution)
     started = time.perf_counter()
     trainer.run_fn(
         tfx.components.FnArgs(
             train_files=[os.path.join(examples, "Split-train", "*")],
             eval_files=[os.path.join(examples, "Split-eval", "*")],
-            transform_output=os.path.join(transform_root, "transform_graph", execution),
+            transform_output=transform_graph,
             serving_model_dir=os.path.join(out, "serving"),
             model_run_dir=os.path.join(out, "run"),
             custom_config=custom_config,
@@ -104,20 +104,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=800)
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # root execution convert
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # examples graph convert
     args = parser.parse_args(argv)
     if args.child:
-        root, execution, convert = args.child
-        child(root, execution, args.architecture, args.epochs, convert == "1")
+        examples, graph, convert = args.child
+        child(examples, graph, args.architecture, args.epochs, convert == "1")
         return 0
 
     work = tempfile.mkdtemp(prefix="fer-bench-trainer-startup-")
     try:
-        root, execution = _transform_output(work, args.rows)
+        examples, graph = _transform_output(work, args.rows)
         rows: List[Dict[str, Any]] = []
         for mode, convert in zip(MODES, ("0", "1")):
             found = subprocess.run(
-                [sys.executable, "-m", "bench.trainer_startup", "--child", root, execution]
+                [sys.executable, "-m", "bench.trainer_startup", "--child", examples, graph]
                 + [convert, "--architecture", args.architecture, "--epochs", str(args.epochs)],
                 capture_output=True,
                 text=True,

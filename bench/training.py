@@ -43,7 +43,7 @@ def training_arrays(path: str, limit: int) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
-    """(train split glob of transformed examples, transform graph dir), via the pipeline."""
+    """(train split glob of ExampleGen's examples, transform graph dir), via the pipeline."""
     from tfx.types import artifact_utils
 
     from components import node_ids
@@ -55,12 +55,13 @@ def transform_outputs(data: str, run_root: str) -> Tuple[str, str]:
     local_runner.run(config, last_node=node_ids.TRANSFORM)
     outputs = run_summary.latest_run_outputs(
         run_summary.open_store(config.metadata_path), config.pipeline_name
-    )[node_ids.TRANSFORM]
-    examples = outputs["transformed_examples"][-1]
+    )
+    examples = outputs[node_ids.EXAMPLE_GEN]["examples"][-1]
     split_names = artifact_utils.decode_split_names(examples.properties["split_names"].string_value)
     if "train" not in split_names:
-        raise SystemExit(f"bench: Transform output has no train split ({split_names})")
-    return (os.path.join(examples.uri, "Split-train", "*"), outputs["transform_graph"][-1].uri)
+        raise SystemExit(f"bench: ExampleGen output has no train split ({split_names})")
+    graph = outputs[node_ids.TRANSFORM]["transform_graph"][-1].uri
+    return os.path.join(examples.uri, "Split-train", "*"), graph
 
 
 def _compiled(architecture: str):

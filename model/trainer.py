@@ -1,12 +1,13 @@
-"""Trainer user module: ``run_fn`` trains one architecture on Transform's output.
+"""Trainer user module: ``run_fn`` trains one architecture on the transformed examples.
 
 Referenced by module path (``model.trainer.run_fn``) so the container image that
 carries this package is all Kubeflow needs. The Trainer's custom_config holds its
 settings, resolved when the pipeline was built (model/trainer_config.py
 ``TrainerSettings``): the recipe (optimizer, LR schedule, augmentation, label smoothing,
 early stopping on the eval split, test-time augmentation) and how to run it; this module
-only reads them. Input: the transformed TFRecords through tf.data (parse per batch, cache, shuffle,
-augment in parallel, repeat -- one iterator for the whole fit --, prefetch). Output: a
+only reads them. Input: ExampleGen's TFRecords through tf.data and the Transform graph
+(parse and transform per batch, cache, shuffle, augment in parallel, repeat -- one
+iterator for the whole fit --, prefetch). Output: a
 SavedModel with both predict signatures and the classification one, and
 ``assets.extra/fer_model.json`` (history, timing, params, weights source) beside it.
 """
@@ -36,19 +37,24 @@ EPOCH_RECALIBRATION_SHARE = 8
 def _files(patterns: List[str]) -> List[str]:
     files = sorted(f for p in patterns for f in tf.io.gfile.glob(p))
     if not files:
-        raise FileNotFoundError(f"no transformed examples match {patterns}")
+        raise FileNotFoundError(f"no examples match {patterns}")
     return files
 
 
 def load_examples(
     patterns: List[str], tf_transform_output: tft.TFTransformOutput
 ) -> tf.data.Dataset:
-    """Unbatched, cached (image [48,48,1], label) pairs from transformed, gzipped TFRecords."""
-    spec = tf_transform_output.transformed_feature_spec()
+    """Unbatched, cached (image [48,48,1], label) pairs from ExampleGen's gzipped
+    TFRecords, through the Transform graph: the same ``tft_layer`` the serving signatures
+    apply (Transform does not materialise its output; pipeline/pipeline.py)."""
+    raw_spec = tf_transform_output.raw_feature_spec()
+    spec = {key: raw_spec[key] for key in (features.PIXELS_KEY, features.LABEL_KEY)}
+    transform = tf_transform_output.transform_features_layer()
 
     def to_pairs(batch):
-        parsed = tf.io.parse_example(batch, spec)
-        return parsed[features.IMAGE_XF_KEY], tf.reshape(parsed[features.LABEL_XF_KEY], [-1])
+        transformed = transform(tf.io.parse_example(batch, spec))
+        image, label = transformed[features.IMAGE_XF_KEY], transformed[features.LABEL_XF_KEY]
+        return image, tf.reshape(label, [-1])
 
     return (
         tf.data.TFRecordDataset(

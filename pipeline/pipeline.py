@@ -155,6 +155,10 @@ def _training_nodes(
         # StatisticsGen has the raw statistics; post-transform statistics of 2,304 floats
         # per image would be computed and never read.
         disable_statistics=True,
+        # The Trainers apply the Transform graph to ExampleGen's examples themselves
+        # (model/trainer.py), so Transform runs only its analyzers: writing 35,887 float
+        # images (~330 MB through gzip) cost more than the rest of ingest (BENCHMARKS.md).
+        materialize=False,
     ).with_id(node_ids.TRANSFORM)
     transform.add_upstream_node(gate)  # no training on data that failed validation
 
@@ -188,7 +192,7 @@ def _training_nodes(
         trainers[arch] = exec_properties.add(
             Trainer(
                 run_fn=RUN_FN,
-                examples=transform.outputs["transformed_examples"],
+                examples=example_gen.outputs["examples"],
                 transform_graph=transform.outputs["transform_graph"],
                 schema=schema_gen.outputs["schema"],
                 custom_config=config.trainer_settings(arch).to_custom_config(),
