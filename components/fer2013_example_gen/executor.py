@@ -10,8 +10,15 @@ goes to the quarantine too (``dropped-*.jsonl``, whole, with the reason). Kept r
 become tf.Examples, written per split with TFX's own WriteSplit. The quarantine artifact
 also holds ``summary.json`` (counts) and ``quality.json`` (what the quality step found,
 with example images for the report).
+
+Rows travel between steps in lists, not one Beam element each: the runner's cost per
+element (encoding, decoding, bookkeeping at every fusion break) was most of the step's
+time. Grouping is by :data:`GROUP_BUCKETS` buckets of image keys (and of difference
+hashes): one bucket's identical images are found in memory, so a worker holds about
+1/GROUP_BUCKETS of the valid rows at a time.
 """
 
+import collections
 import json
 import logging
 import os
@@ -48,14 +55,15 @@ SUMMARY_FILE = "summary.json"
 QUALITY_FILE = "quality.json"
 _COUNTS_FILE = "counts"
 _QUALITY_PARTIAL_FILE = "quality_counts"
-_ROWS, _DROPPED, _FACTS, _HASHES = "rows", "dropped", "facts", "hashes"
+_ROWS, _DROPPED, _FACTS, _HASHES, _COUNTS = "rows", "dropped", "facts", "hashes", "counts"
 
 
 class QuarantineBoundExceeded(RuntimeError):
     """More rows were quarantined than the configured bound allows."""
 
 
-RECORDS_PER_CHUNK = 256  # rows travel and are parsed/encoded in chunks, not one by one
+RECORDS_PER_CHUNK = 1024  # rows are read, parsed and fanned out in chunks, not one by one
+GROUP_BUCKETS = 64  # buckets of image keys (and of difference hashes) grouped in memory
 
 
 def read_record_chunks(
@@ -85,76 +93,99 @@ def read_record_chunks(
             yield path, layout, records
 
 
-@beam.typehints.with_output_types(Tuple[str, quality.Row])  # main output (not the tagged)
+def _bucket(key: int) -> int:
+    return key % GROUP_BUCKETS
+
+
+def _plain(chunk: Tuple[str, fer2013_csv.Layout, List[fer2013_csv.Record]]) -> Tuple[Any, ...]:
+    """A chunk with its records as plain tuples (line, text, lines, size): Beam's coder
+    writes tuples of built-in types natively but pickles each dataclass one by one.
+    (Rows travel as plain tuples for the same reason: quality.Row's fields.)"""
+    source, layout, records = chunk
+    return source, layout, [(r.line, r.text, r.lines, r.size) for r in records]
+
+
 class _ParseChunk(beam.DoFn):
-    """Parses a chunk of rows; valid ones go to the main output as (image key, Row)."""
+    """Parses a chunk of rows. Main output: (bucket, [(image key, Row fields), ...]) per
+    bucket of image keys the chunk's valid rows fall in; rejected rows go, one by one,
+    to the quarantine output."""
 
     def __init__(self, buckets: List[Tuple[str, int]]):
         self._buckets = buckets
 
     def process(self, element):
         source, layout, records = element
-        for record in records:
-            row = fer2013_csv.parse_row(
-                record.text, layout, record.line, source, lines=record.lines, size=record.size
-            )
+        by_bucket: Dict[int, List[Tuple[str, Tuple[Any, ...]]]] = collections.defaultdict(list)
+        for line, text, lines, size in records:
+            row = fer2013_csv.parse_row(text, layout, line, source, lines=lines, size=size)
             if isinstance(row, fer2013_csv.QuarantinedRow):
                 yield beam.pvalue.TaggedOutput(QUARANTINE_KEY, row.to_dict())
                 continue
             pixels = row.pixels.astype("uint8").tobytes()
             split = row.split or fer2013_csv.hash_split(row.pixels, self._buckets)
-            yield (
-                quality.image_key(pixels),
-                quality.Row(source, record.line, split, row.label, pixels),
+            key = quality.image_key(pixels)
+            by_bucket[_bucket(int(key[:8], 16))].append(
+                (key, (source, line, split, row.label, pixels))
             )
+        yield from by_bucket.items()
 
 
-@beam.typehints.with_output_types(Tuple[str, bytes, int, int])  # main output
 class _ApplyPolicy(beam.DoFn):
-    """One group of identical images -> kept (split, pixels, label, seen_in_train) rows,
-    dropped rows (tagged), the group's facts and its difference hash (tagged)."""
+    """One bucket of image keys: its groups of identical images through the policy.
+
+    Main output: (split, [serialized tf.Example, ...]) per split. Tagged: dropped rows
+    (one by one), the bucket's quality counts, (split count key, count) pairs, and
+    (hash bucket, [(difference hash, NearImage fields), ...]) for the near-duplicate
+    search."""
 
     def __init__(self, policy: quality.Policy):
         self._policy = policy
 
     def process(self, element):
-        key, rows = element
-        rows = list(rows)
-        blank = quality.is_blank(rows[0].pixels)
-        outcome = quality.decide(rows, self._policy, blank)
-        for row, seen in outcome.kept:
-            yield row.split, row.pixels, row.label, seen
-        for row, reason in outcome.dropped:
-            yield beam.pvalue.TaggedOutput(_DROPPED, quality.dropped_record(row, reason, key))
-        yield beam.pvalue.TaggedOutput(_FACTS, ("group", outcome.facts))
-        if not blank:
-            yield beam.pvalue.TaggedOutput(
-                _HASHES, (quality.difference_hash(rows[0].pixels), quality.example_image(rows))
-            )
+        _, chunks = element
+        groups: Dict[str, List[quality.Row]] = collections.defaultdict(list)
+        for chunk in chunks:
+            for key, fields in chunk:
+                groups[key].append(quality.Row(*fields))
+        kept: Dict[str, List[Tuple[bytes, int, int]]] = collections.defaultdict(list)
+        counts = quality.QualityCounts.empty()
+        hashes: Dict[int, List[Tuple[int, Tuple[Any, ...]]]] = collections.defaultdict(list)
+        for rows in groups.values():
+            rows.sort(key=quality.row_order)
+        firsts = [rows[0].pixels for rows in groups.values()]
+        blanks = quality.blank_images(firsts).tolist()
+        for (key, rows), blank in zip(groups.items(), blanks):
+            outcome = quality.decide(rows, self._policy, blank)
+            for row, seen in outcome.kept:
+                kept[row.split].append((row.pixels, row.label, seen))
+            for row, reason in outcome.dropped:
+                yield beam.pvalue.TaggedOutput(_DROPPED, quality.dropped_record(row, reason, key))
+            quality.QualityCounts.add_group(counts, outcome.facts)
+        distinct = [rows for rows, blank in zip(groups.values(), blanks) if not blank]
+        digests = quality.difference_hashes([rows[0].pixels for rows in distinct])
+        for digest, rows in zip(digests, distinct):
+            hashes[_bucket(digest)].append((digest, tuple(quality.NearImage.of(rows))))
+        for split, rows_kept in kept.items():
+            pixels, labels, seen = zip(*rows_kept)
+            yield split, fer2013_csv.encode_images(pixels, labels, seen)
+            yield beam.pvalue.TaggedOutput(_COUNTS, (f"split:{split}", len(rows_kept)))
+        yield beam.pvalue.TaggedOutput(_FACTS, counts)
+        for bucket in hashes.items():
+            yield beam.pvalue.TaggedOutput(_HASHES, bucket)
 
 
-def _encode_batch(batch: List[Tuple[str, bytes, int, int]]) -> Iterator[Tuple[str, bytes]]:
-    splits, pixels, labels, seen = zip(*batch)
-    return zip(splits, fer2013_csv.encode_images(pixels, labels, seen))
-
-
-class _QualityCombineFn(beam.CombineFn):
-    """Adds up ("group", facts) and ("near", images) elements (quality.QualityCounts)."""
-
-    def create_accumulator(self):
-        return quality.QualityCounts.empty()
-
-    def add_input(self, accumulator, element):
-        kind, value = element
-        if kind == "group":
-            return quality.QualityCounts.add_group(accumulator, value)
-        return quality.QualityCounts.add_near_duplicates(accumulator, value)
-
-    def merge_accumulators(self, accumulators):
-        return quality.QualityCounts.merge(accumulators)
-
-    def extract_output(self, accumulator):
-        return accumulator
+def _near_duplicates(element: Tuple[int, Any]) -> Dict[str, Any]:
+    """One bucket of difference hashes -> the quality counts of its near duplicates."""
+    _, chunks = element
+    by_hash: Dict[int, List[quality.NearImage]] = collections.defaultdict(list)
+    for chunk in chunks:
+        for digest, fields in chunk:
+            by_hash[digest].append(quality.NearImage(*fields))
+    counts = quality.QualityCounts.empty()
+    for images in by_hash.values():
+        if len(images) > 1:
+            quality.QualityCounts.add_near_duplicates(counts, [i.example() for i in images])
+    return counts
 
 
 def _write_single_json(pcoll, label: str, directory: str, name: str):
@@ -282,6 +313,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 pipeline
                 | "Files" >> beam.Create(files)
                 | "ReadRecords" >> beam.FlatMap(read_record_chunks)
+                | "Plain" >> beam.Map(_plain)
                 | "FanOut" >> beam.Reshuffle()
                 | "Parse"
                 >> beam.ParDo(_ParseChunk(buckets)).with_outputs(QUARANTINE_KEY, main=_ROWS)
@@ -292,21 +324,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "GroupImages" >> beam.GroupByKey()
                 | "ApplyPolicy"
                 >> beam.ParDo(_ApplyPolicy(policy)).with_outputs(
-                    _DROPPED, _FACTS, _HASHES, main=_ROWS
+                    _DROPPED, _FACTS, _HASHES, _COUNTS, main=_ROWS
                 )
             )
-            valid = (
-                decided[_ROWS]
-                | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-                | "Encode" >> beam.FlatMap(_encode_batch)
-            )
-            by_split = valid | "BySplit" >> beam.Partition(
+            by_split = decided[_ROWS] | "BySplit" >> beam.Partition(
                 lambda kv, _: features.SPLITS.index(kv[0]), len(features.SPLITS)
             )
             for index, split in enumerate(features.SPLITS):
                 _ = (
                     by_split[index]
-                    | f"Bytes[{split}]" >> beam.Values()
+                    | f"Records[{split}]" >> beam.FlatMap(lambda kv: kv[1])
                     | f"WriteSplit[{split}]"
                     >> write_split.WriteSplit(
                         artifact_utils.get_split_uri([examples], split),
@@ -328,25 +355,26 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             near_duplicates = (
                 decided[_HASHES]
                 | "GroupHashes" >> beam.GroupByKey()
-                | "NearDuplicates" >> beam.Map(lambda kv: ("near", list(kv[1])))
+                | "NearDuplicates" >> beam.Map(_near_duplicates)
             )
             _write_single_json(
                 (decided[_FACTS], near_duplicates)
                 | "AllFacts" >> beam.Flatten()
-                | "Quality" >> beam.CombineGlobally(_QualityCombineFn()),
+                | "Quality" >> beam.CombineGlobally(quality.QualityCounts.merge),
                 "QualityCounts",
                 quarantine.uri,
                 _QUALITY_PARTIAL_FILE,
             )
-            split_keys = valid | "SplitKeys" >> beam.Map(lambda kv: f"split:{kv[0]}")
-            reason_keys = rejected | "ReasonKeys" >> beam.Map(lambda r: f"reason:{r['reason']}")
+            reason_keys = rejected | "ReasonKeys" >> beam.Map(
+                lambda r: (f"reason:{r['reason']}", 1)
+            )
             dropped_keys = decided[_DROPPED] | "DropKeys" >> beam.Map(
-                lambda r: f"dropped:{r['reason']}"
+                lambda r: (f"dropped:{r['reason']}", 1)
             )
             _write_single_json(
-                (split_keys, reason_keys, dropped_keys)
+                (decided[_COUNTS], reason_keys, dropped_keys)
                 | "AllKeys" >> beam.Flatten()
-                | "Count" >> beam.combiners.Count.PerElement()
+                | "Count" >> beam.CombinePerKey(sum)
                 | "AsDict" >> beam.combiners.ToDict(),
                 "Counts",
                 quarantine.uri,

@@ -12,7 +12,7 @@ import base64
 import dataclasses
 import hashlib
 import json
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -84,10 +84,26 @@ class Row:
         return {"line": self.line, "split": self.split, "label": self.label}
 
 
+def row_order(row: Row) -> Tuple[int, int]:
+    """The order of a group's rows: train first, then eval, then test; by line."""
+    return features.SPLITS.index(row.split), row.line
+
+
+def blank_images(pixels: Sequence[bytes]) -> np.ndarray:
+    """Which images are blank (near-constant) frames: pixel std below BLANK_STD_BELOW.
+    Computed for a batch at once. (The examples' per-image statistics are computed in
+    fer2013_csv.encode_images.)"""
+    return _stack(pixels).std(axis=1) < BLANK_STD_BELOW
+
+
 def is_blank(pixels: bytes) -> bool:
-    """A blank (near-constant) frame: pixel std below BLANK_STD_BELOW. (The examples'
-    per-image statistics are computed for whole batches, in fer2013_csv.encode_images.)"""
-    return float(np.frombuffer(pixels, dtype=np.uint8).std()) < BLANK_STD_BELOW
+    """:func:`blank_images` of one image."""
+    return bool(blank_images([pixels])[0])
+
+
+def _stack(pixels: Sequence[bytes]) -> np.ndarray:
+    """uint8 [len(pixels), NUM_PIXELS]."""
+    return np.frombuffer(b"".join(pixels), dtype=np.uint8).reshape(-1, features.NUM_PIXELS)
 
 
 def image_key(pixels: bytes) -> str:
@@ -99,17 +115,23 @@ _ROW_EDGES = np.linspace(0, features.IMAGE_SIZE, 9).astype(int)[:-1]  # 8 bands 
 _COL_EDGES = np.linspace(0, features.IMAGE_SIZE, 10).astype(int)[:-1]  # 9 bands of columns
 
 
-def difference_hash(pixels: bytes) -> int:
-    """64-bit dHash: 9x8 block means, one bit per block brighter than its left neighbour."""
-    image = features.pixels_from_bytes(pixels).astype(np.float64)
-    sums = np.add.reduceat(np.add.reduceat(image, _ROW_EDGES, axis=0), _COL_EDGES, axis=1)
+def difference_hashes(pixels: Sequence[bytes]) -> List[int]:
+    """64-bit dHash of each image: 9x8 block means, one bit per block brighter than its
+    left neighbour. Computed for a batch at once."""
+    images = _stack(pixels).reshape((-1,) + features.IMAGE_SHAPE[:2]).astype(np.float64)
+    sums = np.add.reduceat(np.add.reduceat(images, _ROW_EDGES, axis=1), _COL_EDGES, axis=2)
     sizes = np.outer(
         np.diff(np.append(_ROW_EDGES, features.IMAGE_SIZE)),
         np.diff(np.append(_COL_EDGES, features.IMAGE_SIZE)),
     )
     means = sums / sizes
-    bits = (means[:, 1:] > means[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
+    bits = (means[:, :, 1:] > means[:, :, :-1]).reshape(len(images), 64)
+    return [int(value) for value in np.packbits(bits, axis=1).view(">u8").ravel()]
+
+
+def difference_hash(pixels: bytes) -> int:
+    """:func:`difference_hashes` of one image."""
+    return difference_hashes([pixels])[0]
 
 
 @dataclasses.dataclass
@@ -124,7 +146,7 @@ class Outcome:
 def decide(rows: Sequence[Row], policy: Policy, blank: Optional[bool] = None) -> Outcome:
     """Applies the policy to one group of rows with identical pixels (``blank``: whether
     they are a blank frame, computed here when not given)."""
-    rows = sorted(rows, key=lambda r: (features.SPLITS.index(r.split), r.line))
+    rows = sorted(rows, key=row_order)
     blank = is_blank(rows[0].pixels) if blank is None else blank
     splits = {r.split for r in rows}
     conflicting = len({r.label for r in rows}) > 1
@@ -162,13 +184,30 @@ def decide(rows: Sequence[Row], policy: Policy, blank: Optional[bool] = None) ->
     return Outcome(kept=kept, dropped=dropped, facts=facts)
 
 
+class NearImage(NamedTuple):
+    """A group of identical images as the near-duplicate search carries it: the pixels
+    once, how many rows hold them, and the first rows (an example_image, undecoded)."""
+
+    pixels: bytes
+    rows: int
+    members: List[Dict[str, Any]]
+
+    @classmethod
+    def of(cls, rows: Sequence[Row]) -> "NearImage":
+        return cls(rows[0].pixels, len(rows), [r.member() for r in rows[:MEMBERS_PER_EXAMPLE]])
+
+    def example(self) -> Dict[str, Any]:
+        """The report's form (example_image)."""
+        return {
+            "pixels_b64": base64.b64encode(self.pixels).decode("ascii"),
+            "rows": self.rows,
+            "members": self.members,
+        }
+
+
 def example_image(rows: Sequence[Row]) -> Dict[str, Any]:
     """One image of a report example: its pixels and (the first) rows that hold it."""
-    return {
-        "pixels_b64": base64.b64encode(rows[0].pixels).decode("ascii"),
-        "rows": len(rows),
-        "members": [r.member() for r in rows[:MEMBERS_PER_EXAMPLE]],
-    }
+    return NearImage.of(rows).example()
 
 
 def dropped_record(row: Row, reason: str, key: str) -> Dict[str, Any]:
