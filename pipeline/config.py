@@ -158,7 +158,7 @@ class PipelineConfig:
     ensemble: bool = True
     # Beam
     beam_direct_running_mode: str = "auto"  # one of BEAM_MODES
-    beam_num_workers: int = 0  # 0 = one per CPU
+    beam_num_workers: int = 0  # 0 = one per CPU (in_memory: always one)
     enable_cache: bool = True
 
     def trainer_for(self, architecture: str) -> TrainerConfig:
@@ -192,25 +192,24 @@ class PipelineConfig:
     def beam_pipeline_args(self, cpus: Optional[int] = None) -> List[str]:
         """DirectRunner flags; ``cpus`` (default: this machine's) resolves the "auto" mode.
 
+        ``in_memory`` runs its workers as threads of one process, so it gets one worker:
+        more only split the bundles under one GIL (Beam warns so). On the real file, 2
+        vCPU, in-process: ExampleGen 25.1 s with two vs 19.2 s with one; StatisticsGen
+        9.2-11.2 s vs 6.3-7.7 s (docs/BENCHMARKS.md). ``beam_num_workers`` applies to
+        the other modes.
+
         ``--setup_file`` names this project as the workers' dependency. Without a
         dependency flag TFX builds an sdist of itself for every Beam step, to stage for
         remote workers (tfx/utils/dependency_utils.py make_beam_dependency_flags): 1.2 s
         and 49 MB left in the temp dir each time, never deleted. The DirectRunner stages
         nothing (its workers run this Python), so here the flag only stops that build."""
+        mode = direct_running_mode(self.beam_direct_running_mode, cpus)
+        workers = 1 if mode == "in_memory" else self.beam_num_workers
         return [
-            f"--direct_running_mode={direct_running_mode(self.beam_direct_running_mode, cpus)}",
-            f"--direct_num_workers={self.beam_num_workers}",
+            f"--direct_running_mode={mode}",
+            f"--direct_num_workers={workers}",
             f"--setup_file={os.path.join(PROJECT_ROOT, 'setup.py')}",
         ]
-
-    def python_step_beam_args(self, cpus: Optional[int] = None) -> List[str]:
-        """Extra flags of a Beam step whose work is Python (the ExampleGen's parsing):
-        ``in_memory`` runs the workers as threads of one process, so for such a step a
-        second worker only splits the bundles under one GIL (Beam warns so): the real
-        file's ExampleGen took 25.1 s with two, 19.2 s with one (docs/BENCHMARKS.md). The
-        TensorFlow steps (Transform, TFMA) keep two: TF releases the GIL."""
-        in_memory = direct_running_mode(self.beam_direct_running_mode, cpus) == "in_memory"
-        return ["--direct_num_workers=1"] if in_memory else []
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -54,8 +54,6 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List[ba
         output_config=unassigned_rows_output_config(*config.unassigned_split_buckets),
         quality_policy=Policy(**config.quality_policy),
     ).with_id(node_ids.EXAMPLE_GEN)
-    if not kubeflow:  # a pod's DirectRunner runs its workers as processes
-        example_gen.with_beam_pipeline_args(config.python_step_beam_args())
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(config)).with_id(
         node_ids.SCHEMA_GEN
     )

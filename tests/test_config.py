@@ -18,11 +18,10 @@ from pipeline.config import PipelineConfig, direct_running_mode
 def test_auto_mode_follows_the_cpu_count(cpus, mode):
     assert direct_running_mode("auto", cpus) == mode
     config = PipelineConfig("faces.csv")
-    assert f"--direct_running_mode={mode}" in config.beam_pipeline_args(cpus)
-    # A Python step in_memory: one worker (more only split bundles under one GIL).
-    assert config.python_step_beam_args(cpus) == (
-        ["--direct_num_workers=1"] if mode == "in_memory" else []
-    )
+    args = config.beam_pipeline_args(cpus)
+    assert f"--direct_running_mode={mode}" in args
+    # in_memory: one worker (more only split bundles under one GIL); else one per CPU.
+    assert f"--direct_num_workers={1 if mode == 'in_memory' else 0}" in args
 
 
 def test_an_explicit_mode_is_kept_on_any_machine():
@@ -209,17 +208,3 @@ def test_a_push_is_a_new_baseline_and_warm_start_for_the_local_cache(tmp_path):
     os.makedirs(version)
     open(os.path.join(version, "saved_model.pb"), "wb").close()
     assert served_versions() == {"ServingBaseline_vgg": 1700000000, "ServedModel": 1700000000}
-
-
-def test_the_example_gen_runs_one_beam_worker_in_memory_and_a_pool_in_a_pod(tmp_path):
-    """Its parsing is Python: in one process a second worker only adds overhead; a pod
-    (multi_processing) keeps one worker per CPU."""
-    from components import node_ids
-    from pipeline.pipeline import create_components
-
-    config = dataclasses.replace(_run_config(tmp_path), beam_direct_running_mode="in_memory")
-    for kubeflow, extra in ((False, ["--direct_num_workers=1"]), (True, [])):
-        [example_gen] = [
-            n for n in create_components(config, kubeflow) if n.id == node_ids.EXAMPLE_GEN
-        ]
-        assert list(example_gen.executor_spec.beam_pipeline_args) == extra, kubeflow
