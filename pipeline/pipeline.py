@@ -127,9 +127,9 @@ def _training_nodes(
 ) -> List[base_node.BaseNode]:
     """Everything after ingest: validation, Transform, (with ``warm_start``) the served
     model, Trainers, evaluation, selection, push and report (StatisticsGen first)."""
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(
-        node_ids.STATISTICS_GEN
-    )
+    statistics_gen = tfx.components.StatisticsGen(  # the schema: pixels are image bytes
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
+    ).with_id(node_ids.STATISTICS_GEN)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     ).with_id(node_ids.EXAMPLE_VALIDATOR)
