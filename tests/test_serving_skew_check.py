@@ -12,10 +12,11 @@ import skew_fixtures as sk
 import tensorflow_data_validation as tfdv
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import drift_check, serving_skew
+from components import drift_check, node_ids, serving_skew
 from components import serving_skew_check as check
 from components.artifacts import ServingSkew
 from components.serving_skew_check import ServingSkewCheck, ServingSkewError
+from pipeline.local import console, run_summary
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,14 @@ def props(skew):
     return {name: skew.get_custom_property(name) for name in check.PROPERTIES}
 
 
+def run_says(skew):
+    """What a local run shows of the step: its console figure and summary.json's entry,
+    read from the artifact as ML Metadata stores it."""
+    outputs = {node_ids.SERVING_SKEW_CHECK: {"skew": [skew.mlmd_artifact]}}
+    figure = console.key_figure(node_ids.SERVING_SKEW_CHECK, outputs[node_ids.SERVING_SKEW_CHECK])
+    return figure, run_summary.serving_skew_summary(outputs)
+
+
 def test_faces_like_the_training_data_are_no_skew(served, tmp_path, capsys):
     logs = tmp_path / "logs"
     sk.send(served["address"], sk.faces(300, seed=1), str(logs))
@@ -61,6 +70,10 @@ def test_faces_like_the_training_data_are_no_skew(served, tmp_path, capsys):
         in (found[check.MESSAGE_PROPERTY])
     )
     assert "training goes on" in capsys.readouterr().out
+    figure, summary = run_says(skew)
+    assert figure == found[check.MESSAGE_PROPERTY] == summary[check.MESSAGE_PROPERTY]
+    assert summary[check.SKEWED_PROPERTY] == [] and summary[check.FACES_PROPERTY] == 300
+    assert summary["report"] == os.path.join(skew.uri, "index.html")
     # The report and the served faces' statistics, as the artifacts' contents.
     assert os.path.exists(os.path.join(skew.uri, "index.html"))
     assert json.load(open(os.path.join(skew.uri, serving_skew.REPORT_DATA_FILE)))["skewed"] == []
@@ -82,6 +95,11 @@ def test_darkened_faces_are_skew_which_informs_unless_told_to_stop(served, tmp_p
     assert found[check.WORST_DISTANCE_PROPERTY] > found[check.WORST_THRESHOLD_PROPERTY]
     assert found[check.MESSAGE_PROPERTY].startswith("SKEW in ")
     assert "training goes on" in capsys.readouterr().out
+    summary = run_says(skew)[1]
+    assert set(summary[check.SKEWED_PROPERTY]) == skewed
+    assert summary[check.WORST_DISTANCE_PROPERTY] == pytest.approx(
+        found[check.WORST_DISTANCE_PROPERTY]
+    )
     with pytest.raises(ServingSkewError, match="SKEW in .*pixel_mean"):
         run_step(served, logs, tmp_path / "stops", stop_on_skew=1)
     assert "the run stops" in capsys.readouterr().out
@@ -97,6 +115,7 @@ def test_no_logs_is_said_and_passes(served, tmp_path):
         assert found[check.MESSAGE_PROPERTY].startswith("not checked: no request logs")
         assert artifact_utils.decode_split_names(statistics.split_names) == []
         assert not os.path.exists(os.path.join(skew.uri, "index.html"))
+        assert run_says(skew)[1]["report"] is None
 
 
 def test_logs_written_before_the_push_are_not_what_it_saw(served, tmp_path):
