@@ -161,7 +161,7 @@ class PipelineConfig:
     ensemble: bool = True
     # Serving skew before training (components/serving_skew_check.py): the folder of the
     # clients' request logs (client/request_log.py; as the pods see it on Kubeflow, where
-    # it is the pipeline parameter 'request_logs'). None: no such step, the graph is as
+    # it is the pipeline parameter 'request_logs'). None (or ''): no such step, the graph is as
     # without it. It informs; with stop_on_skew, skew stops the run before Transform.
     request_logs: Optional[str] = None
     stop_on_skew: bool = False

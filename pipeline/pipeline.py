@@ -127,8 +127,9 @@ def package_settings(config: PipelineConfig) -> str:
     """What a compiled package trains with besides its data and run-time parameters: the
     code the image holds (its fingerprint) and the compiled configuration (JSON)."""
     settings = json.loads(config.to_json())
-    # Not what is trained: run-time parameters, and the serving skew check (it informs).
-    for field in ("data_path", "min_accuracy", "allow_drift", "retrain", "request_logs"):
+    # Not what is trained: the run-time parameters, the serving skew check's settings.
+    skew_check = ("request_logs", "stop_on_skew")
+    for field in ("data_path", "min_accuracy", "allow_drift", "retrain", *skew_check):
         settings.pop(field, None)
     settings["trainer"].pop("epochs", None)
     return json.dumps(
@@ -175,7 +176,7 @@ def _training_nodes(
     ).with_id(node_ids.TRANSFORM)
     transform.add_upstream_node(gate)  # no training on data that failed validation
     checks: List[base_node.BaseNode] = [example_validator, drift_check]
-    if config.request_logs is not None:
+    if config.request_logs:
         checks.append(_serving_skew_check(config, params, transform))
 
     def evaluate(candidate: str, model: base_node.BaseNode) -> List[base_node.BaseNode]:
@@ -275,7 +276,6 @@ def _serving_skew_check(
 ) -> base_node.BaseNode:
     """ServingSkewCheck on the request logs written since the served version's push. It
     informs; with ``stop_on_skew`` it runs before Transform and skew stops the run."""
-    assert config.request_logs is not None
     node = ServingSkewCheck(
         request_logs=params["request_logs"],
         model_base_path=config.model_serving_dir,
