@@ -21,6 +21,11 @@ reader sees whole files only. Each file holds at most :data:`MAX_FILE_BYTES`, an
 logger keeps at most :data:`MAX_FILES` files (the oldest are deleted): a logger never
 holds more than MAX_FILE_BYTES * MAX_FILES bytes on disk. A local folder, a mounted
 volume or a ``gs://`` path (TensorFlow's file systems) all work.
+
+Retention: many loggers may share a folder (client pods on one volume or bucket path),
+and a logger that is gone (a pod replaced, a process killed) prunes nothing any more.
+So whenever a logger starts a file it also deletes every log file in the folder, any
+logger's, complete or ``.part``, last written more than :data:`RETENTION_SECONDS` ago.
 """
 
 import atexit
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 # The bounds of one logger, in one place (docs/SERVING.md "Request logs").
 MAX_FILE_BYTES = 16 << 20  # a log file is rotated before it grows beyond this
 MAX_FILES = 16  # files a logger keeps: at most 256 MiB on disk
+RETENTION_SECONDS = 7 * 24 * 3600  # any logger's files older than this are deleted
 QUEUE_RECORDS = 1024  # sampled requests waiting for the writer; more are dropped
 CLOSE_SECONDS = 10.0  # what close() waits for the writer to drain the queue
 
@@ -99,6 +105,7 @@ class RequestLog:
         *,
         max_file_bytes: int = MAX_FILE_BYTES,
         max_files: int = MAX_FILES,
+        retention_seconds: float = RETENTION_SECONDS,
         queue_records: int = QUEUE_RECORDS,
         seed: Optional[int] = None,
     ) -> None:
@@ -111,6 +118,7 @@ class RequestLog:
         self.sampler = Sampler(sample_rate, seed)
         self.max_file_bytes = max_file_bytes
         self.max_files = max_files
+        self.retention_seconds = retention_seconds
         self.sampled = self.written = self.dropped = self.errors = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_records)
         self._stem = "-".join(
@@ -190,18 +198,37 @@ class RequestLog:
             self.written += 1
 
     def _start_file(self) -> None:
-        """Deletes the oldest complete files to leave room for this one, then opens it."""
+        """Deletes the oldest complete files to leave room for this one and the files past
+        retention, then opens it."""
         while len(self._files) >= self.max_files:
-            oldest = self._files.popleft()
-            try:
-                self._tf.io.gfile.remove(oldest)
-            except self._tf.errors.NotFoundError:
-                pass
+            self._remove(self._files.popleft())
+        self._expire()
         self._sequence += 1
         name = f"{self._stem}-{self._sequence:06d}{features.REQUEST_LOG_SUFFIX}"
         self._path = os.path.join(self.directory, name)
         self._writer = self._tf.io.TFRecordWriter(self._path + PART_SUFFIX)
         self._bytes = 0
+
+    def _remove(self, path: str) -> None:
+        try:
+            self._tf.io.gfile.remove(path)
+        except self._tf.errors.NotFoundError:
+            pass  # another logger of the folder removed it
+
+    def _expire(self) -> None:
+        """Deletes the folder's log files (any logger's, ``.part`` too) last written more
+        than ``retention_seconds`` ago."""
+        cutoff = (time.time() - self.retention_seconds) * 1e9
+        pattern = os.path.join(self.directory, f"{FILE_PREFIX}-*{features.REQUEST_LOG_SUFFIX}*")
+        for path in self._tf.io.gfile.glob(pattern):
+            try:
+                expired = self._tf.io.gfile.stat(path).mtime_nsec < cutoff
+            except self._tf.errors.NotFoundError:
+                continue
+            if expired:
+                self._remove(path)
+                if path in self._files:
+                    self._files.remove(path)
 
     def _finish_file(self) -> None:
         """Closes the current file and gives it its final name."""

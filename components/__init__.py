@@ -10,7 +10,12 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-ARTIFACT_TYPES = ("QuarantinedRows", "Report", "TrainingDecision")  # components/artifacts.py
+ARTIFACT_TYPES = (
+    "QuarantinedRows",
+    "Report",
+    "ServingSkew",
+    "TrainingDecision",
+)  # components/artifacts.py
 
 
 def __getattr__(name: str):

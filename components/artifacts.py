@@ -27,6 +27,14 @@ class Report(artifact.Artifact):
     TYPE_NAME = "components.Report"
 
 
+class ServingSkew(artifact.Artifact):
+    """What serving saw since the last push against the served model's training data
+    (components/serving_skew_check.py): ``index.html``, PNGs and ``skew.json``; the
+    verdict as custom properties."""
+
+    TYPE_NAME = "components.ServingSkew"
+
+
 class TrainingDecision(artifact.Artifact):
     """Whether a Kubeflow run trains (components/training_ledger.py): custom properties
     only (``train``, ``ledger_key``, ``reason``, ``data``)."""

@@ -22,6 +22,7 @@ STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 DRIFT_CHECK = "DriftCheck"
+SERVING_SKEW_CHECK = "ServingSkewCheck"  # only with request logs (config.request_logs)
 VALIDATION_GATE = "DataValidationGate"
 TRANSFORM = "Transform"
 SERVED_MODEL = "ServedModel"
@@ -49,6 +50,8 @@ class Traits:
     # Kubeflow: the serving volume (the PVC TF Serving reads) is mounted; the node reads
     # or writes live state there (served versions, the statistics reference, the ledger).
     serving_volume: bool = False
+    # Kubeflow: the request-log volume (KubeflowConfig.request_logs_pvc) is mounted.
+    request_logs_volume: bool = False
     # Kubeflow: KFP may reuse an earlier result. Its cache key is input artifacts,
     # parameters, image and command; a node whose result depends on anything else (files
     # outside its inputs, live state) must rerun.
@@ -57,7 +60,7 @@ class Traits:
     resources: str = "default_step"
 
     def __post_init__(self) -> None:
-        if self.serving_volume and self.kfp_cache:
+        if (self.serving_volume or self.request_logs_volume) and self.kfp_cache:
             raise ValueError("a node that reads or writes live state cannot be cached by KFP")
         if self.resources not in ("default_step", "beam_step", "trainer"):
             raise ValueError(f"unknown resources {self.resources!r}")
@@ -75,6 +78,8 @@ TRAITS: Dict[str, Traits] = {
     SCHEMA_GEN: Traits(),
     EXAMPLE_VALIDATOR: Traits(),
     DRIFT_CHECK: _LIVE_STATE,  # reads the previous run's statistics
+    # Reads the served version, its lineage and the request logs written since its push.
+    SERVING_SKEW_CHECK: dataclasses.replace(_LIVE_STATE, request_logs_volume=True),
     VALIDATION_GATE: Traits(),
     TRANSFORM: _HEAVY,
     SERVED_MODEL: _LIVE_STATE,  # reads the served model (warm start)

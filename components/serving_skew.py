@@ -79,6 +79,7 @@ class Served:
     requests: int = 0
     refused: int = 0  # images the model's guard or decoder refuses, malformed examples
     other: int = 0  # requests whose inputs are no face (another signature's)
+    other_version: int = 0  # requests answered by another version than the one compared
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,10 +111,15 @@ class SkewResult:
         return [f for f in self.findings if f.skewed]
 
 
-def log_files(log_dir: str) -> List[str]:
-    """The complete request-log files in ``log_dir``, newest first."""
+def log_files(log_dir: str, since: Optional[int] = None) -> List[str]:
+    """The complete request-log files in ``log_dir``, newest first; with ``since`` (Unix
+    seconds) only those last written at or after it: a file finished before then holds no
+    request answered later (client/request_log.py renames a file once complete)."""
     files = tf.io.gfile.glob(os.path.join(log_dir, "*" + features.REQUEST_LOG_SUFFIX))
-    return sorted(files, key=lambda f: (tf.io.gfile.stat(f).mtime_nsec, f), reverse=True)
+    written = {f: tf.io.gfile.stat(f).mtime_nsec for f in files}
+    if since is not None:
+        files = [f for f in files if written[f] >= since * 1_000_000_000]
+    return sorted(files, key=lambda f: (written[f], f), reverse=True)
 
 
 def _records(files: Sequence[str]) -> Iterator[prediction_log_pb2.PredictionLog]:
@@ -132,10 +138,20 @@ def _example_pixels(serialized: bytes) -> Optional[np.ndarray]:
         return None
 
 
-class _Collector:
-    """Gathers the faces of the requests (images decoded in batches by the model's code)."""
+def _answered_by(record: prediction_log_pb2.PredictionLog) -> Optional[int]:
+    """The model version that answered a logged request (its response's model_spec, as TF
+    Serving and serving/ fill it); None when the response does not say."""
+    kind = record.WhichOneof("log_type")
+    spec = getattr(record, kind).response.model_spec if kind else None
+    return spec.version.value if spec is not None and spec.HasField("version") else None
 
-    def __init__(self) -> None:
+
+class _Collector:
+    """Gathers the faces of the requests (images decoded in batches by the model's code);
+    with ``version``, only of the requests that version answered (or that do not say)."""
+
+    def __init__(self, version: Optional[int] = None) -> None:
+        self.version = version
         self.faces: List[np.ndarray] = []
         self.images: List[bytes] = []
         self.served = Served(np.zeros((0, features.NUM_PIXELS), np.uint8))
@@ -167,6 +183,10 @@ class _Collector:
         self.images = []
 
     def request(self, record: prediction_log_pb2.PredictionLog) -> None:
+        answered = _answered_by(record)
+        if self.version is not None and answered not in (None, self.version):
+            self.served.other_version += 1
+            return
         self.served.requests += 1
         kind = record.WhichOneof("log_type")
         if kind == "classify_log":
@@ -184,12 +204,21 @@ class _Collector:
             self.served.other += 1
 
 
-def read_served(log_dir: str, limit: int = MAX_SERVED_IMAGES) -> Served:
-    """The faces of the requests logged in ``log_dir`` (at most ``limit``)."""
-    files = log_files(log_dir)
+def read_served(
+    log_dir: str, limit: int = MAX_SERVED_IMAGES, since_version: Optional[int] = None
+) -> Served:
+    """The faces of the requests logged in ``log_dir`` (at most ``limit``). With
+    ``since_version`` (a pushed version, whose number is its push's Unix time:
+    components/serving_push.py), only what that version saw: the files last written
+    since its push, and in them the requests it answered (or whose response names no
+    version)."""
+    files = log_files(log_dir, since=since_version)
     if not files:
-        raise SkewCheckError(f"no request logs (*{features.REQUEST_LOG_SUFFIX}) in {log_dir}")
-    collector = _Collector()
+        since = f" written since version {since_version} was pushed" if since_version else ""
+        raise SkewCheckError(
+            f"no request logs (*{features.REQUEST_LOG_SUFFIX}){since} in {log_dir}"
+        )
+    collector = _Collector(since_version)
     for record in _records(files):
         if collector.count() >= limit:
             log.warning("Skew check: stopped at %d images (MAX_SERVED_IMAGES)", limit)
@@ -284,10 +313,11 @@ def compare(
     )
 
 
-def check(log_dir: str, model_base_path: str) -> SkewResult:
-    """Compares the served faces in ``log_dir`` with the served model's training data."""
+def check(log_dir: str, model_base_path: str, since_push: bool = False) -> SkewResult:
+    """Compares the served faces in ``log_dir`` with the served model's training data;
+    ``since_push``: only the faces the newest version saw (:func:`read_served`)."""
     training, facts = training_statistics(model_base_path)  # cheap: first
-    served = read_served(log_dir)
+    served = read_served(log_dir, since_version=facts["version"] if since_push else None)
     if len(served.pixels) < MIN_SERVED_IMAGES:
         raise SkewCheckError(
             f"{len(served.pixels)} usable faces in {log_dir}: at least {MIN_SERVED_IMAGES} "
@@ -315,7 +345,12 @@ def summary(result: SkewResult) -> str:
     return "\n".join(
         [
             f"Served: {len(served.pixels)} faces from {served.requests} requests in "
-            f"{served.files} log file(s) ({served.refused} refused, {served.other} not faces)",
+            f"{served.files} log file(s) ({served.refused} refused, {served.other} not faces"
+            + (
+                f", {served.other_version} answered by another version)"
+                if served.other_version
+                else ")"
+            ),
             f"Training: version {result.training['version']}, {result.training['source']}",
             *lines,
             f"Outcome: {verdict}",
@@ -398,6 +433,7 @@ def write_report(result: SkewResult, out_dir: str) -> str:
             ("log files", result.served.files),
             ("refused images / malformed examples", result.served.refused),
             ("requests without faces", result.served.other),
+            ("requests answered by another version", result.served.other_version),
             ("served version", result.training["version"]),
             ("training statistics", result.training["source"]),
         ],
@@ -431,6 +467,7 @@ def write_report(result: SkewResult, out_dir: str) -> str:
                     "files": served.files,
                     "refused": served.refused,
                     "other": served.other,
+                    "other_version": served.other_version,
                 },
             },
             handle,

@@ -39,7 +39,7 @@ EXIT_CODES = {
     NOTHING_NEW: "nothing new (no new span: nothing trained)",
     DRIFT_STOP: "drift stop",
     DATA_REJECTED: "data rejected",
-    SKEW: "skew (fer-pipeline skew: served images unlike the training data)",
+    SKEW: "skew (served images unlike the training data: `skew`, `run --stop-on-skew`)",
 }
 
 
@@ -137,6 +137,15 @@ def _add_pipeline_args(
     parser.add_argument("--allow-drift", action="store_true",
                         help="train even when the new data drifted from the previous span's "
                         f"statistics, and make it the new reference{parameter('allow_drift')}")
+    parser.add_argument("--request-logs", metavar="DIR",
+                        help="request logs (fer-client --log-requests DIR; gs:// too"
+                        + ("; as the pods see it" if package else "")
+                        + "): before training, compare the faces served since the last push "
+                        "with the served model's training data (ServingSkewCheck; it informs, "
+                        f"it does not stop training){parameter('request_logs')}")
+    parser.add_argument("--stop-on-skew", action="store_true",
+                        help=f"with --request-logs: stop the run before Transform on serving "
+                        f"skew (exit code {SKEW})")
     parser.add_argument("--allow-anomalies", action="store_true",
                         help="experts: train even when data validation finds anomalies")
     parser.add_argument("--max-quarantine-fraction", type=float,
@@ -163,6 +172,12 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
     share (data, training, blessing, data policy), then the fields of the verb's own flags
     (``_run_settings``, ``_compile_settings``)."""
     quick = args.training == "quick" if args.training else not args.data
+    for flag, needs in (
+        ("stop_on_skew", "--stop-on-skew"),
+        ("request_logs_pvc", "--request-logs-pvc"),
+    ):
+        if getattr(args, flag, None) and not args.request_logs:
+            raise SystemExit(f"fer-pipeline: {needs} needs --request-logs")
     trainer = config_lib.TrainerConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -182,6 +197,8 @@ def config_from_args(args: argparse.Namespace) -> config_lib.PipelineConfig:
         min_accuracy=args.min_accuracy,
         selection_metric=args.selection_metric,
         ensemble=args.ensemble,
+        request_logs=args.request_logs,
+        stop_on_skew=args.stop_on_skew,
         **getattr(args, VERB_SETTINGS)(args),
     )
 
@@ -216,6 +233,7 @@ def _failure(error: BaseException) -> Tuple[int, Optional[str]]:
         "CsvHeaderError": DATA_REJECTED,
         "CorruptInputError": DATA_REJECTED,
         "FileNotFoundError": FAILED,
+        "ServingSkewError": SKEW,
     }
     seen = set()
     while error is not None and id(error) not in seen:
@@ -295,6 +313,8 @@ def run_command(args: argparse.Namespace) -> int:
             "one): see the eval accuracy below.",
         }[code]
     )
+    if summary.get("serving_skew"):
+        print(f"Serving skew check: {summary['serving_skew']['message']}")
     print(format_table(summary))
     print(f"Outcome: {EXIT_CODES[code]} (exit code {code})")
     return code
@@ -400,6 +420,9 @@ def _add_compile_args(parser: argparse.ArgumentParser) -> None:
                         help="the Beam steps' runner (default: %(default)s, inside each pod)")
     parser.add_argument("--beam-arg", action="append", default=[],
                         help="extra Beam flag for the Beam steps, e.g. --beam-arg=--project=P")
+    parser.add_argument("--request-logs-pvc",
+                        help="PVC mounted at --request-logs in ServingSkewCheck (the clients' "
+                        "request-log volume, kubernetes/README.md); none for a gs:// folder")
     parser.add_argument("--trainer-gpus", type=int, default=defaults.trainer.gpus,
                         help="nvidia.com/gpu per Trainer pod (0: CPU-only clusters)")
     parser.add_argument("--retrain", action="store_true",
@@ -417,6 +440,7 @@ def _cluster(args: argparse.Namespace, image: str) -> config_lib.KubeflowConfig:
         pipeline_root=args.pipeline_root,
         serving_dir=args.serving_dir,
         serving_pvc=args.serving_pvc or None,
+        request_logs_pvc=args.request_logs_pvc or None,
         schema_dir=args.schema_dir,
         data_path=args.data,
         beam_runner=args.beam_runner,

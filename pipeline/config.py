@@ -104,6 +104,9 @@ class KubeflowConfig:
     pipeline_root: str = PLACEHOLDER_PIPELINE_ROOT
     serving_dir: str = "/models"  # the PVC shared with TF Serving (kubernetes/base)
     serving_pvc: Optional[str] = "fer-models"  # mounted at serving_dir; None for gs:// etc.
+    # The clients' request-log volume (kubernetes/README.md "Request logs"), mounted at
+    # PipelineConfig.request_logs in ServingSkewCheck; None for gs:// or no request logs.
+    request_logs_pvc: Optional[str] = None
     schema_dir: str = "/pipeline/schemas"  # where the Dockerfile puts schemas/ in the image
     data_path: str = PLACEHOLDER_DATA
     beam_runner: str = "DirectRunner"
@@ -156,6 +159,12 @@ class PipelineConfig:
     # With two or more architectures, one more candidate averages the blessed ones
     # (components/ensemble.py).
     ensemble: bool = True
+    # Serving skew before training (components/serving_skew_check.py): the folder of the
+    # clients' request logs (client/request_log.py; as the pods see it on Kubeflow, where
+    # it is the pipeline parameter 'request_logs'). None (or ''): no such step, the graph is as
+    # without it. It informs; with stop_on_skew, skew stops the run before Transform.
+    request_logs: Optional[str] = None
+    stop_on_skew: bool = False
     # Beam
     beam_direct_running_mode: str = "auto"  # one of BEAM_MODES
     beam_num_workers: int = 0  # 0 = one per CPU (in_memory: always one)

@@ -39,6 +39,12 @@ PARAMETERS = (
         "new reference",
     ),
     Parameter(
+        "request_logs",
+        str,
+        "folder of request logs compared with the served model before training (declared "
+        "only by a package compiled with --request-logs)",
+    ),
+    Parameter(
         "retrain",
         int,
         "1: train even when this data was already trained on with these settings and code",
@@ -57,6 +63,7 @@ def values(config: PipelineConfig) -> Dict[str, Any]:
         "epochs": int(config.trainer.epochs or 0),
         "allow_drift": int(config.allow_drift),
         "retrain": int(config.retrain),
+        "request_logs": config.request_logs or "",
     }
 
 

@@ -18,7 +18,14 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_node
 from tfx.dsl.experimental.conditionals import conditional
 
-from components import evaluation, exec_properties, node_ids, serving_push, training_ledger
+from components import (
+    evaluation,
+    exec_properties,
+    node_ids,
+    serving_push,
+    serving_skew_check,
+    training_ledger,
+)
 from components.baseline import ServedModel, ServingBaseline
 from components.data_validation_gate import DataValidationGate
 from components.drift_check import DriftCheck
@@ -28,6 +35,7 @@ from components.fer2013_example_gen.quality import Policy
 from components.model_selection import ModelSelector
 from components.report.component import ReportComponent
 from components.serving_push import AtomicPusher
+from components.serving_skew_check import ServingSkewCheck
 from components.trainer_component import Trainer
 from pipeline import code_fingerprint, parameters
 from pipeline.config import PROJECT_ROOT, PipelineConfig
@@ -85,6 +93,14 @@ def create_components(config: PipelineConfig, kubeflow: bool = False) -> List[ba
             exec_properties.add(node, pipeline_name=config.pipeline_name)
             if kubeflow:
                 exec_properties.add(node, run_id=KFP_RUN_ID, ledger_dir=config.training_ledger_dir)
+        if node.id == node_ids.SERVING_SKEW_CHECK and not kubeflow and config.request_logs:
+            # TFX's local cache sees a new push or new logs (a KFP pod always reruns).
+            exec_properties.add(
+                node,
+                logs_state=serving_skew_check.logs_state(
+                    config.request_logs, config.model_serving_dir
+                ),
+            )
     components = head + nodes[:1] + [schema_gen] + nodes[1:]
     for node in components:
         node_ids.traits(node.id)  # a node the runners know what to do with
@@ -109,7 +125,9 @@ def package_settings(config: PipelineConfig) -> str:
     """What a compiled package trains with besides its data and run-time parameters: the
     code the image holds (its fingerprint) and the compiled configuration (JSON)."""
     settings = json.loads(config.to_json())
-    for field in ("data_path", "min_accuracy", "allow_drift", "retrain"):
+    # Not what is trained: the run-time parameters, the serving skew check's settings.
+    skew_check = ("request_logs", "stop_on_skew")
+    for field in ("data_path", "min_accuracy", "allow_drift", "retrain", *skew_check):
         settings.pop(field, None)
     settings["trainer"].pop("epochs", None)
     return json.dumps(
@@ -159,6 +177,9 @@ def _training_nodes(
         materialize=False,
     ).with_id(node_ids.TRANSFORM)
     transform.add_upstream_node(gate)  # no training on data that failed validation
+    checks: List[base_node.BaseNode] = [example_validator, drift_check]
+    if config.request_logs:
+        checks.append(_serving_skew_check(config, params, transform))
 
     def evaluate(candidate: str, model: base_node.BaseNode) -> List[base_node.BaseNode]:
         """ServingBaseline_<candidate> and Evaluator_<candidate> (eval split, blessing)."""
@@ -241,8 +262,7 @@ def _training_nodes(
     )
     return [
         statistics_gen,
-        example_validator,
-        drift_check,
+        *checks,
         gate,
         transform,
         *nodes,
@@ -251,6 +271,21 @@ def _training_nodes(
         pusher,
         report,
     ]
+
+
+def _serving_skew_check(
+    config: PipelineConfig, params: Dict, transform: base_node.BaseNode
+) -> base_node.BaseNode:
+    """ServingSkewCheck on the request logs written since the served version's push. It
+    informs; with ``stop_on_skew`` it runs before Transform and skew stops the run."""
+    node = ServingSkewCheck(
+        request_logs=params["request_logs"],
+        model_base_path=config.model_serving_dir,
+        stop_on_skew=int(config.stop_on_skew),
+    ).with_id(node_ids.SERVING_SKEW_CHECK)
+    if config.stop_on_skew:
+        transform.add_upstream_node(node)
+    return node
 
 
 def create_pipeline(

@@ -208,3 +208,36 @@ def test_a_push_is_a_new_baseline_and_warm_start_for_the_local_cache(tmp_path):
     os.makedirs(version)
     open(os.path.join(version, "saved_model.pb"), "wb").close()
     assert served_versions() == {"ServingBaseline_vgg": 1700000000, "ServedModel": 1700000000}
+
+
+def test_the_serving_skew_check_is_a_node_only_with_request_logs(tmp_path):
+    """--request-logs adds ServingSkewCheck and leaves every other node as it was (the
+    same exec properties: the cache of earlier runs holds); it informs, so Transform waits
+    for it only with --stop-on-skew."""
+    from components import node_ids
+    from pipeline.pipeline import create_components
+
+    flags = ("--architectures", "vgg", "--no-ensemble")
+    plain = {n.id: n for n in create_components(_run_config(tmp_path, *flags))}
+    assert node_ids.SERVING_SKEW_CHECK not in plain
+    logs = str(tmp_path / "request-logs")
+    config = _run_config(tmp_path, *flags, "--request-logs", logs)
+    nodes = {n.id: n for n in create_components(config)}
+    assert set(nodes) == set(plain) | {node_ids.SERVING_SKEW_CHECK}
+    for node_id, node in plain.items():
+        assert nodes[node_id].exec_properties == node.exec_properties, node_id
+    step = nodes[node_ids.SERVING_SKEW_CHECK]
+    properties = step.exec_properties
+    assert (properties["request_logs"], properties["model_base_path"]) == (
+        logs,
+        config.model_serving_dir,
+    )
+    assert properties["stop_on_skew"] == 0 and properties["logs_state"]
+    assert step not in nodes[node_ids.TRANSFORM].upstream_nodes
+    stopping = create_components(
+        _run_config(tmp_path, *flags, "--request-logs", logs, "--stop-on-skew")
+    )
+    [transform] = [n for n in stopping if n.id == node_ids.TRANSFORM]
+    assert node_ids.SERVING_SKEW_CHECK in {n.id for n in transform.upstream_nodes}
+    with pytest.raises(SystemExit, match="--stop-on-skew needs --request-logs"):
+        _run_config(tmp_path, "--stop-on-skew")

@@ -528,3 +528,30 @@ def test_submit_says_when_the_endpoint_refuses_the_credentials(package, tmp_path
     missing = ["--token-file", str(tmp_path / "none")]
     assert cli.main(["submit", "--host", "http://h", "--package", package, *missing]) == 1
     assert "cannot read --token-file" in capsys.readouterr().err
+
+
+def test_request_logs_add_the_skew_check_with_its_parameter_and_volume(tmp_path):
+    """compile --request-logs: ServingSkewCheck reads the pipeline parameter
+    'request_logs' (default: the compiled folder), reruns every time (live state) and gets
+    the serving volume and the request-log claim; without the flag neither exists (the
+    default package's tests above)."""
+    output = str(tmp_path / "skew.yaml")
+    flags = ["--request-logs", "/request-logs", "--request-logs-pvc", "fer-request-logs"]
+    assert cli.main(["compile", "--output", output, *flags, *CLUSTER]) == 0
+    documents = _documents(output)
+    spec, platform = documents
+    declared = spec["root"]["inputDefinitions"]["parameters"]["request_logs"]
+    assert declared == {"parameterType": "STRING", "defaultValue": "/request-logs"}
+    task = spec["root"]["dag"]["tasks"]["ServingSkewCheck"]
+    parameters = task["inputs"]["parameters"]
+    assert parameters["request_logs"] == {"componentInputParameter": "request_logs"}
+    assert parameters["model_base_path"]["runtimeValue"]["constant"] == "/models/fer"
+    assert task["cachingOptions"] == {"enableCache": False} and "triggerPolicy" in task
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert mounts["ServingSkewCheck_executor"]["pvcMount"] == [
+        {"constant": "fer-models", "mountPath": "/models"},
+        {"constant": "fer-request-logs", "mountPath": "/request-logs"},
+    ]
+    assert all(len(m["pvcMount"]) == 1 for e, m in mounts.items() if "SkewCheck" not in e)
+    assert "title: components.ServingSkew" in open(output).read()
+    assert kfp_package.check_package(documents) == []

@@ -401,6 +401,20 @@ def test_models_config_is_a_model_server_config_for_fer(target):
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))
+def test_the_request_log_claim_takes_many_writers_and_stays_out_of_serving(target):
+    """Client pods write request logs to it, ServingSkewCheck reads them (README "Request
+    logs"); TF Serving never sees them."""
+    objects = rendered(target)
+    pvc = one(objects, "PersistentVolumeClaim", "fer-request-logs")
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    volumes = serving_deployment(objects)["spec"]["template"]["spec"]["volumes"]
+    claims = {
+        v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v
+    }
+    assert claims == {"fer-models"}
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
 def test_monitoring_config_exposes_the_scraped_path(target):
     objects = rendered(target)
     monitoring_cls, _ = serving_config_messages()

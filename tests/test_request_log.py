@@ -176,3 +176,26 @@ def test_32_clients_at_once_keep_the_rate_and_the_size_bound(tmp_path):
     assert len(os.listdir(directory)) == len(files) <= max_files
     assert sum(os.path.getsize(f) for f in files) <= max_files * max_bytes
     assert _records(directory)  # the newest complete files, readable
+
+
+def test_files_past_retention_are_deleted_whichever_logger_wrote_them(tmp_path):
+    """A gone client's files (complete or .part) expire when a logger of the folder starts
+    a file; recent ones, and other files, stay."""
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    retention = 3600
+    old = time.time() - retention - 60
+    stale = {
+        "prediction_log-20200101T000000Z-1-aaaaaaaa-000001" + features.REQUEST_LOG_SUFFIX,
+        "prediction_log-20200101T000000Z-2-bbbbbbbb-000003" + features.REQUEST_LOG_SUFFIX + ".part",
+    }
+    recent = "prediction_log-20200101T000000Z-3-cccccccc-000001" + features.REQUEST_LOG_SUFFIX
+    for name in (*stale, recent, "notes.txt"):
+        (directory / name).write_bytes(b"x")
+    for name in (*stale, "notes.txt"):
+        os.utime(directory / name, (old, old))
+    with RequestLog(str(directory), 1.0, retention_seconds=retention) as log:
+        log.log(PREDICT, *_call(1))
+    left = set(os.listdir(directory))
+    assert not stale & left
+    assert {recent, "notes.txt", os.path.basename(log.files()[0])} == left

@@ -96,21 +96,34 @@ def kubeflow_pipeline_config(config: PipelineConfig, kubeflow: KubeflowConfig) -
     )
 
 
-def serving_volume_platform_spec(spec: Dict, kubeflow: KubeflowConfig) -> Optional[Dict]:
-    """KFP's Kubernetes platform spec mounting the serving PVC into the steps that use it.
+def volumes_platform_spec(
+    spec: Dict, kubeflow: KubeflowConfig, request_logs: Optional[str] = None
+) -> Optional[Dict]:
+    """KFP's Kubernetes platform spec mounting the volumes into the steps that use them.
 
     The steps whose kind has the ``serving_volume`` trait (components/node_ids.py: the
     Pusher writes <serving-dir>/<model>/<version>/, each ServingBaseline reads the served
     version, DriftCheck the previous run's statistics beside it, ...) need the volume TF
-    Serving reads (kubernetes/base/pvc.yaml).
+    Serving reads (kubernetes/base/pvc.yaml); those with ``request_logs_volume``
+    (ServingSkewCheck) the clients' request-log volume at ``request_logs``
+    (kubernetes/README.md "Request logs"), when the package mounts one.
     """
-    if not kubeflow.serving_pvc:
+    mounts = [
+        ("serving_volume", kubeflow.serving_pvc, kubeflow.serving_dir),
+        ("request_logs_volume", kubeflow.request_logs_pvc, request_logs),
+    ]
+    executors: Dict[str, Dict] = {}
+    for node_id, label in _executor_labels(spec).items():
+        traits = node_ids.traits(node_id)
+        found = [
+            {"constant": claim, "mountPath": path}
+            for trait, claim, path in mounts
+            if claim and path and getattr(traits, trait)
+        ]
+        if found:
+            executors[label] = {"pvcMount": found}
+    if not executors:
         return None
-    executors = {
-        label: {"pvcMount": [{"constant": kubeflow.serving_pvc, "mountPath": kubeflow.serving_dir}]}
-        for node_id, label in _executor_labels(spec).items()
-        if node_ids.traits(node_id).serving_volume
-    }
     return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
@@ -176,7 +189,7 @@ def compile_pipeline(config: PipelineConfig, kubeflow: KubeflowConfig, output: s
     _expect_code(spec, code_fingerprint.tree_fingerprint())
     spec["defaultPipelineRoot"] = kubeflow.pipeline_root
     documents = [spec]
-    platform = serving_volume_platform_spec(spec, kubeflow)
+    platform = volumes_platform_spec(spec, kubeflow, config.request_logs)
     if platform:
         documents.append(platform)  # kfp.Client reads a second YAML document as PlatformSpec
     _cache_only_artifact_inputs(spec)

@@ -8,7 +8,7 @@ from typing import Dict, Optional, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 
-from components import drift_check, evaluation, node_ids, serving_push
+from components import drift_check, evaluation, node_ids, serving_push, serving_skew_check
 from model import model_metadata
 from pipeline.local import run_summary
 
@@ -82,6 +82,8 @@ def key_figure(node_id: str, outputs: run_summary.NodeOutputs) -> str:
         return (
             f"{drifted} drifted feature(s) vs {baseline}" if drifted else f"no drift vs {baseline}"
         )
+    if node_id == node_ids.SERVING_SKEW_CHECK and "skew" in single:
+        return custom(single["skew"], serving_skew_check.MESSAGE_PROPERTY) or ""
     if node_id == node_ids.ENSEMBLE_BUILDER and "model" in single:
         return model_metadata.model_facts(single["model"].uri)["weights"] or ""
     if node_ids.kind(node_id) == node_ids.TRAINER and "model" in single:

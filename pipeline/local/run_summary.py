@@ -143,6 +143,23 @@ def architecture_summary(outputs: Outputs, arch: str) -> Dict[str, Any]:
     return result
 
 
+def serving_skew_summary(outputs: Outputs) -> Optional[Dict[str, Any]]:
+    """ServingSkewCheck's verdict (components/serving_skew_check.py: checked, skewed
+    features, worst feature and distance, faces, log files, version, message) and its
+    report; None in a run without the step."""
+    from components import serving_skew_check as check
+
+    skew = _single(outputs, node_ids.SERVING_SKEW_CHECK, "skew")
+    if skew is None:
+        return None
+    found = {name: custom_property(skew, name) for name in check.PROPERTIES}
+    found[check.SKEWED_PROPERTY] = [f for f in (found[check.SKEWED_PROPERTY] or "").split(",") if f]
+    found["report"] = (
+        os.path.join(skew.uri, "index.html") if found[check.CHECKED_PROPERTY] else None
+    )
+    return found
+
+
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     """A read-only handle on a SQLite ML Metadata store."""
     connection = metadata_store_pb2.ConnectionConfig()
@@ -198,6 +215,7 @@ def collect(metadata_path: str, pipeline_name: str) -> Dict[str, Any]:
         custom_property(pushed, serving_push.ALREADY_SERVED_PROPERTY) if pushed else None
     )
     summary["lineage"] = lineage.read(summary["pushed_path"]) if summary["pushed_path"] else None
+    summary["serving_skew"] = serving_skew_summary(outputs)
     report = _single(outputs, node_ids.REPORT, "report")
     summary["report"] = os.path.join(report.uri, "index.html") if report is not None else None
     return summary
