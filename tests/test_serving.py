@@ -24,12 +24,14 @@ import pytest
 import requests
 import serving_fixtures as fx
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from client import bench, tensors
@@ -372,12 +374,18 @@ def test_bad_metadata_status_and_unimplemented_calls(stub, server, client):
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert expected in caught.value.details()
     with pytest.raises(grpc.RpcError) as caught:
-        stub.Classify(
-            __import__(
-                "tensorflow_serving.apis.classification_pb2", fromlist=["x"]
-            ).ClassificationRequest()
-        )
+        stub.Regress(regression_pb2.RegressionRequest())
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as caught:  # as TF Serving's classifier.cc answers it
+        stub.Classify(
+            classification_pb2.ClassificationRequest(
+                model_spec=model_pb2.ModelSpec(name="fer", signature_name="serving_default")
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict" in (
+        caught.value.details()
+    )
     with pytest.raises(ClientError) as err:
         client.predict_images([rng_image(0)], version=42)
     assert err.value.code == "NOT_FOUND" and "Specific(fer, 42)" in str(err.value)
@@ -668,7 +676,8 @@ def test_rest_status_metadata_and_predict(server):
             "Specific(fer, 9)",
         ),
         ("/v1/models/other:predict", {"instances": [{"b64": ""}]}, 404, "Servable not found"),
-        ("/v1/models/fer:classify", {"examples": []}, 501, "not implemented"),
+        ("/v1/models/fer:regress", {"examples": []}, 501, "not implemented"),
+        ("/v1/models/fer:classify", {"examples": []}, 400, '"examples", a non-empty list'),
         (
             "/v1/models/fer:predict",
             {"instances": [{"b64": "x" * (2 * MAX_MESSAGE)}]},
