@@ -4,12 +4,13 @@ signature's top class equals Predict's for the same faces; ``--log-requests`` lo
 Each client test runs against the development server (``fer-serve``'s stand-in, serving/)
 and against tests/saved_model_service.py (Predict and Classify of the SavedModel written
 independently from TF Serving's classifier.cc); then the stand-in's Classify alone: REST
-``:classify``, hostile requests and its bounds.
+``:classify``, hostile requests and its bounds, and its own request log.
 """
 
 import base64
 import json
 import os
+from concurrent import futures
 
 import grpc
 import numpy as np
@@ -25,8 +26,8 @@ from tensorflow_serving.apis import (
 )
 
 from client import cli
-from client.fer_client import FerClient, RestFerClient
-from client.request_log import RequestLog
+from client.fer_client import ClientError, FerClient, RestFerClient
+from client.request_log import RequestLog, Sampler
 from components import ensemble, warmup
 from fer_data import features, synthetic_faces
 from serving.limits import Limits
@@ -297,3 +298,73 @@ def test_rest_classify_answers_as_grpc_in_tf_serving_s_json(stand_in, faces):
     ):
         answer = requests.post(url, json=bad, timeout=30)
         assert answer.status_code == 400 and message in answer.json()["error"], answer.text
+
+
+# --------------------------------------------------------- the stand-in's request log
+def _records(files):
+    return [
+        prediction_log_pb2.PredictionLog.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(list(files))
+    ]
+
+
+def test_the_stand_in_logs_answered_grpc_and_rest_calls(model_dir, faces, tmp_path):
+    log = RequestLog(str(tmp_path), 1.0)
+    running = start_server(os.path.dirname(model_dir), rest_port=0, poll_seconds=0, request_log=log)
+    rest_url = f"http://127.0.0.1:{running.rest_port}/v1/models/fer"
+    try:
+        with FerClient(running.address) as grpc_client:
+            grpc_client.predict_pixels(faces[:2])
+            grpc_client.classify_pixels(faces[:3])
+            with pytest.raises(ClientError):  # refused: not logged
+                grpc_client.classify_examples([b""], signature="serving_default")
+        with RestFerClient(f"127.0.0.1:{running.rest_port}") as rest_client:
+            rest_client.predict_images([fx.image_bytes(faces[0])])
+        pixels = {"b64": base64.b64encode(faces[0].tobytes()).decode()}
+        body = {"signature_name": "classification", "examples": [{"pixels": pixels}]}
+        assert requests.post(rest_url + ":classify", json=body, timeout=30).ok
+    finally:
+        running.stop(0)
+        log.close()
+    records = _records(log.files())
+    kinds = [r.WhichOneof("log_type") for r in records]
+    assert kinds == ["predict_log", "classify_log", "predict_log", "classify_log"]
+    grpc_predict, grpc_classify, rest_predict, rest_classify = (
+        getattr(r, k) for r, k in zip(records, kinds)
+    )
+    assert grpc_predict.response.outputs["probabilities"].tensor_shape.dim[0].size == 2
+    assert len(grpc_classify.response.result.classifications) == 3
+    assert list(rest_predict.request.inputs) == [features.IMAGES_INPUT]
+    assert rest_predict.response.model_spec.version.value == 1
+    example = rest_classify.request.input.example_list.examples[0]
+    assert example.features.feature[features.PIXELS_KEY].bytes_list.value[0] == faces[0].tobytes()
+    assert len(rest_classify.response.result.classifications) == 1
+
+
+def test_the_stand_in_s_log_keeps_its_rate_and_size_under_concurrent_clients(
+    model_dir, faces, tmp_path
+):
+    rate, seed, file_bytes, files = 0.25, 3, 8000, 2
+    log = RequestLog(str(tmp_path), rate, max_file_bytes=file_bytes, max_files=files, seed=seed)
+    running = start_server(os.path.dirname(model_dir), poll_seconds=0, request_log=log)
+
+    def calls(index):
+        with FerClient(running.address) as client:
+            for i in range(10):
+                call = client.classify_pixels if (index + i) % 2 else client.predict_pixels
+                call(faces[i : i + 1])
+
+    try:
+        with futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(calls, range(4)))
+    finally:
+        running.stop(0)
+        log.close()
+    sampler = Sampler(rate, seed)
+    expected = sum(sampler.take() for _ in range(40))  # floor(40 * rate + u): 10
+    assert log.sampled == log.written == expected == 10 and log.dropped == 0
+    kept = log.files()
+    assert 1 <= len(kept) <= files  # rotated: the oldest files deleted
+    assert all(os.path.getsize(f) <= file_bytes for f in kept)
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(f) for f in kept)
+    assert 0 < len(_records(kept)) < expected

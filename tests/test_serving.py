@@ -30,6 +30,7 @@ from tensorflow_serving.apis import (
     model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_log_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
 )
@@ -964,6 +965,10 @@ def test_fer_serve_runs_the_stand_in_without_tf_serving(server, tmp_path):
             str(rest_port),
             "--poll-seconds",
             "0.5",
+            "--log-requests",
+            str(tmp_path),
+            "--log-sample-rate",
+            "1",
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -978,6 +983,32 @@ def test_fer_serve_runs_the_stand_in_without_tf_serving(server, tmp_path):
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "LOCAL STAND-IN" in err and "NOT TF Serving" in err
+    # The request log's file is complete once fer-serve stops: the one answered Predict.
+    (logged,) = [f for f in os.listdir(tmp_path) if f.endswith(features.REQUEST_LOG_SUFFIX)]
+    with open(tmp_path / logged, "rb") as handle:
+        data = handle.read()
+    record = prediction_log_pb2.PredictionLog.FromString(data[12:-4])  # TFRecord framing
+    assert record.predict_log.response.model_spec.version.value == 2
+
+
+def test_fer_serve_logs_requests_with_the_stand_in_only(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli.shutil, "which", lambda name: "/opt/tensorflow_model_server")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.serve_main(["--model-base-path", str(tmp_path), "--log-requests", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "TF Serving has no request logger" in capsys.readouterr().err
+    code = cli.serve_main(
+        [
+            "--model-base-path",
+            str(tmp_path),
+            "--stand-in",
+            "--log-requests",
+            str(tmp_path),
+            "--log-sample-rate",
+            "2",
+        ]
+    )
+    assert code == cli.EXIT_REFUSED and "sample rate must be in 0..1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
