@@ -10,7 +10,7 @@ import io
 import logging
 import re
 import threading
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import grpc
 import numpy as np
@@ -47,6 +47,7 @@ cancellation.context = lambda: getattr(_CALL, "manager", None)
 
 SIGNATURE_DEF_FIELD = "signature_def"  # the one GetModelMetadata field
 CLASSIFY_OUTPUTS = (features.CLASSES_OUTPUT, features.SCORES_OUTPUT)  # either or both
+Cancel = Optional[cancellation.CancellationManager]  # stops a call between ops
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 _TF_NOISE = re.compile(
     r"^(Graph execution error:|Detected at node|<stack traces unavailable>|\[\[.*\]\]$|File \")"
@@ -228,75 +229,62 @@ class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.Model
             self.request_log.log(kind, request, response)
         return response
 
-    def answer(
-        self,
-        kind: str,
-        request: Any,
-        servable: Servable,
-        cancel: Optional[cancellation.CancellationManager] = None,
-    ) -> Any:
+    def answer(self, kind: str, request: Any, servable: Servable, cancel: Cancel = None) -> Any:
         """A PredictRequest or ClassificationRequest (``kind``) answered by ``servable``."""
         signature = self.signature(servable, request.model_spec.signature_name)
         if kind == CLASSIFY:
-            response = self._classify(servable, signature, request.input, cancel)
+            examples, wanted = self.classify_inputs(servable, signature, request.input)
+            outputs = self.predict(signature, {features.CLASSIFY_INPUT: examples}, wanted, cancel)
+            response: Any = classification_pb2.ClassificationResponse(
+                result=classification_result(outputs, len(examples))
+            )
         else:
-            response = self._predict(signature, request, cancel)
+            inputs = self.predict_inputs(signature, request.inputs)
+            outputs = self.predict(signature, inputs, request.output_filter, cancel)
+            response = predict_pb2.PredictResponse()
+            for name, array in outputs.items():
+                response.outputs[name].CopyFrom(tensors.from_ndarray(array))
         response.model_spec.name = request.model_spec.name
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature.name
         return response
 
-    def _predict(
-        self,
-        signature: Signature,
-        request: predict_pb2.PredictRequest,
-        cancel: Optional[cancellation.CancellationManager],
-    ) -> predict_pb2.PredictResponse:
+    def predict_inputs(self, signature: Signature, protos: Any) -> Dict[str, np.ndarray]:
+        """A PredictRequest's inputs, each checked as declared before it is allocated."""
         inputs = {}
-        for name, proto in request.inputs.items():
-            try:  # what the request declares is checked before a value is allocated
+        for name, proto in protos.items():
+            try:
                 dtype, shape = tensors.tf_dtype(proto.dtype), tensors.shape_of(proto)
                 self.check_declared(signature, name, dtype, shape)
                 inputs[name] = tensors.to_ndarray(proto)
             except ValueError as bad:
                 raise errors.invalid(f"Input {name!r} is not a valid TensorProto ({bad})") from bad
-        outputs = self.predict(signature, inputs, request.output_filter, cancel)
-        response = predict_pb2.PredictResponse()
-        for name, array in outputs.items():
-            response.outputs[name].CopyFrom(tensors.from_ndarray(array))
-        return response
+        return inputs
 
-    def _classify(
-        self,
-        servable: Servable,
-        signature: Signature,
-        request_input: input_pb2.Input,
-        cancel: Optional[cancellation.CancellationManager],
-    ) -> classification_pb2.ClassificationResponse:
-        """The signature's ``classes``/``scores`` rows as one Classifications per example,
-        as TF Serving's classifier.cc (servables/tensorflow/) checks and copies them."""
+    def classify_inputs(
+        self, servable: Servable, signature: Signature, request_input: input_pb2.Input
+    ) -> Tuple[np.ndarray, List[str]]:
+        """A ClassificationRequest's tf.Examples, serialized, for a classification
+        signature, and the outputs to read, as TF Serving's classifier.cc and util.cc
+        (InputToSerializedExampleTensor; servables/tensorflow/) check and build them."""
         method = servable.signature_def_map.signature_def[signature.name].method_name
         if method != tf.saved_model.CLASSIFY_METHOD_NAME:
             raise errors.invalid(
                 "Expected classification signature method_name to be "
                 f"{tf.saved_model.CLASSIFY_METHOD_NAME}. Was: {method}"
             )
+        wanted = [o for o in CLASSIFY_OUTPUTS if o in signature.outputs]
+        if not wanted:
+            raise errors.invalid(f"Expected classification signature outputs {CLASSIFY_OUTPUTS}")
         kind = request_input.WhichOneof("kind")
         examples = getattr(request_input, kind).examples if kind else []
         if not examples:
             raise errors.invalid("Input is empty.")
         self.check_declared(signature, features.CLASSIFY_INPUT, tf.string, (len(examples),))
-        # example_list_with_context: the context merged into each example as TF Serving
-        # merges them (util.cc InputToSerializedExampleTensor): serialized, context first.
+        # example_list_with_context: each example is the context merged with it, as
+        # serialized protos concatenated (context first) merge.
         context = request_input.example_list_with_context.context.SerializeToString()
-        serialized = np.array([context + e.SerializeToString() for e in examples], object)
-        wanted = [o for o in CLASSIFY_OUTPUTS if o in signature.outputs]
-        if not wanted:
-            raise errors.invalid(f"Expected classification signature outputs {CLASSIFY_OUTPUTS}")
-        outputs = self.predict(signature, {features.CLASSIFY_INPUT: serialized}, wanted, cancel)
-        return classification_pb2.ClassificationResponse(
-            result=classification_result(outputs, len(examples))
-        )
+        return np.array([context + e.SerializeToString() for e in examples], object), wanted
 
     @_answers
     def GetModelMetadata(
@@ -384,18 +372,17 @@ class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.Model
             )
 
     def check_inputs(self, signature: Signature, inputs: Dict[str, np.ndarray]) -> None:
-        """Names, dtypes, shapes, batch and images of the converted inputs."""
+        """Names, batches and images of inputs already checked as declared (their dtype,
+        shape and batch bound: check_declared, before they were allocated)."""
         missing = ", ".join(map(repr, sorted(set(signature.inputs) - set(inputs))))
         if missing:
             raise errors.invalid(f"{expected_inputs(signature)}: missing input(s) {missing}")
         batches = set()
         for name, array in inputs.items():
-            dtype = tf.string if array.dtype.kind in "OSU" else tf.as_dtype(array.dtype)
-            self.check_declared(signature, name, dtype, array.shape)
             if array.ndim and array.shape[0] == 0:
                 raise errors.invalid(f"Input {name!r} is an empty batch (0 elements)")
             batches.add(array.shape[0] if array.ndim else None)
-            if dtype == tf.string and name == features.IMAGES_INPUT:
+            if array.dtype == object and name == features.IMAGES_INPUT:
                 check_images(name, array)
         if len(batches - {None}) > 1:
             raise errors.invalid("Inputs have different batch sizes")
@@ -405,7 +392,7 @@ class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.Model
         signature: Signature,
         inputs: Dict[str, np.ndarray],
         output_filter: Iterable[str] = (),
-        cancel: Optional[cancellation.CancellationManager] = None,
+        cancel: Cancel = None,
     ) -> Dict[str, np.ndarray]:
         """Checks the inputs and calls the signature, stopped between ops once ``cancel`` is
         cancelled (the client left or its deadline passed); TF errors keep TF's code."""
