@@ -11,16 +11,25 @@ the single images once more with client request logging at ``--log-sample-rate``
 (client/request_log.py): its cost per request, and that the log holds no more than the
 rate and its size bound allow. The images are synthetic faces (PNG, 48x48) sent to the
 ``serving_images`` signature.
+
+    python -m bench.serving --model-base-path ... --server-logging [--server-log-rates 1,0.1]
+
+measures the request log of fer-serve's local stand-in instead (``--log-requests``; TF
+Serving has none): the same single-image load against a fresh stand-in with logging off,
+then at each rate; requests/s, the cost per request against no logging, and, once the
+server has stopped and completed its files, the records it wrote against the sampling
+guarantee (never more than ceil(n * rate) of n answered calls) and the size bound.
 """
 
 import argparse
 import io
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -131,6 +140,59 @@ def logged_load(port: int, clients: int, requests: int, rate: float, payloads: L
     return result, facts
 
 
+def server_log_check(logs: str, rate: float, answered: Tuple[int, int]) -> Dict[str, Any]:
+    """What fer-serve's request log holds after it stopped, checked: at most ceil(n * rate)
+    records for at most ``answered`` = (fewest, most) calls, whole files within the size
+    bound of serving/limits.py; fewer records than floor(n * rate) were dropped."""
+    import tensorflow as tf
+
+    from fer_data import features
+    from serving.limits import Limits
+
+    files = [os.path.join(logs, f) for f in sorted(os.listdir(logs))]
+    records = sum(1 for _ in tf.data.TFRecordDataset(files)) if files else 0
+    sizes = [os.path.getsize(f) for f in files]
+    facts = {"records": records, "files": len(files), "bytes": sum(sizes)}
+    facts["dropped at least"] = max(0, math.floor(answered[0] * rate) - records)
+    if records > math.ceil(answered[1] * rate):
+        raise SystemExit(f"bench: fer-serve logged more than rate {rate} allows: {facts}")
+    limits = Limits()
+    within = len(files) <= limits.request_log_files and max(sizes, default=0) <= (
+        limits.request_log_file_bytes
+    )
+    if not within or not all(f.endswith(features.REQUEST_LOG_SUFFIX) for f in files):
+        raise SystemExit(f"bench: fer-serve's log is beyond its bounds or incomplete: {facts}")
+    return facts
+
+
+def server_logging_rows(args: argparse.Namespace, payloads: List[bytes]) -> List[Dict[str, Any]]:
+    """The single-image load against a fresh stand-in per run: request log off, then at
+    each of ``--server-log-rates``; one row per run."""
+    rows: List[Dict[str, Any]] = []
+    rates = [0.0] + [float(r) for r in args.server_log_rates.split(",") if r.strip()]
+    for rate in rates:
+        with tempfile.TemporaryDirectory() as logs:
+            flags = ["--log-requests", logs, "--log-sample-rate", str(rate)] if rate else []
+            server = start_fer_serve(args.model_base_path, args.port, False, ["--stand-in", *flags])
+            try:
+                result = load(args.port, args.clients, args.requests, 1, payloads)
+            finally:
+                server["process"].terminate()  # SIGTERM: fer-serve completes its log file
+                server["process"].wait(60)
+            # Each client's warm-up call before the measurement is answered (logged) too.
+            answered = (result.ok, result.ok + args.clients)
+            facts = server_log_check(logs, rate, answered) if rate else {}
+        row = {"request log rate": rate, "requests/s": result.requests_per_s}
+        row.update({"p50 ms": result.p50_ms, "p99 ms": result.p99_ms, "errors": result.errors})
+        if rows:  # the cost against the run without logging
+            off = rows[0]
+            row["ms/request more"] = 1000 / row["requests/s"] - 1000 / off["requests/s"]
+            row["p50 ms more"] = row["p50 ms"] - off["p50 ms"]
+        rows.append({**row, "answered": answered[1], **facts})
+        print(f"fer-serve request log at rate {rate:g}: {result.summary()}; {rows[-1]}", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -152,6 +214,13 @@ def main(argv=None) -> int:
         default=1.0,
         help="client request logging for one more single-image run (0: no such run)",
     )
+    parser.add_argument(
+        "--server-logging",
+        action="store_true",
+        help="only fer-serve's own request log (the local stand-in): the single-image load "
+        "with --log-requests off and at each --server-log-rates",
+    )
+    parser.add_argument("--server-log-rates", default="1,0.1", help="comma-separated rates")
     parser.add_argument("--results", default=common.DEFAULT_RESULTS)
     args = parser.parse_args(argv)
     if not os.path.isdir(args.model_base_path):
@@ -161,6 +230,13 @@ def main(argv=None) -> int:
         )
 
     payloads = face_pngs()
+    if args.server_logging:
+        rows = server_logging_rows(args, payloads)
+        print("\nfer-serve's request log (local stand-in, gRPC, serving_images)\n")
+        print(common.markdown_table(rows, list(rows[-1])))
+        metadata = {"model_base_path": args.model_base_path}
+        common.append_results(args.results, "serving request log", rows, metadata)
+        return 0 if all(r["errors"] == 0 for r in rows) else 1
     rows = []
     for batching in (False, True):
         server = start_fer_serve(args.model_base_path, args.port, batching)

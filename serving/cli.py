@@ -14,6 +14,7 @@ import threading
 import warnings
 from typing import Dict, List, Optional, Sequence
 
+from client.request_log import RequestLog
 from fer_data import features
 from serving import tf_serving_config
 from serving.limits import Limits
@@ -56,6 +57,11 @@ def _serve_parser() -> argparse.ArgumentParser:
     stand_in.add_argument("--stand-in", action="store_true",
                           help="use the local stand-in even when TF Serving is installed")
     stand_in.add_argument("--log-level", default="INFO")
+    stand_in.add_argument("--log-requests", metavar="DIR",
+                          help="log a sample of the answered Predict and Classify calls there "
+                          "(TF Serving's PredictionLog TFRecords, rotated: docs/SERVING.md)")
+    stand_in.add_argument("--log-sample-rate", type=float, default=1.0,
+                          help="the share of calls logged, 0..1 (default 1)")
     return parser
     # fmt: on
 
@@ -112,6 +118,11 @@ def serve_main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     binary = shutil.which(TF_SERVING_BINARY)
+    if binary and not args.stand_in and args.log_requests:
+        parser.error(
+            "open-source TF Serving has no request logger: log from the clients (fer-client "
+            "--log-requests), or add --stand-in"
+        )
     if binary and not args.stand_in:
         command = tf_serving_command(binary, args, labels)
         print(f"fer-serve: running TF Serving: {' '.join(command)}", file=sys.stderr, flush=True)
@@ -141,7 +152,16 @@ def _run_stand_in(args: argparse.Namespace) -> int:
     )
     from serving.model_server import start_server  # TensorFlow: for the stand-in only
 
+    limits = Limits(grpc_workers=args.max_workers, max_message_bytes=args.max_message_bytes)
+    request_log = None
     try:
+        if args.log_requests:
+            request_log = RequestLog(
+                args.log_requests,
+                args.log_sample_rate,
+                max_file_bytes=limits.request_log_file_bytes,
+                max_files=limits.request_log_files,
+            )
         server = start_server(
             args.model_base_path,
             args.model_name,
@@ -149,7 +169,8 @@ def _run_stand_in(args: argparse.Namespace) -> int:
             rest_port=args.rest_port,
             host=args.host,
             poll_seconds=args.poll_seconds,
-            limits=Limits(grpc_workers=args.max_workers, max_message_bytes=args.max_message_bytes),
+            limits=limits,
+            request_log=request_log,
         )
     except (OSError, ValueError) as err:
         print(f"fer-serve: error: {err}", file=sys.stderr)
@@ -160,4 +181,6 @@ def _run_stand_in(args: argparse.Namespace) -> int:
             signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop(grace=5.0)
+    if request_log:
+        request_log.close()  # completes the current file
     return EXIT_OK

@@ -1,32 +1,43 @@
 """TF Serving's PredictionService and ModelService over the served versions (the REST
-gateway shares their parts). Failures are ServingErrors with TF Serving's codes: unknown
-model/version/label NOT_FOUND; unknown signature, missing or extra input, wrong dtype or
-shape, empty batch, bytes that are not an image INVALID_ARGUMENT; too large a batch
+gateway and the warm-up replay answer through the same path). Failures are ServingErrors
+with TF Serving's codes: unknown model/version/label NOT_FOUND; unknown signature, missing
+or extra input, wrong dtype or shape, empty batch, bytes that are not an image, Classify
+on a signature that is not a classifier INVALID_ARGUMENT; too large a batch
 RESOURCE_EXHAUSTED."""
 
 import functools
 import io
+import logging
 import re
 import threading
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow.python.eager import cancellation
+from tensorflow_serving.apis import classification_pb2, input_pb2, model_pb2, predict_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2 as metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2 as status_pb2
-from tensorflow_serving.apis import model_pb2, predict_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc as model_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc as prediction_grpc
 
 from client import tensors
+from client.request_log import CLASSIFY, PREDICT, RequestLog
 from fer_data import features
 from fer_data.features import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, MAX_REQUEST_PIXELS
 from serving import errors
 from serving.limits import Limits
-from serving.version_watcher import ModelVersions, Servable, Signature
+from serving.version_watcher import (
+    ModelVersions,
+    Servable,
+    Signature,
+    load_servable,
+    warmup_records,
+)
+
+log = logging.getLogger(__name__)
 
 # TensorFlow takes a call's CancellationManager from one process-wide variable
 # (cancellation.context(), read by context.call_function); a server runs calls on many
@@ -35,6 +46,8 @@ _CALL = threading.local()
 cancellation.context = lambda: getattr(_CALL, "manager", None)
 
 SIGNATURE_DEF_FIELD = "signature_def"  # the one GetModelMetadata field
+CLASSIFY_OUTPUTS = (features.CLASSES_OUTPUT, features.SCORES_OUTPUT)  # either or both
+Cancel = Optional[cancellation.CancellationManager]  # stops a call between ops
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 _TF_NOISE = re.compile(
     r"^(Graph execution error:|Detected at node|<stack traces unavailable>|\[\[.*\]\]$|File \")"
@@ -110,6 +123,30 @@ def refused_input(outputs: Dict[str, np.ndarray], name: str) -> Optional[str]:
     return f"{name}[{index}]: {reason or 'refused by the model'}"
 
 
+def classification_result(
+    outputs: Dict[str, np.ndarray], count: int
+) -> classification_pb2.ClassificationResult:
+    """``classes`` (strings) and/or ``scores`` (floats), [count, num_classes] -> one
+    Classifications per example (classifier.cc PostProcessClassificationResult)."""
+    classes, scores = (outputs.get(name) for name in CLASSIFY_OUTPUTS)
+    shapes = {array.shape for array in outputs.values()}
+    shape = shapes.pop() if len(shapes) == 1 else ()
+    strings = classes is None or classes.dtype == object
+    floats = scores is None or scores.dtype == np.float32
+    if len(shape) != 2 or shape[0] != count or not (strings and floats):
+        got = ", ".join(f"{k} {v.dtype} {_shape_text(v.shape)}" for k, v in outputs.items())
+        raise errors.invalid(
+            f"Expected classes (string) and/or scores (float) of shape [{count},classes]: {got}"
+        )
+    result = classification_pb2.ClassificationResult()
+    for row in range(count):
+        entry = result.classifications.add()
+        for column in range(shape[1]):
+            label = classes[row, column].decode("utf-8", "replace") if classes is not None else ""
+            entry.classes.add(label=label, score=scores[row, column] if scores is not None else 0)
+    return result
+
+
 def _answers(method: Callable[..., Any]) -> Callable[..., Any]:
     """A gRPC method whose ServingErrors abort with their status, anything else INTERNAL."""
 
@@ -124,41 +161,130 @@ def _answers(method: Callable[..., Any]) -> Callable[..., Any]:
     return answer
 
 
-class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.ModelServiceServicer):
-    """Predict, GetModelMetadata, GetModelStatus and their parts (others: UNIMPLEMENTED)."""
+def _cancellation(context: grpc.ServicerContext) -> cancellation.CancellationManager:
+    """A call's canceller, cancelled when its client leaves or its deadline passes; a call
+    already past either is not started."""
+    cancel = cancellation.CancellationManager()
+    left = context.time_remaining()  # None: no deadline
+    if not context.add_callback(cancel.start_cancel) or (left is not None and left <= 0):
+        raise errors.ServingError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began"
+        )
+    return cancel
 
-    def __init__(self, versions: ModelVersions, limits: Optional[Limits] = None) -> None:
-        self.versions = versions
+
+class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.ModelServiceServicer):
+    """Predict, Classify, GetModelMetadata, GetModelStatus (others: UNIMPLEMENTED) over the
+    versions it loads: each is warmed up with its own records before it serves (load)."""
+
+    def __init__(
+        self,
+        model_name: str,
+        base_path: str,
+        limits: Optional[Limits] = None,
+        request_log: Optional[RequestLog] = None,
+    ) -> None:
         self.limits = limits or Limits()
+        self.request_log = request_log  # answered Predict and Classify calls, sampled
+        self.versions = ModelVersions(model_name, base_path, loader=self.load)
 
     @_answers
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
     ) -> predict_pb2.PredictResponse:
-        # Not started past its deadline or once its client left; stopped when either comes.
-        cancel = cancellation.CancellationManager()
-        left = context.time_remaining()  # None: no deadline
-        if not context.add_callback(cancel.start_cancel) or (left is not None and left <= 0):
-            raise errors.ServingError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call began"
-            )
-        servable = self.servable(request.model_spec)
+        return self.serve(PREDICT, request, _cancellation(context))
+
+    @_answers
+    def Classify(
+        self, request: classification_pb2.ClassificationRequest, context: grpc.ServicerContext
+    ) -> classification_pb2.ClassificationResponse:
+        return self.serve(CLASSIFY, request, _cancellation(context))
+
+    def load(self, path: str, version: int) -> Servable:
+        """Loads a version and replays its warm-up requests on it before it may serve, as TF
+        Serving does (servables/tensorflow/saved_model_warmup.cc): predict and classify
+        records answered, an empty one skipped, any other kind or any failure fails the load."""
+        servable = load_servable(path, version)
+        count = 0
+        for count, record in enumerate(warmup_records(path, self.limits.max_warmup_records), 1):
+            kind = record.WhichOneof("log_type")
+            try:
+                if kind not in (PREDICT, CLASSIFY, None):
+                    raise errors.ServingError(
+                        grpc.StatusCode.UNIMPLEMENTED, "Unsupported log_type for warmup"
+                    )
+                if kind:
+                    self.answer(kind, getattr(record, kind).request, servable)
+            except errors.ServingError as err:
+                message = f"warm-up record {count} ({kind}) failed: {err.message}"
+                raise errors.ServingError(err.code, message) from None
+        log.info("Version %d: replayed %d warm-up records", version, count)
+        return servable._replace(warmed_up=count)
+
+    def serve(self, kind: str, request: Any, cancel: cancellation.CancellationManager) -> Any:
+        """A request (``kind`` PREDICT or CLASSIFY) answered by the version it names, and
+        offered to the request log (which samples it and never blocks): gRPC's and REST's."""
+        response = self.answer(kind, request, self.servable(request.model_spec), cancel)
+        if self.request_log is not None:
+            self.request_log.log(kind, request, response)
+        return response
+
+    def answer(self, kind: str, request: Any, servable: Servable, cancel: Cancel = None) -> Any:
+        """A PredictRequest or ClassificationRequest (``kind``) answered by ``servable``."""
         signature = self.signature(servable, request.model_spec.signature_name)
+        if kind == CLASSIFY:
+            examples, wanted = self.classify_inputs(servable, signature, request.input)
+            outputs = self.predict(signature, {features.CLASSIFY_INPUT: examples}, wanted, cancel)
+            response: Any = classification_pb2.ClassificationResponse(
+                result=classification_result(outputs, len(examples))
+            )
+        else:
+            inputs = self.predict_inputs(signature, request.inputs)
+            outputs = self.predict(signature, inputs, request.output_filter, cancel)
+            response = predict_pb2.PredictResponse()
+            for name, array in outputs.items():
+                response.outputs[name].CopyFrom(tensors.from_ndarray(array))
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature.name
+        return response
+
+    def predict_inputs(self, signature: Signature, protos: Any) -> Dict[str, np.ndarray]:
+        """A PredictRequest's inputs, each checked as declared before it is allocated."""
         inputs = {}
-        for name, proto in request.inputs.items():
-            try:  # what the request declares is checked before a value is allocated
+        for name, proto in protos.items():
+            try:
                 dtype, shape = tensors.tf_dtype(proto.dtype), tensors.shape_of(proto)
                 self.check_declared(signature, name, dtype, shape)
                 inputs[name] = tensors.to_ndarray(proto)
             except ValueError as bad:
                 raise errors.invalid(f"Input {name!r} is not a valid TensorProto ({bad})") from bad
-        outputs = self.predict(signature, inputs, request.output_filter, cancel)
-        response = predict_pb2.PredictResponse(model_spec=request.model_spec)
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = signature.name
-        for name, array in outputs.items():
-            response.outputs[name].CopyFrom(tensors.from_ndarray(array))
-        return response
+        return inputs
+
+    def classify_inputs(
+        self, servable: Servable, signature: Signature, request_input: input_pb2.Input
+    ) -> Tuple[np.ndarray, List[str]]:
+        """A ClassificationRequest's tf.Examples, serialized, for a classification
+        signature, and the outputs to read, as TF Serving's classifier.cc and util.cc
+        (InputToSerializedExampleTensor; servables/tensorflow/) check and build them."""
+        method = servable.signature_def_map.signature_def[signature.name].method_name
+        if method != tf.saved_model.CLASSIFY_METHOD_NAME:
+            raise errors.invalid(
+                "Expected classification signature method_name to be "
+                f"{tf.saved_model.CLASSIFY_METHOD_NAME}. Was: {method}"
+            )
+        wanted = [o for o in CLASSIFY_OUTPUTS if o in signature.outputs]
+        if not wanted:
+            raise errors.invalid(f"Expected classification signature outputs {CLASSIFY_OUTPUTS}")
+        kind = request_input.WhichOneof("kind")
+        examples = getattr(request_input, kind).examples if kind else []
+        if not examples:
+            raise errors.invalid("Input is empty.")
+        self.check_declared(signature, features.CLASSIFY_INPUT, tf.string, (len(examples),))
+        # example_list_with_context: each example is the context merged with it, as
+        # serialized protos concatenated (context first) merge.
+        context = request_input.example_list_with_context.context.SerializeToString()
+        return np.array([context + e.SerializeToString() for e in examples], object), wanted
 
     @_answers
     def GetModelMetadata(
@@ -231,7 +357,7 @@ class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.Model
         """Dtype, shape and batch of one input as declared, before any value is allocated."""
         spec = signature.inputs.get(name)
         if spec is None:
-            raise errors.invalid(f"{_expects(signature)}: unexpected input(s) {name!r}")
+            raise errors.invalid(f"{expected_inputs(signature)}: unexpected input(s) {name!r}")
         where = f"Input {name!r} of signature {signature.name!r}"
         if dtype != spec.dtype:
             raise errors.invalid(f"{where} must be {spec.dtype.name}, got {dtype.name}")
@@ -246,18 +372,17 @@ class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.Model
             )
 
     def check_inputs(self, signature: Signature, inputs: Dict[str, np.ndarray]) -> None:
-        """Names, dtypes, shapes, batch and images of the converted inputs."""
+        """Names, batches and images of inputs already checked as declared (their dtype,
+        shape and batch bound: check_declared, before they were allocated)."""
         missing = ", ".join(map(repr, sorted(set(signature.inputs) - set(inputs))))
         if missing:
-            raise errors.invalid(f"{_expects(signature)}: missing input(s) {missing}")
+            raise errors.invalid(f"{expected_inputs(signature)}: missing input(s) {missing}")
         batches = set()
         for name, array in inputs.items():
-            dtype = tf.string if array.dtype.kind in "OSU" else tf.as_dtype(array.dtype)
-            self.check_declared(signature, name, dtype, array.shape)
             if array.ndim and array.shape[0] == 0:
                 raise errors.invalid(f"Input {name!r} is an empty batch (0 elements)")
             batches.add(array.shape[0] if array.ndim else None)
-            if dtype == tf.string and name == features.IMAGES_INPUT:
+            if array.dtype == object and name == features.IMAGES_INPUT:
                 check_images(name, array)
         if len(batches - {None}) > 1:
             raise errors.invalid("Inputs have different batch sizes")
@@ -267,7 +392,7 @@ class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.Model
         signature: Signature,
         inputs: Dict[str, np.ndarray],
         output_filter: Iterable[str] = (),
-        cancel: Optional[cancellation.CancellationManager] = None,
+        cancel: Cancel = None,
     ) -> Dict[str, np.ndarray]:
         """Checks the inputs and calls the signature, stopped between ops once ``cancel`` is
         cancelled (the client left or its deadline passed); TF errors keep TF's code."""
@@ -305,5 +430,6 @@ class PredictionCore(prediction_grpc.PredictionServiceServicer, model_grpc.Model
         return {o: result[o] for o in wanted} if wanted else result
 
 
-def _expects(signature: Signature) -> str:
+def expected_inputs(signature: Signature) -> str:
+    """What an input error tells a client the signature takes."""
     return f"Signature {signature.name!r} expects inputs {{{', '.join(sorted(signature.inputs))}}}"

@@ -12,6 +12,7 @@ import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc as model_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc as prediction_grpc
 
+from client.request_log import RequestLog
 from fer_data import features
 from serving.inference import PredictionCore
 from serving.limits import Limits
@@ -53,14 +54,16 @@ def start_server(
     host: str = "127.0.0.1",
     poll_seconds: float = 1.0,
     limits: Optional[Limits] = None,
+    request_log: Optional[RequestLog] = None,
 ) -> ModelServer:
     """Loads the newest version (as TF Serving, before the ports open), then serves gRPC on
-    ``host:port`` and REST on ``rest_port`` if given (0: a free port); OSError if it cannot."""
+    ``host:port`` and REST on ``rest_port`` if given (0: a free port); OSError if it cannot.
+    ``request_log`` samples the answered Predict and Classify calls (its maker closes it)."""
     limits = limits or Limits()
-    versions = ModelVersions(model_name, model_base_path)
+    core = PredictionCore(model_name, model_base_path, limits, request_log)
+    versions = core.versions
     if not versions.refresh(initial=True):
         log.warning("No servable version of %s under %s yet", model_name, versions.base_path)
-    core = PredictionCore(versions, limits=limits)
     server = grpc.server(
         futures.ThreadPoolExecutor(limits.grpc_workers, thread_name_prefix="grpc-worker"),
         options=[

@@ -3,6 +3,11 @@
     GET  /v1/models/<name>[/versions/<v>][/metadata]   version status [signature defs]
     POST /v1/models/<name>[/versions/<v>]:predict      {"signature_name": ..., "instances":
          [...]} (row format; binary values as {"b64": "..."})
+    POST /v1/models/<name>[/versions/<v>]:classify     {"signature_name": ..., "context":
+         {...}, "examples": [{feature: value(s)}, ...]} -> {"results": [[[label, score]...]...]}
+
+Both become the gRPC request protos and take gRPC's path (PredictionCore.serve), request
+log included.
 
 Errors answer ``{"error": "..."}`` with the HTTP status TF Serving maps the gRPC code to.
 Connections, body size, JSON values and depth, and socket time are bounded (Limits).
@@ -21,17 +26,27 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Tuple
 
 import grpc
-import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow_serving.apis import model_pb2
+from tensorflow.core.example import example_pb2
+from tensorflow.core.framework.tensor_pb2 import TensorProto
+from tensorflow_serving.apis import classification_pb2, input_pb2, model_pb2, predict_pb2
 
+from client import tensors
+from client.request_log import CLASSIFY, PREDICT
 from fer_data import features
 from serving import errors
-from serving.inference import SIGNATURE_DEF_FIELD, PredictionCore, cancellation
+from serving.inference import SIGNATURE_DEF_FIELD, PredictionCore, cancellation, expected_inputs
 from serving.version_watcher import Signature
 
 log = logging.getLogger(__name__)
+
+# JSON value type -> the tf.Example feature list it goes into (json_tensor.cc AddValueToFeature)
+_FEATURE_KINDS = {
+    **dict.fromkeys((str, bytes), "bytes_list"),
+    **dict.fromkeys((int, bool), "int64_list"),
+    float: "float_list",
+}
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -76,9 +91,9 @@ def _bytes_as_json(value: Any) -> Any:
         return {"b64": base64.b64encode(value).decode("ascii")}
 
 
-def request_inputs(body: Dict[str, Any], signature: Signature) -> Dict[str, np.ndarray]:
+def request_tensors(body: Dict[str, Any], signature: Signature) -> Dict[str, TensorProto]:
     """``{"instances": [...]}`` (TF Serving's row format; the stand-in does not read the
-    columnar ``inputs``) -> {input name: array of the signature's dtype}."""
+    columnar ``inputs``) -> {input name: tensor of the signature's dtype}."""
     instances = body.get("instances")
     if not isinstance(instances, list) or not instances:
         raise errors.invalid(
@@ -97,26 +112,66 @@ def request_inputs(body: Dict[str, Any], signature: Signature) -> Dict[str, np.n
             f"Signature {signature.name!r} has inputs {{{', '.join(names)}}}: "
             "instances must be objects naming them"
         )
-    arrays = {}
+    protos = {}
     for name, values in columns.items():
         spec = signature.inputs.get(name)
-        if spec is None:  # PredictionCore refuses it by name
-            arrays[name] = np.asarray(values, dtype=object)
-            continue
+        if spec is None:
+            raise errors.invalid(f"{expected_inputs(signature)}: unexpected input(s) {name!r}")
         try:  # strings become UTF-8 bytes
-            arrays[name] = tf.constant(values, spec.dtype).numpy()
+            protos[name] = tensors.from_ndarray(tf.constant(values, spec.dtype).numpy())
         except (TypeError, ValueError) as err:
             what = 'strings (binary data as {"b64": ...})' if spec.dtype == tf.string else "numbers"
             raise errors.invalid(f"Input {name!r} expects {what}: {str(err)[:100]}") from None
-    return arrays
+    return protos
 
 
-def response_body(outputs: Dict[str, np.ndarray]) -> Dict[str, Any]:
+def predictions_body(response: predict_pb2.PredictResponse) -> Dict[str, Any]:
     """TF Serving's row-format answer: {"predictions": [...]} (bytes: see _bytes_as_json)."""
-    columns = {name: array.tolist() for name, array in outputs.items()}
+    columns = {name: tensors.to_ndarray(p).tolist() for name, p in response.outputs.items()}
     if len(columns) == 1:
         return {"predictions": next(iter(columns.values()))}
     return {"predictions": [dict(zip(columns, row)) for row in zip(*columns.values())]}
+
+
+def _example(value: Any) -> example_pb2.Example:
+    """A JSON object of features -> a tf.Example, typed as TF Serving types them (util/
+    json_tensor.cc MakeExampleFromJsonObject): a value or a list of values, each a string
+    or {"b64": ...} (bytes), an integer or boolean (int64) or another number (float)."""
+    if not isinstance(value, dict):
+        raise errors.invalid(f"Example must be JSON object but got JSON {type(value).__name__}")
+    example = example_pb2.Example()
+    for name, content in value.items():
+        feature = example.features.feature[name]
+        for item in content if isinstance(content, list) else [content]:
+            kind = _FEATURE_KINDS.get(type(item))
+            if kind is None or feature.WhichOneof("kind") not in (None, kind):
+                raise errors.invalid(f"Feature {name!r} has an element of unexpected type")
+            try:
+                getattr(feature, kind).value.append(
+                    item.encode() if isinstance(item, str) else item
+                )
+            except ValueError:  # an integer beyond int64
+                raise errors.invalid(f"Feature {name!r} has a value beyond int64") from None
+    return example
+
+
+def request_examples(body: Dict[str, Any]) -> input_pb2.Input:
+    """``{"examples": [...], "context": {...}}`` (the context optional) -> Classify's Input
+    (json_tensor.cc FillClassifyRegressRequestFromJson)."""
+    examples = body.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise errors.invalid('Request body needs "examples", a non-empty list of objects')
+    made = [_example(example) for example in examples]
+    if "context" not in body:
+        return input_pb2.Input(example_list={"examples": made})
+    context = _example(body["context"])
+    return input_pb2.Input(example_list_with_context={"examples": made, "context": context})
+
+
+def results_body(response: classification_pb2.ClassificationResponse) -> Dict[str, Any]:
+    """TF Serving's classify answer: {"results": [[[label, score], ...] per example]}."""
+    results = response.result.classifications
+    return {"results": [[[c.label, c.score] for c in result.classes] for result in results]}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -189,24 +244,31 @@ class _Handler(BaseHTTPRequestHandler):
                 grpc.StatusCode.UNIMPLEMENTED, f"GET is not supported for {self.path}"
             )
         body = self._read_json()
-        if suffix in (":classify", ":regress"):
+        if suffix == ":regress":
             raise errors.ServingError(
                 grpc.StatusCode.UNIMPLEMENTED,
-                f"{suffix[1:]} is not implemented by the local TF Serving stand-in (use :predict)",
+                "regress is not implemented by the local stand-in (:predict, :classify)",
             )
-        if suffix != ":predict":
+        if suffix not in (":predict", ":classify"):
             raise errors.not_found(f"Unknown method {suffix or '(none)'} for POST {self.path}")
         signature_name = body.get("signature_name", "")
         if not isinstance(signature_name, str):
             raise errors.invalid('"signature_name" must be a string')
-        signature = core.signature(core.servable(spec), signature_name)
-        inputs = request_inputs(body, signature)
+        spec.signature_name = signature_name
+        kind = CLASSIFY if suffix == ":classify" else PREDICT
+        if kind == CLASSIFY:
+            request: Any = classification_pb2.ClassificationRequest(input=request_examples(body))
+        else:
+            signature = core.signature(core.servable(spec), signature_name)
+            request = predict_pb2.PredictRequest(inputs=request_tensors(body, signature))
+        request.model_spec.CopyFrom(spec)
         cancel, done = cancellation.CancellationManager(), threading.Event()
         threading.Thread(target=self._watch_client, args=(cancel, done), daemon=True).start()
         try:
-            return response_body(core.predict(signature, inputs, cancel=cancel))
+            response = core.serve(kind, request, cancel)
         finally:
             done.set()
+        return results_body(response) if kind == CLASSIFY else predictions_body(response)
 
     def _read_json(self) -> Dict[str, Any]:
         limits = self.server.limits

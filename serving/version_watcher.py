@@ -10,13 +10,13 @@ import contextlib
 import logging
 import os
 import threading
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 import grpc
-import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 from tensorflow.python.saved_model import loader_impl
-from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
 from fer_data import features
 from serving import errors
@@ -36,12 +36,13 @@ class Signature(NamedTuple):
 
 
 class Servable(NamedTuple):
-    """A fully loaded, warmed-up model version."""
+    """A fully loaded model version."""
 
     version: int
     saved_model: Any  # what the signatures' variables live in
     signatures: Dict[str, Signature]
     signature_def_map: get_model_metadata_pb2.SignatureDefMap
+    warmed_up: int = 0  # warm-up records replayed before it served
 
 
 class VersionState(NamedTuple):
@@ -54,34 +55,46 @@ class VersionState(NamedTuple):
 
 
 def load_servable(path: str, version: int) -> Servable:
-    """Loads ``path`` and calls each contract signature once with a blank 48x48 face, so that
-    the first request pays no setup cost; raises on any failure (then it is not served)."""
+    """Loads ``path`` with its signatures and SignatureDefs; raises on any failure."""
     saved_model = tf.saved_model.load(path)
-    face = np.zeros(features.IMAGE_SHAPE, np.uint8)
-    blank = {
-        features.EXAMPLES_INPUT: tf.constant([features.serving_example(face.ravel())]),
-        features.IMAGES_INPUT: tf.constant([tf.io.encode_png(face).numpy()]),
-    }
-    signatures, warmed = {}, []
+    signatures = {}
     for name, function in saved_model.signatures.items():
         inputs, outputs = dict(function.structured_input_signature[1]), function.structured_outputs
         if not isinstance(outputs, dict):
             raise ValueError(f"signature {name!r} must return a dict of named outputs")
         signatures[name] = Signature(name, function, inputs, dict(outputs))
-        call = {k: blank[k] for k, spec in inputs.items() if k in blank and spec.dtype == tf.string}
-        if len(call) == len(inputs) == 1:  # a broken version raises here
-            function(**call)
-            warmed.append(name)
     if not signatures:
         raise ValueError(f"{path} has no serving signatures")
-    signature_defs = get_model_metadata_pb2.SignatureDefMap()  # for GetModelMetadata
+    signature_defs = get_model_metadata_pb2.SignatureDefMap()  # for GetModelMetadata, Classify
     for graph in loader_impl.parse_saved_model(path).meta_graphs[:1]:
         for name, signature_def in graph.signature_def.items():
             if name != "__saved_model_init_op":  # TF Serving hides it from metadata
                 signature_defs.signature_def[name].CopyFrom(signature_def)
-    names = ", ".join(sorted(signatures))
-    log.info(f"Loaded version {version} from {path} ({names}; warmed up: {', '.join(warmed)})")
+    log.info(f"Loaded version {version} from {path} ({', '.join(sorted(signatures))})")
     return Servable(version, saved_model, signatures, signature_defs)
+
+
+def warmup_records(path: str, most: int) -> Iterator[prediction_log_pb2.PredictionLog]:
+    """The warm-up requests of the version at ``path`` (features.WARMUP_FILE; none without
+    it), read as TF Serving reads them (servables/tensorflow/saved_model_warmup_util.cc):
+    a record that is no PredictionLog, a file that is no TFRecord file or more than ``most``
+    records fail the load. Messages name no server path (they reach GetModelStatus)."""
+    file = os.path.join(path, features.WARMUP_FILE)
+    if not tf.io.gfile.exists(file):
+        return
+    try:
+        for index, record in enumerate(tf.data.TFRecordDataset(file)):
+            if index == most:
+                raise errors.invalid(f"Number of warmup records exceeds the maximum ({most})")
+            try:
+                yield prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            except DecodeError:
+                raise errors.invalid(f"Failed to parse warmup record {index + 1}") from None
+    except tf.errors.DataLossError:
+        raise errors.ServingError(
+            grpc.StatusCode.DATA_LOSS,
+            f"{features.WARMUP_FILE} is corrupt: verify your warmup data is in TFRecord format",
+        ) from None
 
 
 def fingerprint(path: str) -> Fingerprint:
@@ -191,6 +204,8 @@ class ModelVersions:
             # The status is visible to clients: no server paths in it (they are in the log).
             code = errors.grpc_code(getattr(err, "error_code", 2))
             why = f"Failed to load version {version} ({type(err).__name__})"
+            if isinstance(err, errors.ServingError):  # e.g. a warm-up record's: no paths
+                code, why = err.code, f"Failed to load version {version}: {err.message}"
             self._set_state(VersionState(version, "END", code, why))
             message = (str(err).strip() or repr(err)).splitlines()[-1]
             log.error("Version %d failed to load from %s: %s", version, path, message)

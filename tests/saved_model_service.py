@@ -1,5 +1,6 @@
-"""A gRPC PredictionService answering Predict and Classify from a SavedModel, for the
-client's tests while the development server (serving/) has no Classify yet.
+"""A gRPC PredictionService answering Predict and Classify from a SavedModel: a second,
+independent reading of TF Serving for the client's tests (which also run against the
+development server, serving/).
 
 Classify is answered as TF Serving does (tensorflow_serving/servables/tensorflow/
 classifier.cc): the request's tf.Examples serialized into the signature's one input

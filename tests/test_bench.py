@@ -57,3 +57,21 @@ def test_first_run_peak_covers_the_whole_process_tree():
     first_run.run_and_measure([sys.executable, "-c", "raise SystemExit(4)"], expected=4)
     with pytest.raises(SystemExit, match="exit code 3, not 0"):
         first_run.run_and_measure([sys.executable, "-c", "raise SystemExit(3)"], expected=0)
+
+
+def test_the_server_log_check_holds_fer_serve_to_its_rate_and_bounds(tmp_path):
+    from tensorflow_serving.apis import predict_pb2
+
+    from bench import serving
+    from client.request_log import PREDICT, RequestLog
+
+    with RequestLog(str(tmp_path), 1.0) as log:
+        for _ in range(10):
+            log.log(PREDICT, predict_pb2.PredictRequest(), predict_pb2.PredictResponse())
+    assert serving.server_log_check(str(tmp_path), 0.5, (20, 20))["records"] == 10
+    assert serving.server_log_check(str(tmp_path), 1.0, (12, 12))["dropped at least"] == 2
+    with pytest.raises(SystemExit, match="more than rate 0.4 allows"):
+        serving.server_log_check(str(tmp_path), 0.4, (20, 20))
+    (tmp_path / "prediction_log-x.tfrecord.part").write_bytes(b"")  # a file not completed
+    with pytest.raises(SystemExit, match="incomplete"):
+        serving.server_log_check(str(tmp_path), 1.0, (10, 10))

@@ -21,7 +21,8 @@ PROJECT_PACKAGES = {
     "tests",
 }
 # package -> the project packages it may import (beyond itself); serving (the dev server)
-# and client form the serving layer: the server shares the client's TensorProto codec.
+# and client form the serving layer: the server shares the client's TensorProto codec and
+# its request log.
 ALLOWED = {
     "fer_data": set(),
     "model": {"fer_data"},

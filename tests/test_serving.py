@@ -24,12 +24,15 @@ import pytest
 import requests
 import serving_fixtures as fx
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_log_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from client import bench, tensors
@@ -372,12 +375,18 @@ def test_bad_metadata_status_and_unimplemented_calls(stub, server, client):
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert expected in caught.value.details()
     with pytest.raises(grpc.RpcError) as caught:
-        stub.Classify(
-            __import__(
-                "tensorflow_serving.apis.classification_pb2", fromlist=["x"]
-            ).ClassificationRequest()
-        )
+        stub.Regress(regression_pb2.RegressionRequest())
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as caught:  # as TF Serving's classifier.cc answers it
+        stub.Classify(
+            classification_pb2.ClassificationRequest(
+                model_spec=model_pb2.ModelSpec(name="fer", signature_name="serving_default")
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "method_name to be tensorflow/serving/classify. Was: tensorflow/serving/predict" in (
+        caught.value.details()
+    )
     with pytest.raises(ClientError) as err:
         client.predict_images([rng_image(0)], version=42)
     assert err.value.code == "NOT_FOUND" and "Specific(fer, 42)" in str(err.value)
@@ -668,7 +677,8 @@ def test_rest_status_metadata_and_predict(server):
             "Specific(fer, 9)",
         ),
         ("/v1/models/other:predict", {"instances": [{"b64": ""}]}, 404, "Servable not found"),
-        ("/v1/models/fer:classify", {"examples": []}, 501, "not implemented"),
+        ("/v1/models/fer:regress", {"examples": []}, 501, "not implemented"),
+        ("/v1/models/fer:classify", {"examples": []}, 400, '"examples", a non-empty list'),
         (
             "/v1/models/fer:predict",
             {"instances": [{"b64": "x" * (2 * MAX_MESSAGE)}]},
@@ -955,6 +965,10 @@ def test_fer_serve_runs_the_stand_in_without_tf_serving(server, tmp_path):
             str(rest_port),
             "--poll-seconds",
             "0.5",
+            "--log-requests",
+            str(tmp_path),
+            "--log-sample-rate",
+            "1",
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -969,6 +983,32 @@ def test_fer_serve_runs_the_stand_in_without_tf_serving(server, tmp_path):
         _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "LOCAL STAND-IN" in err and "NOT TF Serving" in err
+    # The request log's file is complete once fer-serve stops: the one answered Predict.
+    (logged,) = [f for f in os.listdir(tmp_path) if f.endswith(features.REQUEST_LOG_SUFFIX)]
+    with open(tmp_path / logged, "rb") as handle:
+        data = handle.read()
+    record = prediction_log_pb2.PredictionLog.FromString(data[12:-4])  # TFRecord framing
+    assert record.predict_log.response.model_spec.version.value == 2
+
+
+def test_fer_serve_logs_requests_with_the_stand_in_only(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli.shutil, "which", lambda name: "/opt/tensorflow_model_server")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.serve_main(["--model-base-path", str(tmp_path), "--log-requests", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "TF Serving has no request logger" in capsys.readouterr().err
+    code = cli.serve_main(
+        [
+            "--model-base-path",
+            str(tmp_path),
+            "--stand-in",
+            "--log-requests",
+            str(tmp_path),
+            "--log-sample-rate",
+            "2",
+        ]
+    )
+    assert code == cli.EXIT_REFUSED and "sample rate must be in 0..1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,20 +1,27 @@
 """Warm-up records in every pushed version: PredictionLogs of real faces per signature,
-written by the Pusher before the version becomes visible, that the SavedModel answers."""
+written by the Pusher before the version becomes visible, that the SavedModel answers;
+the development server replays them before the version is AVAILABLE, and a version
+whose warm-up fails never serves."""
 
 import json
+import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
 import serving_fixtures as fx
 import tensorflow as tf
-from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.apis import classification_pb2, prediction_log_pb2
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from client.fer_client import FerClient
 from components import ensemble, lineage, serving_push, warmup
 from fer_data import features, fer2013_csv, synthetic_faces
+from serving.limits import Limits
+from serving.model_server import start_server
 
 SIGNATURES = {
     features.SERVING_DEFAULT_SIGNATURE: "predict_log",
@@ -135,3 +142,88 @@ def test_a_model_without_contract_signatures_gets_no_warmup_file(tmp_path):
     tf.saved_model.save(module, path, signatures={"other": module.f.get_concrete_function()})
     assert warmup.write(path, None) == 0
     assert not os.path.exists(os.path.join(path, features.WARMUP_FILE))
+
+
+# ------------------------------------------------ the development server replays them
+def _version(base, version, model_dir, records=None):
+    """``base``/``version``: a copy of ``model_dir`` with the warm-up file a push writes,
+    or with ``records`` (serialized, any bytes) as that file when given."""
+    path = os.path.join(base, str(version))
+    shutil.copytree(model_dir, path)
+    if records is None:
+        assert warmup.write(path, None) == 3 * features.WARMUP_REQUESTS_PER_SIGNATURE
+    else:
+        os.makedirs(os.path.dirname(os.path.join(path, features.WARMUP_FILE)))
+        with tf.io.TFRecordWriter(os.path.join(path, features.WARMUP_FILE)) as writer:
+            for record in records:
+                writer.write(record)
+    return path
+
+
+def _classify_record(example):
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.signature_name = features.CLASSIFY_SIGNATURE
+    request.input.example_list.examples.append(example)
+    return prediction_log_pb2.PredictionLog(
+        classify_log=prediction_log_pb2.ClassifyLog(request=request)
+    ).SerializeToString()
+
+
+def test_the_stand_in_replays_the_records_before_the_version_is_available(
+    tmp_path, model_dir, caplog
+):
+    base = str(tmp_path / "fer")
+    _version(base, 1, model_dir)
+    caplog.set_level(logging.INFO)
+    running = start_server(base, poll_seconds=0)
+    try:
+        assert running.versions.resolve().warmed_up == 9  # 3 signatures x 3 faces
+        with FerClient(running.address) as client:
+            assert client.status()[0].state == "AVAILABLE"
+        _version(base, 2, model_dir, records=[])  # an empty file: nothing to replay
+        shutil.rmtree(os.path.join(base, "2", "assets.extra"))  # no file: no warm-up
+        running.versions.refresh()
+        running.versions.refresh()  # a new version must look the same on two polls
+        assert running.versions.resolve().version == 2
+        assert running.versions.resolve().warmed_up == 0
+    finally:
+        running.stop(0)
+    messages = [r.getMessage() for r in caplog.records]
+    replayed = messages.index("Version 1: replayed 9 warm-up records")
+    assert replayed < messages.index("Serving version 1 of fer")
+    assert "Version 2: replayed 0 warm-up records" in messages
+
+
+def test_a_version_whose_warmup_fails_never_serves_and_says_why(tmp_path, model_dir):
+    base = str(tmp_path / "fer")
+    _version(base, 1, model_dir)
+    good = [r.SerializeToString() for r in warmup.read(os.path.join(base, "1"))]
+    no_pixels = tf.train.Example()
+    no_pixels.features.feature["pixel"].bytes_list.value.append(bytes(2304))
+    regress = prediction_log_pb2.PredictionLog(regress_log={}).SerializeToString()
+    broken = {  # version: (its warm-up file's records, the status code and message)
+        2: (good + [_classify_record(no_pixels)], "INVALID_ARGUMENT", "record 10 (classify_log)"),
+        3: (good[:2] + [b"\xff not a PredictionLog"], "INVALID_ARGUMENT", "parse warmup record 3"),
+        4: (good * 2, "INVALID_ARGUMENT", "warmup records exceeds the maximum (12)"),
+        5: ([regress], "UNIMPLEMENTED", "record 1 (regress_log) failed"),
+    }
+    for version, (records, _, _) in broken.items():
+        _version(base, version, model_dir, records)
+    _version(base, 6, model_dir, records=[])
+    with open(os.path.join(base, "6", features.WARMUP_FILE), "wb") as handle:
+        handle.write(b"not a TFRecord file at all")
+    broken[6] = (None, "DATA_LOSS", "verify your warmup data is in TFRecord format")
+
+    running = start_server(base, poll_seconds=0, limits=Limits(max_warmup_records=12))
+    try:
+        with FerClient(running.address) as client:
+            states = {s.version: s for s in client.status()}
+            assert states[1].state == "AVAILABLE"  # the newest version whose warm-up passed
+            for version, (_, code, message) in broken.items():
+                status = states[version]
+                assert (status.state, status.error_code) == ("END", code), status
+                assert f"Failed to load version {version}: " in status.error_message
+                assert message in status.error_message and base not in status.error_message
+            assert client.classify_pixels(np.zeros((1, 2304)))[0].version == 1
+    finally:
+        running.stop(0)
