@@ -80,13 +80,14 @@ def test_which_nodes_get_a_process(node_id, isolated):
 
 
 def test_every_node_of_the_pipeline_has_declared_traits():
-    """Local and Kubeflow, with a warm start: every node id is of a kind whose traits the
-    runners read (components/node_ids.py); an unknown kind is an error, not a default."""
+    """Local and Kubeflow, with a warm start and request logs (every optional node): every
+    node id is of a kind whose traits the runners read (components/node_ids.py); an
+    unknown kind is an error, not a default."""
     from components import node_ids
     from pipeline.config import PipelineConfig
     from pipeline.pipeline import create_components
 
-    config = PipelineConfig("/d/faces.csv", warm_start=True)
+    config = PipelineConfig("/d/faces.csv", warm_start=True, request_logs="/d/request-logs")
     ids = {n.id for kf in (False, True) for n in create_components(config, kubeflow=kf)}
     assert {node_ids.kind(i) for i in ids} == set(node_ids.TRAITS)
     heavy = {i for i in ids if node_ids.traits(i).own_process}
