@@ -165,7 +165,7 @@ def test_span_2_is_trained_evaluated_against_v1_and_pushed_because_better(runs):
     # The warm-started one learned more. (From scratch, `improved` -- 8 plain ReLU convs --
     # can sit on the ln 7 plateau for all 10 epochs on span 2's 840 training images: 0.21
     # once, 0.42-0.54 at epoch 10 for three seeds; on the demo's 1,470 it leaves by epoch
-    # 4. That every default candidate learns on the demo: `python -m bench.first_run`.)
+    # 4. That every default candidate learns on the demo: tests/test_demo.py.)
     assert summary["architectures"][served]["eval"]["accuracy"] > 2 / features.NUM_CLASSES
     lineage = summary["lineage"]
     assert lineage["version"] == second and lineage["data"]["span"] == 2
