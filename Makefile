@@ -36,8 +36,8 @@ run: venv
 	$(BIN)/fer-pipeline run --summary-json runs/summary.json $(ARGS)
 
 # Lint, format and type checks first (seconds), then the tests on two workers, one file
-# per worker at a time (pytest-xdist): the two end-to-end files start first, side by side
-# (tests/conftest.py); most pipeline steps keep one core busy, not two.
+# per worker at a time (pytest-xdist): the end-to-end files are handed out first, longest
+# first (tests/conftest.py); most pipeline steps keep one core busy, not two.
 TEST_WORKERS ?= 2
 test: venv lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests $(ARGS)
