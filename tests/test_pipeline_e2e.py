@@ -6,8 +6,8 @@ ExampleGen, TFDV and the drift check, TFT, Keras training, TFMA against the serv
 the atomic Pusher with lineage, SQLite MLMD, then fer-serve over real gRPC. Each run is a
 new process from a copy of the tree (edited before the last run), with --warm-start: span 2
 continues the served model. tests/spans.py says what each kind of span holds. Sized to
-prove the chain, not to train: two small CNNs, ten quick epochs. Every architecture's
-training step and signatures: tests/test_models.py.
+prove the chain, not to train: two small CNNs, ten quick epochs (four from the shuffled
+span on). Every architecture's training step and signatures: tests/test_models.py.
 """
 
 import argparse
@@ -30,10 +30,13 @@ from pipeline.local import run_summary
 
 pytestmark = pytest.mark.e2e
 ARCHITECTURES = ("improved", "vgg_bn_small")
-EPOCHS = 10
 RUN_FLAGS = ["--architectures", ",".join(ARCHITECTURES), "--no-ensemble", "--warm-start"]
-RUN_FLAGS += ["--training", "quick", "--epochs", str(EPOCHS)]
-SPANS = {1: "first", 2: "more", 3: "shuffled"}
+RUN_FLAGS += ["--training", "quick"]
+# Epochs per run (--epochs, a run-time parameter): spans with something to learn get ten;
+# from the shuffled span on (nothing to learn) four, for that run and those after it
+# (no new span, the model edit: the Trainers that do not change stay cached).
+EPOCHS, SHUFFLED_EPOCHS = 10, 4
+SPANS = {1: ("first", EPOCHS), 2: ("more", EPOCHS), 3: ("shuffled", SHUFFLED_EPOCHS)}
 DRIFTED = (4, "brighter")  # written after the rerun and the model edit
 # Peak RSS bound of any node's process (MiB): ~1.5x the largest measured on the 2 vCPU
 # machine for `make run` (docs/RESULTS.md); a memory regression fails here.
@@ -48,12 +51,13 @@ def runs(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": tree}
     results = {}
 
-    def run(label):
+    def run(label, epochs):
         summary_json = str(root / f"summary-{label}.json")
         process = subprocess.run(
             [sys.executable, "-m", "pipeline.cli", "run"]
             + ["--data", os.path.join(incoming, spans.PATTERN), "--run-root", run_root]
             + RUN_FLAGS
+            + ["--epochs", str(epochs)]
             + ["--min-accuracy", str(spans.MIN_ACCURACY), "--summary-json", summary_json],
             env=env,
             cwd=tree,
@@ -64,19 +68,19 @@ def runs(tmp_path_factory):
         summary = json.load(open(summary_json)) if os.path.exists(summary_json) else None
         results[label] = (process.returncode, process.stdout, process.stderr, summary)
 
-    for span, kind in SPANS.items():
+    for span, (kind, epochs) in SPANS.items():
         spans.write_span(incoming, span, kind)
-        run(f"span{span}")
-    run("again")  # no new span
+        run(f"span{span}", epochs)
+    run("again", SHUFFLED_EPOCHS)  # no new span
     model = os.path.join(tree, "model", "zoo", "improved.py")
     with open(model) as handle:
         text = handle.read()
     assert "(32, 1), (64, 2)," in text
     with open(model, "w") as handle:  # a real change: the second conv block is narrower
         handle.write(text.replace("(32, 1), (64, 2),", "(32, 1), (48, 2),"))
-    run("edited")
+    run("edited", SHUFFLED_EPOCHS)
     spans.write_span(incoming, *DRIFTED)
-    run(f"span{DRIFTED[0]}")
+    run(f"span{DRIFTED[0]}", SHUFFLED_EPOCHS)
     return results, os.path.join(run_root, "serving", features.MODEL_NAME), run_root
 
 
@@ -225,14 +229,27 @@ def test_each_trainer_execution_records_the_settings_it_trained_with(runs):
     configuration the pipeline was built with, not None."""
     parser = argparse.ArgumentParser()
     cli._add_run_args(parser)  # pylint: disable=protected-access
-    config = cli.config_from_args(parser.parse_args(["--run-root", runs[2], *RUN_FLAGS]))
+    configs = {
+        epochs: cli.config_from_args(
+            parser.parse_args(["--run-root", runs[2], *RUN_FLAGS, "--epochs", str(epochs)])
+        )
+        for epochs in (EPOCHS, SHUFFLED_EPOCHS)
+    }
     store = run_summary.open_store(os.path.join(runs[2], "metadata.sqlite"))
     for arch in ARCHITECTURES:
-        node = f"{config.pipeline_name}.{node_ids.trainer(arch)}"
+        settings = {e: c.trainer_settings(arch).to_custom_config() for e, c in configs.items()}
+        node = f"{configs[EPOCHS].pipeline_name}.{node_ids.trainer(arch)}"
         context = store.get_context_by_type_and_name("node", node)
-        for execution in store.get_executions_by_context(context.id):
-            recorded = json.loads(execution.custom_properties["custom_config"].string_value)
-            assert recorded == config.trainer_settings(arch).to_custom_config(), arch
+        recorded = [
+            json.loads(execution.custom_properties["custom_config"].string_value)
+            for execution in store.get_executions_by_context(context.id)
+        ]
+        # spans 1 and 2 with ten epochs; span 3 and the runs after it with four
+        epochs = [r["recipe"]["epochs"] for r in recorded]
+        assert epochs.count(EPOCHS) == 2, (arch, epochs)
+        assert epochs.count(SHUFFLED_EPOCHS) == len(epochs) - 2 >= 1, (arch, epochs)
+        assert all(r == settings[r["recipe"]["epochs"]] for r in recorded), arch
+    config = configs[EPOCHS]
     recipe = config.trainer_settings("improved").to_custom_config()["recipe"]
     assert (recipe["epochs"], recipe["batch_size"], recipe["learning_rate"]) == (10, 64, 5e-4)
     assert recipe["lr_schedule"] is None and recipe["label_smoothing"] == 0.0  # constant rate
