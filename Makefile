@@ -22,14 +22,12 @@ venv: $(VENV)/.installed
 # runtime (what the image installs too); requirements-dev.lock adds test and lint tools on top.
 # editable_mode=compat: pyproject.toml makes `-e .` a PEP 660 install; compat keeps the repo
 # root on sys.path as `setup.py develop` did (bench and tests, not packaged, import from anywhere).
-# --no-compile: pip does not byte-compile every installed file (requirements.lock: 72.7 s ->
-# 40.3 s on 2 vCPU); Python compiles the modules it imports, once, on first use.
 $(VENV)/.installed: requirements.lock requirements-dev.lock setup.py
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (set PYTHON310=/path/to/python3.10)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON310) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip==24.2 setuptools==70.3.0 wheel==0.44.0
-	$(BIN)/python -m pip install -q --no-deps --no-compile -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps --no-compile -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -r requirements-dev.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e .
 	touch $@
 
