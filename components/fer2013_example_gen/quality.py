@@ -129,11 +129,6 @@ def difference_hashes(pixels: Sequence[bytes]) -> List[int]:
     return [int(value) for value in np.packbits(bits, axis=1).view(">u8").ravel()]
 
 
-def difference_hash(pixels: bytes) -> int:
-    """:func:`difference_hashes` of one image."""
-    return difference_hashes([pixels])[0]
-
-
 @dataclasses.dataclass
 class Outcome:
     """What the policy did with one group of identical images."""
