@@ -204,8 +204,8 @@ class PipelineConfig:
         ``in_memory`` runs its workers as threads of one process, so it gets one worker:
         more only split the bundles under one GIL (Beam warns so). On the real file, 2
         vCPU, in-process: ExampleGen 25.1 s with two vs 19.2 s with one; StatisticsGen
-        9.2-11.2 s vs 6.3-7.7 s (docs/BENCHMARKS.md). ``beam_num_workers`` applies to
-        the other modes.
+        faster in two of three noisy paired runs (docs/BENCHMARKS.md).
+        ``beam_num_workers`` applies to the other modes.
 
         ``--setup_file`` names this project as the workers' dependency. Without a
         dependency flag TFX builds an sdist of itself for every Beam step, to stage for
